@@ -1,0 +1,92 @@
+//! `berth create cluster`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use super::KubeconfigArg;
+use crate::cluster::{self, CreateOptions, DEFAULT_CLUSTER_NAME, DEFAULT_NODE_IMAGE};
+use crate::config::{self, Cluster};
+use crate::runtime::{Docker, ModeRequest};
+use crate::{kubeconfig, ui};
+
+#[derive(Debug, Subcommand)]
+pub enum CreateWhat {
+    /// Create a cluster: node containers, kubeadm, pod network, and a kubeconfig context
+    Cluster(CreateClusterArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateClusterArgs {
+    /// The cluster's name (default: the config's name, else "berth")
+    #[arg(short, long)]
+    pub name: Option<String>,
+    /// A cluster config file (kind's v1alpha4 format works); see configs/ for examples
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The node image for every node (default: the config's, else $BERTH_NODE_IMAGE, else berth's pinned image)
+    #[arg(long)]
+    pub image: Option<String>,
+    /// How long to wait for Ready nodes, e.g. 90s or 5m; 0 returns once the control plane is up
+    #[arg(long, default_value = "5m", value_parser = parse_wait)]
+    pub wait: Duration,
+    /// Keep the nodes if create fails, to look into what went wrong
+    #[arg(long)]
+    pub retain: bool,
+    #[command(flatten)]
+    pub kubeconfig: KubeconfigArg,
+}
+
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e}; use a duration like 90s or 5m"))
+}
+
+pub async fn run(what: CreateWhat, status: &ui::Status) -> anyhow::Result<()> {
+    let CreateWhat::Cluster(args) = what;
+    let opts = options(args)?;
+    let docker = Docker::connect().await?;
+    status.info(format!("Creating cluster {:?} ...", opts.name));
+    let report = cluster::create(&docker, &opts, status).await?;
+    status.info(format!(
+        "Set kubectl context to {ctx:?} (in {path}). Nodes run in {mode} mode.\nYou can now use your cluster with:\n\n  kubectl cluster-info --context {ctx}\n",
+        ctx = report.context,
+        path = report.kubeconfig_path.display(),
+        mode = report.mode,
+    ));
+    Ok(())
+}
+
+/// Flags, config file and environment, in that order of precedence, into create options.
+fn options(args: CreateClusterArgs) -> anyhow::Result<CreateOptions> {
+    let mut cfg = match &args.config {
+        Some(path) => config::load(path)?,
+        None => Cluster::default_config(),
+    };
+    let name = args.name.clone().or_else(|| cfg.name.clone()).unwrap_or_else(|| DEFAULT_CLUSTER_NAME.to_string());
+    config::validate_cluster_name(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    cfg.name = Some(name.clone());
+    let env_image = std::env::var("BERTH_NODE_IMAGE").ok().filter(|s| !s.is_empty());
+    let image = args.image.clone().or(env_image).unwrap_or_else(|| DEFAULT_NODE_IMAGE.to_string());
+    if args.image.is_some() {
+        // --image is the user's last word: it replaces images named in the config too.
+        for node in &mut cfg.nodes {
+            node.image = None;
+        }
+    }
+    let mode_request = ModeRequest::parse(std::env::var("BERTH_NODE_MODE").ok().as_deref()).map_err(anyhow::Error::msg)?;
+    Ok(CreateOptions {
+        name,
+        config: cfg,
+        image,
+        wait: args.wait,
+        retain: args.retain,
+        kubeconfig_path: kubeconfig::default_path(args.kubeconfig.kubeconfig.as_deref()).context("choosing the kubeconfig file")?,
+        mode_request,
+        runtime: std::env::var("BERTH_RUNTIME").ok().filter(|s| !s.is_empty()),
+    })
+}

@@ -1,0 +1,52 @@
+//! `berth delete cluster` and `berth delete clusters`.
+
+use clap::Subcommand;
+
+use super::{KubeconfigArg, NameArg};
+use crate::cluster;
+use crate::runtime::Docker;
+use crate::{kubeconfig, ui};
+
+#[derive(Debug, Subcommand)]
+pub enum DeleteWhat {
+    /// Delete a cluster: its node containers, their volumes, and its kubeconfig context
+    Cluster {
+        #[command(flatten)]
+        name: NameArg,
+        #[command(flatten)]
+        kubeconfig: KubeconfigArg,
+    },
+    /// Delete several clusters by name, or all of them
+    Clusters {
+        /// Delete every berth cluster
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        /// The clusters to delete
+        #[arg(required_unless_present = "all")]
+        names: Vec<String>,
+        #[command(flatten)]
+        kubeconfig: KubeconfigArg,
+    },
+}
+
+pub async fn run(what: DeleteWhat, status: &ui::Status) -> anyhow::Result<()> {
+    let docker = Docker::connect().await?;
+    let (names, kubeconfig_arg) = match what {
+        DeleteWhat::Cluster { name, kubeconfig } => (vec![name.name], kubeconfig),
+        DeleteWhat::Clusters { all: true, kubeconfig, .. } => {
+            (cluster::list(&docker).await?.into_iter().map(|c| c.name).collect(), kubeconfig)
+        }
+        DeleteWhat::Clusters { names, kubeconfig, .. } => (names, kubeconfig),
+    };
+    let path = kubeconfig::default_path(kubeconfig_arg.kubeconfig.as_deref())?;
+    for name in names {
+        crate::config::validate_cluster_name(&name).map_err(|e| anyhow::anyhow!("cluster name: {e}"))?;
+        let step = status.step(format!("Deleting cluster {name:?}"));
+        let removed = cluster::delete(&docker, &name, &path).await?;
+        step.done();
+        if removed == 0 {
+            status.info(format!("(there was no cluster named {name:?}; nothing to remove)"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! `berth get clusters|nodes|kubeconfig` and `berth export kubeconfig`.
+
+use clap::Subcommand;
+
+use super::{KubeconfigArg, NameArg, Output};
+use crate::cluster;
+use crate::runtime::Docker;
+use crate::{kubeconfig, ui};
+
+#[derive(Debug, Subcommand)]
+pub enum GetWhat {
+    /// List clusters and their state (running, stopped, degraded)
+    Clusters {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// List a cluster's node containers
+    Nodes {
+        #[command(flatten)]
+        name: NameArg,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Print a cluster's kubeconfig
+    Kubeconfig {
+        #[command(flatten)]
+        name: NameArg,
+        /// Address the API server by container name, for use from other containers on berth's network
+        #[arg(long)]
+        internal: bool,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportWhat {
+    /// Merge a cluster's context into your kubeconfig and make it current
+    Kubeconfig {
+        #[command(flatten)]
+        name: NameArg,
+        #[command(flatten)]
+        kubeconfig: KubeconfigArg,
+    },
+}
+
+pub async fn run(what: GetWhat) -> anyhow::Result<()> {
+    let docker = Docker::connect().await?;
+    match what {
+        GetWhat::Clusters { output } => {
+            let clusters = cluster::list(&docker).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&clusters)?),
+                Output::Text if clusters.is_empty() => eprintln!("No berth clusters found."),
+                Output::Text => {
+                    println!("{:<30} {:<10} NODES", "NAME", "STATE");
+                    for c in clusters {
+                        println!("{:<30} {:<10} {}", c.name, c.state, c.nodes.len());
+                    }
+                }
+            }
+        }
+        GetWhat::Nodes { name, output } => {
+            let nodes = cluster::nodes(&docker, &name.name).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&nodes)?),
+                Output::Text => {
+                    println!("{:<40} {:<14} STATE", "NAME", "ROLE");
+                    for n in nodes {
+                        println!("{:<40} {:<14} {}", n.name, n.role, n.state);
+                    }
+                }
+            }
+        }
+        GetWhat::Kubeconfig { name, internal, output } => {
+            let doc = cluster::kubeconfig_for(&docker, &name.name, internal).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
+                Output::Text => print!("{}", serde_yaml::to_string(&doc)?),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn export(what: ExportWhat, status: &ui::Status) -> anyhow::Result<()> {
+    let ExportWhat::Kubeconfig { name, kubeconfig: arg } = what;
+    let docker = Docker::connect().await?;
+    let doc = cluster::kubeconfig_for(&docker, &name.name, false).await?;
+    let path = kubeconfig::default_path(arg.kubeconfig.as_deref())?;
+    kubeconfig::merge_into_file(&path, &doc)?;
+    status.info(format!("Set kubectl context to {:?} in {}", kubeconfig::context_name(&name.name), path.display()));
+    Ok(())
+}

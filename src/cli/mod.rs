@@ -1,0 +1,163 @@
+//! The command line: clap types, one file per command. A command turns its flags into options
+//! and calls the library (cluster, node_image, kubeconfig); no Docker or kubeadm logic here.
+//! [`main`] maps every error to one message and an exit code: 0 success, 1 failure, 2 usage.
+
+mod build;
+mod create;
+mod delete;
+mod get;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::ui;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Disposable, real Kubernetes clusters on this machine, with Docker containers as nodes",
+    long_about = "berth creates Kubernetes clusters whose nodes are Docker containers, bootstrapped by kubeadm.\n\
+                  Try: berth create cluster, then kubectl get nodes, then berth delete cluster."
+)]
+pub struct Cli {
+    /// More detail on stderr: -v step timings, -vv what berth does, -vvv everything (kubeadm's output)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbosity: u8,
+    /// Print only errors and warnings
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a cluster
+    Create {
+        #[command(subcommand)]
+        what: create::CreateWhat,
+    },
+    /// Delete one cluster or several
+    Delete {
+        #[command(subcommand)]
+        what: delete::DeleteWhat,
+    },
+    /// Show clusters, nodes or a cluster's kubeconfig
+    Get {
+        #[command(subcommand)]
+        what: get::GetWhat,
+    },
+    /// Write a cluster's context into your kubeconfig again
+    Export {
+        #[command(subcommand)]
+        what: get::ExportWhat,
+    },
+    /// Build a node image
+    Build {
+        #[command(subcommand)]
+        what: build::BuildWhat,
+    },
+    /// Print berth's version
+    Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `-o` on the get commands.
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `--kubeconfig`, shared by the commands that write or clean it.
+#[derive(Debug, clap::Args)]
+pub struct KubeconfigArg {
+    /// The kubeconfig file to update (default: first path of $KUBECONFIG, else ~/.kube/config)
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// `--name`, shared by the commands about one cluster.
+#[derive(Debug, clap::Args)]
+pub struct NameArg {
+    /// The cluster's name
+    #[arg(short, long, default_value = crate::cluster::DEFAULT_CLUSTER_NAME, env = "BERTH_CLUSTER_NAME")]
+    pub name: String,
+}
+
+/// Runs berth with the process's arguments and returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    ui::init_logging(cli.verbosity);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ERROR: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => 0,
+        Err(e) => {
+            report(&e);
+            1
+        }
+    }
+}
+
+/// One clear message; the cause chain only where it adds something.
+fn report(e: &anyhow::Error) {
+    let mut msg = format!("ERROR: {e}");
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(&format!(": {c}"));
+        }
+    }
+    eprintln!("{msg}");
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let status = if cli.quiet { ui::Status::quiet() } else { ui::Status::new(false) };
+    match cli.command {
+        Command::Create { what } => create::run(what, &status).await,
+        Command::Delete { what } => delete::run(what, &status).await,
+        Command::Get { what } => get::run(what).await,
+        Command::Export { what } => get::export(what, &status).await,
+        Command::Build { what } => build::run(what, &status).await,
+        Command::Version => {
+            println!("berth {} ({} {})", env!("CARGO_PKG_VERSION"), std::env::consts::OS, std::env::consts::ARCH);
+            Ok(())
+        }
+        Command::Completion { shell } => {
+            let mut out = std::io::stdout();
+            clap_complete::generate(shell, &mut Cli::command(), "berth", &mut out);
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,257 @@
+//! `create cluster`: checks everything that can be checked before touching Docker, then runs
+//! the steps in order. If a step fails, or SIGINT/SIGTERM arrives, everything this run created
+//! is removed (unless `--retain`): its containers are found by a label unique to this run, so a
+//! concurrent create of the same name never loses its nodes to our cleanup.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::steps;
+use super::{ClusterError, Result};
+use crate::config::{self, Cluster};
+use crate::kubeadm::KubeVersion;
+use crate::runtime::{Docker, ModeRequest, NodeMode, LABEL_CLUSTER};
+use crate::ui::Status;
+use crate::kubeconfig;
+
+/// Label carrying the id of the `create` run that made a container.
+pub const LABEL_CREATE_ID: &str = "dev.berth.create-id";
+
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub name: String,
+    pub config: Cluster,
+    /// The image for nodes whose config names none.
+    pub image: String,
+    /// How long to wait for Ready nodes; zero skips the wait.
+    pub wait: Duration,
+    pub retain: bool,
+    pub kubeconfig_path: PathBuf,
+    pub mode_request: ModeRequest,
+    pub runtime: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CreateReport {
+    pub context: String,
+    pub kubeconfig_path: PathBuf,
+    pub mode: NodeMode,
+    pub warnings: Vec<String>,
+}
+
+/// A node to be: its container name and which config node it comes from.
+#[derive(Debug, Clone)]
+pub(crate) struct PlannedNode {
+    pub name: String,
+    pub role: config::Role,
+    pub image: String,
+    pub index: usize,
+}
+
+/// What the steps share.
+pub(crate) struct Ctx<'a> {
+    pub docker: &'a Docker,
+    pub opts: &'a CreateOptions,
+    pub status: &'a Status,
+    pub create_id: String,
+    pub nodes: Vec<PlannedNode>,
+    pub mode: Option<NodeMode>,
+    pub version: Option<KubeVersion>,
+    pub cgroup_driver: String,
+    pub node_ips: BTreeMap<String, String>,
+    pub token: String,
+    pub ca_cert_hash: Option<String>,
+    /// This cluster's kubeconfig entries (server on the host side).
+    pub kubeconfig: Option<serde_yaml::Value>,
+    pub client: Option<kube::Client>,
+    pub kubeconfig_merged: bool,
+    pub warnings: Vec<String>,
+}
+
+impl Ctx<'_> {
+    pub fn control_plane(&self) -> &PlannedNode {
+        self.nodes.iter().find(|n| n.role == config::Role::ControlPlane).expect("validated: one control plane")
+    }
+
+    pub fn client(&self) -> &kube::Client {
+        self.client.as_ref().expect("the API client is made by the kubeadm init step")
+    }
+
+    pub fn version(&self) -> KubeVersion {
+        self.version.expect("the version is read by the provision step")
+    }
+
+    pub fn warn(&mut self, message: String) {
+        self.status.warn(&message);
+        self.warnings.push(message);
+    }
+}
+
+fn plan_nodes(opts: &CreateOptions) -> Vec<PlannedNode> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    opts.config
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(index, node)| {
+            let n = counts.entry(node.role.as_str()).or_insert(0);
+            let name = super::node_name(&opts.name, node.role, *n);
+            *n += 1;
+            PlannedNode { name, role: node.role, image: node.image.clone().unwrap_or_else(|| opts.image.clone()), index }
+        })
+        .collect()
+}
+
+/// Everything checkable before anything is created.
+async fn preflight(docker: &Docker, opts: &CreateOptions) -> Result<()> {
+    config::validate_cluster_name(&opts.name).map_err(|e| ClusterError::Invalid(format!("--name: {e}")))?;
+    if opts.config.control_planes().count() > 1 {
+        return Err(ClusterError::Invalid(
+            "nodes: more than one control-plane node needs a load balancer, which berth does not provide yet; use one control-plane node".into(),
+        ));
+    }
+    let problems = config::check_host_ports(&opts.config);
+    if !problems.is_empty() {
+        return Err(ClusterError::Invalid(problems.join("; ")));
+    }
+    let planned = plan_nodes(opts);
+    for node in &planned {
+        if !docker.image_exists(&node.image).await? {
+            return Err(ClusterError::ImageMissing(node.image.clone()));
+        }
+    }
+    if !docker.list_containers(&format!("{LABEL_CLUSTER}={}", opts.name)).await?.is_empty() {
+        return Err(ClusterError::Exists(opts.name.clone()));
+    }
+    Ok(())
+}
+
+fn create_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// Creates the cluster described by `opts`.
+pub async fn create(docker: &Docker, opts: &CreateOptions, status: &Status) -> Result<CreateReport> {
+    preflight(docker, opts).await?;
+    let mut ctx = Ctx {
+        docker,
+        opts,
+        status,
+        create_id: create_id(),
+        nodes: plan_nodes(opts),
+        mode: None,
+        version: None,
+        cgroup_driver: String::new(),
+        node_ips: BTreeMap::new(),
+        token: steps::kubeadm_init::new_bootstrap_token(),
+        ca_cert_hash: None,
+        kubeconfig: None,
+        client: None,
+        kubeconfig_merged: false,
+        warnings: Vec::new(),
+    };
+    let outcome = tokio::select! {
+        r = run_steps(&mut ctx) => r,
+        which = interrupted() => Err(ClusterError::Interrupted(which, String::new())),
+    };
+    match outcome {
+        Ok(()) => Ok(CreateReport {
+            context: kubeconfig::context_name(&opts.name),
+            kubeconfig_path: opts.kubeconfig_path.clone(),
+            mode: ctx.mode.unwrap_or(NodeMode::Capabilities),
+            warnings: ctx.warnings,
+        }),
+        Err(err) if opts.retain => {
+            status.warn(format!("--retain: leaving the nodes of {:?} for inspection; `berth delete cluster --name {}` removes them", opts.name, opts.name));
+            Err(err)
+        }
+        Err(err) => {
+            let cleanup = roll_back(&ctx).await;
+            Err(match (err, cleanup) {
+                (ClusterError::Interrupted(which, _), Ok(())) => {
+                    ClusterError::Interrupted(which, "everything it had created was removed".into())
+                }
+                (ClusterError::Interrupted(which, _), Err(e)) => ClusterError::Interrupted(which, format!("cleaning up failed too: {e}")),
+                (err, Ok(())) => err,
+                (err, Err(e)) => ClusterError::Invalid(format!("{err}\n(cleaning up afterwards failed too: {e})")),
+            })
+        }
+    }
+}
+
+async fn run_steps(ctx: &mut Ctx<'_>) -> Result<()> {
+    let step = ctx.status.step("Creating nodes");
+    steps::provision::run(ctx).await?;
+    step.done();
+
+    let step = ctx.status.step("Starting control plane");
+    steps::kubeadm_init::run(ctx).await?;
+    step.done();
+
+    if ctx.nodes.len() > 1 {
+        let step = ctx.status.step("Joining nodes");
+        steps::join::run(ctx).await?;
+        step.done();
+    }
+
+    if !ctx.opts.config.networking.disable_default_cni {
+        let step = ctx.status.step("Installing pod network");
+        steps::cni::run(ctx).await?;
+        step.done();
+    }
+
+    let step = ctx.status.step("Writing kubeconfig");
+    steps::export_kubeconfig::run(ctx).await?;
+    step.done();
+
+    if !ctx.opts.wait.is_zero() {
+        let step = ctx.status.step("Waiting for Ready");
+        steps::wait::run(ctx).await?;
+        step.done();
+    }
+    Ok(())
+}
+
+async fn interrupted() -> &'static str {
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// Removes this run's containers and, if it had merged them, its kubeconfig entries. A second
+/// signal during cleanup is ignored: stopping halfway would leave exactly the mess this prevents.
+async fn roll_back(ctx: &Ctx<'_>) -> Result<()> {
+    let step = ctx.status.step("Removing what this create made");
+    let guard = tokio::spawn(async {
+        let mut int = signal(SignalKind::interrupt()).ok();
+        let mut term = signal(SignalKind::terminate()).ok();
+        loop {
+            tokio::select! {
+                _ = async { if let Some(s) = int.as_mut() { s.recv().await } else { std::future::pending().await } } => {}
+                _ = async { if let Some(s) = term.as_mut() { s.recv().await } else { std::future::pending().await } } => {}
+            }
+        }
+    });
+    let removed = super::remove_containers(ctx.docker, &format!("{LABEL_CREATE_ID}={}", ctx.create_id)).await;
+    let kube = if ctx.kubeconfig_merged {
+        kubeconfig::remove_from_file(&ctx.opts.kubeconfig_path, &ctx.opts.name).map(|_| ()).map_err(ClusterError::from)
+    } else {
+        Ok(())
+    };
+    guard.abort();
+    removed?;
+    kube?;
+    step.done();
+    Ok(())
+}
+
+pub(crate) fn node_labels(ctx: &Ctx<'_>) -> Vec<(String, String)> {
+    vec![(LABEL_CREATE_ID.to_string(), ctx.create_id.clone())]
+}

@@ -1,0 +1,208 @@
+//! Clusters: create, delete, list, and the facts about one that Docker alone can tell.
+//!
+//! A cluster is the set of containers labelled `dev.berth.cluster=NAME`; there is no other
+//! record. `create.rs` runs the steps in `steps/` in order and removes what it made when a step
+//! fails or the user interrupts it; the rest of this file reads and deletes clusters.
+
+mod create;
+mod steps;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::ConfigError;
+use crate::kube::KubeError;
+use crate::kubeadm::KubeadmError;
+use crate::kubeconfig::{self, KubeconfigError};
+use crate::runtime::{Docker, RuntimeError, LABEL_CLUSTER, LABEL_ROLE};
+
+pub use create::{create, CreateOptions, CreateReport};
+
+/// The node image berth uses when none is named: kind's own default for kind v0.27.0, pinned by
+/// digest so "latest" never changes under a user.
+pub const DEFAULT_NODE_IMAGE: &str =
+    "kindest/node:v1.32.2@sha256:f226345927d7e348497136874b6d207e0b32cc52154ad8323129352923a3142f";
+pub const DEFAULT_CLUSTER_NAME: &str = "berth";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Kubeadm(#[from] KubeadmError),
+    #[error(transparent)]
+    Kubeconfig(#[from] KubeconfigError),
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    #[error("node image {0} is not present locally; build one (scripts/build-test-node-image, or `berth build node-image`) or name an image you have with --image or BERTH_NODE_IMAGE")]
+    ImageMissing(String),
+    #[error("a cluster named {0:?} already exists; delete it with `berth delete cluster --name {0}` or pick another --name")]
+    Exists(String),
+    #[error("no cluster named {0:?}; `berth get clusters` lists the clusters there are")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("kubeadm {phase} failed on {node}; its last lines:\n{tail}")]
+    KubeadmFailed { phase: &'static str, node: String, tail: String },
+    #[error("{what}\n{details}")]
+    NotReady { what: String, details: String },
+    #[error("create was interrupted ({0}); {1}")]
+    Interrupted(&'static str, String),
+}
+
+pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
+
+/// The container name of the `index`-th (0-based) node of `role`: kind's naming, so tooling that
+/// knows `NAME-control-plane` and `NAME-worker2` works.
+pub fn node_name(cluster: &str, role: crate::config::Role, index: usize) -> String {
+    let base = format!("{cluster}-{}", role.as_str());
+    if index == 0 {
+        base
+    } else {
+        format!("{base}{}", index + 1)
+    }
+}
+
+/// One node container as Docker reports it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub role: String,
+    pub state: String,
+    pub image: String,
+}
+
+/// One cluster as Docker reports it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClusterInfo {
+    pub name: String,
+    /// running (every node running), stopped (none), or degraded (some).
+    pub state: String,
+    pub nodes: Vec<NodeInfo>,
+}
+
+fn cluster_state(nodes: &[NodeInfo]) -> &'static str {
+    let running = nodes.iter().filter(|n| n.state == "running").count();
+    match running {
+        0 => "stopped",
+        n if n == nodes.len() => "running",
+        _ => "degraded",
+    }
+}
+
+/// All clusters, from container labels.
+pub async fn list(docker: &Docker) -> Result<Vec<ClusterInfo>> {
+    let mut by_cluster: BTreeMap<String, Vec<NodeInfo>> = BTreeMap::new();
+    for c in docker.list_containers(LABEL_CLUSTER).await? {
+        let labels = c.labels.clone().unwrap_or_default();
+        let Some(cluster) = labels.get(LABEL_CLUSTER) else { continue };
+        let name = c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
+        by_cluster.entry(cluster.clone()).or_default().push(NodeInfo {
+            name,
+            role: labels.get(LABEL_ROLE).cloned().unwrap_or_default(),
+            state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            image: c.image.unwrap_or_default(),
+        });
+    }
+    Ok(by_cluster
+        .into_iter()
+        .map(|(name, mut nodes)| {
+            nodes.sort_by(|a, b| a.name.cmp(&b.name));
+            ClusterInfo { state: cluster_state(&nodes).to_string(), name, nodes }
+        })
+        .collect())
+}
+
+/// The nodes of one cluster; an error if it has none.
+pub async fn nodes(docker: &Docker, cluster: &str) -> Result<Vec<NodeInfo>> {
+    list(docker)
+        .await?
+        .into_iter()
+        .find(|c| c.name == cluster)
+        .map(|c| c.nodes)
+        .ok_or_else(|| ClusterError::NotFound(cluster.to_string()))
+}
+
+/// Removes every container of `cluster` (with its volumes) and its kubeconfig entries.
+/// Deleting a cluster that does not exist is not an error: the end state is what was asked.
+pub async fn delete(docker: &Docker, cluster: &str, kubeconfig_path: &Path) -> Result<usize> {
+    let removed = remove_containers(docker, &format!("{LABEL_CLUSTER}={cluster}")).await?;
+    kubeconfig::remove_from_file(kubeconfig_path, cluster)?;
+    Ok(removed)
+}
+
+/// Removes all containers matching `label` in parallel. Lists again afterwards until none is
+/// left, so a container whose creation was still in flight is caught too.
+pub(crate) async fn remove_containers(docker: &Docker, label: &str) -> Result<usize> {
+    let mut total = 0;
+    for _ in 0..5 {
+        let names: Vec<String> = docker
+            .list_containers(label)
+            .await?
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect();
+        if names.is_empty() {
+            return Ok(total);
+        }
+        total += names.len();
+        let removals = names.iter().map(|n| docker.remove_container(n));
+        for r in futures_util::future::join_all(removals).await {
+            r?;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Ok(total)
+}
+
+/// The admin kubeconfig of a running cluster, with the server its host-side address (or, with
+/// `internal`, the control-plane container's name on berth's network).
+pub async fn kubeconfig_for(docker: &Docker, cluster: &str, internal: bool) -> Result<serde_yaml::Value> {
+    let nodes = nodes(docker, cluster).await?;
+    let cp = nodes
+        .iter()
+        .find(|n| n.role == "control-plane" && n.state == "running")
+        .ok_or_else(|| ClusterError::Invalid(format!("cluster {cluster:?} has no running control-plane node; start it first")))?;
+    let admin = docker.exec_ok(&cp.name, &["cat", "/etc/kubernetes/admin.conf"]).await?;
+    let server = if internal {
+        format!("https://{}:{}", cp.name, crate::runtime::API_SERVER_PORT)
+    } else {
+        let port = docker.published_port(&cp.name, "6443/tcp").await?;
+        let info = docker.inspect(&cp.name).await?;
+        let ip = info
+            .host_config
+            .and_then(|h| h.port_bindings)
+            .and_then(|p| p.get("6443/tcp").cloned().flatten())
+            .and_then(|b| b.into_iter().find_map(|b| b.host_ip))
+            .filter(|ip| !ip.is_empty() && ip != "0.0.0.0")
+            .unwrap_or_else(|| "127.0.0.1".into());
+        format!("https://{ip}:{port}")
+    };
+    Ok(kubeconfig::for_cluster(&admin, cluster, &server)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Role;
+
+    #[test]
+    fn names_nodes_like_kind() {
+        assert_eq!(node_name("demo", Role::ControlPlane, 0), "demo-control-plane");
+        assert_eq!(node_name("demo", Role::ControlPlane, 2), "demo-control-plane3");
+        assert_eq!(node_name("demo", Role::Worker, 0), "demo-worker");
+        assert_eq!(node_name("demo", Role::Worker, 1), "demo-worker2");
+    }
+
+    #[test]
+    fn state_from_node_states() {
+        let n = |state: &str| NodeInfo { name: "n".into(), role: "worker".into(), state: state.into(), image: "i".into() };
+        assert_eq!(cluster_state(&[n("running"), n("running")]), "running");
+        assert_eq!(cluster_state(&[n("exited"), n("exited")]), "stopped");
+        assert_eq!(cluster_state(&[n("running"), n("exited")]), "degraded");
+    }
+}

@@ -1,0 +1,17 @@
+//! Step 5: merge the cluster's context into the user's kubeconfig, so kubectl works at once.
+
+use super::super::create::Ctx;
+use super::super::Result;
+use crate::kubeconfig;
+
+pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
+    let entries = ctx.kubeconfig.clone().expect("made by the kubeadm init step");
+    let path = ctx.opts.kubeconfig_path.clone();
+    // Marked before writing: if the write is interrupted halfway, roll-back still removes
+    // whatever landed (removing absent entries is harmless).
+    ctx.kubeconfig_merged = true;
+    tokio::task::spawn_blocking(move || kubeconfig::merge_into_file(&path, &entries))
+        .await
+        .map_err(|e| super::super::ClusterError::Invalid(format!("writing the kubeconfig: {e}")))??;
+    Ok(())
+}

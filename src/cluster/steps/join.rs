@@ -1,0 +1,26 @@
+//! Step 3: every other node joins with `kubeadm join`, all workers at once.
+
+use futures_util::future::try_join_all;
+
+use super::super::create::{Ctx, PlannedNode};
+use super::super::Result;
+use super::kubeadm_init::{params_for, patches_for, run_kubeadm, KUBEADM_CONFIG_PATH};
+use crate::config::Role;
+use crate::kubeadm::{self, NodeJoin};
+
+pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
+    let first_cp = ctx.control_plane().name.clone();
+    let joining: Vec<PlannedNode> = ctx.nodes.iter().filter(|n| n.name != first_cp).cloned().collect();
+    let ctx = &*ctx;
+    try_join_all(joining.iter().map(|node| join_one(ctx, node))).await?;
+    Ok(())
+}
+
+async fn join_one(ctx: &Ctx<'_>, node: &PlannedNode) -> Result<()> {
+    let join = NodeJoin::Join { control_plane: node.role == Role::ControlPlane };
+    let rendered = kubeadm::render(&params_for(ctx, node, join), &patches_for(ctx, node))?;
+    ctx.docker.write_files(&node.name, &[(KUBEADM_CONFIG_PATH, rendered.as_bytes(), 0o600)]).await?;
+    let config_flag = format!("--config={KUBEADM_CONFIG_PATH}");
+    run_kubeadm(ctx, &node.name, "join", &["kubeadm", "join", "--skip-phases=preflight", &config_flag]).await?;
+    Ok(())
+}

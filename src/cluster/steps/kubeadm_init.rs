@@ -1,0 +1,127 @@
+//! Step 2: `kubeadm init` on the first control-plane node, then an API client for what it made.
+
+use std::collections::BTreeMap;
+
+use super::super::create::{Ctx, PlannedNode};
+use super::super::{ClusterError, Result};
+use crate::kubeadm::{self, NodeJoin, Params};
+use crate::kubeconfig;
+use crate::runtime::API_SERVER_PORT;
+
+/// Where the rendered kubeadm config goes in each node (kind's path, for familiarity).
+pub const KUBEADM_CONFIG_PATH: &str = "/kind/kubeadm.conf";
+
+/// A bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`, from the OS's random source.
+pub fn new_bootstrap_token() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 22];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    let chars: String = bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+    format!("{}.{}", &chars[..6], &chars[6..])
+}
+
+/// The kubeadm parameters for `node`.
+pub fn params_for(ctx: &Ctx<'_>, node: &PlannedNode, join: NodeJoin) -> Params {
+    let cfg = &ctx.opts.config;
+    let cp = ctx.control_plane();
+    let cp_ip = ctx.node_ips.get(&cp.name).cloned().unwrap_or_default();
+    let mut cert_sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), cp.name.clone(), cp_ip];
+    let addr = cfg.api_server_address().to_string();
+    if !cert_sans.contains(&addr) && addr != "0.0.0.0" {
+        cert_sans.push(addr);
+    }
+    Params {
+        version: ctx.version(),
+        cluster_name: ctx.opts.name.clone(),
+        node_name: node.name.clone(),
+        node_ip: ctx.node_ips.get(&node.name).cloned().unwrap_or_default(),
+        control_plane_endpoint: format!("{}:{API_SERVER_PORT}", cp.name),
+        pod_subnet: cfg.pod_subnet().to_string(),
+        service_subnet: cfg.service_subnet().to_string(),
+        cgroup_driver: ctx.cgroup_driver.clone(),
+        kube_proxy_mode: cfg.networking.kube_proxy_mode.clone().unwrap_or_else(|| "iptables".into()),
+        cert_sans,
+        feature_gates: cfg.feature_gates.clone(),
+        runtime_config: cfg.runtime_config.clone(),
+        node_labels: cfg.nodes[node.index].labels.clone().into_iter().collect::<BTreeMap<_, _>>(),
+        token: ctx.token.clone(),
+        ca_cert_hash: ctx.ca_cert_hash.clone(),
+        certificate_key: None,
+        join,
+    }
+}
+
+/// The patches for `node`: the cluster's, then the node's own.
+pub fn patches_for(ctx: &Ctx<'_>, node: &PlannedNode) -> Vec<String> {
+    let cfg = &ctx.opts.config;
+    cfg.kubeadm_config_patches.iter().chain(&cfg.nodes[node.index].kubeadm_config_patches).cloned().collect()
+}
+
+/// Replaces secrets in kubeadm's output before it is logged.
+pub fn redact(text: &str, token: &str) -> String {
+    let secret_half = token.split('.').nth(1).unwrap_or(token);
+    text.replace(token, "<token>").replace(secret_half, "<token-secret>")
+}
+
+/// Runs a kubeadm phase in a node; on failure the error carries kubeadm's last lines.
+pub async fn run_kubeadm(ctx: &Ctx<'_>, node: &str, phase: &'static str, args: &[&str]) -> Result<String> {
+    let out = ctx.docker.exec(node, args).await?;
+    tracing::debug!("kubeadm {phase} on {node}:\n{}", redact(&format!("{}{}", out.stdout, out.stderr), &ctx.token));
+    if out.code != 0 {
+        return Err(ClusterError::KubeadmFailed { phase, node: node.to_string(), tail: redact(&out.tail(25), &ctx.token) });
+    }
+    Ok(out.stdout)
+}
+
+/// kubeadm init prints the join command with the CA's public-key hash; joins pin it.
+pub fn ca_cert_hash_from(output: &str) -> Option<String> {
+    let at = output.find("--discovery-token-ca-cert-hash")?;
+    output[at..].split_whitespace().nth(1).filter(|h| h.starts_with("sha256:")).map(str::to_string)
+}
+
+pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
+    let cp = ctx.control_plane().clone();
+    let rendered = kubeadm::render(&params_for(ctx, &cp, NodeJoin::Init), &patches_for(ctx, &cp))?;
+    ctx.docker.write_files(&cp.name, &[(KUBEADM_CONFIG_PATH, rendered.as_bytes(), 0o600)]).await?;
+    let config_flag = format!("--config={KUBEADM_CONFIG_PATH}");
+    let out = run_kubeadm(ctx, &cp.name, "init", &["kubeadm", "init", "--skip-phases=preflight", &config_flag]).await?;
+    ctx.ca_cert_hash = ca_cert_hash_from(&out);
+    if ctx.ca_cert_hash.is_none() && ctx.nodes.len() > 1 {
+        return Err(ClusterError::Invalid("kubeadm init printed no CA certificate hash for joining nodes".into()));
+    }
+
+    let admin = ctx.docker.exec_ok(&cp.name, &["cat", "/etc/kubernetes/admin.conf"]).await?;
+    let port = ctx.docker.published_port(&cp.name, &format!("{API_SERVER_PORT}/tcp")).await?;
+    let host = match ctx.opts.config.api_server_address() {
+        "0.0.0.0" => "127.0.0.1",
+        other => other,
+    };
+    let entries = kubeconfig::for_cluster(&admin, &ctx.opts.name, &format!("https://{host}:{port}"))?;
+    let client = crate::kube::client(&entries).await?;
+    crate::kube::wait_for_api(&client, tokio::time::Instant::now() + std::time::Duration::from_secs(60)).await?;
+    ctx.kubeconfig = Some(entries);
+    ctx.client = Some(client);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_have_kubeadms_shape() {
+        let t = new_bootstrap_token();
+        let (id, secret) = t.split_once('.').unwrap();
+        assert_eq!((id.len(), secret.len()), (6, 16));
+        assert!(t.bytes().all(|b| b == b'.' || b.is_ascii_lowercase() || b.is_ascii_digit()));
+        assert_ne!(t, new_bootstrap_token());
+    }
+
+    #[test]
+    fn finds_the_ca_hash_and_redacts_tokens() {
+        let out = "kubeadm join c:6443 --token abcdef.0123456789abcdef \\\n    --discovery-token-ca-cert-hash sha256:0a1b2c \n";
+        assert_eq!(ca_cert_hash_from(out).as_deref(), Some("sha256:0a1b2c"));
+        let red = redact(out, "abcdef.0123456789abcdef");
+        assert!(!red.contains("0123456789abcdef"), "{red}");
+    }
+}

@@ -1,0 +1,101 @@
+//! Step 1: the node containers. Decides the node mode, makes sure the network exists, creates
+//! and starts every node at once, and waits for systemd in each.
+
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+
+use super::super::create::{node_labels, Ctx, PlannedNode};
+use super::super::{ClusterError, Result};
+use crate::config::Role;
+use crate::runtime::{decide_mode, node_container_body, Docker, NodeMode, NodeSpec, NETWORK_NAME};
+
+/// systemd in a fresh node reaches `running` in 1–5 s; allow for a loaded machine.
+const SYSTEMD_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
+    let first_image = ctx.nodes[0].image.clone();
+    let (mode, ()) = tokio::try_join!(choose_mode(ctx, &first_image), async {
+        ctx.docker.ensure_network(NETWORK_NAME).await.map_err(ClusterError::from)
+    })?;
+    ctx.mode = Some(mode);
+    tracing::info!("node mode: {mode}");
+
+    let specs: Vec<NodeSpec> = ctx.nodes.iter().map(|n| spec_for(ctx, n, mode)).collect();
+    try_join_all(specs.iter().map(|s| ctx.docker.create_container(&s.name, node_container_body(s)))).await?;
+    try_join_all(specs.iter().map(|s| ctx.docker.start_container(&s.name))).await?;
+    try_join_all(ctx.nodes.iter().map(|n| wait_for_systemd(ctx.docker, &n.name))).await?;
+
+    let cp = ctx.control_plane().name.clone();
+    let version = ctx.docker.exec_ok(&cp, &["cat", "/kind/version"]).await?;
+    ctx.version = Some(crate::kubeadm::KubeVersion::parse(&version)?);
+    ctx.cgroup_driver = cgroup_driver(ctx.docker, &cp).await?;
+    for n in &ctx.nodes {
+        let ip = ctx.docker.container_ip(&n.name, NETWORK_NAME).await?;
+        ctx.node_ips.insert(n.name.clone(), ip);
+    }
+    Ok(())
+}
+
+async fn choose_mode(ctx: &Ctx<'_>, image: &str) -> Result<NodeMode> {
+    let request = ctx.opts.mode_request;
+    let probe = if request.needs_probe() {
+        Some(ctx.docker.probe_privileged(image, ctx.opts.runtime.as_deref()).await?)
+    } else {
+        None
+    };
+    decide_mode(request, probe.as_ref()).map_err(ClusterError::Invalid)
+}
+
+fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode) -> NodeSpec {
+    let cfg = &ctx.opts.config;
+    let node_cfg = &cfg.nodes[node.index];
+    let is_first_cp = node.name == ctx.control_plane().name;
+    NodeSpec {
+        name: node.name.clone(),
+        cluster: ctx.opts.name.clone(),
+        role: node.role,
+        image: node.image.clone(),
+        mode,
+        network: NETWORK_NAME.to_string(),
+        runtime: ctx.opts.runtime.clone(),
+        api_server: (is_first_cp && node.role == Role::ControlPlane)
+            .then(|| (cfg.api_server_address().to_string(), cfg.networking.api_server_port.unwrap_or(0))),
+        port_mappings: node_cfg.extra_port_mappings.clone(),
+        mounts: node_cfg.extra_mounts.clone(),
+        host_has_lib_modules: std::path::Path::new("/lib/modules").is_dir(),
+        labels: node_labels(ctx),
+    }
+}
+
+async fn wait_for_systemd(docker: &Docker, node: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + SYSTEMD_TIMEOUT;
+    loop {
+        let state = docker.exec(node, &["systemctl", "is-system-running"]).await?.stdout;
+        let state = state.trim();
+        if matches!(state, "running" | "degraded")
+            && docker.exec(node, &["test", "-S", "/run/containerd/containerd.sock"]).await?.code == 0
+        {
+            if state == "degraded" {
+                let failed = docker.exec(node, &["systemctl", "--failed", "--no-legend", "--plain"]).await?.stdout;
+                tracing::warn!("{node}: systemd is degraded; failed units: {}", failed.trim());
+            }
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let logs = docker.logs_tail(node, 30).await.unwrap_or_default();
+            return Err(ClusterError::NotReady {
+                what: format!("{node}: systemd did not finish booting within {SYSTEMD_TIMEOUT:?} (state {state:?})"),
+                details: format!("container log:\n{logs}"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The kubelet's cgroup driver must match what the node's entrypoint set for containerd:
+/// systemd on cgroup v2, cgroupfs on v1.
+async fn cgroup_driver(docker: &Docker, node: &str) -> Result<String> {
+    let fs = docker.exec_ok(node, &["stat", "-fc", "%T", "/sys/fs/cgroup"]).await?;
+    Ok(if fs.trim() == "cgroup2fs" { "systemd" } else { "cgroupfs" }.to_string())
+}

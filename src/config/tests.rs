@@ -1,0 +1,114 @@
+use std::path::Path;
+
+use super::*;
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+#[test]
+fn every_shipped_example_parses() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(repo("configs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 4, "expected the example configs, found {seen}");
+}
+
+#[test]
+fn examples_mean_what_they_say() {
+    let ha = load(&repo("configs/ha.yaml")).unwrap();
+    assert_eq!((ha.control_planes().count(), ha.workers().count()), (3, 2));
+    let kind = load(&repo("configs/kind-compatible.yaml")).unwrap();
+    assert_eq!(kind.name.as_deref(), Some("from-kind"));
+    assert_eq!(kind.pod_subnet(), "10.250.0.0/16");
+    assert!(kind.nodes[1].extra_mounts[0].read_only);
+}
+
+#[test]
+fn defaults_fill_the_gaps() {
+    let c = parse("kind: Cluster\napiVersion: berth.dev/v1alpha1\n", "t").unwrap();
+    assert_eq!(c.nodes.len(), 1);
+    assert_eq!(c.nodes[0].role, Role::ControlPlane);
+    assert_eq!(c.api_server_address(), "127.0.0.1");
+    assert_eq!(c.pod_subnet(), DEFAULT_POD_SUBNET);
+    assert_eq!(c.networking.kube_proxy_mode.as_deref(), Some("iptables"));
+}
+
+/// Each invalid file and a fragment its one-line error must contain.
+const INVALID: &[(&str, &[&str])] = &[
+    ("invalid-unknown-field.yaml", &["unknown field `rol`", "line 5"]),
+    ("invalid-no-control-plane.yaml", &["no node has role control-plane"]),
+    ("invalid-overlapping-subnets.yaml", &["overlaps serviceSubnet"]),
+    ("invalid-duplicate-host-port.yaml", &["nodes[1].extraPortMappings[0].hostPort", "18081"]),
+    ("invalid-bad-name.yaml", &["name:", "not a valid cluster name"]),
+    ("invalid-bad-role.yaml", &["unknown variant `master`", "control-plane"]),
+    ("invalid-api-version.yaml", &["apiVersion", "not supported"]),
+    ("invalid-wrong-type.yaml", &["apiServerPort", "invalid type"]),
+    ("invalid-not-yaml.yaml", &["invalid-not-yaml.yaml"]),
+    ("invalid-proxy-mode.yaml", &["kubeProxyMode", "userspace"]),
+];
+
+#[test]
+fn invalid_configs_give_one_line_errors_naming_the_problem() {
+    for (file, fragments) in INVALID {
+        let path = repo(&format!("tests/testdata/config/{file}"));
+        let err = load(&path).expect_err(file).to_string();
+        assert!(!err.contains('\n'), "{file}: error is not one line: {err}");
+        for f in *fragments {
+            assert!(err.contains(f), "{file}: error {err:?} lacks {f:?}");
+        }
+    }
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let text = "kind: Cluster\napiVersion: berth.dev/v1alpha1\nname: Bad!\nnetworking:\n  podSubnet: 10.0.0.0/8\n  serviceSubnet: 10.96.0.0/16\nnodes:\n  - role: worker\n";
+    let err = parse(text, "t").unwrap_err();
+    let ConfigError::Invalid { problems, .. } = err else { panic!("{err}") };
+    assert_eq!(problems.len(), 3, "{problems:?}");
+}
+
+#[test]
+fn huge_and_deep_inputs_are_errors_not_crashes() {
+    let huge = format!("kind: Cluster\napiVersion: berth.dev/v1alpha1\nname: {}\n", "a".repeat(MAX_CONFIG_BYTES as usize));
+    assert!(parse(&huge, "t").unwrap_err().to_string().contains("at most"));
+    let deep = format!("kind: Cluster\napiVersion: berth.dev/v1alpha1\nnodes: {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
+    assert!(parse(&deep, "t").is_err());
+}
+
+#[test]
+fn cluster_names() {
+    for ok in ["berth", "e2e-one", "a", "x1"] {
+        assert!(validate_cluster_name(ok).is_ok(), "{ok}");
+    }
+    for bad in ["", "-a", "a-", "A", "a_b", "../x", "a/b", "a.b", &"a".repeat(MAX_CLUSTER_NAME + 1)] {
+        assert!(validate_cluster_name(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn cidr_overlap() {
+    let c = |s| Cidr::parse(s).unwrap();
+    assert!(c("10.0.0.0/8").overlaps(c("10.96.0.0/16")));
+    assert!(!c("10.244.0.0/16").overlaps(c("10.96.0.0/16")));
+    assert!(Cidr::parse("10.0.0.0/33").is_err());
+    assert!(Cidr::parse("nope").is_err());
+}
+
+#[test]
+fn ports_in_use_on_the_host_are_caught() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let text = format!("kind: Cluster\napiVersion: berth.dev/v1alpha1\nnetworking:\n  apiServerPort: {port}\n");
+    let c = parse(&text, "t").unwrap();
+    let problems = check_host_ports(&c);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("already in use"));
+    drop(listener);
+    assert!(check_host_ports(&c).is_empty());
+}

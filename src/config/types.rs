@@ -1,0 +1,195 @@
+//! The config file's types. Field names follow kind's v1alpha4 so kind configs decode as-is.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_POD_SUBNET: &str = "10.244.0.0/16";
+pub const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/16";
+pub const DEFAULT_API_SERVER_ADDRESS: &str = "127.0.0.1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Cluster {
+    pub kind: String,
+    pub api_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub nodes: Vec<Node>,
+    #[serde(default)]
+    pub networking: Networking,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub feature_gates: BTreeMap<String, bool>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub runtime_config: BTreeMap<String, String>,
+    /// Merge patches (YAML documents) applied to the generated kubeadm config on every node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kubeadm_config_patches: Vec<String>,
+    /// berth's add-ons, e.g. `dashboard`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addons: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    ControlPlane,
+    Worker,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ControlPlane => "control-plane",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Node {
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_port_mappings: Vec<PortMapping>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_mounts: Vec<Mount>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kubeadm_config_patches: Vec<String>,
+}
+
+impl Node {
+    pub fn new(role: Role) -> Self {
+        Node {
+            role,
+            image: None,
+            labels: BTreeMap::new(),
+            extra_port_mappings: Vec::new(),
+            extra_mounts: Vec::new(),
+            kubeadm_config_patches: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub fn docker_suffix(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PortMapping {
+    pub container_port: u16,
+    /// 0 or absent: Docker picks a free port.
+    #[serde(default)]
+    pub host_port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_address: Option<String>,
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Mount {
+    pub host_path: String,
+    pub container_path: String,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub selinux_relabel: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Networking {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_server_address: Option<String>,
+    /// 0 or absent: a free port chosen by Docker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_server_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_subnet: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_subnet: Option<String>,
+    #[serde(default)]
+    pub disable_default_cni: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_proxy_mode: Option<String>,
+}
+
+impl Cluster {
+    /// The config used when the user gives none: one control-plane node.
+    pub fn default_config() -> Self {
+        let mut c = Cluster {
+            kind: "Cluster".into(),
+            api_version: super::BERTH_API_VERSION.into(),
+            name: None,
+            nodes: Vec::new(),
+            networking: Networking::default(),
+            feature_gates: BTreeMap::new(),
+            runtime_config: BTreeMap::new(),
+            kubeadm_config_patches: Vec::new(),
+            addons: Vec::new(),
+        };
+        c.apply_defaults();
+        c
+    }
+
+    /// Fills what the user left out, as kind does: one control-plane node, loopback API address,
+    /// the usual subnets and iptables proxy mode.
+    pub fn apply_defaults(&mut self) {
+        if self.nodes.is_empty() {
+            self.nodes.push(Node::new(Role::ControlPlane));
+        }
+        let n = &mut self.networking;
+        n.ip_family.get_or_insert_with(|| "ipv4".into());
+        n.api_server_address.get_or_insert_with(|| DEFAULT_API_SERVER_ADDRESS.into());
+        n.pod_subnet.get_or_insert_with(|| DEFAULT_POD_SUBNET.into());
+        n.service_subnet.get_or_insert_with(|| DEFAULT_SERVICE_SUBNET.into());
+        n.kube_proxy_mode.get_or_insert_with(|| "iptables".into());
+    }
+
+    pub fn control_planes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.role == Role::ControlPlane)
+    }
+
+    pub fn workers(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.role == Role::Worker)
+    }
+
+    pub fn pod_subnet(&self) -> &str {
+        self.networking.pod_subnet.as_deref().unwrap_or(DEFAULT_POD_SUBNET)
+    }
+
+    pub fn service_subnet(&self) -> &str {
+        self.networking.service_subnet.as_deref().unwrap_or(DEFAULT_SERVICE_SUBNET)
+    }
+
+    pub fn api_server_address(&self) -> &str {
+        self.networking.api_server_address.as_deref().unwrap_or(DEFAULT_API_SERVER_ADDRESS)
+    }
+}

@@ -1,0 +1,233 @@
+//! Validation of a decoded config. Every check runs and every problem is reported at once,
+//! each naming the field and what to do, so a user fixes a config in one pass.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
+
+use super::{Cluster, Protocol, Role, BERTH_API_VERSION, KIND_API_VERSION};
+
+/// Longest cluster name: node hostnames are `NAME-control-plane` (+ a number for HA), and a
+/// hostname label may not exceed 63 characters.
+pub const MAX_CLUSTER_NAME: usize = 63 - "-control-plane99".len();
+
+/// Checks that the document is a cluster config of a version berth reads.
+pub(super) fn validate_document(c: &Cluster) -> Vec<String> {
+    let mut problems = Vec::new();
+    if c.kind != "Cluster" {
+        problems.push(format!("kind: is {:?}, expected \"Cluster\"", c.kind));
+    }
+    if c.api_version != BERTH_API_VERSION && c.api_version != KIND_API_VERSION {
+        problems.push(format!(
+            "apiVersion: {:?} is not supported; use {BERTH_API_VERSION:?} (or kind's {KIND_API_VERSION:?})",
+            c.api_version
+        ));
+    }
+    problems
+}
+
+/// Checks a defaulted config. Host-dependent checks (ports in use) are in [`check_host_ports`].
+pub fn validate(c: &Cluster) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(name) = &c.name {
+        if let Err(e) = validate_cluster_name(name) {
+            problems.push(format!("name: {e}"));
+        }
+    }
+    if c.control_planes().next().is_none() {
+        problems.push("nodes: no node has role control-plane; add `- role: control-plane`".into());
+    }
+    check_subnets(c, &mut problems);
+    check_networking(c, &mut problems);
+    check_nodes(c, &mut problems);
+    check_port_duplicates(c, &mut problems);
+    for (i, addon) in c.addons.iter().enumerate() {
+        if addon != "dashboard" {
+            problems.push(format!("addons[{i}]: unknown add-on {addon:?}; berth knows: dashboard"));
+        }
+    }
+    problems
+}
+
+/// A cluster name is a DNS-1123 label short enough to prefix node hostnames. It is also what
+/// keeps a name from reaching file paths or other clusters' objects.
+pub fn validate_cluster_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the cluster name is empty".into());
+    }
+    if name.len() > MAX_CLUSTER_NAME {
+        return Err(format!("{name:?} is {} characters; at most {MAX_CLUSTER_NAME} are allowed", name.len()));
+    }
+    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_ends = name.starts_with(|ch: char| ch.is_ascii_alphanumeric()) && name.ends_with(|ch: char| ch.is_ascii_alphanumeric());
+    if !ok_chars || !ok_ends {
+        return Err(format!(
+            "{name:?} is not a valid cluster name; use lower-case letters, digits and '-', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// An IPv4 CIDR: base address and prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (a, p) = s.split_once('/').ok_or_else(|| format!("{s:?} is not a CIDR like 10.244.0.0/16"))?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| format!("{s:?}: {a:?} is not an IPv4 address"))?;
+        let prefix: u8 = p.parse().ok().filter(|p| *p <= 32).ok_or_else(|| format!("{s:?}: prefix must be 0..32"))?;
+        Ok(Cidr { addr, prefix })
+    }
+
+    fn range(self) -> (u32, u32) {
+        let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+        let start = u32::from(self.addr) & mask;
+        (start, start | !mask)
+    }
+
+    pub fn overlaps(self, other: Cidr) -> bool {
+        let (a0, a1) = self.range();
+        let (b0, b1) = other.range();
+        a0 <= b1 && b0 <= a1
+    }
+}
+
+fn check_subnets(c: &Cluster, problems: &mut Vec<String>) {
+    let pod = Cidr::parse(c.pod_subnet()).map_err(|e| problems.push(format!("networking.podSubnet: {e}")));
+    let svc = Cidr::parse(c.service_subnet()).map_err(|e| problems.push(format!("networking.serviceSubnet: {e}")));
+    if let (Ok(pod), Ok(svc)) = (pod, svc) {
+        if pod.overlaps(svc) {
+            problems.push(format!(
+                "networking: podSubnet {} overlaps serviceSubnet {}; choose ranges that do not intersect",
+                c.pod_subnet(),
+                c.service_subnet()
+            ));
+        }
+        if pod.prefix > 24 {
+            problems.push(format!(
+                "networking.podSubnet: {} is too small; each node takes a /24, so use /16 to /24",
+                c.pod_subnet()
+            ));
+        }
+    }
+}
+
+fn check_networking(c: &Cluster, problems: &mut Vec<String>) {
+    let n = &c.networking;
+    if let Some(family) = &n.ip_family {
+        if family != "ipv4" {
+            problems.push(format!("networking.ipFamily: {family:?} is not supported yet; use ipv4"));
+        }
+    }
+    if let Some(addr) = &n.api_server_address {
+        if addr.parse::<IpAddr>().is_err() {
+            problems.push(format!("networking.apiServerAddress: {addr:?} is not an IP address"));
+        }
+    }
+    if let Some(mode) = &n.kube_proxy_mode {
+        if !matches!(mode.as_str(), "iptables" | "ipvs" | "none") {
+            problems.push(format!("networking.kubeProxyMode: {mode:?}; use iptables, ipvs or none"));
+        }
+    }
+}
+
+fn check_nodes(c: &Cluster, problems: &mut Vec<String>) {
+    for (i, node) in c.nodes.iter().enumerate() {
+        for (j, m) in node.extra_port_mappings.iter().enumerate() {
+            if m.container_port == 0 {
+                problems.push(format!("nodes[{i}].extraPortMappings[{j}].containerPort: must be 1..65535"));
+            }
+            if let Some(addr) = &m.listen_address {
+                if addr.parse::<IpAddr>().is_err() {
+                    problems.push(format!("nodes[{i}].extraPortMappings[{j}].listenAddress: {addr:?} is not an IP address"));
+                }
+            }
+        }
+        for (j, m) in node.extra_mounts.iter().enumerate() {
+            if !m.container_path.starts_with('/') {
+                problems.push(format!("nodes[{i}].extraMounts[{j}].containerPath: {:?} must be absolute", m.container_path));
+            }
+            if m.host_path.is_empty() {
+                problems.push(format!("nodes[{i}].extraMounts[{j}].hostPath: is empty"));
+            }
+            if let Some(p) = &m.propagation {
+                if !matches!(p.as_str(), "None" | "HostToContainer" | "Bidirectional") {
+                    problems.push(format!(
+                        "nodes[{i}].extraMounts[{j}].propagation: {p:?}; use None, HostToContainer or Bidirectional"
+                    ));
+                }
+            }
+        }
+        if node.role == Role::Worker && !node.kubeadm_config_patches.is_empty() {
+            for (j, p) in node.kubeadm_config_patches.iter().enumerate() {
+                if serde_yaml::from_str::<serde_yaml::Value>(p).is_err() {
+                    problems.push(format!("nodes[{i}].kubeadmConfigPatches[{j}]: is not YAML"));
+                }
+            }
+        }
+    }
+    for (j, p) in c.kubeadm_config_patches.iter().enumerate() {
+        match serde_yaml::from_str::<serde_yaml::Value>(p) {
+            Ok(serde_yaml::Value::Mapping(_)) => {}
+            _ => problems.push(format!("kubeadmConfigPatches[{j}]: must be a YAML mapping with a `kind`")),
+        }
+    }
+}
+
+/// The host ports the config asks for, fixed ones only: (listen address, port, protocol, field).
+pub fn fixed_host_ports(c: &Cluster) -> Vec<(String, u16, Protocol, String)> {
+    let mut out = Vec::new();
+    if let Some(port) = c.networking.api_server_port.filter(|p| *p != 0) {
+        // With several control planes the port goes to the load balancer, once.
+        out.push((c.api_server_address().to_string(), port, Protocol::Tcp, "networking.apiServerPort".to_string()));
+    }
+    for (i, node) in c.nodes.iter().enumerate() {
+        for (j, m) in node.extra_port_mappings.iter().enumerate() {
+            if m.host_port != 0 {
+                let addr = m.listen_address.clone().unwrap_or_else(|| "0.0.0.0".into());
+                out.push((addr, m.host_port, m.protocol, format!("nodes[{i}].extraPortMappings[{j}].hostPort")));
+            }
+        }
+    }
+    out
+}
+
+fn check_port_duplicates(c: &Cluster, problems: &mut Vec<String>) {
+    let mut seen: Vec<(String, u16, Protocol, String)> = Vec::new();
+    for entry in fixed_host_ports(c) {
+        let clash = seen.iter().find(|(a, p, proto, _)| {
+            *p == entry.1 && *proto == entry.2 && (a == &entry.0 || a == "0.0.0.0" || entry.0 == "0.0.0.0")
+        });
+        if let Some(first) = clash {
+            problems.push(format!(
+                "{}: host port {} is also used by {}; each host port can be published once",
+                entry.3, entry.1, first.3
+            ));
+        } else {
+            seen.push(entry);
+        }
+    }
+}
+
+/// Checks that every fixed host port is free now, by binding it briefly. Not part of
+/// [`validate`] because its answer depends on the machine, not the file.
+pub fn check_host_ports(c: &Cluster) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut checked = HashSet::new();
+    for (addr, port, proto, field) in fixed_host_ports(c) {
+        if !checked.insert((addr.clone(), port, proto)) {
+            continue;
+        }
+        let free = match proto {
+            Protocol::Tcp | Protocol::Sctp => TcpListener::bind((addr.as_str(), port)).is_ok(),
+            Protocol::Udp => UdpSocket::bind((addr.as_str(), port)).is_ok(),
+        };
+        if !free {
+            problems.push(format!("{field}: port {port} on {addr} is already in use on this host; pick another or free it"));
+        }
+    }
+    problems
+}

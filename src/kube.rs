@@ -1,0 +1,179 @@
+//! Talking to a new cluster's API server from the host: a client built from the cluster's own
+//! kubeconfig entries (never the user's file), and the waits create needs. Waits poll on a
+//! short interval: the API server is local, a list is cheap, and a poll cannot miss an event
+//! the way a watch started too late can.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+use tokio::time::Instant;
+
+const POLL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("cannot build an API client from the cluster's kubeconfig: {0}")]
+    Config(String),
+    #[error("{what} not within {waited:?}{detail}")]
+    Timeout { what: String, waited: Duration, detail: String },
+    #[error("API request failed: {0}")]
+    Api(#[from] kube::Error),
+}
+
+type Result<T, E = KubeError> = std::result::Result<T, E>;
+
+/// A client for the cluster whose entries `kubeconfig` holds (as made by `kubeconfig::for_cluster`).
+pub async fn client(kubeconfig: &serde_yaml::Value) -> Result<Client> {
+    let kc: Kubeconfig = serde_yaml::from_value(kubeconfig.clone()).map_err(|e| KubeError::Config(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| KubeError::Config(e.to_string()))?;
+    Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
+}
+
+/// Polls `check` until it yields a value or `deadline` passes; `describe` explains a timeout.
+async fn poll_until<T, F, Fut>(what: &str, deadline: Instant, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, String>>,
+{
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(detail) => last = detail,
+        }
+        if Instant::now() >= deadline {
+            let detail = if last.is_empty() { String::new() } else { format!(": {last}") };
+            return Err(KubeError::Timeout { what: what.to_string(), waited: started.elapsed(), detail });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until the API server answers.
+pub async fn wait_for_api(client: &Client, deadline: Instant) -> Result<()> {
+    poll_until("the API server answered", deadline, || async {
+        client.apiserver_version().await.map(|_| Some(())).map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// Waits until the controller-manager has given `node` a pod CIDR, and returns it.
+pub async fn wait_for_pod_cidr(client: &Client, node: &str, deadline: Instant) -> Result<String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    poll_until(&format!("node {node} got a pod CIDR"), deadline, || async {
+        let n = nodes.get_opt(node).await.map_err(|e| e.to_string())?;
+        Ok(n.and_then(|n| n.spec).and_then(|s| s.pod_cidr).filter(|c| !c.is_empty()))
+    })
+    .await
+}
+
+/// Each node's pod CIDR, for nodes that have one.
+pub async fn pod_cidrs(client: &Client) -> Result<BTreeMap<String, String>> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    Ok(nodes
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|n| Some((n.metadata.name?, n.spec?.pod_cidr?)))
+        .collect())
+}
+
+pub fn node_is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Waits until `expected` nodes exist and all are Ready. On timeout, names the nodes that are not.
+pub async fn wait_for_nodes_ready(client: &Client, expected: usize, deadline: Instant) -> Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    poll_until("all nodes were Ready", deadline, || async {
+        let list = nodes.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        let not_ready: Vec<String> =
+            list.items.iter().filter(|n| !node_is_ready(n)).filter_map(|n| n.metadata.name.clone()).collect();
+        if list.items.len() >= expected && not_ready.is_empty() {
+            Ok(Some(()))
+        } else {
+            Err(format!("{} of {expected} nodes registered; not Ready: {}", list.items.len(), not_ready.join(", ")))
+        }
+    })
+    .await
+}
+
+/// Waits until a DaemonSet has a ready pod on every node it schedules to.
+pub async fn wait_for_daemonset(client: &Client, namespace: &str, name: &str, deadline: Instant) -> Result<()> {
+    let api: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);
+    poll_until(&format!("DaemonSet {namespace}/{name} was ready on every node"), deadline, || async {
+        let ds = api.get_opt(name).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("{name} does not exist yet"))?;
+        let s = ds.status.unwrap_or_default();
+        if s.desired_number_scheduled > 0 && s.number_ready == s.desired_number_scheduled {
+            Ok(Some(()))
+        } else {
+            Err(format!("{} of {} pods ready", s.number_ready, s.desired_number_scheduled))
+        }
+    })
+    .await
+}
+
+/// A Deployment's availability, for honest reporting rather than waiting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentHealth {
+    pub exists: bool,
+    pub available: i32,
+    pub desired: i32,
+    /// Images its pods cannot pull (from waiting container states).
+    pub missing_images: Vec<String>,
+}
+
+pub async fn deployment_health(client: &Client, namespace: &str, name: &str, selector: &str) -> Result<DeploymentHealth> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let Some(d) = api.get_opt(name).await? else {
+        return Ok(DeploymentHealth { exists: false, available: 0, desired: 0, missing_images: vec![] });
+    };
+    let desired = d.spec.and_then(|s| s.replicas).unwrap_or(1);
+    let available = d.status.and_then(|s| s.available_replicas).unwrap_or(0);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut missing_images = Vec::new();
+    for pod in pods.list(&ListParams::default().labels(selector)).await?.items {
+        for cs in pod.status.and_then(|s| s.container_statuses).unwrap_or_default() {
+            let reason = cs.state.and_then(|s| s.waiting).and_then(|w| w.reason).unwrap_or_default();
+            if matches!(reason.as_str(), "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull") && !missing_images.contains(&cs.image) {
+                missing_images.push(cs.image);
+            }
+        }
+    }
+    Ok(DeploymentHealth { exists: true, available, desired, missing_images })
+}
+
+/// Pods that are not Running/Succeeded, with their reasons: what to show when a wait fails.
+pub async fn failing_pods(client: &Client) -> Result<Vec<String>> {
+    let pods: Api<Pod> = Api::all(client.clone());
+    let mut out = Vec::new();
+    for pod in pods.list(&ListParams::default()).await?.items {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let status = pod.status.unwrap_or_default();
+        let phase = status.phase.unwrap_or_default();
+        let reasons: Vec<String> = status
+            .container_statuses
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|cs| cs.state.and_then(|s| s.waiting).and_then(|w| w.reason))
+            .collect();
+        if phase != "Running" && phase != "Succeeded" || !reasons.is_empty() {
+            out.push(format!("{ns}/{name}: {phase} {}", reasons.join(",")).trim_end().to_string());
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,273 @@
+//! kubeadm configuration: rendered per kubeadm API version from what berth knows of a node.
+//!
+//! This module owns the choice of `kubeadm.k8s.io` version for a Kubernetes version
+//! (v1beta2 below 1.22, v1beta3 from 1.22, v1beta4 from 1.31), the documents themselves
+//! (Init/Join/ClusterConfiguration, KubeletConfiguration, KubeProxyConfiguration) and the
+//! user's `kubeadmConfigPatches`, applied as merge patches to the document of the same kind.
+//! It renders text; running kubeadm is the cluster module's job.
+
+mod patch;
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+pub use patch::apply_patches;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeadmError {
+    #[error("{0:?} is not a Kubernetes version berth can read (expected e.g. v1.20.2 in /kind/version)")]
+    BadVersion(String),
+    #[error("kubeadmConfigPatches: {0}")]
+    Patch(String),
+}
+
+/// A Kubernetes version, as read from the node image's /kind/version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KubeVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl KubeVersion {
+    pub fn parse(raw: &str) -> Result<KubeVersion, KubeadmError> {
+        let bad = || KubeadmError::BadVersion(raw.trim().to_string());
+        let core = raw.trim().trim_start_matches('v').split(['-', '+']).next().ok_or_else(bad)?;
+        let mut it = core.split('.').map(|p| p.parse::<u32>().map_err(|_| bad()));
+        let v = KubeVersion { major: it.next().ok_or_else(bad)??, minor: it.next().ok_or_else(bad)??, patch: it.next().ok_or_else(bad)?? };
+        if it.next().is_some() {
+            return Err(bad());
+        }
+        Ok(v)
+    }
+
+    fn at_least(self, major: u32, minor: u32) -> bool {
+        (self.major, self.minor) >= (major, minor)
+    }
+}
+
+impl std::fmt::Display for KubeVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "v{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// kubeadm's config API for a Kubernetes version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiVersion {
+    V1Beta2,
+    V1Beta3,
+    V1Beta4,
+}
+
+impl ApiVersion {
+    pub fn for_kubernetes(v: KubeVersion) -> ApiVersion {
+        if v.at_least(1, 31) {
+            ApiVersion::V1Beta4
+        } else if v.at_least(1, 22) {
+            ApiVersion::V1Beta3
+        } else {
+            ApiVersion::V1Beta2
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiVersion::V1Beta2 => "kubeadm.k8s.io/v1beta2",
+            ApiVersion::V1Beta3 => "kubeadm.k8s.io/v1beta3",
+            ApiVersion::V1Beta4 => "kubeadm.k8s.io/v1beta4",
+        }
+    }
+}
+
+/// How this node joins: the first control plane inits; the rest join.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeJoin {
+    Init,
+    /// Join as a worker, or (`control_plane`) as another control plane with uploaded certs.
+    Join { control_plane: bool },
+}
+
+/// Everything the kubeadm documents are rendered from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    pub version: KubeVersion,
+    pub cluster_name: String,
+    pub node_name: String,
+    pub node_ip: String,
+    /// host:port every node uses to reach the API server (first control plane or load balancer).
+    pub control_plane_endpoint: String,
+    pub pod_subnet: String,
+    pub service_subnet: String,
+    /// "cgroupfs" on cgroup v1 nodes, "systemd" on v2, matching the node's containerd.
+    pub cgroup_driver: String,
+    pub kube_proxy_mode: String,
+    pub cert_sans: Vec<String>,
+    pub feature_gates: BTreeMap<String, bool>,
+    pub runtime_config: BTreeMap<String, String>,
+    pub node_labels: BTreeMap<String, String>,
+    /// A bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`, made fresh per cluster.
+    pub token: String,
+    /// `sha256:<hex>` of the cluster CA's public key, for joins (pins the CA).
+    pub ca_cert_hash: Option<String>,
+    /// Encryption key for the control-plane certificates kubeadm uploads (HA only).
+    pub certificate_key: Option<String>,
+    pub join: NodeJoin,
+}
+
+const CRI_SOCKET_PATH: &str = "/run/containerd/containerd.sock";
+
+/// Renders this node's kubeadm config file (YAML documents separated by `---`), patches applied.
+pub fn render(p: &Params, patches: &[String]) -> Result<String, KubeadmError> {
+    let api = ApiVersion::for_kubernetes(p.version);
+    let mut docs = match p.join {
+        NodeJoin::Init => vec![init_configuration(p, api), cluster_configuration(p, api), kubelet_configuration(p), kube_proxy_configuration(p)],
+        NodeJoin::Join { .. } => vec![join_configuration(p, api)],
+    };
+    apply_patches(&mut docs, patches)?;
+    let mut out = String::new();
+    for (i, doc) in docs.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_yaml::to_string(doc).expect("JSON values serialize as YAML"));
+    }
+    Ok(out)
+}
+
+fn cri_socket(api: ApiVersion) -> String {
+    match api {
+        ApiVersion::V1Beta2 => CRI_SOCKET_PATH.to_string(),
+        _ => format!("unix://{CRI_SOCKET_PATH}"),
+    }
+}
+
+/// extraArgs are a map up to v1beta3 and a list of name/value pairs from v1beta4.
+fn extra_args(api: ApiVersion, args: &BTreeMap<String, String>) -> Value {
+    match api {
+        ApiVersion::V1Beta4 => Value::Array(args.iter().map(|(k, v)| json!({"name": k, "value": v})).collect()),
+        _ => json!(args),
+    }
+}
+
+fn kubelet_args(p: &Params) -> BTreeMap<String, String> {
+    let mut args = BTreeMap::from([("node-ip".to_string(), p.node_ip.clone())]);
+    if !p.node_labels.is_empty() {
+        let labels: Vec<String> = p.node_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        args.insert("node-labels".into(), labels.join(","));
+    }
+    args
+}
+
+fn node_registration(p: &Params, api: ApiVersion) -> Value {
+    json!({
+        "name": p.node_name,
+        "criSocket": cri_socket(api),
+        "kubeletExtraArgs": extra_args(api, &kubelet_args(p)),
+    })
+}
+
+fn init_configuration(p: &Params, api: ApiVersion) -> Value {
+    json!({
+        "apiVersion": api.as_str(),
+        "kind": "InitConfiguration",
+        "bootstrapTokens": [{"token": p.token, "ttl": "24h0m0s", "usages": ["signing", "authentication"], "groups": ["system:bootstrappers:kubeadm:default-node-token"]}],
+        "localAPIEndpoint": {"advertiseAddress": p.node_ip, "bindPort": 6443},
+        "nodeRegistration": node_registration(p, api),
+        "certificateKey": p.certificate_key,
+    })
+    .without_nulls()
+}
+
+fn join_configuration(p: &Params, api: ApiVersion) -> Value {
+    let control_plane = match p.join {
+        NodeJoin::Join { control_plane: true } => {
+            json!({"localAPIEndpoint": {"advertiseAddress": p.node_ip, "bindPort": 6443}, "certificateKey": p.certificate_key}).without_nulls()
+        }
+        _ => Value::Null,
+    };
+    json!({
+        "apiVersion": api.as_str(),
+        "kind": "JoinConfiguration",
+        "discovery": {"bootstrapToken": {
+            "apiServerEndpoint": p.control_plane_endpoint,
+            "token": p.token,
+            "caCertHashes": p.ca_cert_hash.iter().collect::<Vec<_>>(),
+        }},
+        "nodeRegistration": node_registration(p, api),
+        "controlPlane": control_plane,
+    })
+    .without_nulls()
+}
+
+fn feature_gate_arg(gates: &BTreeMap<String, bool>) -> Option<String> {
+    (!gates.is_empty()).then(|| gates.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+}
+
+fn cluster_configuration(p: &Params, api: ApiVersion) -> Value {
+    let mut component_args = BTreeMap::new();
+    if let Some(gates) = feature_gate_arg(&p.feature_gates) {
+        component_args.insert("feature-gates".to_string(), gates);
+    }
+    let mut apiserver_args = component_args.clone();
+    if !p.runtime_config.is_empty() {
+        let rc: Vec<String> = p.runtime_config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        apiserver_args.insert("runtime-config".into(), rc.join(","));
+    }
+    let mut cm_args = component_args.clone();
+    // Nodes take /24s of the pod subnet; the network agent and the CNI config read them back.
+    cm_args.insert("allocate-node-cidrs".into(), "true".into());
+    json!({
+        "apiVersion": api.as_str(),
+        "kind": "ClusterConfiguration",
+        "clusterName": p.cluster_name,
+        "kubernetesVersion": p.version.to_string(),
+        "controlPlaneEndpoint": p.control_plane_endpoint,
+        "apiServer": {"certSANs": p.cert_sans, "extraArgs": extra_args(api, &apiserver_args)},
+        "controllerManager": {"extraArgs": extra_args(api, &cm_args)},
+        "scheduler": {"extraArgs": extra_args(api, &component_args)},
+        "networking": {"podSubnet": p.pod_subnet, "serviceSubnet": p.service_subnet},
+    })
+}
+
+fn kubelet_configuration(p: &Params) -> Value {
+    json!({
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "cgroupDriver": p.cgroup_driver,
+        // A node shares the host's disk with everything else; disk-pressure evictions would
+        // evict workloads for space the node does not own.
+        "evictionHard": {"nodefs.available": "0%", "nodefs.inodesFree": "0%", "imagefs.available": "0%"},
+        "imageGCHighThresholdPercent": 100,
+        "failSwapOn": false,
+        "featureGates": p.feature_gates,
+    })
+}
+
+fn kube_proxy_configuration(p: &Params) -> Value {
+    json!({
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "mode": p.kube_proxy_mode,
+        // 0 leaves nf_conntrack_max alone: /proc/sys/net is the host's, not the node's to size.
+        "conntrack": {"maxPerCore": 0},
+        "featureGates": p.feature_gates,
+    })
+}
+
+trait WithoutNulls {
+    fn without_nulls(self) -> Self;
+}
+
+impl WithoutNulls for Value {
+    fn without_nulls(self) -> Value {
+        match self {
+            Value::Object(map) => Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+            v => v,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! The user's kubeconfig: merging a cluster's context in, taking it out, and reading it back.
+//!
+//! This module owns the file: which file (first path of `$KUBECONFIG`, else `~/.kube/config`),
+//! the lock (`<file>.lock`, created exclusively — the same convention kubectl/client-go use, so
+//! berth and kubectl never write at once), and the write (a 0600 temp file in the same
+//! directory, fsynced, then renamed over the old one). Entries are handled as YAML values, so
+//! every field berth does not know survives untouched. A file that cannot be read or parsed is
+//! never overwritten.
+
+mod lock;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_yaml::{Mapping, Value};
+
+pub use lock::FileLock;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigError {
+    #[error("cannot read kubeconfig {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("kubeconfig {path} is not valid YAML ({reason}); fix or move it, berth will not overwrite it")]
+    NotYaml { path: PathBuf, reason: String },
+    #[error("kubeconfig {path} is locked by another writer ({lock} exists); if no kubectl or berth is running, remove the lock file")]
+    Locked { path: PathBuf, lock: PathBuf },
+    #[error("cannot write kubeconfig {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("no home directory to put ~/.kube/config in; set KUBECONFIG or --kubeconfig")]
+    NoHome,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+type Result<T, E = KubeconfigError> = std::result::Result<T, E>;
+
+/// How long to wait for another writer's lock before giving up.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The context (and cluster and user) name berth uses for a cluster.
+pub fn context_name(cluster: &str) -> String {
+    format!("berth-{cluster}")
+}
+
+/// The kubeconfig file to write: an explicit path, else the first of `$KUBECONFIG`, else
+/// `~/.kube/config` — the file kubectl itself would write to.
+pub fn default_path(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(list) = std::env::var_os("KUBECONFIG") {
+        if let Some(first) = std::env::split_paths(&list).find(|p| !p.as_os_str().is_empty()) {
+            return Ok(first);
+        }
+    }
+    let home = directories::BaseDirs::new().ok_or(KubeconfigError::NoHome)?;
+    Ok(home.home_dir().join(".kube").join("config"))
+}
+
+/// Turns the admin kubeconfig kubeadm wrote into berth's entries: renames cluster, user and
+/// context to `berth-NAME`, and points the server at `server`.
+pub fn for_cluster(admin_conf: &str, cluster: &str, server: &str) -> Result<Value> {
+    let doc: Value = serde_yaml::from_str(admin_conf)
+        .map_err(|e| KubeconfigError::Invalid(format!("kubeadm's admin.conf is not YAML: {e}")))?;
+    let name = context_name(cluster);
+    let first = |key: &str, field: &str| -> Result<Value> {
+        doc.get(key)
+            .and_then(Value::as_sequence)
+            .and_then(|s| s.first())
+            .and_then(|e| e.get(field))
+            .cloned()
+            .ok_or_else(|| KubeconfigError::Invalid(format!("admin.conf has no {key}[0].{field}")))
+    };
+    let mut cluster_body = first("clusters", "cluster")?;
+    cluster_body["server"] = Value::from(server);
+    let user_body = first("users", "user")?;
+    let entry = |body_key: &str, body: Value| -> Value {
+        let mut m = Mapping::new();
+        m.insert("name".into(), name.clone().into());
+        m.insert(body_key.into(), body);
+        Value::Mapping(m)
+    };
+    let mut context = Mapping::new();
+    context.insert("cluster".into(), name.clone().into());
+    context.insert("user".into(), name.clone().into());
+    let mut out = Mapping::new();
+    out.insert("apiVersion".into(), "v1".into());
+    out.insert("kind".into(), "Config".into());
+    out.insert("clusters".into(), Value::Sequence(vec![entry("cluster", cluster_body)]));
+    out.insert("users".into(), Value::Sequence(vec![entry("user", user_body)]));
+    out.insert("contexts".into(), Value::Sequence(vec![entry("context", Value::Mapping(context))]));
+    out.insert("current-context".into(), name.into());
+    out.insert("preferences".into(), Value::Mapping(Mapping::new()));
+    Ok(Value::Mapping(out))
+}
+
+/// Merges `entries` (a kubeconfig with one cluster, user and context) into `existing`,
+/// replacing same-named entries and making its context current.
+pub fn merge(existing: &mut Value, entries: &Value) -> Result<()> {
+    let map = ensure_config_mapping(existing)?;
+    for key in ["clusters", "users", "contexts"] {
+        let new_items = entries.get(key).and_then(Value::as_sequence).cloned().unwrap_or_default();
+        let list = list_mut(map, key)?;
+        for item in new_items {
+            let name = item.get("name").cloned();
+            list.retain(|e| e.get("name") != name.as_ref());
+            list.push(item);
+        }
+    }
+    if let Some(current) = entries.get("current-context") {
+        map.insert("current-context".into(), current.clone());
+    }
+    Ok(())
+}
+
+/// Removes the cluster, user and context named `name`; unsets current-context if it was that.
+/// Returns whether anything was removed.
+pub fn remove(existing: &mut Value, name: &str) -> Result<bool> {
+    let map = ensure_config_mapping(existing)?;
+    let mut removed = false;
+    for key in ["clusters", "users", "contexts"] {
+        let list = list_mut(map, key)?;
+        let before = list.len();
+        list.retain(|e| e.get("name").and_then(Value::as_str) != Some(name));
+        removed |= list.len() != before;
+    }
+    if map.get("current-context").and_then(Value::as_str) == Some(name) {
+        map.insert("current-context".into(), "".into());
+        removed = true;
+    }
+    Ok(removed)
+}
+
+fn ensure_config_mapping(doc: &mut Value) -> Result<&mut Mapping> {
+    if doc.is_null() {
+        let mut m = Mapping::new();
+        m.insert("apiVersion".into(), "v1".into());
+        m.insert("kind".into(), "Config".into());
+        m.insert("preferences".into(), Value::Mapping(Mapping::new()));
+        *doc = Value::Mapping(m);
+    }
+    doc.as_mapping_mut().ok_or_else(|| KubeconfigError::Invalid("the kubeconfig is not a YAML mapping".into()))
+}
+
+fn list_mut<'a>(map: &'a mut Mapping, key: &str) -> Result<&'a mut Vec<Value>> {
+    let slot = map.entry(key.into()).or_insert(Value::Sequence(Vec::new()));
+    if slot.is_null() {
+        *slot = Value::Sequence(Vec::new());
+    }
+    slot.as_sequence_mut().ok_or_else(|| KubeconfigError::Invalid(format!("`{key}` in the kubeconfig is not a list")))
+}
+
+/// Reads a kubeconfig file; a missing or empty file is an empty config.
+pub fn read(path: &Path) -> Result<Value> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Value::Null),
+        Err(source) => return Err(KubeconfigError::Read { path: path.into(), source }),
+    };
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    let doc: Value =
+        serde_yaml::from_str(&text).map_err(|e| KubeconfigError::NotYaml { path: path.into(), reason: e.to_string() })?;
+    if !doc.is_mapping() {
+        return Err(KubeconfigError::NotYaml { path: path.into(), reason: "the top level is not a mapping".into() });
+    }
+    Ok(doc)
+}
+
+/// Writes atomically: a 0600 temp file beside the target, fsynced, renamed over it.
+fn write(path: &Path, doc: &Value) -> Result<()> {
+    use std::io::Write;
+    let werr = |source| KubeconfigError::Write { path: path.into(), source };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(werr)?;
+    let text = serde_yaml::to_string(doc).map_err(|e| KubeconfigError::Invalid(e.to_string()))?;
+    let mut tmp = tempfile::Builder::new().prefix(".berth-kubeconfig").tempfile_in(dir).map_err(werr)?;
+    // tempfile creates files 0600 already; say so explicitly since credentials live here.
+    set_private(tmp.path()).map_err(werr)?;
+    tmp.write_all(text.as_bytes()).map_err(werr)?;
+    tmp.as_file().sync_all().map_err(werr)?;
+    tmp.persist(path).map_err(|e| werr(e.error))?;
+    Ok(())
+}
+
+fn set_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+/// Read-modify-write under the lock. `change` returns whether it changed anything; nothing is
+/// written when it did not.
+pub fn update(path: &Path, change: impl FnOnce(&mut Value) -> Result<bool>) -> Result<()> {
+    let _lock = FileLock::acquire(path, LOCK_WAIT)?;
+    let mut doc = read(path)?;
+    if change(&mut doc)? {
+        write(path, &doc)?;
+    }
+    Ok(())
+}
+
+/// Merges a cluster's entries into the kubeconfig at `path`.
+pub fn merge_into_file(path: &Path, entries: &Value) -> Result<()> {
+    update(path, |doc| merge(doc, entries).map(|_| true))
+}
+
+/// Removes a cluster's entries from the kubeconfig at `path`; a missing file is fine.
+pub fn remove_from_file(path: &Path, cluster: &str) -> Result<bool> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let mut removed = false;
+    update(path, |doc| {
+        removed = remove(doc, &context_name(cluster))?;
+        Ok(removed)
+    })?;
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,16 @@
+//! berth: disposable, real Kubernetes clusters on one machine, with Docker containers as nodes.
+//!
+//! The binary (`main.rs`) is a thin shell over [`cli`]. Modules, each owning one concern:
+//! [`config`] (the cluster config file), [`runtime`] (Docker), [`cluster`] (create/delete/list,
+//! create's steps), [`kubeadm`] (kubeadm's config), [`kubeconfig`] (the user's kubeconfig),
+//! [`kube`] (the API client and waits), [`node_image`] (building node images), [`ui`] (output).
+
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod kube;
+pub mod kubeadm;
+pub mod kubeconfig;
+pub mod node_image;
+pub mod runtime;
+pub mod ui;

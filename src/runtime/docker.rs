@@ -1,0 +1,391 @@
+//! Docker API calls, through bollard. The API version is negotiated with the daemon (Docker
+//! 20.10 speaks 1.41), never assumed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary, NetworkCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder, WaitContainerOptions,
+};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use tokio::io::AsyncWriteExt;
+
+/// How long berth waits for the daemon to answer at all before saying it is unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot reach Docker at {host}: {reason} (start Docker, or set DOCKER_HOST to where it listens)")]
+    Unreachable { host: String, reason: String },
+    #[error("{context}: {source}")]
+    Api { context: String, source: bollard::errors::Error },
+    #[error("`{command}` failed in {container} (exit code {code}):\n{tail}")]
+    ExecFailed { container: String, command: String, code: i64, tail: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl RuntimeError {
+    fn api(context: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> RuntimeError {
+        let context = context.into();
+        move |source| RuntimeError::Api { context, source }
+    }
+
+    /// The HTTP status Docker answered with, if this is an API error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            RuntimeError::Api { source: bollard::errors::Error::DockerResponseServerError { status_code, .. }, .. } => {
+                Some(*status_code)
+            }
+            _ => None,
+        }
+    }
+}
+
+type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// The output of a command run in a container.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutput {
+    pub code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ExecOutput {
+    /// The last `n` lines of stdout and stderr together: what a user needs to see of a failure.
+    pub fn tail(&self, n: usize) -> String {
+        let all: Vec<&str> = self.stdout.lines().chain(self.stderr.lines()).filter(|l| !l.trim().is_empty()).collect();
+        all[all.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+}
+
+/// A connected Docker daemon.
+#[derive(Clone)]
+pub struct Docker {
+    api: bollard::Docker,
+    host: String,
+}
+
+impl Docker {
+    /// Connects to `DOCKER_HOST` (or the default socket) and negotiates the API version.
+    pub async fn connect() -> Result<Docker> {
+        let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_SOCKET.to_string());
+        let unreachable = |reason: String| RuntimeError::Unreachable { host: host.clone(), reason };
+        let api = bollard::Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
+        let api = tokio::time::timeout(CONNECT_TIMEOUT, api.negotiate_version())
+            .await
+            .map_err(|_| unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        // Long operations (image commits, large uploads) must not hit bollard's 2-minute default.
+        let api = api.with_timeout(Duration::from_secs(3600));
+        Ok(Docker { api, host })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn api(&self) -> &bollard::Docker {
+        &self.api
+    }
+
+    pub async fn image_exists(&self, image: &str) -> Result<bool> {
+        match self.api.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(e) => Err(RuntimeError::api(format!("inspecting image {image}"))(e)),
+        }
+    }
+
+    /// Creates the shared network if it does not exist. Concurrent callers may each create one
+    /// (Docker does not enforce unique names); all then agree on the oldest by ID order and the
+    /// extras are removed, so every node lands on the same network.
+    pub async fn ensure_network(&self, name: &str) -> Result<()> {
+        if self.networks_named(name).await?.len() == 1 {
+            return Ok(());
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(HashMap::from([("dev.berth.network".to_string(), "true".to_string())])),
+            options: Some(HashMap::from([(
+                // Node-to-node traffic needs no NAT; masquerading is only for leaving the host.
+                "com.docker.network.bridge.enable_ip_masquerade".to_string(),
+                "true".to_string(),
+            )])),
+            ..Default::default()
+        };
+        if self.networks_named(name).await?.is_empty() {
+            match self.api.create_network(request).await {
+                Ok(_) => {}
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {}
+                Err(e) => return Err(RuntimeError::api(format!("creating network {name}"))(e)),
+            }
+        }
+        let mut ids = self.networks_named(name).await?;
+        ids.sort();
+        for extra in ids.iter().skip(1) {
+            let _ = self.api.remove_network(extra).await;
+        }
+        Ok(())
+    }
+
+    async fn networks_named(&self, name: &str) -> Result<Vec<String>> {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let nets = self
+            .api
+            .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
+            .await
+            .map_err(RuntimeError::api("listing networks"))?;
+        // The name filter matches substrings; keep exact names only.
+        Ok(nets.into_iter().filter(|n| n.name.as_deref() == Some(name)).filter_map(|n| n.id).collect())
+    }
+
+    pub async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+        let opts = CreateContainerOptionsBuilder::default().name(name).build();
+        let resp = self.api.create_container(Some(opts), body).await.map_err(|e| match e {
+            bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => RuntimeError::Other(format!(
+                "a container named {name} already exists; delete that cluster first or choose another name"
+            )),
+            e => RuntimeError::api(format!("creating container {name}"))(e),
+        })?;
+        Ok(resp.id)
+    }
+
+    pub async fn start_container(&self, name: &str) -> Result<()> {
+        self.api
+            .start_container(name, None::<StartContainerOptions>)
+            .await
+            .map_err(RuntimeError::api(format!("starting container {name}")))
+    }
+
+    pub async fn stop_container(&self, name: &str, timeout_secs: i32) -> Result<()> {
+        let opts = StopContainerOptionsBuilder::default().t(timeout_secs).build();
+        match self.api.stop_container(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(RuntimeError::api(format!("stopping container {name}"))(e)),
+        }
+    }
+
+    /// Removes a container and its anonymous volumes; a container already gone is not an error.
+    pub async fn remove_container(&self, name: &str) -> Result<()> {
+        let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        match self.api.remove_container(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            // 409: removal already in progress (a concurrent delete).
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(e) => Err(RuntimeError::api(format!("removing container {name}"))(e)),
+        }
+    }
+
+    /// Containers (running or not) carrying `label`, or `label=value`.
+    pub async fn list_containers(&self, label: &str) -> Result<Vec<ContainerSummary>> {
+        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        self.api.list_containers(Some(opts)).await.map_err(RuntimeError::api("listing containers"))
+    }
+
+    pub async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse> {
+        self.api
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .map_err(RuntimeError::api(format!("inspecting container {name}")))
+    }
+
+    /// The host port Docker published for `container_port` (e.g. "6443/tcp").
+    pub async fn published_port(&self, name: &str, container_port: &str) -> Result<u16> {
+        let info = self.inspect(name).await?;
+        info.network_settings
+            .and_then(|n| n.ports)
+            .and_then(|p| p.get(container_port).cloned().flatten())
+            .and_then(|b| b.into_iter().find_map(|b| b.host_port.and_then(|p| p.parse().ok())))
+            .ok_or_else(|| RuntimeError::Other(format!("{name} publishes no host port for {container_port}")))
+    }
+
+    /// The container's address on `network`.
+    pub async fn container_ip(&self, name: &str, network: &str) -> Result<String> {
+        let info = self.inspect(name).await?;
+        info.network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut nets| nets.remove(network))
+            .and_then(|e| e.ip_address)
+            .filter(|ip| !ip.is_empty())
+            .ok_or_else(|| RuntimeError::Other(format!("{name} has no address on network {network}")))
+    }
+
+    /// Runs a command in a container and collects its output, whatever its exit code. Output is
+    /// not logged here: it may hold credentials (admin.conf, tokens); callers log what is safe.
+    pub async fn exec(&self, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
+        self.exec_with_input(container, cmd, None).await
+    }
+
+    /// Like [`exec`](Self::exec), feeding `input` to the command's stdin.
+    pub async fn exec_with_input(&self, container: &str, cmd: &[&str], input: Option<Vec<u8>>) -> Result<ExecOutput> {
+        let context = || format!("running `{}` in {container}", cmd.join(" "));
+        let created = self
+            .api
+            .create_exec(
+                container,
+                CreateExecOptions {
+                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    attach_stdin: Some(input.is_some()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(RuntimeError::api(context()))?;
+        let started = self
+            .api
+            .start_exec(&created.id, Some(StartExecOptions { detach: false, tty: false, output_capacity: None }))
+            .await
+            .map_err(RuntimeError::api(context()))?;
+        let mut out = ExecOutput::default();
+        if let StartExecResults::Attached { mut output, input: mut stdin } = started {
+            if let Some(bytes) = input {
+                stdin.write_all(&bytes).await.map_err(|e| RuntimeError::Other(format!("{}: {e}", context())))?;
+                stdin.shutdown().await.map_err(|e| RuntimeError::Other(format!("{}: {e}", context())))?;
+            }
+            drop(stdin);
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(RuntimeError::api(context()))? {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        out.stdout.push_str(&String::from_utf8_lossy(&message));
+                    }
+                    LogOutput::StdErr { message } => {
+                        out.stderr.push_str(&String::from_utf8_lossy(&message));
+                    }
+                    LogOutput::StdIn { .. } => {}
+                }
+            }
+        }
+        let inspected = self.api.inspect_exec(&created.id).await.map_err(RuntimeError::api(context()))?;
+        out.code = inspected.exit_code.unwrap_or(-1);
+        Ok(out)
+    }
+
+    /// Runs a command and fails, with its last output lines, unless it exits 0.
+    pub async fn exec_ok(&self, container: &str, cmd: &[&str]) -> Result<String> {
+        let out = self.exec(container, cmd).await?;
+        if out.code != 0 {
+            return Err(RuntimeError::ExecFailed {
+                container: container.to_string(),
+                command: cmd.join(" "),
+                code: out.code,
+                tail: out.tail(20),
+            });
+        }
+        Ok(out.stdout)
+    }
+
+    /// Starts a command in the background and returns at once.
+    pub async fn exec_detached(&self, container: &str, cmd: &[&str]) -> Result<()> {
+        let context = || format!("starting `{}` in {container}", cmd.join(" "));
+        let created = self
+            .api
+            .create_exec(
+                container,
+                CreateExecOptions { cmd: Some(cmd.iter().map(|s| s.to_string()).collect()), ..Default::default() },
+            )
+            .await
+            .map_err(RuntimeError::api(context()))?;
+        self.api
+            .start_exec(&created.id, Some(StartExecOptions { detach: true, tty: false, output_capacity: None }))
+            .await
+            .map_err(RuntimeError::api(context()))?;
+        Ok(())
+    }
+
+    /// Writes files into a container: `files` are (absolute path, contents, mode).
+    pub async fn write_files(&self, container: &str, files: &[(&str, &[u8], u32)]) -> Result<()> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, contents, mode) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(contents.len() as u64);
+            header.set_mode(*mode);
+            header.set_mtime(0);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, path.trim_start_matches('/'), *contents)
+                .map_err(|e| RuntimeError::Other(format!("packing {path}: {e}")))?;
+        }
+        let tar = builder.into_inner().map_err(|e| RuntimeError::Other(format!("packing files: {e}")))?;
+        self.upload_tar(container, "/", futures_util::stream::once(async { Ok(bytes::Bytes::from(tar)) })).await
+    }
+
+    /// Extracts a tar stream into `dir` in the container.
+    pub async fn upload_tar(
+        &self,
+        container: &str,
+        dir: &str,
+        tar: impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    ) -> Result<()> {
+        let opts = UploadToContainerOptionsBuilder::default().path(dir).build();
+        self.api
+            .upload_to_container(container, Some(opts), bollard::body_try_stream(tar))
+            .await
+            .map_err(RuntimeError::api(format!("copying files into {container}:{dir}")))
+    }
+
+    /// The container's own log (its console), last `lines` lines.
+    pub async fn logs_tail(&self, name: &str, lines: usize) -> Result<String> {
+        let opts = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&lines.to_string()).build();
+        let chunks: Vec<LogOutput> =
+            self.api.logs(name, Some(opts)).try_collect().await.map_err(RuntimeError::api(format!("reading logs of {name}")))?;
+        Ok(chunks.iter().map(|c| c.to_string()).collect())
+    }
+
+    /// Waits for a container to exit and returns its exit code.
+    pub async fn wait_exit(&self, name: &str) -> Result<i64> {
+        let mut stream = self.api.wait_container(name, None::<WaitContainerOptions>);
+        match stream.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(RuntimeError::api(format!("waiting for {name}"))(e)),
+            None => Err(RuntimeError::Other(format!("no exit status for {name}"))),
+        }
+    }
+
+    /// Starts a throwaway `--privileged` container from `image` to learn whether this daemon
+    /// (with `runtime`, if given) can run privileged containers at all.
+    pub async fn probe_privileged(&self, image: &str, runtime: Option<&str>) -> Result<super::ProbeOutcome> {
+        use super::ProbeOutcome;
+        let name = format!("berth-probe-{}-{}", std::process::id(), rand_suffix());
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            entrypoint: Some(vec!["true".to_string()]),
+            labels: Some(HashMap::from([("dev.berth.probe".to_string(), "true".to_string())])),
+            host_config: Some(bollard::models::HostConfig {
+                privileged: Some(true),
+                runtime: runtime.map(str::to_string),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        if let Err(e) = self.api.create_container(Some(CreateContainerOptionsBuilder::default().name(&name).build()), body).await {
+            return Ok(ProbeOutcome::Failed(e.to_string()));
+        }
+        let outcome = match self.api.start_container(&name, None::<StartContainerOptions>).await {
+            Ok(()) => ProbeOutcome::Started,
+            Err(e) => ProbeOutcome::from_start_error(&e.to_string()),
+        };
+        self.remove_container(&name).await?;
+        tracing::debug!("privileged probe: {outcome:?}");
+        Ok(outcome)
+    }
+
+}

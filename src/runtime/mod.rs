@@ -1,0 +1,21 @@
+//! The node runtime: Docker, reached through bollard.
+//!
+//! This module owns every call to the Docker API (`docker.rs`), the pure description of a node
+//! container (`spec.rs`, unit-tested without Docker), and the choice between privileged and
+//! capability-mode nodes (`mode.rs`). Cluster logic lives in `cluster`; this module knows
+//! containers, networks, images and execs, not Kubernetes.
+
+mod docker;
+mod mode;
+mod spec;
+
+pub use docker::{Docker, ExecOutput, RuntimeError};
+pub use mode::{decide_mode, ModeRequest, NodeMode, ProbeOutcome};
+pub use spec::{node_container_body, NodeSpec, API_SERVER_PORT};
+
+/// Labels that make Docker the only record of a cluster: listing, deleting and exporting find
+/// nodes by these, so there is no state file to drift.
+pub const LABEL_CLUSTER: &str = "dev.berth.cluster";
+pub const LABEL_ROLE: &str = "dev.berth.role";
+/// The user-defined bridge network every berth node joins. Shared by clusters, like kind's.
+pub const NETWORK_NAME: &str = "berth";

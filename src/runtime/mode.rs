@@ -1,0 +1,133 @@
+//! Privileged or capability-mode nodes: which one this Docker daemon allows.
+//!
+//! Most machines let a container run `--privileged`, which is what kind assumes. Some sandboxes
+//! do not (their bounding set lacks a capability such as CAP_SYS_RESOURCE, and runc refuses
+//! to start any privileged container). There a node still works with every capability the
+//! sandbox has, unconfined seccomp/AppArmor, writable /sys and all devices. berth probes once
+//! per create and decides by the table in [`decide_mode`].
+
+use std::fmt;
+
+/// How node containers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeMode {
+    /// `--privileged`: what kind does, and what real users' daemons allow.
+    Privileged,
+    /// All capabilities but those the daemon cannot grant, plus the security options that make
+    /// systemd, containerd and the kubelet work.
+    Capabilities,
+}
+
+impl fmt::Display for NodeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NodeMode::Privileged => "privileged",
+            NodeMode::Capabilities => "capabilities",
+        })
+    }
+}
+
+/// What the user asked for, from `BERTH_NODE_MODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeRequest {
+    Auto,
+    Privileged,
+    Capabilities,
+}
+
+impl ModeRequest {
+    pub fn parse(value: Option<&str>) -> Result<ModeRequest, String> {
+        match value.map(str::trim) {
+            None | Some("") | Some("auto") => Ok(ModeRequest::Auto),
+            Some("privileged") => Ok(ModeRequest::Privileged),
+            Some("capabilities") | Some("unprivileged") => Ok(ModeRequest::Capabilities),
+            Some(other) => Err(format!("BERTH_NODE_MODE={other:?} is not a node mode; use auto, privileged or capabilities")),
+        }
+    }
+
+    /// Whether deciding needs a privileged probe container at all.
+    pub fn needs_probe(self) -> bool {
+        self != ModeRequest::Capabilities
+    }
+}
+
+/// What happened when a privileged container was started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    Started,
+    /// The runtime refused the capabilities `--privileged` implies.
+    CapabilitiesDenied(String),
+    /// Anything else (missing image, daemon error): not evidence about privilege.
+    Failed(String),
+}
+
+impl ProbeOutcome {
+    /// Classifies a start error. runc says "unable to apply caps: operation not permitted" when
+    /// the bounding set lacks a capability that --privileged requests.
+    pub fn from_start_error(message: &str) -> ProbeOutcome {
+        let m = message.to_ascii_lowercase();
+        if m.contains("apply caps") || (m.contains("capabilit") && m.contains("not permitted")) {
+            ProbeOutcome::CapabilitiesDenied(message.to_string())
+        } else {
+            ProbeOutcome::Failed(message.to_string())
+        }
+    }
+}
+
+/// The decision table. `probe` is None only when the request needs no probe.
+pub fn decide_mode(request: ModeRequest, probe: Option<&ProbeOutcome>) -> Result<NodeMode, String> {
+    use ProbeOutcome::*;
+    match (request, probe) {
+        (ModeRequest::Capabilities, _) => Ok(NodeMode::Capabilities),
+        (ModeRequest::Auto, Some(Started)) | (ModeRequest::Privileged, Some(Started)) => Ok(NodeMode::Privileged),
+        (ModeRequest::Auto, Some(CapabilitiesDenied(_))) => Ok(NodeMode::Capabilities),
+        (ModeRequest::Privileged, Some(CapabilitiesDenied(msg))) => Err(format!(
+            "BERTH_NODE_MODE=privileged, but this Docker daemon cannot start privileged containers ({msg}); unset it to let berth use capability mode"
+        )),
+        (_, Some(Failed(msg))) => Err(format!("could not test whether privileged containers work here: {msg}")),
+        (_, None) => Err("internal: a privileged probe is needed for this mode request".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_table() {
+        let denied = ProbeOutcome::CapabilitiesDenied("unable to apply caps".into());
+        let failed = ProbeOutcome::Failed("No such image".into());
+        let started = ProbeOutcome::Started;
+        let table: &[(ModeRequest, Option<&ProbeOutcome>, Result<NodeMode, ()>)] = &[
+            (ModeRequest::Auto, Some(&started), Ok(NodeMode::Privileged)),
+            (ModeRequest::Auto, Some(&denied), Ok(NodeMode::Capabilities)),
+            (ModeRequest::Auto, Some(&failed), Err(())),
+            (ModeRequest::Auto, None, Err(())),
+            (ModeRequest::Privileged, Some(&started), Ok(NodeMode::Privileged)),
+            (ModeRequest::Privileged, Some(&denied), Err(())),
+            (ModeRequest::Privileged, Some(&failed), Err(())),
+            (ModeRequest::Capabilities, None, Ok(NodeMode::Capabilities)),
+            (ModeRequest::Capabilities, Some(&started), Ok(NodeMode::Capabilities)),
+        ];
+        for (request, probe, want) in table {
+            let got = decide_mode(*request, *probe).map_err(|_| ());
+            assert_eq!(&got, want, "request {request:?}, probe {probe:?}");
+        }
+    }
+
+    #[test]
+    fn classifies_runc_capability_errors() {
+        let runc = "OCI runtime create failed: runc create failed: unable to start container process: unable to apply caps: operation not permitted: unknown";
+        assert!(matches!(ProbeOutcome::from_start_error(runc), ProbeOutcome::CapabilitiesDenied(_)));
+        assert!(matches!(ProbeOutcome::from_start_error("No such image: x"), ProbeOutcome::Failed(_)));
+    }
+
+    #[test]
+    fn parses_requests() {
+        assert_eq!(ModeRequest::parse(None), Ok(ModeRequest::Auto));
+        assert_eq!(ModeRequest::parse(Some("privileged")), Ok(ModeRequest::Privileged));
+        assert_eq!(ModeRequest::parse(Some("capabilities")), Ok(ModeRequest::Capabilities));
+        assert!(ModeRequest::parse(Some("root")).is_err());
+        assert!(!ModeRequest::Capabilities.needs_probe());
+    }
+}

@@ -1,0 +1,234 @@
+//! The node container, described as data: what `docker run` flags a node needs and why.
+//! Pure functions, unit-tested; `docker.rs` only sends the result.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ContainerCreateBody, DeviceMapping, EndpointSettings, HostConfig, HostConfigCgroupnsModeEnum, Mount,
+    MountBindOptions, MountBindOptionsPropagationEnum, MountType, NetworkingConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+
+use super::{NodeMode, LABEL_CLUSTER, LABEL_ROLE};
+use crate::config;
+
+/// The port the API server listens on inside a control-plane node (and the load balancer).
+pub const API_SERVER_PORT: u16 = 6443;
+
+/// Everything that decides one node container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSpec {
+    pub name: String,
+    pub cluster: String,
+    pub role: config::Role,
+    pub image: String,
+    pub mode: NodeMode,
+    pub network: String,
+    /// An OCI runtime other than the daemon's default (`BERTH_RUNTIME`), e.g. sysbox-runc.
+    pub runtime: Option<String>,
+    /// Publish the API server port on this host address and port (0: Docker picks).
+    pub api_server: Option<(String, u16)>,
+    pub port_mappings: Vec<config::PortMapping>,
+    pub mounts: Vec<config::Mount>,
+    /// Whether the host has /lib/modules to share read-only (kube-proxy's ipvs mode loads modules).
+    pub host_has_lib_modules: bool,
+    pub labels: Vec<(String, String)>,
+}
+
+pub fn node_container_body(spec: &NodeSpec) -> ContainerCreateBody {
+    let mut labels: HashMap<String, String> = spec.labels.iter().cloned().collect();
+    labels.insert(LABEL_CLUSTER.into(), spec.cluster.clone());
+    labels.insert(LABEL_ROLE.into(), spec.role.as_str().into());
+
+    let (exposed, bindings) = port_bindings(spec);
+    let host_config = HostConfig {
+        // systemd wants its own /run and /tmp and expects them to be tmpfs, as on a real host.
+        tmpfs: Some(HashMap::from([("/tmp".into(), String::new()), ("/run".into(), String::new())])),
+        // Each node keeps its own cgroup tree so the kubelet sees a normal hierarchy.
+        cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
+        // AppArmor/seccomp profiles for ordinary containers block what systemd and runc need;
+        // SELinux labels would block the same.
+        security_opt: Some(security_opts(spec.mode)),
+        privileged: Some(spec.mode == NodeMode::Privileged),
+        cap_add: capabilities_mode(spec.mode).then(|| vec!["ALL".to_string()]),
+        // CAP_SYS_RESOURCE is the one that sandboxes without it cannot grant.
+        cap_drop: capabilities_mode(spec.mode).then(|| vec!["SYS_RESOURCE".to_string()]),
+        // kubelet reads /dev/kmsg (its OOM watcher); /dev/fuse serves fuse-based workloads.
+        devices: capabilities_mode(spec.mode).then(capability_mode_devices),
+        // Containers inside the node create their own device nodes.
+        device_cgroup_rules: capabilities_mode(spec.mode).then(|| vec!["a *:* rwm".to_string()]),
+        port_bindings: Some(bindings),
+        mounts: Some(mounts(spec)),
+        // Nodes come back after a daemon or host restart; a node the user stopped stays down.
+        restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
+        runtime: spec.runtime.clone(),
+        init: Some(false),
+        ..Default::default()
+    };
+
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        hostname: Some(spec.name.clone()),
+        labels: Some(labels),
+        exposed_ports: Some(exposed),
+        // containerd's state must not live on the image's overlay filesystem: overlay on overlay
+        // does not work for its snapshotter, so /var is a volume (Docker seeds it from the image).
+        volumes: Some(vec!["/var".to_string()]),
+        tty: Some(true), // systemd writes its status to a console
+        env: Some(vec!["container=docker".to_string()]),
+        host_config: Some(host_config),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                spec.network.clone(),
+                EndpointSettings { aliases: Some(vec![spec.name.clone()]), ..Default::default() },
+            )])),
+        }),
+        ..Default::default()
+    }
+}
+
+fn capabilities_mode(mode: NodeMode) -> bool {
+    mode == NodeMode::Capabilities
+}
+
+fn security_opts(mode: NodeMode) -> Vec<String> {
+    let mut opts = vec!["seccomp=unconfined".to_string(), "apparmor=unconfined".to_string(), "label=disable".to_string()];
+    if mode == NodeMode::Capabilities {
+        // Unmasks /proc and /sys paths that --privileged would unmask.
+        opts.push("systempaths=unconfined".to_string());
+    }
+    opts
+}
+
+fn capability_mode_devices() -> Vec<DeviceMapping> {
+    ["/dev/kmsg", "/dev/fuse"]
+        .into_iter()
+        .filter(|d| std::path::Path::new(d).exists())
+        .map(|d| DeviceMapping {
+            path_on_host: Some(d.to_string()),
+            path_in_container: Some(d.to_string()),
+            cgroup_permissions: Some("rwm".to_string()),
+        })
+        .collect()
+}
+
+type PortBindings = HashMap<String, Option<Vec<PortBinding>>>;
+
+fn port_bindings(spec: &NodeSpec) -> (Vec<String>, PortBindings) {
+    let mut exposed = Vec::new();
+    let mut bindings: PortBindings = HashMap::new();
+    let mut add = |key: String, ip: &str, port: u16| {
+        if !exposed.contains(&key) {
+            exposed.push(key.clone());
+        }
+        let host_port = if port == 0 { String::new() } else { port.to_string() };
+        bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding { host_ip: Some(ip.to_string()), host_port: Some(host_port) });
+    };
+    if let Some((ip, port)) = &spec.api_server {
+        add(format!("{API_SERVER_PORT}/tcp"), ip, *port);
+    }
+    for m in &spec.port_mappings {
+        let ip = m.listen_address.as_deref().unwrap_or("0.0.0.0");
+        add(format!("{}/{}", m.container_port, m.protocol.docker_suffix()), ip, m.host_port);
+    }
+    (exposed, bindings)
+}
+
+fn mounts(spec: &NodeSpec) -> Vec<Mount> {
+    let mut out = Vec::new();
+    if spec.host_has_lib_modules {
+        out.push(bind("/lib/modules", "/lib/modules", true, None));
+    }
+    for m in &spec.mounts {
+        let propagation = match m.propagation.as_deref() {
+            Some("HostToContainer") => Some(MountBindOptionsPropagationEnum::RSLAVE),
+            Some("Bidirectional") => Some(MountBindOptionsPropagationEnum::RSHARED),
+            _ => None,
+        };
+        out.push(bind(&m.host_path, &m.container_path, m.read_only, propagation));
+    }
+    out
+}
+
+fn bind(source: &str, target: &str, read_only: bool, propagation: Option<MountBindOptionsPropagationEnum>) -> Mount {
+    Mount {
+        typ: Some(MountType::BIND),
+        source: Some(source.to_string()),
+        target: Some(target.to_string()),
+        read_only: Some(read_only),
+        bind_options: propagation.map(|p| MountBindOptions { propagation: Some(p), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PortMapping, Protocol, Role};
+
+    fn spec(mode: NodeMode) -> NodeSpec {
+        NodeSpec {
+            name: "demo-control-plane".into(),
+            cluster: "demo".into(),
+            role: Role::ControlPlane,
+            image: "berth-test/node:v1.20.2".into(),
+            mode,
+            network: "berth".into(),
+            runtime: None,
+            api_server: Some(("127.0.0.1".into(), 0)),
+            port_mappings: vec![PortMapping { container_port: 80, host_port: 8080, listen_address: None, protocol: Protocol::Tcp }],
+            mounts: vec![],
+            host_has_lib_modules: false,
+            labels: vec![],
+        }
+    }
+
+    #[test]
+    fn capability_mode_grants_all_but_sys_resource() {
+        let body = node_container_body(&spec(NodeMode::Capabilities));
+        let hc = body.host_config.unwrap();
+        assert_eq!(hc.privileged, Some(false));
+        assert_eq!(hc.cap_add, Some(vec!["ALL".into()]));
+        assert_eq!(hc.cap_drop, Some(vec!["SYS_RESOURCE".into()]));
+        assert!(hc.security_opt.unwrap().contains(&"systempaths=unconfined".to_string()));
+        assert_eq!(hc.device_cgroup_rules, Some(vec!["a *:* rwm".into()]));
+        assert_eq!(hc.cgroupns_mode, Some(HostConfigCgroupnsModeEnum::PRIVATE));
+        assert!(hc.tmpfs.unwrap().contains_key("/run"));
+        assert_eq!(body.volumes, Some(vec!["/var".to_string()]));
+    }
+
+    #[test]
+    fn privileged_mode_adds_no_capability_list() {
+        let hc = node_container_body(&spec(NodeMode::Privileged)).host_config.unwrap();
+        assert_eq!(hc.privileged, Some(true));
+        assert_eq!(hc.cap_add, None);
+        assert_eq!(hc.device_cgroup_rules, None);
+    }
+
+    #[test]
+    fn publishes_api_server_on_loopback_and_extra_ports() {
+        let body = node_container_body(&spec(NodeMode::Privileged));
+        let bindings = body.host_config.unwrap().port_bindings.unwrap();
+        let api = bindings["6443/tcp"].as_ref().unwrap();
+        assert_eq!(api[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(api[0].host_port.as_deref(), Some(""));
+        assert_eq!(bindings["80/tcp"].as_ref().unwrap()[0].host_port.as_deref(), Some("8080"));
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[LABEL_CLUSTER], "demo");
+        assert_eq!(labels[LABEL_ROLE], "control-plane");
+    }
+
+    #[test]
+    fn lib_modules_only_when_host_has_it() {
+        let mut s = spec(NodeMode::Privileged);
+        assert!(node_container_body(&s).host_config.unwrap().mounts.unwrap().is_empty());
+        s.host_has_lib_modules = true;
+        let m = node_container_body(&s).host_config.unwrap().mounts.unwrap();
+        assert_eq!(m[0].target.as_deref(), Some("/lib/modules"));
+        assert_eq!(m[0].read_only, Some(true));
+    }
+}
