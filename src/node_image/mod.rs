@@ -81,24 +81,27 @@ pub async fn build(docker: &Docker, opts: &BuildOptions, status: &Status) -> Res
     if !docker.image_exists(&opts.base_image).await? {
         return Err(NodeImageError::BaseImageMissing(opts.base_image.clone()));
     }
-    let download_dir;
-    let bin_dir = match (&opts.kube_bin, &opts.kube_version) {
-        (Some(dir), None) => dir.clone(),
-        (None, Some(version)) => {
-            let version = parse_version(version)?;
-            drop(step);
+    let download_version = match (&opts.kube_bin, &opts.kube_version) {
+        (Some(dir), None) => {
+            check_binaries(dir)?;
+            None
+        }
+        (None, Some(version)) => Some(parse_version(version)?),
+        _ => return Err(NodeImageError::SourceChoice),
+    };
+    step.done();
+
+    let download_dir = tempfile::tempdir().map_err(|e| io_err("creating a download directory", e))?;
+    let bin_dir = match download_version {
+        None => opts.kube_bin.clone().expect("checked above"),
+        Some(version) => {
             let step = status.step(format!("Downloading Kubernetes {version}"));
-            download_dir = tempfile::tempdir().map_err(|e| io_err("creating a download directory", e))?;
             let fetched = download::fetch_release(&opts.kube_base_url, &version, &opts.arch, download_dir.path()).await?;
             archives.extend(fetched);
             step.done();
             download_dir.path().join("bin")
         }
-        _ => return Err(NodeImageError::SourceChoice),
     };
-    check_binaries(&bin_dir)?;
-    let step = status.step("Checking inputs");
-    step.done();
 
     let container = format!("berth-build-{}-{}", std::process::id(), unique_suffix());
     let result = build_in_container(docker, opts, &container, &bin_dir, &archives, status).await;

@@ -48,7 +48,7 @@ pub fn node_container_body(spec: &NodeSpec) -> ContainerCreateBody {
         cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
         // AppArmor/seccomp profiles for ordinary containers block what systemd and runc need;
         // SELinux labels would block the same.
-        security_opt: Some(security_opts(spec.mode)),
+        security_opt: Some(security_opts()),
         privileged: Some(spec.mode == NodeMode::Privileged),
         cap_add: capabilities_mode(spec.mode).then(|| vec!["ALL".to_string()]),
         // CAP_SYS_RESOURCE is the one that sandboxes without it cannot grant.
@@ -61,6 +61,10 @@ pub fn node_container_body(spec: &NodeSpec) -> ContainerCreateBody {
         mounts: Some(mounts(spec)),
         // Nodes come back after a daemon or host restart; a node the user stopped stays down.
         restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
+        // What `--security-opt systempaths=unconfined` means to the docker CLI: no masked or
+        // read-only /proc and /sys paths (the API has no such option, only these lists).
+        masked_paths: capabilities_mode(spec.mode).then(Vec::new),
+        readonly_paths: capabilities_mode(spec.mode).then(Vec::new),
         runtime: spec.runtime.clone(),
         init: Some(false),
         ..Default::default()
@@ -91,13 +95,8 @@ fn capabilities_mode(mode: NodeMode) -> bool {
     mode == NodeMode::Capabilities
 }
 
-fn security_opts(mode: NodeMode) -> Vec<String> {
-    let mut opts = vec!["seccomp=unconfined".to_string(), "apparmor=unconfined".to_string(), "label=disable".to_string()];
-    if mode == NodeMode::Capabilities {
-        // Unmasks /proc and /sys paths that --privileged would unmask.
-        opts.push("systempaths=unconfined".to_string());
-    }
-    opts
+fn security_opts() -> Vec<String> {
+    vec!["seccomp=unconfined".to_string(), "apparmor=unconfined".to_string(), "label=disable".to_string()]
 }
 
 fn capability_mode_devices() -> Vec<DeviceMapping> {
@@ -194,7 +193,9 @@ mod tests {
         assert_eq!(hc.privileged, Some(false));
         assert_eq!(hc.cap_add, Some(vec!["ALL".into()]));
         assert_eq!(hc.cap_drop, Some(vec!["SYS_RESOURCE".into()]));
-        assert!(hc.security_opt.unwrap().contains(&"systempaths=unconfined".to_string()));
+        assert!(hc.security_opt.unwrap().contains(&"seccomp=unconfined".to_string()));
+        assert_eq!(hc.masked_paths, Some(vec![]), "systempaths=unconfined");
+        assert_eq!(hc.readonly_paths, Some(vec![]));
         assert_eq!(hc.device_cgroup_rules, Some(vec!["a *:* rwm".into()]));
         assert_eq!(hc.cgroupns_mode, Some(HostConfigCgroupnsModeEnum::PRIVATE));
         assert!(hc.tmpfs.unwrap().contains_key("/run"));

@@ -1,0 +1,144 @@
+//! End to end through the CLI: create, inspect with the host's kubectl, get, delete; a create
+//! whose kubeadm fails; a create interrupted by SIGINT. Each leaves nothing behind.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn kubectl_json(kubeconfig: &std::path::Path, args: &[&str]) -> Result<serde_json::Value, String> {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    let out = kubectl(kubeconfig, &all);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+fn contexts(kubeconfig: &std::path::Path) -> Vec<String> {
+    let out = kubectl(kubeconfig, &["config", "get-contexts", "-o", "name"]);
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn create_get_delete_one_node() {
+    if !require_e2e("create_get_delete_one_node") {
+        return;
+    }
+    let name = "e2e-one";
+    let (_dir, kc) = temp_kubeconfig();
+    // A context the user already had must survive create and delete.
+    std::fs::write(&kc, "apiVersion: v1\nkind: Config\nclusters: [{name: keep, cluster: {server: 'https://keep.example:6443'}}]\nusers: [{name: keep, user: {token: t}}]\ncontexts: [{name: keep, context: {cluster: keep, user: keep}}]\ncurrent-context: keep\n").unwrap();
+    let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
+
+    let started = Instant::now();
+    let out = run_ok(berth(&kc).args(["create", "cluster", "--name", name, "--image", &test_image(), "--wait", "3m"]));
+    eprintln!("create took {:?}\n{out}", started.elapsed());
+
+    // Only the merged kubeconfig is used from here on.
+    assert_eq!(contexts(&kc), ["berth-e2e-one", "keep"]);
+    let nodes = kubectl_json(&kc, &["get", "nodes"]).unwrap();
+    let items = nodes["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    let ready = items[0]["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
+    assert!(ready, "node Ready: {:#}", items[0]["status"]["conditions"]);
+
+    let ds = eventually("kube-proxy ready on every node", Duration::from_secs(90), || {
+        let ds = kubectl_json(&kc, &["-n", "kube-system", "get", "daemonset", "kube-proxy"])?;
+        let (want, ready) = (&ds["status"]["desiredNumberScheduled"], &ds["status"]["numberReady"]);
+        if want.as_i64() >= Some(1) && want == ready { Ok(ds) } else { Err(format!("{ready}/{want}")) }
+    });
+    assert_eq!(ds["status"]["numberReady"], 1);
+    // CoreDNS exists; its image is not in the test node image (nothing can be pulled here), so
+    // it is not expected to be Available — berth warned about that instead.
+    let coredns = kubectl_json(&kc, &["-n", "kube-system", "get", "deployment", "coredns"]).unwrap();
+    assert_eq!(coredns["metadata"]["name"], "coredns");
+
+    let listed = run_ok(berth(&kc).args(["get", "clusters"]));
+    assert!(listed.lines().any(|l| l.starts_with(name) && l.contains("running")), "{listed}");
+    let json: serde_json::Value = serde_json::from_str(&run_ok(berth(&kc).args(["get", "clusters", "-o", "json"]))).unwrap();
+    assert!(json.as_array().unwrap().iter().any(|c| c["name"] == name && c["state"] == "running"));
+    let nodes = run_ok(berth(&kc).args(["get", "nodes", "--name", name]));
+    assert!(nodes.contains("e2e-one-control-plane") && nodes.contains("control-plane"), "{nodes}");
+    let internal = run_ok(berth(&kc).args(["get", "kubeconfig", "--name", name, "--internal"]));
+    assert!(internal.contains("server: https://e2e-one-control-plane:6443"), "{internal}");
+
+    let volumes = container_volumes("e2e-one-control-plane");
+    assert!(!volumes.is_empty(), "the node has its /var volume");
+    run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
+    assert!(cluster_containers(name).is_empty(), "containers left: {:?}", cluster_containers(name));
+    for v in volumes {
+        assert!(!volume_exists(&v), "volume {v} left behind");
+    }
+    assert_eq!(contexts(&kc), ["keep"]);
+    let current = run_ok(Command::new("kubectl").arg("--kubeconfig").arg(&kc).args(["config", "current-context"]));
+    assert_eq!(current.trim(), "keep", "current-context was not ours, so it stays");
+}
+
+/// A node image whose kubeadm fails, derived from the test image.
+fn broken_image() -> String {
+    let tag = "berth-test/node-broken-kubeadm:1";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kubeadm"), "#!/bin/sh\necho \"[init] pretending to work\"\necho \"error: this kubeadm is broken on purpose ($1)\" >&2\nexit 1\n").unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), format!("FROM {}\nCOPY kubeadm /usr/bin/kubeadm\nRUN chmod 0755 /usr/bin/kubeadm\n", test_image())).unwrap();
+    run_ok(Command::new("docker").env("DOCKER_BUILDKIT", "0").args(["build", "-q", "-t", tag]).arg(dir.path()));
+    tag.to_string()
+}
+
+#[test]
+fn failed_create_cleans_up_unless_retain() {
+    if !require_e2e("failed_create_cleans_up_unless_retain") {
+        return;
+    }
+    let image = broken_image();
+    let name = "e2e-fail";
+    let (_dir, kc) = temp_kubeconfig();
+    let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
+
+    let out = berth(&kc).args(["create", "cluster", "--name", name, "--image", &image]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("kubeadm init failed on e2e-fail-control-plane"), "{stderr}");
+    assert!(stderr.contains("this kubeadm is broken on purpose"), "kubeadm's last lines are in the error:\n{stderr}");
+    assert!(cluster_containers(name).is_empty(), "left: {:?}", cluster_containers(name));
+    assert!(!kc.exists() || !std::fs::read_to_string(&kc).unwrap().contains("berth-e2e-fail"));
+
+    let out = berth(&kc).args(["create", "cluster", "--name", name, "--image", &image, "--retain"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(cluster_containers(name), ["e2e-fail-control-plane"], "--retain keeps the node");
+    run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
+    assert!(cluster_containers(name).is_empty());
+}
+
+#[test]
+fn sigint_during_create_cleans_up() {
+    if !require_e2e("sigint_during_create_cleans_up") {
+        return;
+    }
+    let name = "e2e-sigint";
+    let (_dir, kc) = temp_kubeconfig();
+    let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
+    let child = berth(&kc)
+        .args(["create", "cluster", "--name", name, "--image", &test_image()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt while kubeadm init runs: the node exists and kubeadm has started.
+    eventually("kubeadm init started", Duration::from_secs(120), || {
+        let out = docker(&["exec", "e2e-sigint-control-plane", "pgrep", "-x", "kubeadm"]);
+        if out.status.success() { Ok(()) } else { Err("not yet".into()) }
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = child.id().to_string();
+    run_ok(Command::new("kill").args(["-INT", &pid]));
+    let out = child.wait_with_output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted (SIGINT)") && stderr.contains("removed"), "{stderr}");
+    assert!(cluster_containers(name).is_empty(), "left: {:?}", cluster_containers(name));
+    assert!(!kc.exists() || !std::fs::read_to_string(&kc).unwrap().contains("berth-e2e-sigint"));
+}

@@ -1,0 +1,142 @@
+//! Shared helpers for berth's integration and end-to-end tests.
+//!
+//! Tests that need Docker and the test node image run when `BERTH_E2E=1` (as `.ci/run` sets
+//! it) and then *fail* if either is missing, so CI can never pass by skipping them. Without
+//! `BERTH_E2E`, plain `cargo test` prints that they were skipped and passes.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub const DEFAULT_TEST_IMAGE: &str = "berth-test/node:v1.20.2";
+
+pub fn test_image() -> String {
+    std::env::var("BERTH_TEST_IMAGE").unwrap_or_else(|_| DEFAULT_TEST_IMAGE.to_string())
+}
+
+/// Whether this run must exercise real containers.
+pub fn e2e_enabled() -> bool {
+    std::env::var("BERTH_E2E").is_ok_and(|v| v == "1")
+}
+
+/// Returns false (and says so) when e2e tests are off; panics when they are on but Docker or
+/// the node image is missing.
+pub fn require_e2e(test: &str) -> bool {
+    if !e2e_enabled() {
+        eprintln!("skipped {test}: set BERTH_E2E=1 (with Docker and {}) to run it", test_image());
+        return false;
+    }
+    let info = Command::new("docker").arg("info").output().expect("running docker info");
+    assert!(info.status.success(), "BERTH_E2E=1 but Docker does not answer: {}", String::from_utf8_lossy(&info.stderr));
+    let image = Command::new("docker").args(["image", "inspect", &test_image()]).output().unwrap();
+    assert!(image.status.success(), "BERTH_E2E=1 but {} is missing; run scripts/build-test-node-image", test_image());
+    true
+}
+
+pub fn berth_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+/// A berth command with plain output and the given kubeconfig.
+pub fn berth(kubeconfig: &Path) -> Command {
+    let mut c = Command::new(berth_bin());
+    c.env("KUBECONFIG", kubeconfig).env("BERTH_PLAIN", "1").env_remove("BERTH_NODE_IMAGE");
+    c
+}
+
+pub fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Runs a command, failing the test with its output unless it succeeds.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{cmd:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
+    stdout
+}
+
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker").args(args).output().expect("running docker")
+}
+
+/// Names of containers (any state) carrying `label`.
+pub fn containers_with_label(label: &str) -> Vec<String> {
+    let out = docker(&["ps", "-a", "--filter", &format!("label={label}"), "--format", "{{.Names}}"]);
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+}
+
+pub fn cluster_containers(cluster: &str) -> Vec<String> {
+    containers_with_label(&format!("dev.berth.cluster={cluster}"))
+}
+
+/// The anonymous volumes of a container (its /var).
+pub fn container_volumes(name: &str) -> Vec<String> {
+    let out = docker(&["inspect", "-f", "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}", name]);
+    String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect()
+}
+
+pub fn volume_exists(name: &str) -> bool {
+    docker(&["volume", "inspect", name]).status.success()
+}
+
+/// The host's kubectl against a kubeconfig file.
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    let bin = std::env::var("BERTH_TEST_KUBECTL").unwrap_or_else(|_| "kubectl".to_string());
+    Command::new(bin).arg("--kubeconfig").arg(kubeconfig).args(args).output().expect("running kubectl")
+}
+
+/// Retries `check` until it returns Some or `timeout` passes.
+pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(last) if start.elapsed() > timeout => panic!("{what}: not within {timeout:?}; last: {last}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// Prints a node container's log and journal: what a failing e2e test leaves for the reader.
+pub fn dump_node(name: &str) {
+    let logs = docker(&["logs", "--tail", "40", name]);
+    eprintln!("==== docker logs {name}\n{}{}", String::from_utf8_lossy(&logs.stdout), String::from_utf8_lossy(&logs.stderr));
+    let journal = docker(&["exec", name, "journalctl", "-n", "60", "--no-pager", "-u", "kubelet", "-u", "containerd"]);
+    eprintln!("==== journal {name}\n{}", String::from_utf8_lossy(&journal.stdout));
+}
+
+/// A kubeconfig file in a fresh temp dir; the dir lives as long as the returned guard.
+pub fn temp_kubeconfig() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    (dir, path)
+}
+
+/// Deletes a cluster when dropped, so a failing test leaves nothing running.
+pub struct ClusterGuard {
+    pub name: String,
+    pub kubeconfig: PathBuf,
+}
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for c in cluster_containers(&self.name) {
+                dump_node(&c);
+            }
+        }
+        let _ = berth(&self.kubeconfig).args(["delete", "cluster", "--name", &self.name]).output();
+    }
+}
+
+/// The inputs scripts/build-test-node-image recorded (BASE_IMAGE, KUBE_BIN, IMAGES_DIR).
+pub fn test_inputs() -> std::collections::HashMap<String, String> {
+    let cache = std::env::var("BERTH_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/berth-test"));
+    let path = cache.join("test-inputs.env");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; run scripts/build-test-node-image", path.display()));
+    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
