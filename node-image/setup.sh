@@ -10,6 +10,9 @@ rm -f /lib/systemd/system/sockets.target.wants/*udev* /lib/systemd/system/sysini
 systemctl mask systemd-udevd.service systemd-udev-trigger.service getty@tty1.service console-getty.service \
   systemd-modules-load.service sys-kernel-config.mount sys-kernel-debug.mount sys-kernel-tracing.mount >/dev/null 2>&1
 systemctl enable containerd.service kubelet.service >/dev/null 2>&1
+# A base image may carry services meant for other images built from it (haproxy for the load
+# balancer); in a node they would only compete for ports.
+systemctl disable haproxy.service >/dev/null 2>&1 || true
 mkdir -p /kind/manifests /etc/kubernetes/manifests /var/lib/kubelet /etc/cni/net.d /etc/containerd/certs.d /opt/cni/bin
 # Debian ships the CNI plugins in /usr/lib/cni; the kubelet and containerd look in /opt/cni/bin.
 if [ -d /usr/lib/cni ]; then

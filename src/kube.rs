@@ -21,6 +21,8 @@ pub enum KubeError {
     Config(String),
     #[error("{what} not within {waited:?}{detail}")]
     Timeout { what: String, waited: Duration, detail: String },
+    #[error("manifest: {0}")]
+    Manifest(String),
     #[error("API request failed: {0}")]
     Api(#[from] kube::Error),
 }
@@ -154,6 +156,38 @@ pub async fn deployment_health(client: &Client, namespace: &str, name: &str, sel
         }
     }
     Ok(DeploymentHealth { exists: true, available, desired, missing_images })
+}
+
+/// Applies a multi-document YAML manifest with server-side apply (field manager "berth"),
+/// finding each kind's resource through discovery. Returns how many objects were applied.
+pub async fn apply_manifest(client: &Client, manifest: &str) -> Result<usize> {
+    use kube::api::{DynamicObject, Patch, PatchParams};
+    use kube::core::GroupVersionKind;
+    use kube::discovery::Scope;
+    use serde::Deserialize;
+
+    let mut applied = 0;
+    for document in serde_yaml::Deserializer::from_str(manifest) {
+        let value = serde_yaml::Value::deserialize(document).map_err(|e| KubeError::Manifest(e.to_string()))?;
+        if value.is_null() {
+            continue;
+        }
+        let obj: DynamicObject = serde_yaml::from_value(value).map_err(|e| KubeError::Manifest(e.to_string()))?;
+        let types = obj.types.clone().ok_or_else(|| KubeError::Manifest("an object has no apiVersion/kind".into()))?;
+        let gvk = GroupVersionKind::try_from(&types).map_err(|e| KubeError::Manifest(e.to_string()))?;
+        let name = obj.metadata.name.clone().ok_or_else(|| KubeError::Manifest(format!("a {} has no name", types.kind)))?;
+        let (resource, caps) = kube::discovery::pinned_kind(client, &gvk).await?;
+        let api: Api<DynamicObject> = match caps.scope {
+            Scope::Namespaced => {
+                let ns = obj.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+                Api::namespaced_with(client.clone(), &ns, &resource)
+            }
+            Scope::Cluster => Api::all_with(client.clone(), &resource),
+        };
+        api.patch(&name, &PatchParams::apply("berth").force(), &Patch::Apply(&obj)).await?;
+        applied += 1;
+    }
+    Ok(applied)
 }
 
 /// Pods that are not Running/Succeeded, with their reasons: what to show when a wait fails.

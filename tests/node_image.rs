@@ -28,6 +28,7 @@ async fn single_node_ready(name: &str, runtime: Option<String>) -> NodeMode {
         kubeconfig_path: kubeconfig.clone(),
         mode_request: ModeRequest::Auto,
         runtime,
+        lb_image: cluster::DEFAULT_LB_IMAGE.into(),
     };
     let report = cluster::create(&docker, &opts, &berth::ui::Status::new(false)).await.unwrap_or_else(|e| panic!("create {name}: {e}"));
 

@@ -88,5 +88,6 @@ fn options(args: CreateClusterArgs) -> anyhow::Result<CreateOptions> {
         kubeconfig_path: kubeconfig::default_path(args.kubeconfig.kubeconfig.as_deref()).context("choosing the kubeconfig file")?,
         mode_request,
         runtime: std::env::var("BERTH_RUNTIME").ok().filter(|s| !s.is_empty()),
+        lb_image: std::env::var("BERTH_LB_IMAGE").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| cluster::DEFAULT_LB_IMAGE.to_string()),
     })
 }

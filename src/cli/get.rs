@@ -35,6 +35,13 @@ pub enum GetWhat {
 
 #[derive(Debug, Subcommand)]
 pub enum ExportWhat {
+    /// Write every node's journals, container log, pod logs and inspect output to a directory
+    Logs {
+        /// Where to write (default: a new directory under the system's temp dir)
+        dir: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        name: NameArg,
+    },
     /// Merge a cluster's context into your kubeconfig and make it current
     Kubeconfig {
         #[command(flatten)]
@@ -65,9 +72,9 @@ pub async fn run(what: GetWhat) -> anyhow::Result<()> {
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&nodes)?),
                 Output::Text => {
-                    println!("{:<40} {:<14} STATE", "NAME", "ROLE");
+                    println!("{:<40} {:<24} STATE", "NAME", "ROLE");
                     for n in nodes {
-                        println!("{:<40} {:<14} {}", n.name, n.role, n.state);
+                        println!("{:<40} {:<24} {}", n.name, n.role, n.state);
                     }
                 }
             }
@@ -84,8 +91,20 @@ pub async fn run(what: GetWhat) -> anyhow::Result<()> {
 }
 
 pub async fn export(what: ExportWhat, status: &ui::Status) -> anyhow::Result<()> {
-    let ExportWhat::Kubeconfig { name, kubeconfig: arg } = what;
     let docker = Docker::connect().await?;
+    let (name, arg) = match what {
+        ExportWhat::Kubeconfig { name, kubeconfig } => (name, kubeconfig),
+        ExportWhat::Logs { dir, name } => {
+            let dir = match dir {
+                Some(d) => d,
+                None => tempfile::Builder::new().prefix("berth-logs-").tempdir()?.keep(),
+            };
+            let files = cluster::logs::export(&docker, &name.name, &dir).await?;
+            status.info(format!("Exported {} log files of cluster {:?} to {}", files.len(), name.name, dir.display()));
+            println!("{}", dir.display());
+            return Ok(());
+        }
+    };
     let doc = cluster::kubeconfig_for(&docker, &name.name, false).await?;
     let path = kubeconfig::default_path(arg.kubeconfig.as_deref())?;
     kubeconfig::merge_into_file(&path, &doc)?;

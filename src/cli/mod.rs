@@ -6,6 +6,7 @@ mod build;
 mod create;
 mod delete;
 mod get;
+mod load;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -50,7 +51,12 @@ pub enum Command {
         #[command(subcommand)]
         what: get::GetWhat,
     },
-    /// Write a cluster's context into your kubeconfig again
+    /// Load images from the host into a cluster's nodes
+    Load {
+        #[command(subcommand)]
+        what: load::LoadWhat,
+    },
+    /// Write a cluster's kubeconfig context, or its logs
     Export {
         #[command(subcommand)]
         what: get::ExportWhat,
@@ -137,6 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Create { what } => create::run(what, &status).await,
         Command::Delete { what } => delete::run(what, &status).await,
         Command::Get { what } => get::run(what).await,
+        Command::Load { what } => load::run(what, &status).await,
         Command::Export { what } => get::export(what, &status).await,
         Command::Build { what } => build::run(what, &status).await,
         Command::Version => {

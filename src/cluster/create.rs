@@ -32,6 +32,8 @@ pub struct CreateOptions {
     pub kubeconfig_path: PathBuf,
     pub mode_request: ModeRequest,
     pub runtime: Option<String>,
+    /// The haproxy image for the load balancer of clusters with several control planes.
+    pub lb_image: String,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +66,8 @@ pub(crate) struct Ctx<'a> {
     pub node_ips: BTreeMap<String, String>,
     pub token: String,
     pub ca_cert_hash: Option<String>,
+    /// Encrypts the control-plane certificates kubeadm uploads for other control planes (HA).
+    pub certificate_key: Option<String>,
     /// This cluster's kubeconfig entries (server on the host side).
     pub kubeconfig: Option<serde_yaml::Value>,
     pub client: Option<kube::Client>,
@@ -78,6 +82,11 @@ impl Ctx<'_> {
 
     pub fn client(&self) -> &kube::Client {
         self.client.as_ref().expect("the API client is made by the kubeadm init step")
+    }
+
+    /// Several control planes: a load balancer fronts them and is the cluster's endpoint.
+    pub fn is_ha(&self) -> bool {
+        self.nodes.iter().filter(|n| n.role == config::Role::ControlPlane).count() > 1
     }
 
     pub fn version(&self) -> KubeVersion {
@@ -108,10 +117,11 @@ fn plan_nodes(opts: &CreateOptions) -> Vec<PlannedNode> {
 /// Everything checkable before anything is created.
 async fn preflight(docker: &Docker, opts: &CreateOptions) -> Result<()> {
     config::validate_cluster_name(&opts.name).map_err(|e| ClusterError::Invalid(format!("--name: {e}")))?;
-    if opts.config.control_planes().count() > 1 {
-        return Err(ClusterError::Invalid(
-            "nodes: more than one control-plane node needs a load balancer, which berth does not provide yet; use one control-plane node".into(),
-        ));
+    if opts.config.control_planes().count() > 1 && !docker.image_exists(&opts.lb_image).await? {
+        return Err(ClusterError::Invalid(format!(
+            "several control planes need the load balancer image {}, which is not present locally; build or pull it, or name another with BERTH_LB_IMAGE",
+            opts.lb_image
+        )));
     }
     let problems = config::check_host_ports(&opts.config);
     if !problems.is_empty() {
@@ -149,6 +159,7 @@ pub async fn create(docker: &Docker, opts: &CreateOptions, status: &Status) -> R
         node_ips: BTreeMap::new(),
         token: steps::kubeadm_init::new_bootstrap_token(),
         ca_cert_hash: None,
+        certificate_key: (opts.config.control_planes().count() > 1).then(steps::kubeadm_init::new_certificate_key),
         kubeconfig: None,
         client: None,
         kubeconfig_merged: false,

@@ -5,7 +5,9 @@
 //! fails or the user interrupts it; the rest of this file reads and deletes clusters.
 
 mod create;
-mod steps;
+pub mod load;
+pub mod logs;
+pub(crate) mod steps;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +21,7 @@ use crate::kubeconfig::{self, KubeconfigError};
 use crate::runtime::{Docker, RuntimeError, LABEL_CLUSTER, LABEL_ROLE};
 
 pub use create::{create, CreateOptions, CreateReport};
+pub use steps::loadbalancer::DEFAULT_LB_IMAGE;
 
 /// The node image berth uses when none is named: kind's own default for kind v0.27.0, pinned by
 /// digest so "latest" never changes under a user.
@@ -168,11 +171,13 @@ pub async fn kubeconfig_for(docker: &Docker, cluster: &str, internal: bool) -> R
         .find(|n| n.role == "control-plane" && n.state == "running")
         .ok_or_else(|| ClusterError::Invalid(format!("cluster {cluster:?} has no running control-plane node; start it first")))?;
     let admin = docker.exec_ok(&cp.name, &["cat", "/etc/kubernetes/admin.conf"]).await?;
+    // The load balancer, where there is one, is the cluster's endpoint.
+    let endpoint = nodes.iter().find(|n| n.role == crate::runtime::LOAD_BALANCER_ROLE).unwrap_or(cp);
     let server = if internal {
-        format!("https://{}:{}", cp.name, crate::runtime::API_SERVER_PORT)
+        format!("https://{}:{}", endpoint.name, crate::runtime::API_SERVER_PORT)
     } else {
-        let port = docker.published_port(&cp.name, "6443/tcp").await?;
-        let info = docker.inspect(&cp.name).await?;
+        let port = docker.published_port(&endpoint.name, "6443/tcp").await?;
+        let info = docker.inspect(&endpoint.name).await?;
         let ip = info
             .host_config
             .and_then(|h| h.port_bindings)

@@ -32,7 +32,13 @@ const NODE_FILES: &[(&str, &[u8], u32)] = &[
         0o644,
     ),
     ("/kind/setup.sh", include_bytes!("../../node-image/setup.sh"), 0o755),
+    ("/kind/manifests/default-cni.yaml", include_bytes!("../../node-image/manifests/default-cni.yaml"), 0o644),
 ];
+
+/// berth's network agent: a script over the base image and kubectl, built and preloaded into
+/// every node image, named in node-image/manifests/default-cni.yaml.
+pub const NETD_IMAGE: &str = "berth.dev/netd:v1";
+const NETD_SCRIPT: &[u8] = include_bytes!("../../node-image/netd/berth-netd");
 
 /// The Kubernetes binaries a node image must carry.
 pub const REQUIRED_BINARIES: &[&str] = &["kubeadm", "kubelet", "kubectl"];
@@ -103,6 +109,10 @@ pub async fn build(docker: &Docker, opts: &BuildOptions, status: &Status) -> Res
         }
     };
 
+    let step = status.step("Building the network agent image");
+    archives.push(build_netd_image(docker, &opts.base_image, &bin_dir, download_dir.path()).await?);
+    step.done();
+
     let container = format!("berth-build-{}-{}", std::process::id(), unique_suffix());
     let result = build_in_container(docker, opts, &container, &bin_dir, &archives, status).await;
     // The build container is scaffolding: it goes whether the build worked or not.
@@ -112,6 +122,47 @@ pub async fn build(docker: &Docker, opts: &BuildOptions, status: &Status) -> Res
 
 fn unique_suffix() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() % 1_000_000_007).unwrap_or(0)
+}
+
+/// Builds [`NETD_IMAGE`] (the base image plus kubectl and the berth-netd script) and saves it
+/// as an archive in `dir` for preloading.
+async fn build_netd_image(docker: &Docker, base: &str, bin_dir: &Path, dir: &Path) -> Result<PathBuf> {
+    let container = format!("berth-build-netd-{}-{}", std::process::id(), unique_suffix());
+    let body = ContainerCreateBody {
+        image: Some(base.to_string()),
+        labels: Some([("dev.berth.build".to_string(), "true".to_string())].into()),
+        ..Default::default()
+    };
+    docker.create_container(&container, body).await?;
+    let committed = async {
+        let kubectl = bin_dir.join("kubectl");
+        let kubectl = tokio::fs::read(&kubectl).await.map_err(|e| io_err(format!("reading {}", kubectl.display()), e))?;
+        docker
+            .write_files(&container, &[("/usr/local/bin/kubectl", &kubectl, 0o755), ("/usr/local/bin/berth-netd", NETD_SCRIPT, 0o755)])
+            .await?;
+        let (repo, tag) = split_tag(NETD_IMAGE);
+        let config = bollard::models::ContainerConfig {
+            entrypoint: Some(vec!["/usr/local/bin/berth-netd".into()]),
+            cmd: None,
+            labels: Some([("dev.berth.netd".to_string(), "true".to_string())].into()),
+            ..Default::default()
+        };
+        let options = CommitContainerOptionsBuilder::default().container(&container).repo(repo).tag(tag).build();
+        docker.api().commit_container(options, config).await.map_err(|e| RuntimeError::Other(format!("committing {NETD_IMAGE}: {e}")))?;
+        Ok::<_, NodeImageError>(())
+    }
+    .await;
+    let _ = docker.remove_container(&container).await;
+    committed?;
+    let path = dir.join("berth-netd.tar");
+    let mut file = tokio::fs::File::create(&path).await.map_err(|e| io_err(format!("creating {}", path.display()), e))?;
+    let mut stream = docker.api().export_image(NETD_IMAGE);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| RuntimeError::Other(format!("saving {NETD_IMAGE}: {e}")))?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await.map_err(|e| io_err(format!("writing {}", path.display()), e))?;
+    }
+    tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(|e| io_err(format!("writing {}", path.display()), e))?;
+    Ok(path)
 }
 
 fn io_err(context: impl Into<String>, source: std::io::Error) -> NodeImageError {
@@ -212,7 +263,7 @@ async fn preload_images(docker: &Docker, container: &str, archives: &[PathBuf], 
     for (i, path) in archives.iter().enumerate() {
         let name = format!("{i}.tar");
         step.set_detail(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-        upload_file(docker, container, "/kind/images", &name, path).await?;
+        docker.upload_file(container, "/kind/images", &name, path).await?;
         // --no-unpack: the build container's rootfs is overlayfs, and containerd's overlayfs
         // snapshotter cannot unpack onto it. CRI unpacks each image on first use in the node.
         let target = format!("/kind/images/{name}");
@@ -246,24 +297,6 @@ async fn wait_for_containerd(docker: &Docker, container: &str) -> Result<()> {
     }
     let log = docker.exec(container, &["tail", "-20", "/tmp/containerd.log"]).await?.stdout;
     Err(RuntimeError::Other(format!("containerd did not start in the build container:\n{log}")).into())
-}
-
-/// Streams a file into the container as a one-entry tar, without reading it into memory.
-async fn upload_file(docker: &Docker, container: &str, dir: &str, name: &str, path: &Path) -> Result<()> {
-    let file = tokio::fs::File::open(path).await.map_err(|e| io_err(format!("opening {}", path.display()), e))?;
-    let size = file.metadata().await.map_err(|e| io_err(format!("reading {}", path.display()), e))?.len();
-    let mut header = tar::Header::new_gnu();
-    header.set_path(name).map_err(|e| io_err("building tar header", e))?;
-    header.set_size(size);
-    header.set_mode(0o644);
-    header.set_cksum();
-    let padding = (512 - (size % 512) as usize) % 512;
-    let head = futures_util::stream::once(async move { Ok(bytes::Bytes::copy_from_slice(header.as_bytes())) });
-    let tail = futures_util::stream::once(async move { Ok(bytes::Bytes::from(vec![0u8; padding + 1024])) });
-    let body = head.chain(tokio_util::io::ReaderStream::new(file)).chain(tail);
-    docker.exec_ok(container, &["mkdir", "-p", dir]).await?;
-    docker.upload_tar(container, dir, body).await?;
-    Ok(())
 }
 
 async fn commit(docker: &Docker, container: &str, opts: &BuildOptions, version: &str) -> Result<String> {
@@ -309,6 +342,12 @@ mod tests {
         assert_eq!(split_tag("berth-test/node:v1.20.2"), ("berth-test/node", "v1.20.2"));
         assert_eq!(split_tag("localhost:5001/node"), ("localhost:5001/node", "latest"));
         assert_eq!(split_tag("localhost:5001/node:v1"), ("localhost:5001/node", "v1"));
+    }
+
+    #[test]
+    fn the_cni_manifest_names_the_agent_image_we_build() {
+        let manifest = NODE_FILES.iter().find(|(p, _, _)| p.ends_with("default-cni.yaml")).unwrap();
+        assert!(std::str::from_utf8(manifest.1).unwrap().contains(&format!("image: {NETD_IMAGE}")));
     }
 
     #[test]

@@ -341,6 +341,33 @@ impl Docker {
             .map_err(RuntimeError::api(format!("copying files into {container}:{dir}")))
     }
 
+    /// Streams a host file into `dir/name` in the container as a one-entry tar, without reading
+    /// it into memory (image archives run to hundreds of megabytes).
+    pub async fn upload_file(&self, container: &str, dir: &str, name: &str, path: &std::path::Path) -> Result<()> {
+        let io = |e: std::io::Error| RuntimeError::Other(format!("reading {}: {e}", path.display()));
+        let file = tokio::fs::File::open(path).await.map_err(io)?;
+        let size = file.metadata().await.map_err(io)?.len();
+        let mut header = tar::Header::new_gnu();
+        header.set_path(name).map_err(io)?;
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_cksum();
+        let padding = (512 - (size % 512) as usize) % 512;
+        let head = futures_util::stream::once(async move { Ok(bytes::Bytes::copy_from_slice(header.as_bytes())) });
+        // Pad the entry to a whole block, then the two zero blocks that end an archive.
+        let tail = futures_util::stream::once(async move { Ok(bytes::Bytes::from(vec![0u8; padding + 1024])) });
+        let body = head.chain(tokio_util::io::ReaderStream::new(file)).chain(tail);
+        self.exec_ok(container, &["mkdir", "-p", dir]).await?;
+        self.upload_tar(container, dir, body).await
+    }
+
+    /// A directory of the container as a tar stream (for log export).
+    pub fn download_tar(&self, container: &str, path: &str) -> impl Stream<Item = Result<bytes::Bytes>> + '_ {
+        let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default().path(path).build();
+        let context = format!("copying {container}:{path}");
+        self.api.download_from_container(container, Some(opts)).map_err(move |e| RuntimeError::Api { context: context.clone(), source: e })
+    }
+
     /// The container's own log (its console), last `lines` lines.
     pub async fn logs_tail(&self, name: &str, lines: usize) -> Result<String> {
         let opts = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&lines.to_string()).build();

@@ -11,7 +11,7 @@ mod spec;
 
 pub use docker::{Docker, ExecOutput, RuntimeError};
 pub use mode::{decide_mode, ModeRequest, NodeMode, ProbeOutcome};
-pub use spec::{node_container_body, NodeSpec, API_SERVER_PORT};
+pub use spec::{load_balancer_body, node_container_body, NodeSpec, API_SERVER_PORT, LOAD_BALANCER_ROLE};
 
 /// Labels that make Docker the only record of a cluster: listing, deleting and exporting find
 /// nodes by these, so there is no state file to drift.

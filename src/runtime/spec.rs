@@ -91,6 +91,37 @@ pub fn node_container_body(spec: &NodeSpec) -> ContainerCreateBody {
     }
 }
 
+/// The external load balancer in front of several control planes: an ordinary container (no
+/// privilege needed), publishing the API server port where a single control plane would.
+pub fn load_balancer_body(spec: &NodeSpec) -> ContainerCreateBody {
+    let mut labels: HashMap<String, String> = spec.labels.iter().cloned().collect();
+    labels.insert(LABEL_CLUSTER.into(), spec.cluster.clone());
+    labels.insert(LABEL_ROLE.into(), LOAD_BALANCER_ROLE.into());
+    let (exposed, bindings) = port_bindings(spec);
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        hostname: Some(spec.name.clone()),
+        labels: Some(labels),
+        exposed_ports: Some(exposed),
+        host_config: Some(HostConfig {
+            port_bindings: Some(bindings),
+            restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
+            runtime: spec.runtime.clone(),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                spec.network.clone(),
+                EndpointSettings { aliases: Some(vec![spec.name.clone()]), ..Default::default() },
+            )])),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The role label of the load balancer container.
+pub const LOAD_BALANCER_ROLE: &str = "external-load-balancer";
+
 fn capabilities_mode(mode: NodeMode) -> bool {
     mode == NodeMode::Capabilities
 }
@@ -221,6 +252,19 @@ mod tests {
         let labels = body.labels.unwrap();
         assert_eq!(labels[LABEL_CLUSTER], "demo");
         assert_eq!(labels[LABEL_ROLE], "control-plane");
+    }
+
+    #[test]
+    fn load_balancer_is_unprivileged_and_publishes_the_api_port() {
+        let mut s = spec(NodeMode::Capabilities);
+        s.name = "demo-external-load-balancer".into();
+        s.port_mappings.clear();
+        let body = load_balancer_body(&s);
+        let hc = body.host_config.unwrap();
+        assert_eq!(hc.privileged, None);
+        assert_eq!(hc.cap_add, None);
+        assert!(hc.port_bindings.unwrap().contains_key("6443/tcp"));
+        assert_eq!(body.labels.unwrap()[LABEL_ROLE], LOAD_BALANCER_ROLE);
     }
 
     #[test]

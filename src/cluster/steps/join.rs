@@ -12,7 +12,12 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
     let first_cp = ctx.control_plane().name.clone();
     let joining: Vec<PlannedNode> = ctx.nodes.iter().filter(|n| n.name != first_cp).cloned().collect();
     let ctx = &*ctx;
-    try_join_all(joining.iter().map(|node| join_one(ctx, node))).await?;
+    // Control planes one at a time: each adds an etcd member, and etcd takes one change at a
+    // time. Workers then all at once.
+    for node in joining.iter().filter(|n| n.role == Role::ControlPlane) {
+        join_one(ctx, node).await?;
+    }
+    try_join_all(joining.iter().filter(|n| n.role == Role::Worker).map(|node| join_one(ctx, node))).await?;
     Ok(())
 }
 

@@ -20,12 +20,33 @@ pub fn new_bootstrap_token() -> String {
     format!("{}.{}", &chars[..6], &chars[6..])
 }
 
+/// A key for kubeadm's uploaded certificates: 32 random bytes, hex.
+pub fn new_certificate_key() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The container every node reaches the API server through: the load balancer when there is
+/// one, else the control plane.
+pub fn endpoint_container(ctx: &Ctx<'_>) -> String {
+    if ctx.is_ha() {
+        super::loadbalancer::lb_name(&ctx.opts.name)
+    } else {
+        ctx.control_plane().name.clone()
+    }
+}
+
 /// The kubeadm parameters for `node`.
 pub fn params_for(ctx: &Ctx<'_>, node: &PlannedNode, join: NodeJoin) -> Params {
     let cfg = &ctx.opts.config;
     let cp = ctx.control_plane();
     let cp_ip = ctx.node_ips.get(&cp.name).cloned().unwrap_or_default();
+    let endpoint = endpoint_container(ctx);
     let mut cert_sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), cp.name.clone(), cp_ip];
+    if endpoint != cp.name {
+        cert_sans.push(endpoint.clone());
+    }
     let addr = cfg.api_server_address().to_string();
     if !cert_sans.contains(&addr) && addr != "0.0.0.0" {
         cert_sans.push(addr);
@@ -35,7 +56,7 @@ pub fn params_for(ctx: &Ctx<'_>, node: &PlannedNode, join: NodeJoin) -> Params {
         cluster_name: ctx.opts.name.clone(),
         node_name: node.name.clone(),
         node_ip: ctx.node_ips.get(&node.name).cloned().unwrap_or_default(),
-        control_plane_endpoint: format!("{}:{API_SERVER_PORT}", cp.name),
+        control_plane_endpoint: format!("{endpoint}:{API_SERVER_PORT}"),
         pod_subnet: cfg.pod_subnet().to_string(),
         service_subnet: cfg.service_subnet().to_string(),
         cgroup_driver: ctx.cgroup_driver.clone(),
@@ -46,7 +67,7 @@ pub fn params_for(ctx: &Ctx<'_>, node: &PlannedNode, join: NodeJoin) -> Params {
         node_labels: cfg.nodes[node.index].labels.clone().into_iter().collect::<BTreeMap<_, _>>(),
         token: ctx.token.clone(),
         ca_cert_hash: ctx.ca_cert_hash.clone(),
-        certificate_key: None,
+        certificate_key: ctx.certificate_key.clone(),
         join,
     }
 }
@@ -58,17 +79,22 @@ pub fn patches_for(ctx: &Ctx<'_>, node: &PlannedNode) -> Vec<String> {
 }
 
 /// Replaces secrets in kubeadm's output before it is logged.
-pub fn redact(text: &str, token: &str) -> String {
+pub fn redact(text: &str, token: &str, certificate_key: Option<&str>) -> String {
     let secret_half = token.split('.').nth(1).unwrap_or(token);
-    text.replace(token, "<token>").replace(secret_half, "<token-secret>")
+    let text = text.replace(token, "<token>").replace(secret_half, "<token-secret>");
+    match certificate_key {
+        Some(key) => text.replace(key, "<certificate-key>"),
+        None => text,
+    }
 }
 
 /// Runs a kubeadm phase in a node; on failure the error carries kubeadm's last lines.
 pub async fn run_kubeadm(ctx: &Ctx<'_>, node: &str, phase: &'static str, args: &[&str]) -> Result<String> {
     let out = ctx.docker.exec(node, args).await?;
-    tracing::debug!("kubeadm {phase} on {node}:\n{}", redact(&format!("{}{}", out.stdout, out.stderr), &ctx.token));
+    let key = ctx.certificate_key.as_deref();
+    tracing::debug!("kubeadm {phase} on {node}:\n{}", redact(&format!("{}{}", out.stdout, out.stderr), &ctx.token, key));
     if out.code != 0 {
-        return Err(ClusterError::KubeadmFailed { phase, node: node.to_string(), tail: redact(&out.tail(25), &ctx.token) });
+        return Err(ClusterError::KubeadmFailed { phase, node: node.to_string(), tail: redact(&out.tail(25), &ctx.token, key) });
     }
     Ok(out.stdout)
 }
@@ -84,14 +110,19 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
     let rendered = kubeadm::render(&params_for(ctx, &cp, NodeJoin::Init), &patches_for(ctx, &cp))?;
     ctx.docker.write_files(&cp.name, &[(KUBEADM_CONFIG_PATH, rendered.as_bytes(), 0o600)]).await?;
     let config_flag = format!("--config={KUBEADM_CONFIG_PATH}");
-    let out = run_kubeadm(ctx, &cp.name, "init", &["kubeadm", "init", "--skip-phases=preflight", &config_flag]).await?;
+    let mut args = vec!["kubeadm", "init", "--skip-phases=preflight", &config_flag];
+    if ctx.is_ha() {
+        // The other control planes fetch the cluster's certificates from the API.
+        args.push("--upload-certs");
+    }
+    let out = run_kubeadm(ctx, &cp.name, "init", &args).await?;
     ctx.ca_cert_hash = ca_cert_hash_from(&out);
     if ctx.ca_cert_hash.is_none() && ctx.nodes.len() > 1 {
         return Err(ClusterError::Invalid("kubeadm init printed no CA certificate hash for joining nodes".into()));
     }
 
     let admin = ctx.docker.exec_ok(&cp.name, &["cat", "/etc/kubernetes/admin.conf"]).await?;
-    let port = ctx.docker.published_port(&cp.name, &format!("{API_SERVER_PORT}/tcp")).await?;
+    let port = ctx.docker.published_port(&endpoint_container(ctx), &format!("{API_SERVER_PORT}/tcp")).await?;
     let host = match ctx.opts.config.api_server_address() {
         "0.0.0.0" => "127.0.0.1",
         other => other,
@@ -121,7 +152,7 @@ mod tests {
     fn finds_the_ca_hash_and_redacts_tokens() {
         let out = "kubeadm join c:6443 --token abcdef.0123456789abcdef \\\n    --discovery-token-ca-cert-hash sha256:0a1b2c \n";
         assert_eq!(ca_cert_hash_from(out).as_deref(), Some("sha256:0a1b2c"));
-        let red = redact(out, "abcdef.0123456789abcdef");
-        assert!(!red.contains("0123456789abcdef"), "{red}");
+        let red = redact(&format!("{out} --certificate-key 00ff"), "abcdef.0123456789abcdef", Some("00ff"));
+        assert!(!red.contains("0123456789abcdef") && !red.contains("00ff"), "{red}");
     }
 }

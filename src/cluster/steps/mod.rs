@@ -5,5 +5,6 @@ pub mod cni;
 pub mod export_kubeconfig;
 pub mod join;
 pub mod kubeadm_init;
+pub mod loadbalancer;
 pub mod provision;
 pub mod wait;

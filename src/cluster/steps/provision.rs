@@ -22,8 +22,18 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
     tracing::info!("node mode: {mode}");
 
     let specs: Vec<NodeSpec> = ctx.nodes.iter().map(|n| spec_for(ctx, n, mode)).collect();
-    try_join_all(specs.iter().map(|s| ctx.docker.create_container(&s.name, node_container_body(s)))).await?;
-    try_join_all(specs.iter().map(|s| ctx.docker.start_container(&s.name))).await?;
+    let nodes = async {
+        try_join_all(specs.iter().map(|s| ctx.docker.create_container(&s.name, node_container_body(s)))).await?;
+        try_join_all(specs.iter().map(|s| ctx.docker.start_container(&s.name))).await?;
+        Ok::<_, ClusterError>(())
+    };
+    let balancer = async {
+        if ctx.is_ha() {
+            super::loadbalancer::provision(ctx, mode).await?;
+        }
+        Ok::<_, ClusterError>(())
+    };
+    tokio::try_join!(nodes, balancer)?;
     try_join_all(ctx.nodes.iter().map(|n| wait_for_systemd(ctx.docker, &n.name))).await?;
 
     let cp = ctx.control_plane().name.clone();
@@ -59,7 +69,8 @@ fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode) -> NodeSpec {
         mode,
         network: NETWORK_NAME.to_string(),
         runtime: ctx.opts.runtime.clone(),
-        api_server: (is_first_cp && node.role == Role::ControlPlane)
+        // With several control planes the load balancer publishes the API server instead.
+        api_server: (is_first_cp && node.role == Role::ControlPlane && !ctx.is_ha())
             .then(|| (cfg.api_server_address().to_string(), cfg.networking.api_server_port.unwrap_or(0))),
         port_mappings: node_cfg.extra_port_mappings.clone(),
         mounts: node_cfg.extra_mounts.clone(),

@@ -1,0 +1,150 @@
+//! `berth load docker-image` / `load image-archive`: images from the host into every node's
+//! containerd. One `docker save` (or the user's archive) is streamed to all nodes at once; a
+//! node that already holds the image (same image ID, same name) is skipped.
+
+use std::path::{Path, PathBuf};
+
+use futures_util::future::try_join_all;
+use futures_util::StreamExt;
+
+use super::{nodes, ClusterError, Result};
+use crate::runtime::{Docker, RuntimeError};
+use crate::ui::Status;
+
+/// An image in the host's Docker: its name and ID (the sha256 of its config, which is also
+/// the digest of the config blob containerd stores when it imports the image).
+#[derive(Debug, Clone)]
+pub struct HostImage {
+    pub name: String,
+    pub id: String,
+}
+
+/// Which of the cluster's running nodes to load into: all, or the named ones.
+async fn target_nodes(docker: &Docker, cluster: &str, only: &[String]) -> Result<Vec<String>> {
+    let all: Vec<String> = nodes(docker, cluster).await?.into_iter().filter(|n| n.state == "running").map(|n| n.name).collect();
+    if only.is_empty() {
+        return Ok(all);
+    }
+    for n in only {
+        if !all.contains(n) {
+            return Err(ClusterError::Invalid(format!("--nodes: {n:?} is not a running node of cluster {cluster:?} (nodes: {})", all.join(", "))));
+        }
+    }
+    Ok(only.to_vec())
+}
+
+async fn has_image(docker: &Docker, node: &str, image: &HostImage) -> Result<bool> {
+    let blob = docker.exec(node, &["ctr", "-n", "k8s.io", "content", "get", &image.id]).await?;
+    if blob.code != 0 {
+        return Ok(false);
+    }
+    let filter = format!("name=={}", normalize(&image.name));
+    let named = docker.exec_ok(node, &["ctr", "-n", "k8s.io", "images", "ls", "-q", &filter]).await?;
+    Ok(!named.trim().is_empty())
+}
+
+/// How containerd names a Docker reference: `busybox` is `docker.io/library/busybox:latest`.
+pub fn normalize(name: &str) -> String {
+    let (repo, tag) = match name.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
+        _ => (name.to_string(), "latest".to_string()),
+    };
+    let first = repo.split('/').next().unwrap_or("");
+    let has_registry = repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let repo = match (has_registry, repo.contains('/')) {
+        (true, _) => repo,
+        (false, true) => format!("docker.io/{repo}"),
+        (false, false) => format!("docker.io/library/{repo}"),
+    };
+    format!("{repo}:{tag}")
+}
+
+/// Loads images from the host's Docker into the cluster's nodes. Returns (node, loaded?) pairs.
+pub async fn load_docker_images(docker: &Docker, cluster: &str, images: &[String], only: &[String], status: &Status) -> Result<Vec<(String, bool)>> {
+    let mut host_images = Vec::new();
+    for name in images {
+        let info = docker.api().inspect_image(name).await.map_err(|e| match e {
+            bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => {
+                ClusterError::Invalid(format!("image {name:?} is not present in the host's Docker; build or pull it first"))
+            }
+            e => RuntimeError::Api { context: format!("inspecting image {name}"), source: e }.into(),
+        })?;
+        host_images.push(HostImage { name: name.clone(), id: info.id.unwrap_or_default() });
+    }
+    let targets = target_nodes(docker, cluster, only).await?;
+    let mut needed = Vec::new();
+    for node in &targets {
+        let mut missing = false;
+        for image in &host_images {
+            missing |= !has_image(docker, node, image).await?;
+        }
+        if missing {
+            needed.push(node.clone());
+        }
+    }
+    if needed.is_empty() {
+        status.info(format!("every node already holds {}", images.join(", ")));
+        return Ok(targets.into_iter().map(|n| (n, false)).collect());
+    }
+    let step = status.step(format!("Saving {}", images.join(", ")));
+    let dir = tempfile::tempdir().map_err(|e| ClusterError::Invalid(format!("creating a temp dir: {e}")))?;
+    let archive = dir.path().join("images.tar");
+    save_images(docker, images, &archive).await?;
+    step.done();
+    let step = status.step(format!("Loading into {} node(s)", needed.len()));
+    try_join_all(needed.iter().map(|node| import_archive(docker, node, &archive))).await?;
+    step.done();
+    Ok(targets.into_iter().map(|n| { let loaded = needed.contains(&n); (n, loaded) }).collect())
+}
+
+/// Loads an image archive file into every (or the named) node.
+pub async fn load_archive(docker: &Docker, cluster: &str, archive: &Path, only: &[String], status: &Status) -> Result<Vec<String>> {
+    crate::node_image::check_image_archive(archive).map_err(|e| ClusterError::Invalid(e.to_string()))?;
+    let targets = target_nodes(docker, cluster, only).await?;
+    let step = status.step(format!("Loading {} into {} node(s)", archive.display(), targets.len()));
+    try_join_all(targets.iter().map(|node| import_archive(docker, node, archive))).await?;
+    step.done();
+    Ok(targets)
+}
+
+/// `docker save` to a file: one export, whatever the number of nodes.
+async fn save_images(docker: &Docker, images: &[String], path: &PathBuf) -> Result<()> {
+    let refs: Vec<&str> = images.iter().map(String::as_str).collect();
+    let io = |e: std::io::Error| ClusterError::Invalid(format!("writing {}: {e}", path.display()));
+    let mut file = tokio::fs::File::create(path).await.map_err(io)?;
+    let mut stream = docker.api().export_images(&refs);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| RuntimeError::Api { context: "saving images".into(), source: e })?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await.map_err(io)?;
+    }
+    tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(io)?;
+    Ok(())
+}
+
+/// Where archives land in a node before import: on the /var volume, because Docker's copy API
+/// writes beneath tmpfs mounts such as /tmp, where the node cannot see the file.
+const STAGING_DIR: &str = "/var/lib/berth/load";
+
+async fn import_archive(docker: &Docker, node: &str, archive: &Path) -> Result<()> {
+    let name = format!("{}.tar", std::process::id());
+    docker.upload_file(node, STAGING_DIR, &name, archive).await?;
+    let target = format!("{STAGING_DIR}/{name}");
+    let imported = docker.exec_ok(node, &["ctr", "-n", "k8s.io", "images", "import", "--digests", &target]).await;
+    docker.exec(node, &["rm", "-f", &target]).await?;
+    imported?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn normalizes_like_containerd() {
+        assert_eq!(normalize("busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(normalize("berth-test/toolbox:1"), "docker.io/berth-test/toolbox:1");
+        assert_eq!(normalize("localhost:5001/app:v2"), "localhost:5001/app:v2");
+        assert_eq!(normalize("k8s.gcr.io/pause:3.2"), "k8s.gcr.io/pause:3.2");
+        assert_eq!(normalize("registry.example/team/app"), "registry.example/team/app:latest");
+    }
+}

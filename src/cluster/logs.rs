@@ -1,0 +1,78 @@
+//! `berth export logs`: what someone debugging a cluster asks for, per node: the kubelet and
+//! containerd journals, the whole journal, the container's console log, /kind/version, the pod
+//! logs under /var/log/pods (kube-system among them), and Docker's inspect output.
+
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt;
+
+use super::{nodes, ClusterError, Result};
+use crate::runtime::Docker;
+
+/// Writes the logs of every node of `cluster` under `dir/<node>/`; returns the files written.
+pub async fn export(docker: &Docker, cluster: &str, dir: &Path) -> Result<Vec<PathBuf>> {
+    let nodes = nodes(docker, cluster).await?;
+    let mut written = Vec::new();
+    for node in nodes {
+        let node_dir = dir.join(&node.name);
+        std::fs::create_dir_all(&node_dir).map_err(|e| io_err(&node_dir, e))?;
+        let inspect = docker.inspect(&node.name).await?;
+        written.push(write(&node_dir.join("inspect.json"), serde_json::to_string_pretty(&inspect).unwrap_or_default().as_bytes())?);
+        written.push(write(&node_dir.join("serial.log"), docker.logs_tail(&node.name, 100_000).await?.as_bytes())?);
+        if node.state != "running" {
+            continue;
+        }
+        let files: [(&str, &[&str]); 4] = [
+            ("kubelet.log", &["journalctl", "--no-pager", "-u", "kubelet"]),
+            ("containerd.log", &["journalctl", "--no-pager", "-u", "containerd"]),
+            ("journal.log", &["journalctl", "--no-pager"]),
+            ("kubernetes-version.txt", &["cat", "/kind/version"]),
+        ];
+        for (name, cmd) in files {
+            let out = docker.exec(&node.name, cmd).await?;
+            written.push(write(&node_dir.join(name), out.stdout.as_bytes())?);
+        }
+        written.extend(copy_pod_logs(docker, &node.name, &node_dir).await?);
+    }
+    Ok(written)
+}
+
+/// /var/log/pods holds symlinks into /var/log/containers' targets; `docker cp` of the directory
+/// brings the files themselves only where they are real files, so the node flattens them first.
+async fn copy_pod_logs(docker: &Docker, node: &str, node_dir: &Path) -> Result<Vec<PathBuf>> {
+    docker.exec_ok(node, &["sh", "-c", "rm -rf /tmp/berth-pod-logs && mkdir -p /tmp/berth-pod-logs && cp -rL /var/log/pods /tmp/berth-pod-logs/ 2>/dev/null || true"]).await?;
+    let mut tar_bytes = Vec::new();
+    let mut stream = docker.download_tar(node, "/tmp/berth-pod-logs/pods");
+    while let Some(chunk) = stream.next().await {
+        tar_bytes.extend_from_slice(&chunk?);
+    }
+    docker.exec(node, &["rm", "-rf", "/tmp/berth-pod-logs"]).await?;
+    let mut archive = tar::Archive::new(std::io::Cursor::new(tar_bytes));
+    let mut written = Vec::new();
+    for entry in archive.entries().map_err(|e| io_err(node_dir, e))? {
+        let mut entry = entry.map_err(|e| io_err(node_dir, e))?;
+        let rel = entry.path().map_err(|e| io_err(node_dir, e))?.into_owned();
+        // Never write outside the node's directory, whatever the archive says.
+        if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            continue;
+        }
+        let target = node_dir.join(&rel);
+        if entry.header().entry_type().is_file() {
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+            }
+            entry.unpack(&target).map_err(|e| io_err(&target, e))?;
+            written.push(target);
+        }
+    }
+    Ok(written)
+}
+
+fn write(path: &Path, contents: &[u8]) -> Result<PathBuf> {
+    std::fs::write(path, contents).map_err(|e| io_err(path, e))?;
+    Ok(path.to_path_buf())
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> ClusterError {
+    ClusterError::Invalid(format!("writing {}: {e}", path.display()))
+}
