@@ -5,6 +5,7 @@
 //! create's steps), [`kubeadm`] (kubeadm's config), [`kubeconfig`] (the user's kubeconfig),
 //! [`kube`] (the API client and waits), [`node_image`] (building node images), [`ui`] (output).
 
+pub mod addons;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -102,7 +102,7 @@ impl Drop for Step {
 /// including kubeadm's output. `RUST_LOG` overrides.
 pub fn init_logging(verbosity: u8) {
     let level = match verbosity {
-        0 => "warn",
+        0 => "berth=warn",
         1 => "berth=info",
         2 => "berth=debug",
         _ => "berth=trace",

@@ -35,11 +35,14 @@ pub struct CreateClusterArgs {
     /// Keep the nodes if create fails, to look into what went wrong
     #[arg(long)]
     pub retain: bool,
+    /// Install an add-on (repeatable): dashboard
+    #[arg(long = "addon", value_name = "NAME", value_parser = ["dashboard"])]
+    pub addons: Vec<String>,
     #[command(flatten)]
     pub kubeconfig: KubeconfigArg,
 }
 
-fn parse_wait(s: &str) -> Result<Duration, String> {
+pub(super) fn parse_wait(s: &str) -> Result<Duration, String> {
     if s.trim() == "0" {
         return Ok(Duration::ZERO);
     }
@@ -70,6 +73,11 @@ fn options(args: CreateClusterArgs) -> anyhow::Result<CreateOptions> {
     let name = args.name.clone().or_else(|| cfg.name.clone()).unwrap_or_else(|| DEFAULT_CLUSTER_NAME.to_string());
     config::validate_cluster_name(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
     cfg.name = Some(name.clone());
+    for addon in &args.addons {
+        if !cfg.addons.contains(addon) {
+            cfg.addons.push(addon.clone());
+        }
+    }
     let env_image = std::env::var("BERTH_NODE_IMAGE").ok().filter(|s| !s.is_empty());
     let image = args.image.clone().or(env_image).unwrap_or_else(|| DEFAULT_NODE_IMAGE.to_string());
     if args.image.is_some() {

@@ -4,8 +4,10 @@
 
 mod build;
 mod create;
+mod dashboard;
 mod delete;
 mod get;
+mod lifecycle;
 mod load;
 
 use std::io::Write;
@@ -46,6 +48,16 @@ pub enum Command {
         #[command(subcommand)]
         what: delete::DeleteWhat,
     },
+    /// Stop a cluster without deleting it
+    Stop {
+        #[command(subcommand)]
+        what: lifecycle::StopWhat,
+    },
+    /// Start a stopped cluster
+    Start {
+        #[command(subcommand)]
+        what: lifecycle::StartWhat,
+    },
     /// Show clusters, nodes or a cluster's kubeconfig
     Get {
         #[command(subcommand)]
@@ -61,6 +73,8 @@ pub enum Command {
         #[command(subcommand)]
         what: get::ExportWhat,
     },
+    /// Print the Dashboard add-on's URL and login token
+    Dashboard(dashboard::DashboardArgs),
     /// Build a node image
     Build {
         #[command(subcommand)]
@@ -142,10 +156,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Create { what } => create::run(what, &status).await,
         Command::Delete { what } => delete::run(what, &status).await,
+        Command::Stop { what } => lifecycle::stop(what, &status).await,
+        Command::Start { what } => lifecycle::start(what, &status).await,
         Command::Get { what } => get::run(what).await,
         Command::Load { what } => load::run(what, &status).await,
         Command::Export { what } => get::export(what, &status).await,
         Command::Build { what } => build::run(what, &status).await,
+        Command::Dashboard(args) => dashboard::run(args, &status).await,
         Command::Version => {
             println!("berth {} ({} {})", env!("CARGO_PKG_VERSION"), std::env::consts::OS, std::env::consts::ARCH);
             Ok(())

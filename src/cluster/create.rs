@@ -73,6 +73,9 @@ pub(crate) struct Ctx<'a> {
     pub client: Option<kube::Client>,
     pub kubeconfig_merged: bool,
     pub warnings: Vec<String>,
+    /// The host port the API server is published on: the config's, else one chosen free now.
+    /// Never left to Docker, which would pick a new one at every start.
+    pub api_server_port: u16,
 }
 
 impl Ctx<'_> {
@@ -139,6 +142,22 @@ async fn preflight(docker: &Docker, opts: &CreateOptions) -> Result<()> {
     Ok(())
 }
 
+fn is_loopback(address: &str) -> bool {
+    address.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+}
+
+/// The configured API server port, or a port free right now on its address.
+fn api_server_port(opts: &CreateOptions) -> Result<u16> {
+    match opts.config.networking.api_server_port.filter(|p| *p != 0) {
+        Some(port) => Ok(port),
+        None => {
+            let listener = std::net::TcpListener::bind((opts.config.api_server_address(), 0))
+                .map_err(|e| ClusterError::Invalid(format!("finding a free port on {}: {e}", opts.config.api_server_address())))?;
+            Ok(listener.local_addr().map_err(|e| ClusterError::Invalid(e.to_string()))?.port())
+        }
+    }
+}
+
 fn create_id() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("{}-{nanos}", std::process::id())
@@ -164,7 +183,14 @@ pub async fn create(docker: &Docker, opts: &CreateOptions, status: &Status) -> R
         client: None,
         kubeconfig_merged: false,
         warnings: Vec::new(),
+        api_server_port: api_server_port(opts)?,
     };
+    if !is_loopback(opts.config.api_server_address()) {
+        ctx.warn(format!(
+            "networking.apiServerAddress is {}: the API server will be reachable from other machines, not only this one",
+            opts.config.api_server_address()
+        ));
+    }
     let outcome = tokio::select! {
         r = run_steps(&mut ctx) => r,
         which = interrupted() => Err(ClusterError::Interrupted(which, String::new())),
@@ -222,6 +248,12 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<()> {
     if !ctx.opts.wait.is_zero() {
         let step = ctx.status.step("Waiting for Ready");
         steps::wait::run(ctx).await?;
+        step.done();
+    }
+
+    if !ctx.opts.config.addons.is_empty() {
+        let step = ctx.status.step(format!("Installing add-ons: {}", ctx.opts.config.addons.join(", ")));
+        steps::addons::run(ctx).await?;
         step.done();
     }
     Ok(())

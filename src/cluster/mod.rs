@@ -5,6 +5,7 @@
 //! fails or the user interrupts it; the rest of this file reads and deletes clusters.
 
 mod create;
+pub mod lifecycle;
 pub mod load;
 pub mod logs;
 pub(crate) mod steps;

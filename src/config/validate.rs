@@ -74,6 +74,12 @@ pub struct Cidr {
     pub prefix: u8,
 }
 
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
 impl Cidr {
     pub fn parse(s: &str) -> Result<Cidr, String> {
         let (a, p) = s.split_once('/').ok_or_else(|| format!("{s:?} is not a CIDR like 10.244.0.0/16"))?;

@@ -31,6 +31,7 @@ const NODE_FILES: &[(&str, &[u8], u32)] = &[
         include_bytes!("../../node-image/files/etc/systemd/system/kubelet.service.d/10-kubeadm.conf"),
         0o644,
     ),
+    ("/etc/systemd/system.conf.d/10-berth.conf", include_bytes!("../../node-image/files/etc/systemd/system.conf.d/10-berth.conf"), 0o644),
     ("/kind/setup.sh", include_bytes!("../../node-image/setup.sh"), 0o755),
     ("/kind/manifests/default-cni.yaml", include_bytes!("../../node-image/manifests/default-cni.yaml"), 0o644),
 ];

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary, NetworkCreateRequest};
+use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary, Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
@@ -14,6 +14,9 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
+
+/// Marks a network berth created with a subnet of its own, where nodes can be pinned.
+const LABEL_SUBNET: &str = "dev.berth.subnet";
 
 /// How long berth waits for the daemon to answer at all before saying it is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -108,25 +111,33 @@ impl Docker {
         }
     }
 
-    /// Creates the shared network if it does not exist. Concurrent callers may each create one
-    /// (Docker does not enforce unique names); all then agree on the oldest by ID order and the
-    /// extras are removed, so every node lands on the same network.
-    pub async fn ensure_network(&self, name: &str) -> Result<()> {
-        if self.networks_named(name).await?.len() == 1 {
-            return Ok(());
-        }
-        let request = NetworkCreateRequest {
-            name: name.to_string(),
-            driver: Some("bridge".into()),
-            labels: Some(HashMap::from([("dev.berth.network".to_string(), "true".to_string())])),
-            options: Some(HashMap::from([(
-                // Node-to-node traffic needs no NAT; masquerading is only for leaving the host.
-                "com.docker.network.bridge.enable_ip_masquerade".to_string(),
-                "true".to_string(),
-            )])),
-            ..Default::default()
-        };
+    /// Creates the shared network if it does not exist, with a subnet of its own so nodes can
+    /// keep fixed addresses. Concurrent callers may each create one (Docker does not enforce
+    /// unique names); all then agree on the lowest ID and the extras are removed. Returns the
+    /// subnet where nodes may be pinned, or None for a network made without one (older berth).
+    pub async fn ensure_network(&self, name: &str) -> Result<Option<crate::config::Cidr>> {
         if self.networks_named(name).await?.is_empty() {
+            let taken = self.used_subnets().await?;
+            let subnet = super::network::choose_subnet(&taken)
+                .ok_or_else(|| RuntimeError::Other("no free private /16 or /20 left for berth's network".into()))?;
+            let request = NetworkCreateRequest {
+                name: name.to_string(),
+                driver: Some("bridge".into()),
+                labels: Some(HashMap::from([
+                    ("dev.berth.network".to_string(), "true".to_string()),
+                    (LABEL_SUBNET.to_string(), subnet.to_string()),
+                ])),
+                ipam: Some(Ipam {
+                    config: Some(vec![IpamConfig {
+                        subnet: Some(subnet.to_string()),
+                        ip_range: Some(super::network::dynamic_range(subnet).to_string()),
+                        gateway: Some(super::network::gateway(subnet).to_string()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
             match self.api.create_network(request).await {
                 Ok(_) => {}
                 Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {}
@@ -138,7 +149,52 @@ impl Docker {
         for extra in ids.iter().skip(1) {
             let _ = self.api.remove_network(extra).await;
         }
-        Ok(())
+        let id = ids.first().ok_or_else(|| RuntimeError::Other(format!("network {name} vanished while being created")))?;
+        let net = self
+            .api
+            .inspect_network(id, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+            .map_err(RuntimeError::api(format!("inspecting network {name}")))?;
+        Ok(net.labels.unwrap_or_default().get(LABEL_SUBNET).and_then(|s| crate::config::Cidr::parse(s).ok()))
+    }
+
+    /// Subnets of every Docker network, so a new one overlaps none.
+    async fn used_subnets(&self) -> Result<Vec<crate::config::Cidr>> {
+        let nets = self.api.list_networks(None::<bollard::query_parameters::ListNetworksOptions>).await.map_err(RuntimeError::api("listing networks"))?;
+        Ok(nets
+            .into_iter()
+            .flat_map(|n| n.ipam.and_then(|i| i.config).unwrap_or_default())
+            .filter_map(|c| c.subnet.and_then(|s| crate::config::Cidr::parse(&s).ok()))
+            .collect())
+    }
+
+    /// Addresses on `network` that are taken: by running endpoints, and pinned by any container
+    /// (a stopped node still owns its address).
+    pub async fn used_addresses(&self, network: &str) -> Result<std::collections::BTreeSet<std::net::Ipv4Addr>> {
+        let mut used = std::collections::BTreeSet::new();
+        let net = self
+            .api
+            .inspect_network(network, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+            .map_err(RuntimeError::api(format!("inspecting network {network}")))?;
+        for ep in net.containers.unwrap_or_default().into_values() {
+            if let Some(ip) = ep.ipv4_address.and_then(|a| a.split('/').next().and_then(|ip| ip.parse().ok())) {
+                used.insert(ip);
+            }
+        }
+        let filters = HashMap::from([("network".to_string(), vec![network.to_string()])]);
+        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        for c in self.api.list_containers(Some(opts)).await.map_err(RuntimeError::api("listing containers"))? {
+            let pinned = c
+                .network_settings
+                .and_then(|n| n.networks)
+                .and_then(|mut n| n.remove(network))
+                .and_then(|e| e.ipam_config)
+                .and_then(|i| i.ipv4_address)
+                .and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok());
+            used.extend(pinned);
+        }
+        Ok(used)
     }
 
     async fn networks_named(&self, name: &str) -> Result<Vec<String>> {

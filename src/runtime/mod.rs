@@ -7,7 +7,10 @@
 
 mod docker;
 mod mode;
+pub mod network;
 mod spec;
+
+pub use network::NetworkLock;
 
 pub use docker::{Docker, ExecOutput, RuntimeError};
 pub use mode::{decide_mode, ModeRequest, NodeMode, ProbeOutcome};

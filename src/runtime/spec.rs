@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, DeviceMapping, EndpointSettings, HostConfig, HostConfigCgroupnsModeEnum, Mount,
+    ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HostConfig, HostConfigCgroupnsModeEnum, Mount,
     MountBindOptions, MountBindOptionsPropagationEnum, MountType, NetworkingConfig, PortBinding, RestartPolicy,
     RestartPolicyNameEnum,
 };
@@ -33,6 +33,21 @@ pub struct NodeSpec {
     /// Whether the host has /lib/modules to share read-only (kube-proxy's ipvs mode loads modules).
     pub host_has_lib_modules: bool,
     pub labels: Vec<(String, String)>,
+    /// A fixed address on the network, kept across restarts.
+    pub ip: Option<String>,
+}
+
+fn endpoint(spec: &NodeSpec) -> NetworkingConfig {
+    NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            spec.network.clone(),
+            EndpointSettings {
+                aliases: Some(vec![spec.name.clone()]),
+                ipam_config: spec.ip.as_ref().map(|ip| EndpointIpamConfig { ipv4_address: Some(ip.clone()), ..Default::default() }),
+                ..Default::default()
+            },
+        )])),
+    }
 }
 
 pub fn node_container_body(spec: &NodeSpec) -> ContainerCreateBody {
@@ -81,12 +96,7 @@ pub fn node_container_body(spec: &NodeSpec) -> ContainerCreateBody {
         tty: Some(true), // systemd writes its status to a console
         env: Some(vec!["container=docker".to_string()]),
         host_config: Some(host_config),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                spec.network.clone(),
-                EndpointSettings { aliases: Some(vec![spec.name.clone()]), ..Default::default() },
-            )])),
-        }),
+        networking_config: Some(endpoint(spec)),
         ..Default::default()
     }
 }
@@ -109,12 +119,7 @@ pub fn load_balancer_body(spec: &NodeSpec) -> ContainerCreateBody {
             runtime: spec.runtime.clone(),
             ..Default::default()
         }),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                spec.network.clone(),
-                EndpointSettings { aliases: Some(vec![spec.name.clone()]), ..Default::default() },
-            )])),
-        }),
+        networking_config: Some(endpoint(spec)),
         ..Default::default()
     }
 }
@@ -214,6 +219,7 @@ mod tests {
             mounts: vec![],
             host_has_lib_modules: false,
             labels: vec![],
+            ip: Some("172.18.128.1".into()),
         }
     }
 
@@ -231,6 +237,8 @@ mod tests {
         assert_eq!(hc.cgroupns_mode, Some(HostConfigCgroupnsModeEnum::PRIVATE));
         assert!(hc.tmpfs.unwrap().contains_key("/run"));
         assert_eq!(body.volumes, Some(vec!["/var".to_string()]));
+        let ep = &body.networking_config.unwrap().endpoints_config.unwrap()["berth"];
+        assert_eq!(ep.ipam_config.as_ref().unwrap().ipv4_address.as_deref(), Some("172.18.128.1"));
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub fn haproxy_config(control_planes: &[String]) -> String {
 }
 
 /// Creates and starts the load balancer, with its config in place.
-pub async fn provision(ctx: &Ctx<'_>, mode: NodeMode) -> Result<()> {
+pub async fn provision(ctx: &Ctx<'_>, mode: NodeMode, ip: Option<String>) -> Result<()> {
     let cfg = &ctx.opts.config;
     let name = lb_name(&ctx.opts.name);
     let spec = NodeSpec {
@@ -47,11 +47,12 @@ pub async fn provision(ctx: &Ctx<'_>, mode: NodeMode) -> Result<()> {
         mode,
         network: NETWORK_NAME.to_string(),
         runtime: ctx.opts.runtime.clone(),
-        api_server: Some((cfg.api_server_address().to_string(), cfg.networking.api_server_port.unwrap_or(0))),
+        api_server: Some((cfg.api_server_address().to_string(), ctx.api_server_port)),
         port_mappings: Vec::new(),
         mounts: Vec::new(),
         host_has_lib_modules: false,
         labels: node_labels(ctx),
+        ip,
     };
     ctx.docker.create_container(&name, load_balancer_body(&spec)).await?;
     let control_planes: Vec<String> =

@@ -1,6 +1,7 @@
 //! The steps of `create cluster`, in the order create.rs runs them. Each owns one stage of
 //! bringing a cluster up and reads/writes the shared [`Ctx`](super::create::Ctx).
 
+pub mod addons;
 pub mod cni;
 pub mod export_kubeconfig;
 pub mod join;

@@ -8,20 +8,27 @@ use futures_util::future::try_join_all;
 use super::super::create::{node_labels, Ctx, PlannedNode};
 use super::super::{ClusterError, Result};
 use crate::config::Role;
-use crate::runtime::{decide_mode, node_container_body, Docker, NodeMode, NodeSpec, NETWORK_NAME};
+use crate::runtime::{decide_mode, network, node_container_body, Docker, NetworkLock, NodeMode, NodeSpec, NETWORK_NAME};
 
 /// systemd in a fresh node reaches `running` in 1–5 s; allow for a loaded machine.
 const SYSTEMD_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
     let first_image = ctx.nodes[0].image.clone();
-    let (mode, ()) = tokio::try_join!(choose_mode(ctx, &first_image), async {
+    let (mode, subnet) = tokio::try_join!(choose_mode(ctx, &first_image), async {
         ctx.docker.ensure_network(NETWORK_NAME).await.map_err(ClusterError::from)
     })?;
     ctx.mode = Some(mode);
     tracing::info!("node mode: {mode}");
 
-    let specs: Vec<NodeSpec> = ctx.nodes.iter().map(|n| spec_for(ctx, n, mode)).collect();
+    // From choosing addresses until the containers holding them run, no other berth may choose.
+    let lock = NetworkLock::acquire().await.map_err(|e| ClusterError::Invalid(format!("locking berth's network: {e}")))?;
+    let mut addresses = allocate_addresses(ctx, subnet).await?.into_iter();
+    let mut specs: Vec<NodeSpec> = ctx.nodes.iter().map(|n| spec_for(ctx, n, mode)).collect();
+    for spec in &mut specs {
+        spec.ip = addresses.next();
+    }
+    let lb_ip = addresses.next();
     let nodes = async {
         try_join_all(specs.iter().map(|s| ctx.docker.create_container(&s.name, node_container_body(s)))).await?;
         try_join_all(specs.iter().map(|s| ctx.docker.start_container(&s.name))).await?;
@@ -29,11 +36,12 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
     };
     let balancer = async {
         if ctx.is_ha() {
-            super::loadbalancer::provision(ctx, mode).await?;
+            super::loadbalancer::provision(ctx, mode, lb_ip.clone()).await?;
         }
         Ok::<_, ClusterError>(())
     };
     tokio::try_join!(nodes, balancer)?;
+    drop(lock);
     try_join_all(ctx.nodes.iter().map(|n| wait_for_systemd(ctx.docker, &n.name))).await?;
 
     let cp = ctx.control_plane().name.clone();
@@ -45,6 +53,22 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
         ctx.node_ips.insert(n.name.clone(), ip);
     }
     Ok(())
+}
+
+/// Fixed addresses for the nodes (and the load balancer), or none on a network without a
+/// subnet of berth's (made by an older berth): then Docker assigns them, and berth warns.
+async fn allocate_addresses(ctx: &mut Ctx<'_>, subnet: Option<crate::config::Cidr>) -> Result<Vec<String>> {
+    let Some(subnet) = subnet else {
+        ctx.warn(format!(
+            "Docker network {NETWORK_NAME:?} has no subnet of berth's, so nodes get no fixed addresses and may not survive a restart; remove the network (docker network rm {NETWORK_NAME}) when no cluster uses it"
+        ));
+        return Ok(Vec::new());
+    };
+    let used = ctx.docker.used_addresses(NETWORK_NAME).await?;
+    let count = ctx.nodes.len() + usize::from(ctx.is_ha());
+    let picked = network::allocate(subnet, &used, count)
+        .ok_or_else(|| ClusterError::Invalid(format!("berth's network {subnet} has no {count} free addresses left")))?;
+    Ok(picked.into_iter().map(|ip| ip.to_string()).collect())
 }
 
 async fn choose_mode(ctx: &Ctx<'_>, image: &str) -> Result<NodeMode> {
@@ -71,11 +95,12 @@ fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode) -> NodeSpec {
         runtime: ctx.opts.runtime.clone(),
         // With several control planes the load balancer publishes the API server instead.
         api_server: (is_first_cp && node.role == Role::ControlPlane && !ctx.is_ha())
-            .then(|| (cfg.api_server_address().to_string(), cfg.networking.api_server_port.unwrap_or(0))),
+            .then(|| (cfg.api_server_address().to_string(), ctx.api_server_port)),
         port_mappings: node_cfg.extra_port_mappings.clone(),
         mounts: node_cfg.extra_mounts.clone(),
         host_has_lib_modules: std::path::Path::new("/lib/modules").is_dir(),
         labels: node_labels(ctx),
+        ip: None,
     }
 }
 

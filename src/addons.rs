@@ -1,0 +1,107 @@
+//! Add-ons berth installs on request. kube-proxy and CoreDNS are kubeadm's own and not here.
+//! The Dashboard's manifest is `configs/addons/dashboard.yaml`, embedded at compile time.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::Client;
+
+use crate::kube::KubeError;
+use crate::runtime::{Docker, RuntimeError};
+
+pub const DASHBOARD: &str = "dashboard";
+pub const DASHBOARD_MANIFEST: &str = include_str!("../configs/addons/dashboard.yaml");
+pub const DASHBOARD_NAMESPACE: &str = "kubernetes-dashboard";
+/// The images the manifest names, as containerd names them.
+pub const DASHBOARD_IMAGES: &[&str] = &["docker.io/kubernetesui/dashboard:v2.7.0", "docker.io/kubernetesui/metrics-scraper:v1.0.8"];
+const ADMIN_TOKEN_SECRET: &str = "berth-dashboard-admin-token";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AddonError {
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("the dashboard's admin token was not issued within {0:?}; is the dashboard add-on installed (`addons: [dashboard]`)?")]
+    NoToken(Duration),
+}
+
+/// Applies the Dashboard and returns the images it needs that `node` does not hold.
+pub async fn install_dashboard(client: &Client, docker: &Docker, node: &str) -> Result<Vec<String>, AddonError> {
+    crate::kube::apply_manifest(client, DASHBOARD_MANIFEST).await?;
+    let mut missing = Vec::new();
+    for image in DASHBOARD_IMAGES {
+        let filter = format!("name=={image}");
+        let found = docker.exec_ok(node, &["ctr", "-n", "k8s.io", "images", "ls", "-q", &filter]).await?;
+        if found.trim().is_empty() {
+            missing.push(image.to_string());
+        }
+    }
+    Ok(missing)
+}
+
+/// The admin ServiceAccount's token, waiting briefly for the token controller to fill it in.
+pub async fn dashboard_token(client: &Client) -> Result<String, AddonError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), DASHBOARD_NAMESPACE);
+    let wait = Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(secret) = secrets.get_opt(ADMIN_TOKEN_SECRET).await? {
+            if let Some(token) = secret.data.and_then(|mut d| d.remove("token")) {
+                return Ok(String::from_utf8_lossy(&token.0).into_owned());
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(AddonError::NoToken(wait));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The Dashboard through `kubectl proxy` (default port 8001): the proxy adds the credentials a
+/// browser does not have.
+pub fn dashboard_proxy_url() -> String {
+    format!("http://localhost:8001/api/v1/namespaces/{DASHBOARD_NAMESPACE}/services/https:kubernetes-dashboard:/proxy/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dashboard_manifest_has_what_upstream_deploys_and_no_skip_login() {
+        let mut kinds = Vec::new();
+        for doc in DASHBOARD_MANIFEST.split("\n---\n") {
+            let v: serde_yaml::Value = serde_yaml::from_str(doc).unwrap();
+            kinds.push(format!("{}/{}", v["kind"].as_str().unwrap(), v["metadata"]["name"].as_str().unwrap()));
+        }
+        for want in [
+            "Namespace/kubernetes-dashboard",
+            "ServiceAccount/kubernetes-dashboard",
+            "Service/kubernetes-dashboard",
+            "Secret/kubernetes-dashboard-certs",
+            "Secret/kubernetes-dashboard-csrf",
+            "Secret/kubernetes-dashboard-key-holder",
+            "ConfigMap/kubernetes-dashboard-settings",
+            "Role/kubernetes-dashboard",
+            "ClusterRole/kubernetes-dashboard",
+            "RoleBinding/kubernetes-dashboard",
+            "ClusterRoleBinding/kubernetes-dashboard",
+            "Deployment/kubernetes-dashboard",
+            "Service/dashboard-metrics-scraper",
+            "Deployment/dashboard-metrics-scraper",
+            "ServiceAccount/berth-dashboard-admin",
+            "Secret/berth-dashboard-admin-token",
+        ] {
+            assert!(kinds.contains(&want.to_string()), "missing {want}; have {kinds:?}");
+        }
+        assert!(!DASHBOARD_MANIFEST.contains("enable-skip-login"));
+        for image in DASHBOARD_IMAGES {
+            let short = image.trim_start_matches("docker.io/");
+            assert!(DASHBOARD_MANIFEST.contains(&format!("image: {short}")), "{short}");
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! `berth stop cluster` / `berth start cluster`. Nodes keep their addresses (pinned on berth's
+//! network) and the API server keeps its host port (chosen at create, not left to Docker), so
+//! certificates, kubeadm's config and the user's kubeconfig stay valid across a stop.
+
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+
+use super::{kubeconfig_for, nodes, NodeInfo, Result};
+use crate::runtime::{Docker, LOAD_BALANCER_ROLE};
+use crate::ui::Status;
+
+/// Seconds systemd gets to shut a node down before Docker kills it.
+const STOP_TIMEOUT_SECS: i32 = 30;
+
+fn by_role<'a>(nodes: &'a [NodeInfo], role: &str) -> Vec<&'a NodeInfo> {
+    nodes.iter().filter(|n| n.role == role).collect()
+}
+
+/// Stops workers first, then control planes, then the load balancer: nothing loses its API
+/// server while it still runs.
+pub async fn stop(docker: &Docker, cluster: &str, status: &Status) -> Result<()> {
+    let all = nodes(docker, cluster).await?;
+    for role in ["worker", "control-plane", LOAD_BALANCER_ROLE] {
+        let group = by_role(&all, role);
+        if group.is_empty() {
+            continue;
+        }
+        let step = status.step(format!("Stopping {} node(s): {role}", group.len()));
+        try_join_all(group.iter().map(|n| docker.stop_container(&n.name, STOP_TIMEOUT_SECS))).await?;
+        step.done();
+    }
+    Ok(())
+}
+
+/// Starts the load balancer, then control planes, then workers, and waits up to `wait` for
+/// every node to be Ready again.
+pub async fn start(docker: &Docker, cluster: &str, wait: Duration, status: &Status) -> Result<()> {
+    let all = nodes(docker, cluster).await?;
+    for role in [LOAD_BALANCER_ROLE, "control-plane", "worker"] {
+        let group: Vec<&NodeInfo> = by_role(&all, role).into_iter().filter(|n| n.state != "running").collect();
+        if group.is_empty() {
+            continue;
+        }
+        let step = status.step(format!("Starting {} node(s): {role}", group.len()));
+        try_join_all(group.iter().map(|n| docker.start_container(&n.name))).await?;
+        step.done();
+    }
+    if wait.is_zero() {
+        return Ok(());
+    }
+    let step = status.step("Waiting for Ready");
+    let deadline = tokio::time::Instant::now() + wait;
+    // admin.conf can be read only once systemd has mounted the node's filesystems.
+    let doc = loop {
+        match kubeconfig_for(docker, cluster, false).await {
+            Ok(doc) => break doc,
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
+    let client = crate::kube::client(&doc).await?;
+    crate::kube::wait_for_api(&client, deadline).await?;
+    let expected = all.iter().filter(|n| n.role != LOAD_BALANCER_ROLE).count();
+    crate::kube::wait_for_nodes_ready(&client, expected, deadline).await?;
+    step.done();
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! Addresses on berth's network, decided as data (unit-tested): which subnet a new network
+//! takes, and which fixed address each new node gets.
+//!
+//! Nodes keep the same address for life — kubeadm's certificates, etcd's peer URLs and the
+//! kubelet's --node-ip all name it — so a node restarted after its cluster was stopped, or after
+//! dockerd restarted, must get it back. Docker gives a container a fixed address only on a
+//! network whose subnet was configured by the user, so berth configures one: the lower half is
+//! Docker's dynamic pool (for other containers), the upper half is where berth pins nodes.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use crate::config::Cidr;
+
+/// Subnets tried, in order, for a new network: the /16s Docker itself would hand out.
+pub fn candidate_subnets() -> impl Iterator<Item = Cidr> {
+    (18u8..=31).map(|b| Cidr { addr: Ipv4Addr::new(172, b, 0, 0), prefix: 16 })
+        .chain((0u8..=240).step_by(16).map(|c| Cidr { addr: Ipv4Addr::new(192, 168, c, 0), prefix: 20 }))
+}
+
+/// The first candidate that overlaps none of `taken`.
+pub fn choose_subnet(taken: &[Cidr]) -> Option<Cidr> {
+    candidate_subnets().find(|c| taken.iter().all(|t| !t.overlaps(*c)))
+}
+
+/// The gateway (first address) of a subnet.
+pub fn gateway(subnet: Cidr) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet.addr) + 1)
+}
+
+/// Docker's dynamic pool: the lower half of the subnet.
+pub fn dynamic_range(subnet: Cidr) -> Cidr {
+    Cidr { addr: subnet.addr, prefix: subnet.prefix + 1 }
+}
+
+/// `count` free addresses from the upper half of `subnet`, lowest first, avoiding `used`.
+pub fn allocate(subnet: Cidr, used: &BTreeSet<Ipv4Addr>, count: usize) -> Option<Vec<Ipv4Addr>> {
+    let size = 1u32 << (32 - subnet.prefix);
+    let base = u32::from(subnet.addr);
+    let first = base + size / 2 + 1; // skip the upper half's network-like first address
+    let last = base + size - 2; // keep the broadcast address free
+    let picked: Vec<Ipv4Addr> = (first..=last).map(Ipv4Addr::from).filter(|ip| !used.contains(ip)).take(count).collect();
+    (picked.len() == count).then_some(picked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidr(s: &str) -> Cidr {
+        Cidr::parse(s).unwrap()
+    }
+
+    #[test]
+    fn skips_subnets_in_use() {
+        assert_eq!(choose_subnet(&[]), Some(cidr("172.18.0.0/16")));
+        assert_eq!(choose_subnet(&[cidr("172.17.0.0/16"), cidr("172.18.0.0/16")]), Some(cidr("172.19.0.0/16")));
+        let all: Vec<Cidr> = candidate_subnets().collect();
+        assert_eq!(choose_subnet(&all), None);
+        assert_eq!(choose_subnet(&[cidr("172.16.0.0/12")]), Some(cidr("192.168.0.0/20")));
+    }
+
+    #[test]
+    fn allocates_from_the_upper_half_around_used_addresses() {
+        let s = cidr("172.18.0.0/16");
+        assert_eq!(gateway(s), Ipv4Addr::new(172, 18, 0, 1));
+        assert_eq!(dynamic_range(s), cidr("172.18.0.0/17"));
+        let used: BTreeSet<Ipv4Addr> = [Ipv4Addr::new(172, 18, 128, 2)].into();
+        assert_eq!(
+            allocate(s, &used, 2),
+            Some(vec![Ipv4Addr::new(172, 18, 128, 1), Ipv4Addr::new(172, 18, 128, 3)])
+        );
+        let small = cidr("192.168.0.0/30");
+        assert_eq!(allocate(small, &BTreeSet::new(), 5), None);
+    }
+}
+
+/// Serialises address allocation among berth processes on this host: from choosing free
+/// addresses until the containers holding them have started. An OS file lock, so a process
+/// that dies releases it.
+pub struct NetworkLock {
+    _file: std::fs::File,
+}
+
+impl NetworkLock {
+    pub async fn acquire() -> std::io::Result<NetworkLock> {
+        let path = std::env::temp_dir().join("berth-network.lock");
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+            file.lock()?;
+            Ok(NetworkLock { _file: file })
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}

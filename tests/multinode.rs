@@ -1,0 +1,241 @@
+//! Multi-node and HA clusters end to end: the default pod network across nodes and after a
+//! node restart, kube-proxy Services, images loaded from the host, the Dashboard add-on and
+//! its token, log export; three control planes behind the load balancer; and the real kind
+//! 0.27.0 creating a cluster from berth's test node image.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn kubectl_ok(kc: &Path, args: &[&str]) -> String {
+    run_ok(Command::new("kubectl").arg("--kubeconfig").arg(kc).args(args))
+}
+
+fn node_ready(kc: &Path, node: &str) -> Result<(), String> {
+    let out = kubectl(kc, &["get", "node", node, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+    let s = String::from_utf8_lossy(&out.stdout).into_owned();
+    if s == "True" { Ok(()) } else { Err(format!("{node} Ready={s}")) }
+}
+
+const TOOLBOX: &str = "berth-test/toolbox:1";
+
+/// A toolbox pod pinned to `node`; `command` is its shell command.
+fn toolbox_pod(name: &str, node: &str, labels: &str, command: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{{labels}}}}}\nspec:\n  nodeName: {node}\n  tolerations: [{{operator: Exists}}]\n  \
+         containers: [{{name: tb, image: {TOOLBOX}, imagePullPolicy: Never, command: [sh, -c, {command:?}]}}]\n"
+    )
+}
+
+fn apply(kc: &Path, yaml: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("m.yaml");
+    std::fs::write(&f, yaml).unwrap();
+    kubectl_ok(kc, &["apply", "-f", f.to_str().unwrap()]);
+}
+
+fn pod_ip(kc: &Path, pod: &str) -> String {
+    kubectl_ok(kc, &["get", "pod", pod, "-o", "jsonpath={.status.podIP}"])
+}
+
+fn wait_pods_ready(kc: &Path, pods: &[&str]) {
+    let mut args = vec!["wait", "--for=condition=Ready", "--timeout=120s"];
+    let names: Vec<String> = pods.iter().map(|p| format!("pod/{p}")).collect();
+    args.extend(names.iter().map(String::as_str));
+    kubectl_ok(kc, &args);
+}
+
+/// A kubeconfig that authenticates with `token` only (no client certificate).
+fn token_kubeconfig(kc: &Path, token: &str, dir: &Path) -> std::path::PathBuf {
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(kc).unwrap()).unwrap();
+    let mut user = serde_yaml::Mapping::new();
+    user.insert("token".into(), token.into());
+    doc["users"][0]["user"] = serde_yaml::Value::Mapping(user);
+    let path = dir.join("token-kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&doc).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn workers_network_restart_load_dashboard_and_logs() {
+    if !require_e2e("workers_network_restart_load_dashboard_and_logs") {
+        return;
+    }
+    let name = "e2e-multi";
+    let (dir, kc) = temp_kubeconfig();
+    let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/workers.yaml");
+    let out = berth(&kc)
+        .args(["create", "cluster", "--name", name, "--config", config, "--image", &test_image(), "--wait", "4m", "--addon", "dashboard"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "create failed:\n{stderr}");
+    // Dashboard images are not in the test node image: the warning names them.
+    assert!(stderr.contains("Dashboard") && stderr.contains("kubernetesui/dashboard:v2.7.0"), "{stderr}");
+    let (cp, w1, w2) = ("e2e-multi-control-plane", "e2e-multi-worker", "e2e-multi-worker2");
+    for n in [cp, w1, w2] {
+        node_ready(&kc, n).unwrap();
+    }
+    let ds = kubectl_ok(&kc, &["-n", "kube-system", "get", "ds", "berth-netd", "-o", "jsonpath={.status.numberReady}"]);
+    assert_eq!(ds, "3", "berth-netd on every node");
+
+    // One export fans out to every node; a second load skips them all.
+    let loaded = run_ok(berth(&kc).args(["load", "docker-image", TOOLBOX, "--name", name]));
+    let (_, err) = text(&berth(&kc).args(["load", "docker-image", TOOLBOX, "--name", name]).output().unwrap());
+    assert!(err.contains("already holds") || err.contains("already present"), "second load skips: {loaded}\n{err}");
+
+    // A pod on every node with imagePullPolicy: Never runs only if the load reached that node.
+    let mut manifest = String::new();
+    manifest.push_str(&toolbox_pod("web", w1, "app: web", "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 8080 -h /www"));
+    manifest.push_str("---\n");
+    manifest.push_str(&toolbox_pod("client", w2, "app: client", "exec sleep infinity"));
+    manifest.push_str("---\n");
+    manifest.push_str(&toolbox_pod("on-cp", cp, "app: cp", "exec sleep infinity"));
+    manifest.push_str("---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n");
+    apply(&kc, &manifest);
+    wait_pods_ready(&kc, &["web", "client", "on-cp"]);
+
+    let check_network = |what: &str| {
+        let web_ip = pod_ip(&kc, "web");
+        let client_ip = pod_ip(&kc, "client");
+        eventually(&format!("{what}: client pings web across nodes"), Duration::from_secs(60), || {
+            let o = kubectl(&kc, &["exec", "client", "--", "ping", "-c", "2", "-W", "2", &web_ip]);
+            if o.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&o.stdout).into_owned()) }
+        });
+        kubectl_ok(&kc, &["exec", "web", "--", "ping", "-c", "2", "-W", "2", &client_ip]);
+        let svc = kubectl_ok(&kc, &["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+        let body = eventually(&format!("{what}: the Service answers from another node"), Duration::from_secs(60), || {
+            let o = kubectl(&kc, &["exec", "client", "--", "curl", "-s", "--max-time", "5", &format!("http://{svc}/")]);
+            let body = String::from_utf8_lossy(&o.stdout).into_owned();
+            if body.contains("hello-from-web") { Ok(body) } else { Err(body) }
+        });
+        assert!(body.contains("hello-from-web"));
+    };
+    check_network("before restart");
+
+    // A restarted node comes back Ready and its pods get the pod network again.
+    run_ok(Command::new("docker").args(["restart", w1]));
+    eventually("the restarted worker is Ready", Duration::from_secs(120), || {
+        node_ready(&kc, w1)?;
+        let restarts = kubectl_ok(&kc, &["get", "pod", "web", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"]);
+        let ready = kubectl_ok(&kc, &["get", "pod", "web", "-o", "jsonpath={.status.containerStatuses[0].ready}"]);
+        if restarts != "0" && ready == "true" { Ok(()) } else { Err(format!("web restarts={restarts} ready={ready}")) }
+    });
+    check_network("after restart");
+
+    // Dashboard: objects exist and the printed token is a working credential.
+    for obj in ["deployment/kubernetes-dashboard", "deployment/dashboard-metrics-scraper", "service/kubernetes-dashboard", "secret/kubernetes-dashboard-csrf"] {
+        kubectl_ok(&kc, &["-n", "kubernetes-dashboard", "get", obj]);
+    }
+    let printed = run_ok(berth(&kc).args(["dashboard", "--name", name]));
+    assert!(printed.contains("/api/v1/namespaces/kubernetes-dashboard/services/https:kubernetes-dashboard:/proxy/"), "{printed}");
+    let token = printed.lines().find_map(|l| l.strip_prefix("Token:")).expect("a Token: line").trim().to_string();
+    let with_token = token_kubeconfig(&kc, &token, dir.path());
+    assert_eq!(kubectl_ok(&with_token, &["auth", "can-i", "list", "pods", "--all-namespaces"]).trim(), "yes");
+    let with_bad = token_kubeconfig(&kc, "not-a-real-token", dir.path());
+    assert!(!kubectl(&with_bad, &["auth", "can-i", "list", "pods", "--all-namespaces"]).status.success(), "a wrong token is refused");
+
+    // Logs: per node, journals, console, version, inspect output and kube-system pod logs.
+    let logs = tempfile::tempdir().unwrap();
+    run_ok(berth(&kc).args(["export", "logs"]).arg(logs.path()).args(["--name", name]));
+    for node in [cp, w1, w2] {
+        for f in ["kubelet.log", "containerd.log", "journal.log", "serial.log", "kubernetes-version.txt", "inspect.json"] {
+            let p = logs.path().join(node).join(f);
+            let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            assert!(len > 0, "{} is missing or empty", p.display());
+        }
+        let pods_dir = logs.path().join(node).join("pods");
+        let kube_system = std::fs::read_dir(&pods_dir).unwrap().filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("kube-system_"));
+        assert!(kube_system, "kube-system pod logs under {}", pods_dir.display());
+    }
+    assert_eq!(std::fs::read_to_string(logs.path().join(cp).join("kubernetes-version.txt")).unwrap().trim(), "v1.20.2");
+}
+
+#[test]
+fn ha_control_planes_survive_losing_one() {
+    if !require_e2e("ha_control_planes_survive_losing_one") {
+        return;
+    }
+    let name = "e2e-ha";
+    let (_dir, kc) = temp_kubeconfig();
+    let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testdata/cluster/ha-3-1.yaml");
+    run_ok(berth(&kc).env("BERTH_LB_IMAGE", "berth-test/haproxy:1").args(["create", "cluster", "--name", name, "--config", config, "--image", &test_image(), "--wait", "5m"]));
+    let server = kubectl_ok(&kc, &["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]);
+    let lb_port = run_ok(Command::new("docker").args(["port", "e2e-ha-external-load-balancer", "6443/tcp"]));
+    assert!(lb_port.trim().ends_with(server.rsplit(':').next().unwrap()), "kubeconfig {server} points at the load balancer ({lb_port})");
+    let nodes = kubectl_ok(&kc, &["get", "nodes", "-o", "name"]);
+    assert_eq!(nodes.lines().count(), 4, "{nodes}");
+    run_ok(Command::new("docker").args(["stop", "e2e-ha-control-plane"]));
+    let after = eventually("the API answers with one control plane stopped", Duration::from_secs(30), || {
+        let o = kubectl(&kc, &["get", "nodes", "--request-timeout=10s", "-o", "name"]);
+        if o.status.success() { Ok(String::from_utf8_lossy(&o.stdout).into_owned()) } else { Err(String::from_utf8_lossy(&o.stderr).into_owned()) }
+    });
+    assert_eq!(after.lines().count(), 4, "{after}");
+}
+
+/// kind runs every node --privileged; where the default runtime cannot, a PATH shim adds the
+/// runtime that can to kind's `docker run` (sandbox plumbing for this test only).
+fn kind_env() -> Option<tempfile::TempDir> {
+    let probe = Command::new("docker").args(["run", "--rm", "--privileged", "--entrypoint", "true", &test_image()]).output().unwrap();
+    if probe.status.success() {
+        return None;
+    }
+    let runtime = std::env::var("BERTH_TEST_PRIVILEGED_RUNTIME").unwrap_or_else(|_| "nosr".into());
+    let dir = tempfile::tempdir().unwrap();
+    let real = String::from_utf8(Command::new("sh").args(["-c", "command -v docker"]).output().unwrap().stdout).unwrap();
+    let shim = format!("#!/bin/sh\nif [ \"$1\" = run ]; then shift; exec {} run --runtime={runtime} \"$@\"; fi\nexec {} \"$@\"\n", real.trim(), real.trim());
+    let path = dir.path().join("docker");
+    std::fs::write(&path, shim).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    Some(dir)
+}
+
+#[test]
+fn real_kind_creates_a_cluster_from_the_test_image() {
+    if !require_e2e("real_kind_creates_a_cluster_from_the_test_image") {
+        return;
+    }
+    let kind = std::env::var("BERTH_TEST_KIND").unwrap_or_else(|_| {
+        run_ok(&mut Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/get-kind"))).trim().to_string()
+    });
+    let shim = kind_env();
+    let path = match &shim {
+        Some(d) => format!("{}:{}", d.path().display(), std::env::var("PATH").unwrap()),
+        None => std::env::var("PATH").unwrap(),
+    };
+    let (dir, kc) = temp_kubeconfig();
+    let config = dir.path().join("kind.yaml");
+    std::fs::write(&config, "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: worker\n").unwrap();
+    let name = "berth-kind-e2e";
+    let kind_cmd = |args: &[&str]| {
+        let mut c = Command::new(&kind);
+        c.env("PATH", &path).args(args).arg("--kubeconfig").arg(&kc);
+        c
+    };
+    let created = kind_cmd(&["create", "cluster", "--name", name, "--image", &test_image(), "--wait", "5m", "--config", config.to_str().unwrap()]).output().unwrap();
+    let result = std::panic::catch_unwind(|| {
+        let (_, stderr) = text(&created);
+        assert!(created.status.success(), "kind create failed:\n{stderr}");
+        for node in ["berth-kind-e2e-control-plane", "berth-kind-e2e-worker"] {
+            eventually(&format!("{node} Ready under kind"), Duration::from_secs(120), || node_ready(&kc, node));
+        }
+        let netd = kubectl_ok(&kc, &["-n", "kube-system", "get", "ds", "berth-netd", "-o", "jsonpath={.status.numberReady}"]);
+        assert_eq!(netd, "2", "kind installed the image's default CNI manifest");
+    });
+    run_ok(&mut kind_cmd(&["delete", "cluster", "--name", name]));
+    let left = containers_with_label(&format!("io.x-k8s.kind.cluster={name}"));
+    assert!(left.is_empty(), "kind left {left:?}");
+    // kind keeps its network for later clusters; this test leaves nothing of its own behind.
+    if containers_with_label("io.x-k8s.kind.cluster").is_empty() {
+        let _ = docker(&["network", "rm", "kind"]);
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
