@@ -13,5 +13,6 @@ pub mod kube;
 pub mod kubeadm;
 pub mod kubeconfig;
 pub mod node_image;
+pub mod registry;
 pub mod runtime;
 pub mod ui;

@@ -40,7 +40,7 @@ fn create_get_delete_one_node() {
 
     // Only the merged kubeconfig is used from here on.
     assert_eq!(contexts(&kc), ["berth-e2e-one", "keep"]);
-    let current = run_ok(Command::new("kubectl").arg("--kubeconfig").arg(&kc).args(["config", "current-context"]));
+    let current = run_ok(kubectl_cmd(&kc).args(["config", "current-context"]));
     assert_eq!(current.trim(), "berth-e2e-one");
     let nodes = kubectl_json(&kc, &["get", "nodes"]).unwrap();
     let items = nodes["items"].as_array().unwrap();
@@ -76,7 +76,7 @@ fn create_get_delete_one_node() {
         assert!(!volume_exists(&v), "volume {v} left behind");
     }
     assert_eq!(contexts(&kc), ["keep"]);
-    let current = run_ok(Command::new("kubectl").arg("--kubeconfig").arg(&kc).args(["config", "view", "-o", "jsonpath={.current-context}"]));
+    let current = run_ok(kubectl_cmd(&kc).args(["config", "view", "-o", "jsonpath={.current-context}"]));
     assert_eq!(current.trim(), "", "current-context pointed at the deleted cluster, so it is unset");
 }
 

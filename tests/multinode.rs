@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 
 fn kubectl_ok(kc: &Path, args: &[&str]) -> String {
-    run_ok(Command::new("kubectl").arg("--kubeconfig").arg(kc).args(args))
+    run_ok(kubectl_cmd(kc).args(args))
 }
 
 fn node_ready(kc: &Path, node: &str) -> Result<(), String> {

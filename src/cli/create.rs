@@ -35,6 +35,12 @@ pub struct CreateClusterArgs {
     /// Keep the nodes if create fails, to look into what went wrong
     #[arg(long)]
     pub retain: bool,
+    /// When to pull node images: missing (default), always, never
+    #[arg(long, value_enum, default_value_t)]
+    pub pull: cluster::PullPolicy,
+    /// Start (or reuse) a local registry on 127.0.0.1:PORT that pods reach as localhost:PORT
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "5001")]
+    pub registry: Option<u16>,
     /// Install an add-on (repeatable): dashboard
     #[arg(long = "addon", value_name = "NAME", value_parser = ["dashboard"])]
     pub addons: Vec<String>,
@@ -73,6 +79,10 @@ fn options(args: CreateClusterArgs) -> anyhow::Result<CreateOptions> {
     let name = args.name.clone().or_else(|| cfg.name.clone()).unwrap_or_else(|| DEFAULT_CLUSTER_NAME.to_string());
     config::validate_cluster_name(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
     cfg.name = Some(name.clone());
+    if let Some(port) = args.registry {
+        let spec = cfg.registry.get_or_insert_with(Default::default);
+        spec.port = Some(port);
+    }
     for addon in &args.addons {
         if !cfg.addons.contains(addon) {
             cfg.addons.push(addon.clone());
@@ -96,6 +106,7 @@ fn options(args: CreateClusterArgs) -> anyhow::Result<CreateOptions> {
         kubeconfig_path: kubeconfig::default_path(args.kubeconfig.kubeconfig.as_deref()).context("choosing the kubeconfig file")?,
         mode_request,
         runtime: std::env::var("BERTH_RUNTIME").ok().filter(|s| !s.is_empty()),
+        pull: args.pull,
         lb_image: std::env::var("BERTH_LB_IMAGE").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| cluster::DEFAULT_LB_IMAGE.to_string()),
     })
 }

@@ -16,6 +16,8 @@ pub enum DeleteWhat {
         #[command(flatten)]
         kubeconfig: KubeconfigArg,
     },
+    /// Delete the local registry container and its data (clusters keep running)
+    Registry,
     /// Delete several clusters by name, or all of them
     Clusters {
         /// Delete every berth cluster
@@ -32,6 +34,11 @@ pub enum DeleteWhat {
 pub async fn run(what: DeleteWhat, status: &ui::Status) -> anyhow::Result<()> {
     let docker = Docker::connect().await?;
     let (names, kubeconfig_arg) = match what {
+        DeleteWhat::Registry => {
+            let existed = crate::registry::delete_local_registry(&docker).await?;
+            status.info(if existed { "Deleted the local registry and its data" } else { "There was no local registry" });
+            return Ok(());
+        }
         DeleteWhat::Cluster { name, kubeconfig } => (vec![name.name], kubeconfig),
         DeleteWhat::Clusters { all: true, kubeconfig, .. } => {
             (cluster::list(&docker).await?.into_iter().map(|c| c.name).collect(), kubeconfig)

@@ -34,6 +34,20 @@ pub struct CreateOptions {
     pub runtime: Option<String>,
     /// The haproxy image for the load balancer of clusters with several control planes.
     pub lb_image: String,
+    /// When to pull node images.
+    pub pull: PullPolicy,
+}
+
+/// `--pull`: never surprise a user with "latest", but let them ask for a fresh image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// Pull only images that are not present locally.
+    #[default]
+    Missing,
+    /// Pull every node image, even one that is present.
+    Always,
+    /// Never pull; a missing image is an error.
+    Never,
 }
 
 #[derive(Debug, Clone)]
@@ -117,8 +131,21 @@ fn plan_nodes(opts: &CreateOptions) -> Vec<PlannedNode> {
         .collect()
 }
 
-/// Everything checkable before anything is created.
-async fn preflight(docker: &Docker, opts: &CreateOptions) -> Result<()> {
+/// Makes sure `image` is present, pulling it as the policy allows.
+pub(crate) async fn ensure_image(docker: &Docker, image: &str, policy: PullPolicy, status: &Status) -> Result<()> {
+    let present = docker.image_exists(image).await?;
+    match (policy, present) {
+        (PullPolicy::Always, _) | (PullPolicy::Missing, false) => crate::registry::pull(docker, image, status)
+            .await
+            .map_err(|e| ClusterError::Invalid(e.to_string())),
+        (PullPolicy::Never, false) => Err(ClusterError::ImageMissing(image.to_string())),
+        _ => Ok(()),
+    }
+}
+
+/// Everything checkable before anything is created (pulls included: a failed pull leaves
+/// nothing behind).
+async fn preflight(docker: &Docker, opts: &CreateOptions, status: &Status) -> Result<()> {
     config::validate_cluster_name(&opts.name).map_err(|e| ClusterError::Invalid(format!("--name: {e}")))?;
     if opts.config.control_planes().count() > 1 && !docker.image_exists(&opts.lb_image).await? {
         return Err(ClusterError::Invalid(format!(
@@ -130,11 +157,11 @@ async fn preflight(docker: &Docker, opts: &CreateOptions) -> Result<()> {
     if !problems.is_empty() {
         return Err(ClusterError::Invalid(problems.join("; ")));
     }
-    let planned = plan_nodes(opts);
-    for node in &planned {
-        if !docker.image_exists(&node.image).await? {
-            return Err(ClusterError::ImageMissing(node.image.clone()));
-        }
+    let mut images: Vec<String> = plan_nodes(opts).into_iter().map(|n| n.image).collect();
+    images.sort();
+    images.dedup();
+    for image in &images {
+        ensure_image(docker, image, opts.pull, status).await?;
     }
     if !docker.list_containers(&format!("{LABEL_CLUSTER}={}", opts.name)).await?.is_empty() {
         return Err(ClusterError::Exists(opts.name.clone()));
@@ -165,7 +192,7 @@ fn create_id() -> String {
 
 /// Creates the cluster described by `opts`.
 pub async fn create(docker: &Docker, opts: &CreateOptions, status: &Status) -> Result<CreateReport> {
-    preflight(docker, opts).await?;
+    preflight(docker, opts, status).await?;
     let mut ctx = Ctx {
         docker,
         opts,
@@ -238,6 +265,12 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<()> {
     if !ctx.opts.config.networking.disable_default_cni {
         let step = ctx.status.step("Installing pod network");
         steps::cni::run(ctx).await?;
+        step.done();
+    }
+
+    if let Some(spec) = ctx.opts.config.registry.clone() {
+        let step = ctx.status.step("Connecting the local registry");
+        steps::registry::run(ctx, &spec).await?;
         step.done();
     }
 

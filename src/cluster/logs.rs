@@ -37,16 +37,22 @@ pub async fn export(docker: &Docker, cluster: &str, dir: &Path) -> Result<Vec<Pa
     Ok(written)
 }
 
-/// /var/log/pods holds symlinks into /var/log/containers' targets; `docker cp` of the directory
-/// brings the files themselves only where they are real files, so the node flattens them first.
+/// Where pod logs are gathered in the node: on the /var volume, because Docker's copy API reads
+/// beneath tmpfs mounts such as /tmp and would not see them.
+const STAGING: &str = "/var/lib/berth/pod-logs";
+
+/// /var/log/pods holds symlinks to the containers' log files; the node copies them with the
+/// links followed, and that copy is fetched as a tar stream.
 async fn copy_pod_logs(docker: &Docker, node: &str, node_dir: &Path) -> Result<Vec<PathBuf>> {
-    docker.exec_ok(node, &["sh", "-c", "rm -rf /tmp/berth-pod-logs && mkdir -p /tmp/berth-pod-logs && cp -rL /var/log/pods /tmp/berth-pod-logs/ 2>/dev/null || true"]).await?;
+    let gather = format!("rm -rf {STAGING} && mkdir -p {STAGING}/pods && cp -rL /var/log/pods/. {STAGING}/pods/ 2>/dev/null || true");
+    docker.exec_ok(node, &["sh", "-c", &gather]).await?;
     let mut tar_bytes = Vec::new();
-    let mut stream = docker.download_tar(node, "/tmp/berth-pod-logs/pods");
+    let source = format!("{STAGING}/pods");
+    let mut stream = docker.download_tar(node, &source);
     while let Some(chunk) = stream.next().await {
         tar_bytes.extend_from_slice(&chunk?);
     }
-    docker.exec(node, &["rm", "-rf", "/tmp/berth-pod-logs"]).await?;
+    docker.exec(node, &["rm", "-rf", STAGING]).await?;
     let mut archive = tar::Archive::new(std::io::Cursor::new(tar_bytes));
     let mut written = Vec::new();
     for entry in archive.entries().map_err(|e| io_err(node_dir, e))? {

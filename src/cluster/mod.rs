@@ -21,7 +21,7 @@ use crate::kubeadm::KubeadmError;
 use crate::kubeconfig::{self, KubeconfigError};
 use crate::runtime::{Docker, RuntimeError, LABEL_CLUSTER, LABEL_ROLE};
 
-pub use create::{create, CreateOptions, CreateReport};
+pub use create::{create, CreateOptions, CreateReport, PullPolicy};
 pub use steps::loadbalancer::DEFAULT_LB_IMAGE;
 
 /// The node image berth uses when none is named: kind's own default for kind v0.27.0, pinned by

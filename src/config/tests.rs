@@ -30,6 +30,12 @@ fn examples_mean_what_they_say() {
 }
 
 #[test]
+fn kinds_spelling_of_disable_default_cni() {
+    let c = parse("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n  disableDefaultCNI: true\n", "t").unwrap();
+    assert!(c.networking.disable_default_cni);
+}
+
+#[test]
 fn defaults_fill_the_gaps() {
     let c = parse("kind: Cluster\napiVersion: berth.dev/v1alpha1\n", "t").unwrap();
     assert_eq!(c.nodes.len(), 1);
@@ -111,4 +117,64 @@ fn ports_in_use_on_the_host_are_caught() {
     assert!(problems[0].contains("already in use"));
     drop(listener);
     assert!(check_host_ports(&c).is_empty());
+}
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::super::parse;
+
+    fn yaml_scalar() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("control-plane".to_string()),
+            Just("worker".to_string()),
+            Just("null".to_string()),
+            Just("[]".to_string()),
+            Just("{}".to_string()),
+            "-?[0-9]{1,6}",
+            "[a-zA-Z0-9./:_-]{0,20}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        /// Any bytes: an error or a config, never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = parse(&text, "fuzz");
+        }
+
+        /// Structurally plausible configs with random values and field names.
+        #[test]
+        fn plausible_configs_never_panic(
+            fields in proptest::collection::vec(("[a-zA-Z]{1,16}", yaml_scalar()), 0..6),
+            roles in proptest::collection::vec(yaml_scalar(), 0..4),
+            pod in "[0-9./]{0,18}",
+            port in any::<i64>(),
+        ) {
+            let mut text = String::from("kind: Cluster\napiVersion: berth.dev/v1alpha1\n");
+            for (k, v) in &fields {
+                text.push_str(&format!("{k}: {v}\n"));
+            }
+            text.push_str(&format!("networking:\n  podSubnet: \"{pod}\"\n  apiServerPort: {port}\nnodes:\n"));
+            for r in &roles {
+                text.push_str(&format!("  - role: {r}\n"));
+            }
+            if let Ok(c) = parse(&text, "fuzz") {
+                prop_assert!(c.control_planes().count() >= 1, "a valid config always has a control plane");
+            }
+        }
+
+        /// Deep nesting of either kind is an error, not a stack overflow.
+        #[test]
+        fn deep_nesting_is_an_error(depth in 1usize..3000, flow in any::<bool>()) {
+            let nested = if flow {
+                format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+            } else {
+                (0..depth.min(400)).map(|i| format!("{}a:\n", " ".repeat(i))).collect::<String>()
+            };
+            let _ = parse(&format!("kind: Cluster\napiVersion: berth.dev/v1alpha1\nnodes: {nested}\n"), "fuzz");
+        }
+    }
 }

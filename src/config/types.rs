@@ -29,6 +29,20 @@ pub struct Cluster {
     /// berth's add-ons, e.g. `dashboard`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addons: Vec<String>,
+    /// A local registry every node pulls `localhost:PORT/...` from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistrySpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegistrySpec {
+    /// Host port on 127.0.0.1 (default 5001).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The registry image (default `registry:2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -135,7 +149,8 @@ pub struct Networking {
     pub pod_subnet: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_subnet: Option<String>,
-    #[serde(default)]
+    /// kind spells it with "CNI" in capitals, which camelCase renaming would not produce.
+    #[serde(default, rename = "disableDefaultCNI")]
     pub disable_default_cni: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kube_proxy_mode: Option<String>,
@@ -154,6 +169,7 @@ impl Cluster {
             runtime_config: BTreeMap::new(),
             kubeadm_config_patches: Vec::new(),
             addons: Vec::new(),
+            registry: None,
         };
         c.apply_defaults();
         c

@@ -176,3 +176,58 @@ fn a_held_lock_times_out_with_a_clear_error() {
 fn default_path_prefers_explicit_then_kubeconfig_env() {
     assert_eq!(default_path(Some(Path::new("/x/y"))).unwrap(), Path::new("/x/y"));
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+    use serde_yaml::Value;
+
+    use super::super::*;
+    use super::ADMIN_CONF;
+
+    fn names(doc: &Value, key: &str) -> Vec<String> {
+        doc[key].as_sequence().map(|s| s.iter().filter_map(|e| e["name"].as_str().map(str::to_string)).collect()).unwrap_or_default()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Whatever the user's file holds, merging then removing ours gives back every entry
+        /// it had, and never panics.
+        #[test]
+        fn merge_then_remove_keeps_the_users_entries(
+            existing in proptest::collection::vec("[a-z0-9@._-]{1,12}", 0..8),
+            cluster in "[a-z][a-z0-9-]{0,10}[a-z0-9]",
+            extra in "[a-zA-Z]{1,8}",
+        ) {
+            let mut text = format!("apiVersion: v1\nkind: Config\n{extra}x: kept\nclusters:\n");
+            for n in &existing {
+                text.push_str(&format!("- name: \"{n}\"\n  cluster: {{server: https://x:1}}\n"));
+            }
+            text.push_str("contexts:\n");
+            for n in &existing {
+                text.push_str(&format!("- name: \"{n}\"\n  context: {{cluster: \"{n}\", user: \"{n}\"}}\n"));
+            }
+            let mut doc: Value = serde_yaml::from_str(&text).unwrap();
+            let before = doc.clone();
+            let ours = for_cluster(ADMIN_CONF, &cluster, "https://127.0.0.1:1").unwrap();
+            merge(&mut doc, &ours).unwrap();
+            prop_assert!(names(&doc, "contexts").contains(&context_name(&cluster)));
+            remove(&mut doc, &context_name(&cluster)).unwrap();
+            let mut kept = names(&before, "contexts");
+            kept.retain(|n| *n != context_name(&cluster));
+            prop_assert_eq!(names(&doc, "contexts"), kept);
+            let extra_key = format!("{extra}x");
+            prop_assert_eq!(doc[extra_key.as_str()].as_str(), Some("kept"));
+        }
+
+        /// Malformed kubeconfig shapes are errors, never panics.
+        #[test]
+        fn odd_shapes_never_panic(text in "\\PC{0,200}") {
+            if let Ok(mut doc) = serde_yaml::from_str::<Value>(&text) {
+                let ours = for_cluster(ADMIN_CONF, "c", "https://127.0.0.1:1").unwrap();
+                let _ = merge(&mut doc, &ours);
+                let _ = remove(&mut doc, "berth-c");
+            }
+        }
+    }
+}

@@ -81,10 +81,16 @@ pub fn volume_exists(name: &str) -> bool {
     docker(&["volume", "inspect", name]).status.success()
 }
 
-/// The host's kubectl against a kubeconfig file.
-pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+/// The host's kubectl (or `BERTH_TEST_KUBECTL`) against a kubeconfig file.
+pub fn kubectl_cmd(kubeconfig: &Path) -> Command {
     let bin = std::env::var("BERTH_TEST_KUBECTL").unwrap_or_else(|_| "kubectl".to_string());
-    Command::new(bin).arg("--kubeconfig").arg(kubeconfig).args(args).output().expect("running kubectl")
+    let mut c = Command::new(bin);
+    c.arg("--kubeconfig").arg(kubeconfig);
+    c
+}
+
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    kubectl_cmd(kubeconfig).args(args).output().expect("running kubectl")
 }
 
 /// Retries `check` until it returns Some or `timeout` passes.

@@ -8,4 +8,5 @@ pub mod join;
 pub mod kubeadm_init;
 pub mod loadbalancer;
 pub mod provision;
+pub mod registry;
 pub mod wait;

@@ -1,0 +1,26 @@
+//! Connecting the local registry: start (or reuse) `berth-registry`, tell every node's
+//! containerd that `localhost:PORT` is that container, and publish KEP-1755's ConfigMap.
+
+use futures_util::future::try_join_all;
+
+use super::super::create::{ensure_image, Ctx};
+use super::super::{ClusterError, Result};
+use crate::config::RegistrySpec;
+use crate::registry;
+
+pub async fn run(ctx: &mut Ctx<'_>, spec: &RegistrySpec) -> Result<()> {
+    let port = spec.port.unwrap_or(registry::DEFAULT_REGISTRY_PORT);
+    let image = spec
+        .image
+        .clone()
+        .or_else(|| std::env::var("BERTH_REGISTRY_IMAGE").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| registry::DEFAULT_REGISTRY_IMAGE.to_string());
+    ensure_image(ctx.docker, &image, crate::cluster::PullPolicy::Missing, ctx.status).await?;
+    registry::ensure_local_registry(ctx.docker, port, &image).await.map_err(|e| ClusterError::Invalid(e.to_string()))?;
+    let (path, body) = registry::containerd_hosts_toml(port);
+    let ctx_ref = &*ctx;
+    let file = [(path.as_str(), body.as_bytes(), 0o644)];
+    try_join_all(ctx_ref.nodes.iter().map(|n| ctx_ref.docker.write_files(&n.name, &file))).await?;
+    crate::kube::apply_manifest(ctx.client(), &registry::local_registry_hosting(port)).await?;
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! Registries: pulling node images (with the user's Docker credentials and per-layer progress)
+//! and the local registry container `berth-registry` that every node's containerd knows as
+//! `localhost:PORT`, announced to tools through the `local-registry-hosting` ConfigMap
+//! (KEP-1755).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::auth::DockerCredentials;
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::CreateImageOptionsBuilder;
+use futures_util::StreamExt;
+
+use crate::runtime::{Docker, RuntimeError, NETWORK_NAME};
+use crate::ui::Status;
+
+pub const REGISTRY_CONTAINER: &str = "berth-registry";
+pub const REGISTRY_VOLUME: &str = "berth-registry-data";
+pub const DEFAULT_REGISTRY_PORT: u16 = 5001;
+pub const DEFAULT_REGISTRY_IMAGE: &str = "registry:2";
+/// Port the registry listens on inside its container (the registry image's default).
+const REGISTRY_INTERNAL_PORT: u16 = 5000;
+/// A pull that makes no progress for this long is abandoned.
+const PULL_STALL: Duration = Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot pull {image} from {registry}: {reason}")]
+    Pull { image: String, registry: String, reason: String },
+    #[error("a {REGISTRY_CONTAINER} container already runs on another port ({running}); use --registry {running} or `berth delete registry` first")]
+    PortMismatch { running: u16 },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// The registry host of an image reference; Docker Hub for bare names.
+pub fn registry_host(image: &str) -> String {
+    let first = image.split('/').next().unwrap_or("");
+    if image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost") {
+        first.to_string()
+    } else {
+        "docker.io".to_string()
+    }
+}
+
+/// Credentials for `host` from Docker's config file (`$DOCKER_CONFIG/config.json`, else
+/// `~/.docker/config.json`): the base64 `auth` entry, as `docker login` writes it.
+pub fn credentials_for(host: &str) -> Option<DockerCredentials> {
+    use base64::Engine;
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| directories::BaseDirs::new().map(|b| b.home_dir().join(".docker")))?;
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let keys = if host == "docker.io" {
+        vec!["https://index.docker.io/v1/".to_string(), "docker.io".to_string(), "index.docker.io".to_string()]
+    } else {
+        vec![host.to_string(), format!("https://{host}"), format!("http://{host}")]
+    };
+    let auths = json.get("auths")?;
+    let auth = keys.iter().find_map(|k| auths.get(k)?.get("auth")?.as_str())?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(auth).ok()?;
+    let (user, pass) = String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
+    Some(DockerCredentials { username: Some(user), password: Some(pass), serveraddress: Some(host.to_string()), ..Default::default() })
+}
+
+/// Pulls `image`, showing each layer's progress; fails with one line naming the registry.
+pub async fn pull(docker: &Docker, image: &str, status: &Status) -> Result<(), RegistryError> {
+    let registry = registry_host(image);
+    let fail = |reason: String| RegistryError::Pull { image: image.to_string(), registry: registry.clone(), reason };
+    let (repo, tag) = crate::node_image::split_tag(image);
+    let options = CreateImageOptionsBuilder::default().from_image(repo).tag(tag).build();
+    let step = status.step(format!("Pulling {image}"));
+    let mut stream = docker.api().create_image(Some(options), None, credentials_for(&registry));
+    let mut layers: HashMap<String, String> = HashMap::new();
+    loop {
+        let next = tokio::time::timeout(PULL_STALL, stream.next())
+            .await
+            .map_err(|_| fail(format!("no progress for {}s", PULL_STALL.as_secs())))?;
+        let Some(item) = next else { break };
+        let info = item.map_err(|e| fail(one_line(&e.to_string())))?;
+        if let Some(err) = info.error_detail.and_then(|d| d.message) {
+            return Err(fail(one_line(&err)));
+        }
+        if let (Some(id), Some(state)) = (info.id, info.status) {
+            let detail = info.progress_detail.and_then(|p| Some((p.current?, p.total?)));
+            let line = match detail {
+                Some((cur, total)) if total > 0 => format!("{state} {:.0}/{:.0} MB", cur as f64 / 1e6, total as f64 / 1e6),
+                _ => state.clone(),
+            };
+            if layers.get(&id) != Some(&line) {
+                if state == "Pull complete" || state == "Already exists" {
+                    status.info(format!("   {id}: {state}"));
+                }
+                layers.insert(id.clone(), line);
+                let summary: Vec<String> = layers.iter().filter(|(_, l)| !l.starts_with("Pull complete")).map(|(i, l)| format!("{i}: {l}")).collect();
+                step.set_detail(summary.join(" | "));
+            }
+        }
+    }
+    if !docker.image_exists(image).await? {
+        return Err(fail("the pull ended without the image".into()));
+    }
+    step.done();
+    Ok(())
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Starts the local registry, or reuses the one that runs; its data lives on a named volume so
+/// it outlives clusters.
+pub async fn ensure_local_registry(docker: &Docker, port: u16, image: &str) -> Result<(), RegistryError> {
+    if let Ok(info) = docker.inspect(REGISTRY_CONTAINER).await {
+        let running = docker.published_port(REGISTRY_CONTAINER, &format!("{REGISTRY_INTERNAL_PORT}/tcp")).await.ok();
+        if let Some(running) = running.filter(|p| *p != port) {
+            return Err(RegistryError::PortMismatch { running });
+        }
+        if !info.state.and_then(|s| s.running).unwrap_or(false) {
+            docker.start_container(REGISTRY_CONTAINER).await?;
+        }
+        return Ok(());
+    }
+    let key = format!("{REGISTRY_INTERNAL_PORT}/tcp");
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        labels: Some(HashMap::from([("dev.berth.registry".to_string(), "true".to_string())])),
+        exposed_ports: Some(vec![key.clone()]),
+        host_config: Some(HostConfig {
+            port_bindings: Some(HashMap::from([(
+                key,
+                Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(port.to_string()) }]),
+            )])),
+            mounts: Some(vec![Mount {
+                typ: Some(MountType::VOLUME),
+                source: Some(REGISTRY_VOLUME.into()),
+                target: Some("/var/lib/registry".into()),
+                ..Default::default()
+            }]),
+            restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
+            network_mode: Some(NETWORK_NAME.into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    match docker.create_container(REGISTRY_CONTAINER, body).await {
+        Ok(_) => {}
+        // Another create started it a moment ago: use that one.
+        Err(RuntimeError::Other(msg)) if msg.contains("already exists") => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    docker.start_container(REGISTRY_CONTAINER).await?;
+    Ok(())
+}
+
+/// Removes the registry container and its data volume.
+pub async fn delete_local_registry(docker: &Docker) -> Result<bool, RegistryError> {
+    let existed = docker.inspect(REGISTRY_CONTAINER).await.is_ok();
+    docker.remove_container(REGISTRY_CONTAINER).await?;
+    let _ = docker.api().remove_volume(REGISTRY_VOLUME, None::<bollard::query_parameters::RemoveVolumeOptions>).await;
+    Ok(existed)
+}
+
+/// containerd's hosts.toml that sends `localhost:PORT` (as pods name it) to the registry
+/// container on berth's network.
+pub fn containerd_hosts_toml(port: u16) -> (String, String) {
+    let path = format!("/etc/containerd/certs.d/localhost:{port}/hosts.toml");
+    let upstream = format!("http://{REGISTRY_CONTAINER}:{REGISTRY_INTERNAL_PORT}");
+    let body = format!("server = \"{upstream}\"\n\n[host.\"{upstream}\"]\n  capabilities = [\"pull\", \"resolve\"]\n");
+    (path, body)
+}
+
+/// KEP-1755's ConfigMap, so Tilt, Skaffold and friends find the registry.
+pub fn local_registry_hosting(port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: local-registry-hosting\n  namespace: kube-public\ndata:\n  localRegistryHosting.v1: |\n    host: \"localhost:{port}\"\n    hostFromContainerRuntime: \"{REGISTRY_CONTAINER}:{REGISTRY_INTERNAL_PORT}\"\n    hostFromClusterNetwork: \"{REGISTRY_CONTAINER}:{REGISTRY_INTERNAL_PORT}\"\n    help: \"push to localhost:{port}/NAME and use that name in pod specs\"\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_hosts() {
+        assert_eq!(registry_host("kindest/node:v1.32.2"), "docker.io");
+        assert_eq!(registry_host("registry:2"), "docker.io");
+        assert_eq!(registry_host("127.0.0.1:5001/berth-test/node:v1.20.2"), "127.0.0.1:5001");
+        assert_eq!(registry_host("localhost/x"), "localhost");
+        assert_eq!(registry_host("ghcr.io/a/b"), "ghcr.io");
+    }
+
+    #[test]
+    fn credentials_come_from_docker_config() {
+        let dir = tempfile::tempdir().unwrap();
+        // "alice:s3cret"
+        std::fs::write(dir.path().join("config.json"), r#"{"auths":{"127.0.0.1:5001":{"auth":"YWxpY2U6czNjcmV0"}}}"#).unwrap();
+        std::env::set_var("DOCKER_CONFIG", dir.path());
+        let c = credentials_for("127.0.0.1:5001").unwrap();
+        assert_eq!((c.username.as_deref(), c.password.as_deref()), (Some("alice"), Some("s3cret")));
+        assert!(credentials_for("ghcr.io").is_none());
+        std::env::remove_var("DOCKER_CONFIG");
+    }
+
+    #[test]
+    fn hosts_toml_and_configmap_name_the_registry() {
+        let (path, body) = containerd_hosts_toml(5001);
+        assert_eq!(path, "/etc/containerd/certs.d/localhost:5001/hosts.toml");
+        assert!(body.contains("server = \"http://berth-registry:5000\""));
+        let cm: serde_yaml::Value = serde_yaml::from_str(&local_registry_hosting(5001)).unwrap();
+        assert_eq!(cm["metadata"]["namespace"].as_str(), Some("kube-public"));
+        let inner: serde_yaml::Value = serde_yaml::from_str(cm["data"]["localRegistryHosting.v1"].as_str().unwrap()).unwrap();
+        assert_eq!(inner["host"].as_str(), Some("localhost:5001"));
+    }
+}

@@ -1,0 +1,193 @@
+//! Trust: stop/start and restarts keep a cluster working; interrupting create at any step,
+//! racing creates, and a cluster that never gets Ready all end cleanly; secrets stay out of
+//! berth's logs even at the highest verbosity.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn node_addresses(cluster: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = cluster_containers(cluster)
+        .into_iter()
+        .map(|n| {
+            let ip = run_ok(Command::new("docker").args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", &n]));
+            (n, ip.trim().to_string())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn all_ready(kc: &Path, expected: usize) -> Result<(), String> {
+    let out = kubectl(kc, &["get", "nodes", "--request-timeout=5s", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ready = text.lines().filter(|l| *l == "True").count();
+    if out.status.success() && ready == expected { Ok(()) } else { Err(format!("{ready}/{expected} Ready; {}", String::from_utf8_lossy(&out.stderr))) }
+}
+
+fn cluster_state(kc: &Path, name: &str) -> String {
+    let json: serde_json::Value = serde_json::from_str(&run_ok(berth(kc).args(["get", "clusters", "-o", "json"]))).unwrap();
+    json.as_array().unwrap().iter().find(|c| c["name"] == name).map(|c| c["state"].as_str().unwrap().to_string()).unwrap_or_default()
+}
+
+#[test]
+fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
+    if !require_e2e("stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets") {
+        return;
+    }
+    let name = "e2e-life";
+    let (dir, kc) = temp_kubeconfig();
+    let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
+    let cfg = dir.path().join("one-worker.yaml");
+    std::fs::write(&cfg, "kind: Cluster\napiVersion: berth.dev/v1alpha1\nnodes:\n- role: control-plane\n- role: worker\n").unwrap();
+    let out = berth(&kc).args(["-vvv", "create", "cluster", "--name", name, "--config", cfg.to_str().unwrap(), "--image", &test_image()]).output().unwrap();
+    let (_, log) = text(&out);
+    assert!(out.status.success(), "{log}");
+
+    // Secrets: the client key, the bootstrap token's secret half.
+    let kubeconfig_text = std::fs::read_to_string(&kc).unwrap();
+    let key = kubeconfig_text.lines().find_map(|l| l.trim().strip_prefix("client-key-data:")).unwrap().trim().to_string();
+    assert!(key.len() > 40);
+    assert!(!log.contains(&key), "the client key appears in berth's -vvv log");
+    let tokens = run_ok(Command::new("docker").args(["exec", "e2e-life-control-plane", "kubeadm", "token", "list", "-o", "jsonpath={.token}{\"\\n\"}"]));
+    for token in tokens.lines().filter(|t| !t.is_empty()) {
+        let secret = token.split('.').nth(1).unwrap();
+        assert!(!log.contains(secret), "a bootstrap token's secret appears in berth's -vvv log");
+    }
+    assert!(log.contains("kubeadm init on e2e-life-control-plane"), "kubeadm's output is logged at -vvv (redacted)");
+    let mode = std::fs::metadata(&kc).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777).unwrap();
+    assert_eq!(mode, 0o600, "kubeconfig mode");
+    let port = run_ok(Command::new("docker").args(["port", "e2e-life-control-plane", "6443/tcp"]));
+    assert!(port.trim().starts_with("127.0.0.1:"), "API server published on loopback only: {port}");
+
+    let addresses = node_addresses(name);
+    assert_eq!(cluster_state(&kc, name), "running");
+    run_ok(berth(&kc).args(["stop", "cluster", "--name", name]));
+    assert_eq!(cluster_state(&kc, name), "stopped");
+    run_ok(berth(&kc).args(["start", "cluster", "--name", name, "--wait", "3m"]));
+    assert_eq!(cluster_state(&kc, name), "running");
+    eventually("Ready after start, through the same kubeconfig", Duration::from_secs(60), || all_ready(&kc, 2));
+    assert_eq!(node_addresses(name), addresses, "nodes keep their addresses across stop/start");
+
+    run_ok(Command::new("docker").args(["stop", "e2e-life-worker"]));
+    assert_eq!(cluster_state(&kc, name), "degraded");
+    run_ok(Command::new("docker").args(["start", "e2e-life-worker"]));
+
+    run_ok(Command::new("docker").args(["restart", "e2e-life-control-plane", "e2e-life-worker"]));
+    eventually("Ready after docker restart of every node", Duration::from_secs(180), || all_ready(&kc, 2));
+    assert_eq!(node_addresses(name), addresses, "nodes keep their addresses across docker restart");
+}
+
+/// The steps create prints, in order; interrupting at each must leave nothing behind.
+const STEPS: &[&str] = &["Creating nodes", "Starting control plane", "Installing pod network", "Writing kubeconfig", "Waiting for Ready"];
+
+#[test]
+fn interrupting_create_at_each_step_leaves_nothing() {
+    if !require_e2e("interrupting_create_at_each_step_leaves_nothing") {
+        return;
+    }
+    for (i, step) in STEPS.iter().enumerate() {
+        let name = format!("e2e-int{i}");
+        let (_dir, kc) = temp_kubeconfig();
+        let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
+        let signal = if i % 2 == 0 { "-INT" } else { "-TERM" };
+        let mut child = berth(&kc)
+            .args(["create", "cluster", "--name", &name, "--image", &test_image()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        let marker = format!(" • {step} ...");
+        loop {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("create ended before step {step:?}:\n{seen}");
+            }
+            seen.push_str(&line);
+            if line.trim_end() == marker {
+                break;
+            }
+        }
+        run_ok(Command::new("kill").args([signal, &child.id().to_string()]));
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        let status = child.wait().unwrap();
+        seen.push_str(&rest);
+        assert_eq!(status.code(), Some(1), "interrupted at {step:?}:\n{seen}");
+        assert!(seen.contains("interrupted"), "at {step:?}:\n{seen}");
+        assert!(cluster_containers(&name).is_empty(), "at {step:?} left {:?}", cluster_containers(&name));
+        let kubeconfig = std::fs::read_to_string(&kc).unwrap_or_default();
+        assert!(!kubeconfig.contains(&format!("berth-{name}")), "at {step:?} the kubeconfig keeps our entry:\n{kubeconfig}");
+    }
+}
+
+#[test]
+fn parallel_creates_succeed_and_a_name_clash_harms_no_one() {
+    if !require_e2e("parallel_creates_succeed_and_a_name_clash_harms_no_one") {
+        return;
+    }
+    let (_dir, kc) = temp_kubeconfig();
+    let names = ["e2e-par1", "e2e-par2", "e2e-par3"];
+    let _guards: Vec<ClusterGuard> = names.iter().map(|n| ClusterGuard { name: n.to_string(), kubeconfig: kc.clone() }).collect();
+    // Three clusters and a fourth create racing the first for its name, all at once, all
+    // merging into one kubeconfig file.
+    let mut runs: Vec<(String, std::process::Child)> = names
+        .iter()
+        .chain(std::iter::once(&names[0]))
+        .map(|n| {
+            let child = berth(&kc)
+                .args(["create", "cluster", "--name", n, "--image", &test_image(), "--wait", "0"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (n.to_string(), child)
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for (name, child) in runs.drain(..) {
+        let out = child.wait_with_output().unwrap();
+        outcomes.push((name, out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned()));
+    }
+    for (name, ok, stderr) in &outcomes[1..3] {
+        assert!(ok, "{name} failed:\n{stderr}");
+    }
+    let clash: Vec<&(String, bool, String)> = outcomes.iter().filter(|(n, _, _)| n == names[0]).collect();
+    let winners = clash.iter().filter(|(_, ok, _)| *ok).count();
+    assert_eq!(winners, 1, "exactly one of the two creates of {} wins: {clash:#?}", names[0]);
+    let loser = clash.iter().find(|(_, ok, _)| !ok).unwrap();
+    assert!(loser.2.contains("already exists"), "the loser says why:\n{}", loser.2);
+    assert_eq!(cluster_containers(names[0]).len(), 1, "the winner's node survives the loser's cleanup");
+    let contexts = String::from_utf8_lossy(&kubectl(&kc, &["config", "get-contexts", "-o", "name"]).stdout).into_owned();
+    for n in names {
+        assert!(contexts.lines().any(|c| c == format!("berth-{n}")), "context for {n} in {contexts}");
+        let out = kubectl(&kc, &["--context", &format!("berth-{n}"), "get", "nodes", "-o", "name"]);
+        assert!(out.status.success(), "{n}'s API answers: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn a_cluster_that_never_gets_ready_fails_with_the_kubelets_words() {
+    if !require_e2e("a_cluster_that_never_gets_ready_fails_with_the_kubelets_words") {
+        return;
+    }
+    let name = "e2e-notready";
+    let (dir, kc) = temp_kubeconfig();
+    let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
+    let cfg = dir.path().join("no-cni.yaml");
+    std::fs::write(&cfg, "kind: Cluster\napiVersion: berth.dev/v1alpha1\nnetworking:\n  disableDefaultCNI: true\n").unwrap();
+    let out = berth(&kc).args(["create", "cluster", "--name", name, "--config", cfg.to_str().unwrap(), "--image", &test_image(), "--wait", "20s"]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not ready within --wait"), "{stderr}");
+    assert!(stderr.contains("kubelet on e2e-notready-control-plane"), "{stderr}");
+    assert!(stderr.to_lowercase().contains("cni") || stderr.contains("NetworkPluginNotReady"), "the kubelet's reason: {stderr}");
+    assert!(cluster_containers(name).is_empty(), "left {:?}", cluster_containers(name));
+}
