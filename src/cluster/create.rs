@@ -157,14 +157,14 @@ async fn preflight(docker: &Docker, opts: &CreateOptions, status: &Status) -> Re
     if !problems.is_empty() {
         return Err(ClusterError::Invalid(problems.join("; ")));
     }
+    if !docker.list_containers(&format!("{LABEL_CLUSTER}={}", opts.name)).await?.is_empty() {
+        return Err(ClusterError::Exists(opts.name.clone()));
+    }
     let mut images: Vec<String> = plan_nodes(opts).into_iter().map(|n| n.image).collect();
     images.sort();
     images.dedup();
     for image in &images {
         ensure_image(docker, image, opts.pull, status).await?;
-    }
-    if !docker.list_containers(&format!("{LABEL_CLUSTER}={}", opts.name)).await?.is_empty() {
-        return Err(ClusterError::Exists(opts.name.clone()));
     }
     Ok(())
 }

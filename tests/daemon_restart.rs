@@ -1,0 +1,34 @@
+//! A cluster survives a restart of the Docker daemon itself: the nodes come back (restart
+//! policy), with the same addresses and API port, Ready through the same kubeconfig.
+//! Ignored by default: it restarts dockerd, so `scripts/test` runs it alone, after the rest,
+//! and only where it started that dockerd itself (BERTH_TEST_RESTART_DOCKERD names the script).
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+#[ignore = "restarts dockerd; run alone by scripts/test"]
+fn a_cluster_survives_a_docker_daemon_restart() {
+    if !require_e2e("a_cluster_survives_a_docker_daemon_restart") {
+        return;
+    }
+    let restart = std::env::var("BERTH_TEST_RESTART_DOCKERD").expect("BERTH_TEST_RESTART_DOCKERD: a command that restarts dockerd");
+    let name = "e2e-daemon";
+    let (_dir, kc) = temp_kubeconfig();
+    let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
+    run_ok(berth(&kc).args(["create", "cluster", "--name", name, "--image", &test_image()]));
+    let node = "e2e-daemon-control-plane";
+    let ip_before = run_ok(Command::new("docker").args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", node]));
+    run_ok(&mut Command::new(&restart));
+    eventually("Ready after dockerd restarted, through the same kubeconfig", Duration::from_secs(240), || {
+        let o = kubectl(&kc, &["get", "nodes", "--request-timeout=5s", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"]);
+        let s = String::from_utf8_lossy(&o.stdout).into_owned();
+        if s == "True" { Ok(()) } else { Err(format!("{s} {}", String::from_utf8_lossy(&o.stderr))) }
+    });
+    let ip_after = run_ok(Command::new("docker").args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", node]));
+    assert_eq!(ip_before, ip_after, "the node keeps its address");
+}

@@ -1,0 +1,100 @@
+//! Registries end to end: a node image pulled (with progress) from a registry on 127.0.0.1;
+//! the local registry wired into every node, serving a pod that names localhost:PORT/...;
+//! a pull from an unreachable registry failing in one line with nothing created.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const PORT: &str = "5001";
+
+#[test]
+fn an_unreachable_registry_fails_in_one_line_and_creates_nothing() {
+    if !require_e2e("an_unreachable_registry_fails_in_one_line_and_creates_nothing") {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let image = format!("127.0.0.1:{port}/berth-test/node:v1.20.2");
+    let (_dir, kc) = temp_kubeconfig();
+    let networks_before = String::from_utf8(docker(&["network", "ls", "-q"]).stdout).unwrap();
+    let start = Instant::now();
+    let out = berth(&kc).args(["create", "cluster", "--name", "e2e-nopull", "--image", &image]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(30), "bounded: {:?}", start.elapsed());
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("ERROR:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains(&image) && errors[0].contains(&format!("from 127.0.0.1:{port}")), "{stderr}");
+    assert!(cluster_containers("e2e-nopull").is_empty());
+    assert_eq!(String::from_utf8(docker(&["network", "ls", "-q"]).stdout).unwrap(), networks_before, "no network made");
+    assert!(!kc.exists());
+}
+
+#[test]
+fn local_registry_serves_pods_and_node_images_are_pulled_from_a_registry() {
+    if !require_e2e("local_registry_serves_pods_and_node_images_are_pulled_from_a_registry") {
+        return;
+    }
+    let (dir, kc) = temp_kubeconfig();
+    let _guards = [
+        ClusterGuard { name: "e2e-reg".into(), kubeconfig: kc.clone() },
+        ClusterGuard { name: "e2e-pull".into(), kubeconfig: kc.clone() },
+    ];
+    let cfg = dir.path().join("reg.yaml");
+    std::fs::write(&cfg, "kind: Cluster\napiVersion: berth.dev/v1alpha1\nnodes:\n- role: control-plane\n- role: worker\n").unwrap();
+    let _ = berth(&kc).args(["delete", "registry"]).output();
+    run_ok(berth(&kc)
+        .env("BERTH_REGISTRY_IMAGE", "berth-test/registry:1")
+        .args(["create", "cluster", "--name", "e2e-reg", "--config", cfg.to_str().unwrap(), "--image", &test_image(), "--registry", PORT]));
+
+    // A pod naming localhost:PORT/... with the default pull policy, on the worker.
+    let tagged = format!("localhost:{PORT}/berth-test/toolbox:1");
+    run_ok(Command::new("docker").args(["tag", "berth-test/toolbox:1", &tagged]));
+    run_ok(Command::new("docker").args(["push", "-q", &tagged]));
+    run_ok(Command::new("docker").args(["rmi", &tagged]));
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: from-registry}}\nspec:\n  nodeName: e2e-reg-worker\n  containers: [{{name: tb, image: \"{tagged}\", command: [sleep, infinity]}}]\n"
+    );
+    let pod_file = dir.path().join("pod.yaml");
+    std::fs::write(&pod_file, pod).unwrap();
+    run_ok(kubectl_cmd(&kc).args(["apply", "-f"]).arg(&pod_file));
+    run_ok(kubectl_cmd(&kc).args(["wait", "--for=condition=Ready", "pod/from-registry", "--timeout=120s"]));
+    let hosting = run_ok(kubectl_cmd(&kc).args(["-n", "kube-public", "get", "configmap", "local-registry-hosting", "-o", "jsonpath={.data.localRegistryHosting\\.v1}"]));
+    assert!(hosting.contains(&format!("host: \"localhost:{PORT}\"")), "{hosting}");
+
+    // A node image pushed to the registry (published on 127.0.0.1) and then removed locally.
+    // It carries a layer of its own, so the pull really transfers something (its other layers
+    // are the test image's, which other tests keep using).
+    let remote = format!("127.0.0.1:{PORT}/berth-test/node:v1.20.2");
+    let ctx = dir.path().join("node-ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM {}\nRUN echo pulled-from-a-registry > /kind/pulled\n", test_image())).unwrap();
+    run_ok(Command::new("docker").env("DOCKER_BUILDKIT", "0").args(["build", "-q", "-t", &remote]).arg(&ctx));
+    run_ok(Command::new("docker").args(["push", "-q", &remote]));
+    run_ok(Command::new("docker").args(["rmi", &remote]));
+    assert!(!docker(&["image", "inspect", &remote]).status.success());
+    let out = berth(&kc).args(["create", "cluster", "--name", "e2e-pull", "--image", &remote, "--wait", "3m"]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("Pulling {remote}")) && stderr.contains("Pull complete"), "pull progress shown:\n{stderr}");
+    let nodes = run_ok(kubectl_cmd(&kc).args(["--context", "berth-e2e-pull", "get", "nodes", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"]));
+    assert_eq!(nodes, "True");
+    let marker = run_ok(Command::new("docker").args(["exec", "e2e-pull-control-plane", "cat", "/kind/pulled"]));
+    assert_eq!(marker.trim(), "pulled-from-a-registry", "the node runs the pulled image");
+    // Present now: no second pull unless asked (`--pull never` proves it is local).
+    let again = berth(&kc).args(["create", "cluster", "--name", "e2e-pull2", "--image", &remote, "--pull", "never", "--wait", "0"]).output().unwrap();
+    let (_, again_err) = text(&again);
+    assert!(again.status.success() && !again_err.contains("Pulling"), "an image that is present is not pulled again:\n{again_err}");
+    run_ok(berth(&kc).args(["delete", "cluster", "--name", "e2e-pull2"]));
+
+    // Deleting clusters leaves the registry; `delete registry` removes it and its data.
+    run_ok(berth(&kc).args(["delete", "clusters", "e2e-reg", "e2e-pull"]));
+    assert!(docker(&["inspect", "berth-registry"]).status.success(), "the registry outlives clusters");
+    run_ok(berth(&kc).args(["delete", "registry"]));
+    assert!(!docker(&["inspect", "berth-registry"]).status.success());
+    assert!(!volume_exists("berth-registry-data"));
+    let _ = docker(&["rmi", &remote]);
+}
