@@ -1,8 +1,10 @@
 //! Step 6: wait, up to `--wait`, for every node Ready and kube-proxy running on each; then say
-//! plainly how CoreDNS is doing instead of waiting for a Deployment that may never be Available
-//! (its image may be missing from the node image).
+//! plainly how CoreDNS is doing: Available, or a warning naming the image the nodes lack,
+//! rather than waiting for a Deployment that can never become Available.
 
 use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
 
 use super::super::create::Ctx;
 use super::super::{ClusterError, Result};
@@ -19,32 +21,46 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
             return Err(not_ready(ctx, e.to_string()).await);
         }
     }
-    report_coredns(ctx).await
+    report_coredns(ctx, deadline).await
 }
 
-/// CoreDNS gets a few seconds to become Available; if it does not, a warning names the image
-/// its pods cannot get.
-async fn report_coredns(ctx: &mut Ctx<'_>) -> Result<()> {
+/// CoreDNS, honestly: if its image is not in the node, a warning names it at once (nothing can
+/// pull it); if it is, wait (within --wait) until the Deployment is Available.
+async fn report_coredns(ctx: &mut Ctx<'_>, deadline: tokio::time::Instant) -> Result<()> {
     let client = ctx.client().clone();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deployments: ::kube::Api<Deployment> = ::kube::Api::namespaced(client.clone(), "kube-system");
+    let Some(deployment) = deployments.get_opt("coredns").await.map_err(crate::kube::KubeError::from)? else {
+        ctx.warn("CoreDNS: kubeadm created no coredns Deployment; cluster DNS will not work".into());
+        return Ok(());
+    };
+    let images: Vec<String> = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|p| p.containers.into_iter().filter_map(|c| c.image).collect())
+        .unwrap_or_default();
+    let node = ctx.control_plane().name.clone();
+    let mut missing = Vec::new();
+    for image in &images {
+        let filter = format!("name=={}", crate::cluster::load::normalize(image));
+        if ctx.docker.exec_ok(&node, &["ctr", "-n", "k8s.io", "images", "ls", "-q", &filter]).await?.trim().is_empty() {
+            missing.push(image.clone());
+        }
+    }
+    if !missing.is_empty() {
+        ctx.warn(format!(
+            "CoreDNS is not available: its image {} is not in the node image and cannot be pulled; cluster DNS will not work until it is (berth load docker-image, or a node image that carries it)",
+            missing.join(", ")
+        ));
+        return Ok(());
+    }
     loop {
         let health = kube::deployment_health(&client, "kube-system", "coredns", "k8s-app=kube-dns").await?;
-        if !health.exists {
-            ctx.warn("CoreDNS: kubeadm created no coredns Deployment; cluster DNS will not work".into());
-            return Ok(());
-        }
-        if health.available >= health.desired && health.desired > 0 {
-            return Ok(());
-        }
-        if !health.missing_images.is_empty() {
-            ctx.warn(format!(
-                "CoreDNS is not available: its image {} is not in the node image and cannot be pulled; cluster DNS will not work until it is (berth load docker-image, or a node image that carries it)",
-                health.missing_images.join(", ")
-            ));
+        if health.desired > 0 && health.available >= health.desired {
+            ctx.status.info("CoreDNS is available");
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            ctx.warn(format!("CoreDNS is not available yet ({} of {} replicas)", health.available, health.desired));
+            ctx.warn(format!("CoreDNS is not available yet ({} of {} replicas) within --wait", health.available, health.desired));
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
