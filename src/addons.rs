@@ -34,9 +34,7 @@ pub async fn install_dashboard(client: &Client, docker: &Docker, node: &str) -> 
     crate::kube::apply_manifest(client, DASHBOARD_MANIFEST).await?;
     let mut missing = Vec::new();
     for image in DASHBOARD_IMAGES {
-        let filter = format!("name=={image}");
-        let found = docker.exec_ok(node, &["ctr", "-n", "k8s.io", "images", "ls", "-q", &filter]).await?;
-        if found.trim().is_empty() {
+        if !crate::cluster::load::node_has_image_named(docker, node, image).await? {
             missing.push(image.to_string());
         }
     }

@@ -97,13 +97,22 @@ pub fn node_is_ready(node: &Node) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// A node that is not Ready, with the kubelet's own reason (e.g. "cni config uninitialized").
+fn describe_not_ready(node: &Node) -> String {
+    let name = node.metadata.name.clone().unwrap_or_default();
+    let ready = node.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    match ready.and_then(|c| c.message.clone()).filter(|m| !m.is_empty()) {
+        Some(message) => format!("{name} ({message})"),
+        None => name,
+    }
+}
+
 /// Waits until `expected` nodes exist and all are Ready. On timeout, names the nodes that are not.
 pub async fn wait_for_nodes_ready(client: &Client, expected: usize, deadline: Instant) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     poll_until("all nodes were Ready", deadline, || async {
         let list = nodes.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        let not_ready: Vec<String> =
-            list.items.iter().filter(|n| !node_is_ready(n)).filter_map(|n| n.metadata.name.clone()).collect();
+        let not_ready: Vec<String> = list.items.iter().filter(|n| !node_is_ready(n)).map(describe_not_ready).collect();
         if list.items.len() >= expected && not_ready.is_empty() {
             Ok(Some(()))
         } else {

@@ -29,6 +29,7 @@ async fn single_node_ready(name: &str, runtime: Option<String>) -> NodeMode {
         mode_request: ModeRequest::Auto,
         runtime,
         lb_image: cluster::DEFAULT_LB_IMAGE.into(),
+        pull: cluster::PullPolicy::Never,
     };
     let report = cluster::create(&docker, &opts, &berth::ui::Status::new(false)).await.unwrap_or_else(|e| panic!("create {name}: {e}"));
 

@@ -35,12 +35,13 @@ async fn target_nodes(docker: &Docker, cluster: &str, only: &[String]) -> Result
 
 async fn has_image(docker: &Docker, node: &str, image: &HostImage) -> Result<bool> {
     let blob = docker.exec(node, &["ctr", "-n", "k8s.io", "content", "get", &image.id]).await?;
-    if blob.code != 0 {
-        return Ok(false);
-    }
-    let filter = format!("name=={}", normalize(&image.name));
-    let named = docker.exec_ok(node, &["ctr", "-n", "k8s.io", "images", "ls", "-q", &filter]).await?;
-    Ok(!named.trim().is_empty())
+    Ok(blob.code == 0 && node_has_image_named(docker, node, &image.name).await?)
+}
+
+/// Whether the node's containerd has an image of this name (as containerd spells it).
+pub async fn node_has_image_named(docker: &Docker, node: &str, image: &str) -> Result<bool, RuntimeError> {
+    let filter = format!("name=={}", normalize(image));
+    Ok(!docker.exec_ok(node, &["ctr", "-n", "k8s.io", "images", "ls", "-q", &filter]).await?.trim().is_empty())
 }
 
 /// How containerd names a Docker reference: `busybox` is `docker.io/library/busybox:latest`.

@@ -41,8 +41,7 @@ async fn report_coredns(ctx: &mut Ctx<'_>, deadline: tokio::time::Instant) -> Re
     let node = ctx.control_plane().name.clone();
     let mut missing = Vec::new();
     for image in &images {
-        let filter = format!("name=={}", crate::cluster::load::normalize(image));
-        if ctx.docker.exec_ok(&node, &["ctr", "-n", "k8s.io", "images", "ls", "-q", &filter]).await?.trim().is_empty() {
+        if !crate::cluster::load::node_has_image_named(ctx.docker, &node, image).await? {
             missing.push(image.clone());
         }
     }
