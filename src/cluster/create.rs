@@ -169,8 +169,25 @@ async fn preflight(docker: &Docker, opts: &CreateOptions, status: &Status) -> Re
     Ok(())
 }
 
-fn is_loopback(address: &str) -> bool {
-    address.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+/// The API server is published on loopback unless the config says otherwise; then say so.
+fn exposure_warning(address: &str) -> Option<String> {
+    let loopback = address.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback());
+    (!loopback).then(|| {
+        format!("networking.apiServerAddress is {address}: the API server will be reachable from other machines, not only this one")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exposure_warning;
+
+    #[test]
+    fn warns_only_when_the_api_server_leaves_loopback() {
+        assert_eq!(exposure_warning("127.0.0.1"), None);
+        assert_eq!(exposure_warning("::1"), None);
+        assert!(exposure_warning("0.0.0.0").unwrap().contains("reachable from other machines"));
+        assert!(exposure_warning("192.168.1.10").is_some());
+    }
 }
 
 /// The configured API server port, or a port free right now on its address.
@@ -212,11 +229,8 @@ pub async fn create(docker: &Docker, opts: &CreateOptions, status: &Status) -> R
         warnings: Vec::new(),
         api_server_port: api_server_port(opts)?,
     };
-    if !is_loopback(opts.config.api_server_address()) {
-        ctx.warn(format!(
-            "networking.apiServerAddress is {}: the API server will be reachable from other machines, not only this one",
-            opts.config.api_server_address()
-        ));
+    if let Some(warning) = exposure_warning(opts.config.api_server_address()) {
+        ctx.warn(warning);
     }
     let outcome = tokio::select! {
         r = run_steps(&mut ctx) => r,
