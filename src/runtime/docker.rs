@@ -445,13 +445,16 @@ impl Docker {
 
     /// Starts a throwaway `--privileged` container from `image` to learn whether this daemon
     /// (with `runtime`, if given) can run privileged containers at all.
-    pub async fn probe_privileged(&self, image: &str, runtime: Option<&str>) -> Result<super::ProbeOutcome> {
+    /// `labels` mark it as the caller's, so a caller interrupted mid-probe can sweep it up.
+    pub async fn probe_privileged(&self, image: &str, runtime: Option<&str>, labels: &[(String, String)]) -> Result<super::ProbeOutcome> {
         use super::ProbeOutcome;
         let name = format!("berth-probe-{}-{}", std::process::id(), rand_suffix());
+        let mut all_labels: HashMap<String, String> = labels.iter().cloned().collect();
+        all_labels.insert("dev.berth.probe".to_string(), "true".to_string());
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             entrypoint: Some(vec!["true".to_string()]),
-            labels: Some(HashMap::from([("dev.berth.probe".to_string(), "true".to_string())])),
+            labels: Some(all_labels),
             host_config: Some(bollard::models::HostConfig {
                 privileged: Some(true),
                 runtime: runtime.map(str::to_string),

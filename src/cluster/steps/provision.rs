@@ -74,7 +74,8 @@ async fn allocate_addresses(ctx: &mut Ctx<'_>, subnet: Option<crate::config::Cid
 async fn choose_mode(ctx: &Ctx<'_>, image: &str) -> Result<NodeMode> {
     let request = ctx.opts.mode_request;
     let probe = if request.needs_probe() {
-        Some(ctx.docker.probe_privileged(image, ctx.opts.runtime.as_deref()).await?)
+        // Labelled with this create's id: roll-back removes it if an interrupt lands mid-probe.
+        Some(ctx.docker.probe_privileged(image, ctx.opts.runtime.as_deref(), &node_labels(ctx)).await?)
     } else {
         None
     };
