@@ -115,7 +115,8 @@ fn interrupting_create_at_each_step_leaves_nothing() {
                 break;
             }
         }
-        run_ok(Command::new("kill").args([signal, &child.id().to_string()]));
+        let pid = child.id();
+        run_ok(Command::new("kill").args([signal, &pid.to_string()]));
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
         let status = child.wait().unwrap();
@@ -123,6 +124,11 @@ fn interrupting_create_at_each_step_leaves_nothing() {
         assert_eq!(status.code(), Some(1), "interrupted at {step:?}:\n{seen}");
         assert!(seen.contains("interrupted"), "at {step:?}:\n{seen}");
         assert!(cluster_containers(&name).is_empty(), "at {step:?} left {:?}", cluster_containers(&name));
+        // The privileged-mode probe is not labelled with the cluster; a create request still in
+        // flight when the signal came lands late, so look once more after it would have.
+        std::thread::sleep(Duration::from_secs(2));
+        let probes = probe_containers_of(pid);
+        assert!(probes.is_empty(), "at {step:?} left probe containers {probes:?}");
         let kubeconfig = std::fs::read_to_string(&kc).unwrap_or_default();
         assert!(!kubeconfig.contains(&format!("berth-{name}")), "at {step:?} the kubeconfig keeps our entry:\n{kubeconfig}");
     }
@@ -190,4 +196,11 @@ fn a_cluster_that_never_gets_ready_fails_with_the_kubelets_words() {
     assert!(stderr.contains("kubelet on e2e-notready-control-plane"), "{stderr}");
     assert!(stderr.to_lowercase().contains("cni") || stderr.contains("NetworkPluginNotReady"), "the kubelet's reason: {stderr}");
     assert!(cluster_containers(name).is_empty(), "left {:?}", cluster_containers(name));
+}
+
+/// Containers named like the privileged probe of berth process `pid`.
+fn probe_containers_of(pid: u32) -> Vec<String> {
+    let out = run_ok(Command::new("docker").args(["ps", "-a", "--format", "{{.Names}}", "--filter", "label=dev.berth.probe"]));
+    let prefix = format!("berth-probe-{pid}-");
+    out.lines().filter(|n| n.starts_with(&prefix)).map(str::to_string).collect()
 }

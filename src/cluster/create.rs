@@ -329,7 +329,7 @@ async fn roll_back(ctx: &Ctx<'_>) -> Result<()> {
             }
         }
     });
-    let removed = super::remove_containers(ctx.docker, &format!("{LABEL_CREATE_ID}={}", ctx.create_id)).await;
+    let removed = sweep_settled(ctx.docker, &format!("{LABEL_CREATE_ID}={}", ctx.create_id)).await;
     let kube = if ctx.kubeconfig_merged {
         kubeconfig::remove_from_file(&ctx.opts.kubeconfig_path, &ctx.opts.name).map(|_| ()).map_err(ClusterError::from)
     } else {
@@ -340,6 +340,24 @@ async fn roll_back(ctx: &Ctx<'_>) -> Result<()> {
     kube?;
     step.done();
     Ok(())
+}
+
+/// How long a container create that was in flight when the signal came may take to land.
+/// Dropping the request does not cancel it inside dockerd, so a sweep that only looks once can
+/// run before the container exists (seen with the privileged probe).
+const IN_FLIGHT_SETTLE: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Removes every container carrying `label`, then looks again after [`IN_FLIGHT_SETTLE`] and
+/// repeats until a look finds nothing.
+async fn sweep_settled(docker: &Docker, label: &str) -> Result<()> {
+    for _ in 0..4 {
+        super::remove_containers(docker, label).await?;
+        tokio::time::sleep(IN_FLIGHT_SETTLE).await;
+        if docker.list_containers(label).await?.is_empty() {
+            return Ok(());
+        }
+    }
+    Err(ClusterError::Invalid(format!("containers labelled {label} keep appearing; remove them with `docker rm -f`")))
 }
 
 pub(crate) fn node_labels(ctx: &Ctx<'_>) -> Vec<(String, String)> {
