@@ -3,11 +3,10 @@
 //! short interval: the API server is local, a list is cheap, and a poll cannot miss an event
 //! the way a watch started too late can.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
@@ -68,26 +67,18 @@ pub async fn wait_for_api(client: &Client, deadline: Instant) -> Result<()> {
     .await
 }
 
-/// Waits until the controller-manager has given `node` a pod CIDR, and returns it.
-pub async fn wait_for_pod_cidr(client: &Client, node: &str, deadline: Instant) -> Result<String> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    poll_until(&format!("node {node} got a pod CIDR"), deadline, || async {
-        let n = nodes.get_opt(node).await.map_err(|e| e.to_string())?;
-        Ok(n.and_then(|n| n.spec).and_then(|s| s.pod_cidr).filter(|c| !c.is_empty()))
+/// Waits until kube-controller-manager's bootstrap signer has signed the `cluster-info`
+/// ConfigMap for bootstrap token `token_id`: the moment a token-discovery `kubeadm join` can
+/// succeed. kubeadm itself retries every 5 s; watching for it here lets every join succeed on
+/// its first try.
+pub async fn wait_for_cluster_info_signed(client: &Client, token_id: &str, deadline: Instant) -> Result<()> {
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-public");
+    let key = format!("jws-kubeconfig-{token_id}");
+    poll_until("cluster-info was signed for joining nodes", deadline, || async {
+        let cm = maps.get_opt("cluster-info").await.map_err(|e| e.to_string())?;
+        Ok(cm.and_then(|cm| cm.data).filter(|d| d.contains_key(&key)).map(|_| ()))
     })
     .await
-}
-
-/// Each node's pod CIDR, for nodes that have one.
-pub async fn pod_cidrs(client: &Client) -> Result<BTreeMap<String, String>> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    Ok(nodes
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|n| Some((n.metadata.name?, n.spec?.pod_cidr?)))
-        .collect())
 }
 
 pub fn node_is_ready(node: &Node) -> bool {

@@ -270,15 +270,15 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<()> {
     steps::kubeadm_init::run(ctx).await?;
     step.done();
 
-    if ctx.nodes.len() > 1 {
-        let step = ctx.status.step("Joining nodes");
-        steps::join::run(ctx).await?;
-        step.done();
-    }
-
     if !ctx.opts.config.networking.disable_default_cni {
         let step = ctx.status.step("Installing pod network");
         steps::cni::run(ctx).await?;
+        step.done();
+    }
+
+    if ctx.nodes.len() > 1 {
+        let step = ctx.status.step("Joining nodes");
+        steps::join::run(ctx).await?;
         step.done();
     }
 

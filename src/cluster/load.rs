@@ -124,15 +124,18 @@ async fn save_images(docker: &Docker, images: &[String], path: &PathBuf) -> Resu
 
 /// Where archives land in a node before import: on the /var volume, because Docker's copy API
 /// writes beneath tmpfs mounts such as /tmp, where the node cannot see the file.
-const STAGING_DIR: &str = "/var/lib/berth/load";
-
+/// Streams the archive into containerd in `node`, nothing staged on the way. `--no-unpack`: the
+/// layers are unpacked when a container first uses the image (as for the images a node image
+/// preloads), so a load writes each layer once per node instead of twice.
 async fn import_archive(docker: &Docker, node: &str, archive: &Path) -> Result<()> {
-    let name = format!("{}.tar", std::process::id());
-    docker.upload_file(node, STAGING_DIR, &name, archive).await?;
-    let target = format!("{STAGING_DIR}/{name}");
-    let imported = docker.exec_ok(node, &["ctr", "-n", "k8s.io", "images", "import", "--digests", &target]).await;
-    docker.exec(node, &["rm", "-f", &target]).await?;
-    imported?;
+    let file = tokio::fs::File::open(archive)
+        .await
+        .map_err(|e| ClusterError::Invalid(format!("reading {}: {e}", archive.display())))?;
+    let cmd = ["ctr", "-n", "k8s.io", "images", "import", "--digests", "--no-unpack", "-"];
+    let out = docker.exec_with_input(node, &cmd, Some(tokio::io::BufReader::with_capacity(1 << 20, file))).await?;
+    if out.code != 0 {
+        return Err(RuntimeError::ExecFailed { container: node.to_string(), command: cmd.join(" "), code: out.code, tail: out.tail(20) }.into());
+    }
     Ok(())
 }
 

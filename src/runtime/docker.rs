@@ -285,11 +285,15 @@ impl Docker {
     /// Runs a command in a container and collects its output, whatever its exit code. Output is
     /// not logged here: it may hold credentials (admin.conf, tokens); callers log what is safe.
     pub async fn exec(&self, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
-        self.exec_with_input(container, cmd, None).await
+        self.exec_with_input(container, cmd, None::<&[u8]>).await
     }
 
-    /// Like [`exec`](Self::exec), feeding `input` to the command's stdin.
-    pub async fn exec_with_input(&self, container: &str, cmd: &[&str], input: Option<Vec<u8>>) -> Result<ExecOutput> {
+    /// Like [`exec`](Self::exec), streaming `input` to the command's stdin (then closing it)
+    /// while its output is read, so neither side waits on a full pipe.
+    pub async fn exec_with_input<R>(&self, container: &str, cmd: &[&str], input: Option<R>) -> Result<ExecOutput>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+    {
         let context = || format!("running `{}` in {container}", cmd.join(" "));
         let created = self
             .api
@@ -311,26 +315,39 @@ impl Docker {
             .await
             .map_err(RuntimeError::api(context()))?;
         let mut out = ExecOutput::default();
+        let mut fed = Ok(());
         if let StartExecResults::Attached { mut output, input: mut stdin } = started {
-            if let Some(bytes) = input {
-                stdin.write_all(&bytes).await.map_err(|e| RuntimeError::Other(format!("{}: {e}", context())))?;
-                stdin.shutdown().await.map_err(|e| RuntimeError::Other(format!("{}: {e}", context())))?;
-            }
-            drop(stdin);
-            while let Some(chunk) = output.next().await {
-                match chunk.map_err(RuntimeError::api(context()))? {
-                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        out.stdout.push_str(&String::from_utf8_lossy(&message));
-                    }
-                    LogOutput::StdErr { message } => {
-                        out.stderr.push_str(&String::from_utf8_lossy(&message));
-                    }
-                    LogOutput::StdIn { .. } => {}
+            let feed = async move {
+                if let Some(mut reader) = input {
+                    tokio::io::copy(&mut reader, &mut stdin).await?;
+                    stdin.shutdown().await?;
                 }
-            }
+                Ok::<_, std::io::Error>(())
+            };
+            let drain = async {
+                while let Some(chunk) = output.next().await {
+                    match chunk.map_err(RuntimeError::api(context()))? {
+                        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                            out.stdout.push_str(&String::from_utf8_lossy(&message));
+                        }
+                        LogOutput::StdErr { message } => {
+                            out.stderr.push_str(&String::from_utf8_lossy(&message));
+                        }
+                        LogOutput::StdIn { .. } => {}
+                    }
+                }
+                Ok::<_, RuntimeError>(())
+            };
+            let (feed_result, drained) = tokio::join!(feed, drain);
+            drained?;
+            fed = feed_result;
         }
         let inspected = self.api.inspect_exec(&created.id).await.map_err(RuntimeError::api(context()))?;
         out.code = inspected.exit_code.unwrap_or(-1);
+        // A command that failed stopped reading; its own output says more than the broken pipe.
+        if let (Err(e), 0) = (fed, out.code) {
+            return Err(RuntimeError::Other(format!("{}: feeding stdin: {e}", context())));
+        }
         Ok(out)
     }
 

@@ -35,7 +35,17 @@ pub struct NodeSpec {
     pub labels: Vec<(String, String)>,
     /// A fixed address on the network, kept across restarts.
     pub ip: Option<String>,
+    /// Let the node's containerd write the pod network's CNI config itself, from the template
+    /// a berth node image carries, the moment the kubelet learns its pod CIDR (see
+    /// [`RUNTIME_CNI_ENV`]). Only with berth's default pod network.
+    pub runtime_cni: bool,
 }
+
+/// Tells a berth node image's entrypoint to turn on containerd's `conf_template`. Then the
+/// kubelet's first status update after the pod CIDR arrives already finds the network ready,
+/// instead of waiting for the network agent's pod to start and the kubelet's next status
+/// rounds (up to 15 s). Images without berth's entrypoint ignore it.
+pub const RUNTIME_CNI_ENV: &str = "BERTH_RUNTIME_CNI";
 
 fn endpoint(spec: &NodeSpec) -> NetworkingConfig {
     NetworkingConfig {
@@ -94,11 +104,19 @@ pub fn node_container_body(spec: &NodeSpec) -> ContainerCreateBody {
         // does not work for its snapshotter, so /var is a volume (Docker seeds it from the image).
         volumes: Some(vec!["/var".to_string()]),
         tty: Some(true), // systemd writes its status to a console
-        env: Some(vec!["container=docker".to_string()]),
+        env: Some(node_env(spec)),
         host_config: Some(host_config),
         networking_config: Some(endpoint(spec)),
         ..Default::default()
     }
+}
+
+fn node_env(spec: &NodeSpec) -> Vec<String> {
+    let mut env = vec!["container=docker".to_string()];
+    if spec.runtime_cni {
+        env.push(format!("{RUNTIME_CNI_ENV}=1"));
+    }
+    env
 }
 
 /// The external load balancer in front of several control planes: an ordinary container (no
@@ -220,7 +238,15 @@ mod tests {
             host_has_lib_modules: false,
             labels: vec![],
             ip: Some("172.18.128.1".into()),
+            runtime_cni: false,
         }
+    }
+
+    #[test]
+    fn runtime_cni_is_asked_for_only_when_wanted() {
+        let env = |runtime_cni| node_container_body(&NodeSpec { runtime_cni, ..spec(NodeMode::Privileged) }).env.unwrap();
+        assert!(env(true).contains(&format!("{RUNTIME_CNI_ENV}=1")));
+        assert!(!env(false).iter().any(|e| e.starts_with(RUNTIME_CNI_ENV)));
     }
 
     #[test]

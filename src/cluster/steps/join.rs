@@ -8,10 +8,17 @@ use super::kubeadm_init::{params_for, patches_for, run_kubeadm, KUBEADM_CONFIG_P
 use crate::config::Role;
 use crate::kubeadm::{self, NodeJoin};
 
+/// kube-controller-manager signs cluster-info once its controllers run: seconds after
+/// `kubeadm init` returns (about 15 s on Kubernetes 1.20, whose IPAM start-up waits 10 s).
+const SIGNED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
     let first_cp = ctx.control_plane().name.clone();
     let joining: Vec<PlannedNode> = ctx.nodes.iter().filter(|n| n.name != first_cp).cloned().collect();
     let ctx = &*ctx;
+    let token_id = ctx.token.split('.').next().unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + SIGNED_TIMEOUT;
+    crate::kube::wait_for_cluster_info_signed(ctx.client(), token_id, deadline).await?;
     // Control planes one at a time: each adds an etcd member, and etcd takes one change at a
     // time. Workers then all at once.
     for node in joining.iter().filter(|n| n.role == Role::ControlPlane) {

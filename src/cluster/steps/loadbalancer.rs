@@ -53,6 +53,7 @@ pub async fn provision(ctx: &Ctx<'_>, mode: NodeMode, ip: Option<String>) -> Res
         host_has_lib_modules: false,
         labels: node_labels(ctx),
         ip,
+        runtime_cni: false,
     };
     ctx.docker.create_container(&name, load_balancer_body(&spec)).await?;
     let control_planes: Vec<String> =

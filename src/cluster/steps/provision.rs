@@ -102,6 +102,7 @@ fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode) -> NodeSpec {
         host_has_lib_modules: std::path::Path::new("/lib/modules").is_dir(),
         labels: node_labels(ctx),
         ip: None,
+        runtime_cni: !cfg.networking.disable_default_cni,
     }
 }
 
