@@ -78,9 +78,8 @@ impl Step {
         let took = self.started.elapsed();
         let mark = if ok { "✓" } else { "✗" };
         let line = format!(" {mark} {} ({:.1}s)", self.title, took.as_secs_f64());
-        match self.bar.take() {
-            Some(bar) => bar.finish_and_clear(),
-            None => {}
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
         if !self.quiet {
             eprintln!("{line}");

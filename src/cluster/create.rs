@@ -177,19 +177,6 @@ fn exposure_warning(address: &str) -> Option<String> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::exposure_warning;
-
-    #[test]
-    fn warns_only_when_the_api_server_leaves_loopback() {
-        assert_eq!(exposure_warning("127.0.0.1"), None);
-        assert_eq!(exposure_warning("::1"), None);
-        assert!(exposure_warning("0.0.0.0").unwrap().contains("reachable from other machines"));
-        assert!(exposure_warning("192.168.1.10").is_some());
-    }
-}
-
 /// The configured API server port, or a port free right now on its address.
 fn api_server_port(opts: &CreateOptions) -> Result<u16> {
     match opts.config.networking.api_server_port.filter(|p| *p != 0) {
@@ -362,4 +349,17 @@ async fn sweep_settled(docker: &Docker, label: &str) -> Result<()> {
 
 pub(crate) fn node_labels(ctx: &Ctx<'_>) -> Vec<(String, String)> {
     vec![(LABEL_CREATE_ID.to_string(), ctx.create_id.clone())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exposure_warning;
+
+    #[test]
+    fn warns_only_when_the_api_server_leaves_loopback() {
+        assert_eq!(exposure_warning("127.0.0.1"), None);
+        assert_eq!(exposure_warning("::1"), None);
+        assert!(exposure_warning("0.0.0.0").unwrap().contains("reachable from other machines"));
+        assert!(exposure_warning("192.168.1.10").is_some());
+    }
 }

@@ -2,10 +2,9 @@
 //! containerd. One `docker save` (or the user's archive) is streamed to all nodes at once; a
 //! node that already holds the image (same image ID, same name) is skipped.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use futures_util::future::try_join_all;
-use futures_util::StreamExt;
 
 use super::{nodes, ClusterError, Result};
 use crate::runtime::{Docker, RuntimeError};
@@ -90,7 +89,8 @@ pub async fn load_docker_images(docker: &Docker, cluster: &str, images: &[String
     let step = status.step(format!("Saving {}", images.join(", ")));
     let dir = tempfile::tempdir().map_err(|e| ClusterError::Invalid(format!("creating a temp dir: {e}")))?;
     let archive = dir.path().join("images.tar");
-    save_images(docker, images, &archive).await?;
+    let refs: Vec<&str> = images.iter().map(String::as_str).collect();
+    docker.save_images_to(&refs, &archive).await?;
     step.done();
     let step = status.step(format!("Loading into {} node(s)", needed.len()));
     try_join_all(needed.iter().map(|node| import_archive(docker, node, &archive))).await?;
@@ -109,21 +109,6 @@ pub async fn load_archive(docker: &Docker, cluster: &str, archive: &Path, only: 
 }
 
 /// `docker save` to a file: one export, whatever the number of nodes.
-async fn save_images(docker: &Docker, images: &[String], path: &PathBuf) -> Result<()> {
-    let refs: Vec<&str> = images.iter().map(String::as_str).collect();
-    let io = |e: std::io::Error| ClusterError::Invalid(format!("writing {}: {e}", path.display()));
-    let mut file = tokio::fs::File::create(path).await.map_err(io)?;
-    let mut stream = docker.api().export_images(&refs);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| RuntimeError::Api { context: "saving images".into(), source: e })?;
-        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await.map_err(io)?;
-    }
-    tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(io)?;
-    Ok(())
-}
-
-/// Where archives land in a node before import: on the /var volume, because Docker's copy API
-/// writes beneath tmpfs mounts such as /tmp, where the node cannot see the file.
 /// Streams the archive into containerd in `node`, nothing staged on the way. `--no-unpack`: the
 /// layers are unpacked when a container first uses the image (as for the images a node image
 /// preloads), so a load writes each layer once per node instead of twice.

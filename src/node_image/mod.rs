@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::CommitContainerOptionsBuilder;
-use futures_util::StreamExt;
 
 use crate::runtime::{Docker, RuntimeError};
 use crate::ui::Status;
@@ -25,6 +24,11 @@ pub use download::{parse_version, DEFAULT_KUBE_BASE_URL};
 const NODE_FILES: &[(&str, &[u8], u32)] = &[
     ("/usr/local/bin/entrypoint", include_bytes!("../../node-image/files/usr/local/bin/entrypoint"), 0o755),
     ("/etc/containerd/config.toml", include_bytes!("../../node-image/files/etc/containerd/config.toml"), 0o644),
+    (
+        "/etc/containerd/berth-cni.conflist.tmpl",
+        include_bytes!("../../node-image/files/etc/containerd/berth-cni.conflist.tmpl"),
+        0o644,
+    ),
     ("/etc/systemd/system/kubelet.service", include_bytes!("../../node-image/files/etc/systemd/system/kubelet.service"), 0o644),
     (
         "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
@@ -156,13 +160,7 @@ async fn build_netd_image(docker: &Docker, base: &str, bin_dir: &Path, dir: &Pat
     let _ = docker.remove_container(&container).await;
     committed?;
     let path = dir.join("berth-netd.tar");
-    let mut file = tokio::fs::File::create(&path).await.map_err(|e| io_err(format!("creating {}", path.display()), e))?;
-    let mut stream = docker.api().export_image(NETD_IMAGE);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| RuntimeError::Other(format!("saving {NETD_IMAGE}: {e}")))?;
-        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await.map_err(|e| io_err(format!("writing {}", path.display()), e))?;
-    }
-    tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(|e| io_err(format!("writing {}", path.display()), e))?;
+    docker.save_images_to(&[NETD_IMAGE], &path).await?;
     Ok(path)
 }
 
@@ -285,7 +283,26 @@ async fn preload_images(docker: &Docker, container: &str, archives: &[PathBuf], 
     docker
         .exec_ok(container, &["sh", "-c", "pkill containerd; for i in $(seq 50); do pgrep containerd >/dev/null || exit 0; sleep 0.1; done; exit 1"])
         .await?;
+    move_content_store_out_of_var(docker, container).await?;
     step.done();
+    Ok(())
+}
+
+/// Where a berth node image keeps containerd's content store (the preloaded images' blobs).
+pub const CONTENT_STORE_DIR: &str = "/kind/containerd-content";
+
+/// Nodes mount a fresh volume on /var, and Docker seeds each one with a copy of the image's
+/// /var: with the preloaded images' blobs there, every node would copy (on create) and delete
+/// (on delete) hundreds of megabytes. The blobs only need a filesystem to be read from, unlike
+/// the snapshots unpacked from them, so they stay in the image's own layer, read in place and
+/// shared by every node, and /var keeps a symlink to them. Blobs a node adds later (loaded
+/// images) land in the node's writable layer and go with it.
+async fn move_content_store_out_of_var(docker: &Docker, container: &str) -> Result<()> {
+    let script = format!(
+        "set -e; c=/var/lib/containerd/io.containerd.content.v1.content; \
+         [ -L $c ] || {{ mkdir -p $c; mv $c {CONTENT_STORE_DIR}; ln -s {CONTENT_STORE_DIR} $c; }}"
+    );
+    docker.exec_ok(container, &["sh", "-c", &script]).await?;
     Ok(())
 }
 

@@ -351,6 +351,18 @@ impl Docker {
         Ok(out)
     }
 
+    /// Writes `images` as one `docker save` archive to `path`, streamed as Docker produces it.
+    pub async fn save_images_to(&self, images: &[&str], path: &std::path::Path) -> Result<()> {
+        let io = |e: std::io::Error| RuntimeError::Other(format!("writing {}: {e}", path.display()));
+        let mut file = tokio::fs::File::create(path).await.map_err(io)?;
+        let mut stream = self.api.export_images(images);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(RuntimeError::api(format!("saving {}", images.join(", "))))?;
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        file.flush().await.map_err(io)
+    }
+
     /// Runs a command and fails, with its last output lines, unless it exits 0.
     pub async fn exec_ok(&self, container: &str, cmd: &[&str]) -> Result<String> {
         let out = self.exec(container, cmd).await?;

@@ -43,6 +43,26 @@ pub fn allocate(subnet: Cidr, used: &BTreeSet<Ipv4Addr>, count: usize) -> Option
     (picked.len() == count).then_some(picked)
 }
 
+/// Serialises address allocation among berth processes on this host: from choosing free
+/// addresses until the containers holding them have started. An OS file lock, so a process
+/// that dies releases it.
+pub struct NetworkLock {
+    _file: std::fs::File,
+}
+
+impl NetworkLock {
+    pub async fn acquire() -> std::io::Result<NetworkLock> {
+        let path = std::env::temp_dir().join("berth-network.lock");
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+            file.lock()?;
+            Ok(NetworkLock { _file: file })
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,25 +92,5 @@ mod tests {
         );
         let small = cidr("192.168.0.0/30");
         assert_eq!(allocate(small, &BTreeSet::new(), 5), None);
-    }
-}
-
-/// Serialises address allocation among berth processes on this host: from choosing free
-/// addresses until the containers holding them have started. An OS file lock, so a process
-/// that dies releases it.
-pub struct NetworkLock {
-    _file: std::fs::File,
-}
-
-impl NetworkLock {
-    pub async fn acquire() -> std::io::Result<NetworkLock> {
-        let path = std::env::temp_dir().join("berth-network.lock");
-        tokio::task::spawn_blocking(move || {
-            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
-            file.lock()?;
-            Ok(NetworkLock { _file: file })
-        })
-        .await
-        .map_err(std::io::Error::other)?
     }
 }
