@@ -92,18 +92,26 @@ fn build_cmd(base: &str) -> Command {
     c
 }
 
-fn build_containers() -> Vec<String> {
+/// Build containers of berth process `pid` (named `berth-build-[netd-]PID-...`): another test
+/// may be building at the same time.
+fn build_containers_of(pid: u32) -> Vec<String> {
     containers_with_label("dev.berth.build")
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("berth-build-{pid}-")) || n.starts_with(&format!("berth-build-netd-{pid}-")))
+        .collect()
 }
 
 /// Runs a build expected to fail; returns its ERROR line and checks nothing was left behind.
 fn failing_build(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
     let (_, stderr) = text(&out);
     assert!(!out.status.success(), "{cmd:?} should fail:\n{stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("ERROR:")).collect();
     assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
-    assert!(build_containers().is_empty(), "a build container was left behind: {:?}", build_containers());
+    let left = build_containers_of(pid);
+    assert!(left.is_empty(), "a build container was left behind: {left:?}");
     errors[0].to_string()
 }
 

@@ -254,7 +254,11 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<()> {
     step.done();
 
     let step = ctx.status.step("Starting control plane");
-    steps::kubeadm_init::run(ctx).await?;
+    let first = ctx.control_plane().name.clone();
+    let joining: Vec<String> = ctx.nodes.iter().map(|n| n.name.clone()).filter(|n| *n != first).collect();
+    let docker = ctx.docker;
+    let (init, ()) = tokio::join!(steps::kubeadm_init::run(ctx), steps::warm::unpack_common_images(docker, &joining));
+    init?;
     step.done();
 
     if !ctx.opts.config.networking.disable_default_cni {

@@ -10,3 +10,4 @@ pub mod loadbalancer;
 pub mod provision;
 pub mod registry;
 pub mod wait;
+pub mod warm;

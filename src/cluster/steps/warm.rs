@@ -1,0 +1,37 @@
+//! Runs beside `kubeadm init`: on every node that will join, unpacks the images each node
+//! runs (the pod sandbox, kube-proxy, the default pod network's agent) while those nodes would
+//! otherwise sit idle. Node images ship these images packed (containerd cannot unpack onto the
+//! image build's filesystem), so without this a joining node unpacks them only when its first
+//! pods start, after it has joined, and its kube-proxy comes up seconds later. Best effort:
+//! a failure here only means the kubelet unpacks on first use, as it would anyway.
+
+use futures_util::future::join_all;
+
+use crate::runtime::Docker;
+
+/// The images every node runs, named as the node's containerd names them, each unpacked by
+/// mounting it once and dropping the mount (the unpacked layers stay for the kubelet).
+const WARM_SCRIPT: &str = r#"
+sandbox=$(sed -n 's/^ *sandbox_image = "\(.*\)"/\1/p' /etc/containerd/config.toml)
+proxy=$(ctr -n k8s.io images ls -q | grep '/kube-proxy:' | head -n 1)
+network=$(sed -n 's/^ *image: *//p' /kind/manifests/default-cni.yaml 2>/dev/null | tr -d '"' | sort -u)
+target=/run/berth-warm
+mkdir -p "$target"
+for ref in $sandbox $proxy $network; do
+  if ctr -n k8s.io images mount "$ref" "$target" >/dev/null; then
+    ctr -n k8s.io images unmount --rm "$target" >/dev/null
+  fi
+done
+"#;
+
+pub async fn unpack_common_images(docker: &Docker, nodes: &[String]) {
+    let runs = nodes.iter().map(|node| async move {
+        let started = std::time::Instant::now();
+        match docker.exec(node, &["sh", "-c", WARM_SCRIPT]).await {
+            Ok(out) if out.code == 0 => tracing::debug!("{node}: common images unpacked in {:.1?}", started.elapsed()),
+            Ok(out) => tracing::debug!("{node}: unpacking common images failed (the kubelet will): {}", out.tail(5)),
+            Err(e) => tracing::debug!("{node}: unpacking common images failed (the kubelet will): {e}"),
+        }
+    });
+    join_all(runs).await;
+}
