@@ -95,9 +95,11 @@ fn build_cmd(base: &str) -> Command {
 /// Build containers of berth process `pid` (named `berth-build-[netd-]PID-...`): another test
 /// may be building at the same time.
 fn build_containers_of(pid: u32) -> Vec<String> {
-    containers_with_label("dev.berth.build")
-        .into_iter()
+    let out = docker(&["ps", "-a", "--filter", "name=berth-build-", "--format", "{{.Names}}"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
         .filter(|n| n.starts_with(&format!("berth-build-{pid}-")) || n.starts_with(&format!("berth-build-netd-{pid}-")))
+        .map(str::to_string)
         .collect()
 }
 
@@ -248,6 +250,15 @@ fn build_node_image_downloads_a_release_from_a_base_url() {
     for want in ["k8s.gcr.io/kube-apiserver:v1.20.2", "k8s.gcr.io/etcd:3.4.13-0", "k8s.gcr.io/pause:3.2"] {
         assert!(listed.contains(want), "{want} preloaded; got:\n{listed}");
     }
+    // The preloaded blobs live outside /var, so a node's /var volume starts nearly empty.
+    let var = run_ok(Command::new("docker").args(["run", "--rm", "--entrypoint", "sh", tag, "-c", "du -sm /var | cut -f1; readlink /var/lib/containerd/io.containerd.content.v1.content"]));
+    let mut lines = var.lines();
+    let var_mb: u64 = lines.next().unwrap().trim().parse().unwrap();
+    assert!(var_mb < 50, "/var holds {var_mb} MB");
+    assert_eq!(lines.next(), Some("/kind/containerd-content"));
+    // Nothing of the build's own bookkeeping is inherited by containers made from the image.
+    let labels = run_ok(Command::new("docker").args(["image", "inspect", "-f", "{{json .Config.Labels}}", tag]));
+    assert!(labels.contains("dev.berth.node-image") && !labels.contains("dev.berth.build"), "{labels}");
     let _ = docker(&["rmi", tag]);
 
     // A corrupted artifact fails the checksum, by name.

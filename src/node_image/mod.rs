@@ -133,11 +133,9 @@ fn unique_suffix() -> u128 {
 /// as an archive in `dir` for preloading.
 async fn build_netd_image(docker: &Docker, base: &str, bin_dir: &Path, dir: &Path) -> Result<PathBuf> {
     let container = format!("berth-build-netd-{}-{}", std::process::id(), unique_suffix());
-    let body = ContainerCreateBody {
-        image: Some(base.to_string()),
-        labels: Some([("dev.berth.build".to_string(), "true".to_string())].into()),
-        ..Default::default()
-    };
+    // No label marks build containers: `docker commit` would copy it into the image, and every
+    // container made from that would carry it. Their names (berth-build-*) say what they are.
+    let body = ContainerCreateBody { image: Some(base.to_string()), ..Default::default() };
     docker.create_container(&container, body).await?;
     let committed = async {
         let kubectl = bin_dir.join("kubectl");
@@ -208,7 +206,6 @@ async fn build_in_container(
     let body = ContainerCreateBody {
         image: Some(opts.base_image.clone()),
         entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
-        labels: Some([("dev.berth.build".to_string(), "true".to_string())].into()),
         ..Default::default()
     };
     docker.create_container(container, body).await?;
