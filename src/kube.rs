@@ -1,14 +1,17 @@
 //! Talking to a new cluster's API server from the host: a client built from the cluster's own
-//! kubeconfig entries (never the user's file), and the waits create needs. Waits poll on a
-//! short interval: the API server is local, a list is cheap, and a poll cannot miss an event
-//! the way a watch started too late can.
+//! kubeconfig entries (never the user's file), and the waits create needs. A wait re-reads
+//! what it waits for whenever a watch on those objects reports a change (so it sees the change
+//! at once), and at least every half second (so a watch that fails or lags cannot stall it).
+//! Each check is a fresh read: nothing depends on a watch having started early enough.
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use tokio::time::Instant;
 
@@ -37,8 +40,10 @@ pub async fn client(kubeconfig: &serde_yaml::Value) -> Result<Client> {
     Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
 }
 
-/// Polls `check` until it yields a value or `deadline` passes; `describe` explains a timeout.
-async fn poll_until<T, F, Fut>(what: &str, deadline: Instant, mut check: F) -> Result<T>
+/// Runs `check` until it yields a value or `deadline` passes (the timeout carries the last
+/// thing `check` said). Between checks it waits for the next event on `changes` or [`POLL`],
+/// whichever comes first.
+async fn wait_until<T, F, Fut>(what: &str, deadline: Instant, mut changes: Changes, mut check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, String>>,
@@ -55,13 +60,34 @@ where
             let detail = if last.is_empty() { String::new() } else { format!(": {last}") };
             return Err(KubeError::Timeout { what: what.to_string(), waited: started.elapsed(), detail });
         }
-        tokio::time::sleep(POLL).await;
+        if let Ok(None) = tokio::time::timeout(POLL, changes.next()).await {
+            // The stream ended: from here on, poll.
+            changes = futures_util::stream::pending().boxed();
+        }
     }
+}
+
+/// A stream that yields whenever something it watches changes (or its watch fails, after
+/// client-go's back-off).
+type Changes = futures_util::stream::BoxStream<'static, ()>;
+
+/// Changes to the objects of `api` (only the one called `name`, if given).
+fn changes<K>(api: Api<K>, name: Option<&str>) -> Changes
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default,
+{
+    let mut config = watcher::Config::default();
+    if let Some(name) = name {
+        config = config.fields(&format!("metadata.name={name}"));
+    }
+    watcher::watcher(api, config).default_backoff().map(|_| ()).boxed()
 }
 
 /// Waits until the API server answers.
 pub async fn wait_for_api(client: &Client, deadline: Instant) -> Result<()> {
-    poll_until("the API server answered", deadline, || async {
+    let no_watch = futures_util::stream::pending().boxed();
+    wait_until("the API server answered", deadline, no_watch, || async {
         client.apiserver_version().await.map(|_| Some(())).map_err(|e| e.to_string())
     })
     .await
@@ -74,7 +100,7 @@ pub async fn wait_for_api(client: &Client, deadline: Instant) -> Result<()> {
 pub async fn wait_for_cluster_info_signed(client: &Client, token_id: &str, deadline: Instant) -> Result<()> {
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-public");
     let key = format!("jws-kubeconfig-{token_id}");
-    poll_until("cluster-info was signed for joining nodes", deadline, || async {
+    wait_until("cluster-info was signed for joining nodes", deadline, changes(maps.clone(), Some("cluster-info")), || async {
         let cm = maps.get_opt("cluster-info").await.map_err(|e| e.to_string())?;
         Ok(cm.and_then(|cm| cm.data).filter(|d| d.contains_key(&key)).map(|_| ()))
     })
@@ -101,7 +127,7 @@ fn describe_not_ready(node: &Node) -> String {
 /// Waits until `expected` nodes exist and all are Ready. On timeout, names the nodes that are not.
 pub async fn wait_for_nodes_ready(client: &Client, expected: usize, deadline: Instant) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
-    poll_until("all nodes were Ready", deadline, || async {
+    wait_until("all nodes were Ready", deadline, changes(nodes.clone(), None), || async {
         let list = nodes.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
         let not_ready: Vec<String> = list.items.iter().filter(|n| !node_is_ready(n)).map(describe_not_ready).collect();
         if list.items.len() >= expected && not_ready.is_empty() {
@@ -116,7 +142,8 @@ pub async fn wait_for_nodes_ready(client: &Client, expected: usize, deadline: In
 /// Waits until a DaemonSet has a ready pod on every node it schedules to.
 pub async fn wait_for_daemonset(client: &Client, namespace: &str, name: &str, deadline: Instant) -> Result<()> {
     let api: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);
-    poll_until(&format!("DaemonSet {namespace}/{name} was ready on every node"), deadline, || async {
+    let what = format!("DaemonSet {namespace}/{name} was ready on every node");
+    wait_until(&what, deadline, changes(api.clone(), Some(name)), || async {
         let ds = api.get_opt(name).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("{name} does not exist yet"))?;
         let s = ds.status.unwrap_or_default();
         if s.desired_number_scheduled > 0 && s.number_ready == s.desired_number_scheduled {
