@@ -155,34 +155,21 @@ pub async fn wait_for_daemonset(client: &Client, namespace: &str, name: &str, de
     .await
 }
 
-/// A Deployment's availability, for honest reporting rather than waiting.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeploymentHealth {
-    pub exists: bool,
-    pub available: i32,
-    pub desired: i32,
-    /// Images its pods cannot pull (from waiting container states).
-    pub missing_images: Vec<String>,
-}
-
-pub async fn deployment_health(client: &Client, namespace: &str, name: &str, selector: &str) -> Result<DeploymentHealth> {
+/// Waits until a Deployment has all its replicas available; a timeout says how many were.
+pub async fn wait_for_deployment_available(client: &Client, namespace: &str, name: &str, deadline: Instant) -> Result<()> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let Some(d) = api.get_opt(name).await? else {
-        return Ok(DeploymentHealth { exists: false, available: 0, desired: 0, missing_images: vec![] });
-    };
-    let desired = d.spec.and_then(|s| s.replicas).unwrap_or(1);
-    let available = d.status.and_then(|s| s.available_replicas).unwrap_or(0);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let mut missing_images = Vec::new();
-    for pod in pods.list(&ListParams::default().labels(selector)).await?.items {
-        for cs in pod.status.and_then(|s| s.container_statuses).unwrap_or_default() {
-            let reason = cs.state.and_then(|s| s.waiting).and_then(|w| w.reason).unwrap_or_default();
-            if matches!(reason.as_str(), "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull") && !missing_images.contains(&cs.image) {
-                missing_images.push(cs.image);
-            }
+    let what = format!("Deployment {namespace}/{name} was available");
+    wait_until(&what, deadline, changes(api.clone(), Some(name)), || async {
+        let d = api.get_opt(name).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("{name} does not exist"))?;
+        let desired = d.spec.and_then(|s| s.replicas).unwrap_or(1);
+        let available = d.status.and_then(|s| s.available_replicas).unwrap_or(0);
+        if desired > 0 && available >= desired {
+            Ok(Some(()))
+        } else {
+            Err(format!("{available} of {desired} replicas"))
         }
-    }
-    Ok(DeploymentHealth { exists: true, available, desired, missing_images })
+    })
+    .await
 }
 
 /// Applies a multi-document YAML manifest with server-side apply (field manager "berth"),

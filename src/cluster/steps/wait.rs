@@ -2,8 +2,6 @@
 //! plainly how CoreDNS is doing: Available, or a warning naming the image the nodes lack,
 //! rather than waiting for a Deployment that can never become Available.
 
-use std::time::Duration;
-
 use k8s_openapi::api::apps::v1::Deployment;
 
 use super::super::create::Ctx;
@@ -52,18 +50,12 @@ async fn report_coredns(ctx: &mut Ctx<'_>, deadline: tokio::time::Instant) -> Re
         ));
         return Ok(());
     }
-    loop {
-        let health = kube::deployment_health(&client, "kube-system", "coredns", "k8s-app=kube-dns").await?;
-        if health.desired > 0 && health.available >= health.desired {
-            ctx.status.info("CoreDNS is available");
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            ctx.warn(format!("CoreDNS is not available yet ({} of {} replicas) within --wait", health.available, health.desired));
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    match kube::wait_for_deployment_available(&client, "kube-system", "coredns", deadline).await {
+        Ok(()) => ctx.status.info("CoreDNS is available"),
+        Err(kube::KubeError::Timeout { detail, .. }) => ctx.warn(format!("CoreDNS is not available yet{detail} within --wait")),
+        Err(e) => return Err(e.into()),
     }
+    Ok(())
 }
 
 /// A wait that ran out: the kubelet's last log lines from each node and the pods that are not
