@@ -1,5 +1,6 @@
 //! Add-ons berth installs on request. kube-proxy and CoreDNS are kubeadm's own and not here.
-//! The Dashboard's manifest is `configs/addons/dashboard.yaml`, embedded at compile time.
+//! Each add-on is a manifest of our own under `configs/addons/`, embedded at compile time, and
+//! the images it runs: images the nodes lack are reported, never pulled behind the user's back.
 
 use std::time::Duration;
 
@@ -15,6 +16,34 @@ pub const DASHBOARD_MANIFEST: &str = include_str!("../configs/addons/dashboard.y
 pub const DASHBOARD_NAMESPACE: &str = "kubernetes-dashboard";
 /// The images the manifest names, as containerd names them.
 pub const DASHBOARD_IMAGES: &[&str] = &["docker.io/kubernetesui/dashboard:v2.7.0", "docker.io/kubernetesui/metrics-scraper:v1.0.8"];
+pub const METRICS_SERVER: &str = "metrics-server";
+pub const METRICS_SERVER_MANIFEST: &str = include_str!("../configs/addons/metrics-server.yaml");
+pub const METRICS_SERVER_IMAGES: &[&str] = &["registry.k8s.io/metrics-server/metrics-server:v0.7.2"];
+
+/// An add-on: its name (in `--addon` and `addons:`), manifest and images.
+#[derive(Debug)]
+pub struct Addon {
+    pub name: &'static str,
+    pub manifest: &'static str,
+    pub images: &'static [&'static str],
+    /// What works once its pods run, for the warning when they cannot.
+    pub purpose: &'static str,
+}
+
+pub const ADDONS: &[Addon] = &[
+    Addon { name: DASHBOARD, manifest: DASHBOARD_MANIFEST, images: DASHBOARD_IMAGES, purpose: "the Dashboard" },
+    Addon { name: METRICS_SERVER, manifest: METRICS_SERVER_MANIFEST, images: METRICS_SERVER_IMAGES, purpose: "kubectl top" },
+];
+
+/// The add-on called `name`.
+pub fn find(name: &str) -> Option<&'static Addon> {
+    ADDONS.iter().find(|a| a.name == name)
+}
+
+/// Every add-on's name, for help texts and errors.
+pub fn names() -> Vec<&'static str> {
+    ADDONS.iter().map(|a| a.name).collect()
+}
 const ADMIN_TOKEN_SECRET: &str = "berth-dashboard-admin-token";
 
 #[derive(Debug, thiserror::Error)]
@@ -29,11 +58,11 @@ pub enum AddonError {
     NoToken(Duration),
 }
 
-/// Applies the Dashboard and returns the images it needs that `node` does not hold.
-pub async fn install_dashboard(client: &Client, docker: &Docker, node: &str) -> Result<Vec<String>, AddonError> {
-    crate::kube::apply_manifest(client, DASHBOARD_MANIFEST).await?;
+/// Applies an add-on and returns the images it needs that `node` does not hold.
+pub async fn install(client: &Client, docker: &Docker, node: &str, addon: &Addon) -> Result<Vec<String>, AddonError> {
+    crate::kube::apply_manifest(client, addon.manifest).await?;
     let mut missing = Vec::new();
-    for image in DASHBOARD_IMAGES {
+    for image in addon.images {
         if !crate::cluster::load::node_has_image_named(docker, node, image).await? {
             missing.push(image.to_string());
         }
@@ -68,6 +97,41 @@ pub fn dashboard_proxy_url() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn objects(manifest: &str) -> Vec<String> {
+        manifest
+            .split("\n---\n")
+            .map(|doc| {
+                let v: serde_yaml::Value = serde_yaml::from_str(doc).unwrap();
+                format!("{}/{}", v["kind"].as_str().unwrap(), v["metadata"]["name"].as_str().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn metrics_server_has_what_its_deployment_documents_and_what_kind_users_add() {
+        let have = objects(METRICS_SERVER_MANIFEST);
+        for want in [
+            "ServiceAccount/metrics-server",
+            "ClusterRole/system:aggregated-metrics-reader",
+            "ClusterRole/system:metrics-server",
+            "RoleBinding/metrics-server-auth-reader",
+            "ClusterRoleBinding/metrics-server:system:auth-delegator",
+            "ClusterRoleBinding/system:metrics-server",
+            "Service/metrics-server",
+            "Deployment/metrics-server",
+            "APIService/v1beta1.metrics.k8s.io",
+        ] {
+            assert!(have.contains(&want.to_string()), "missing {want}; have {have:?}");
+        }
+        for arg in ["--kubelet-insecure-tls", "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname"] {
+            assert!(METRICS_SERVER_MANIFEST.contains(arg), "{arg}");
+        }
+        for image in METRICS_SERVER_IMAGES {
+            assert!(METRICS_SERVER_MANIFEST.contains(&format!("image: {image}")), "{image}");
+        }
+        assert_eq!(names(), ["dashboard", "metrics-server"]);
+    }
 
     #[test]
     fn the_dashboard_manifest_has_what_upstream_deploys_and_no_skip_login() {

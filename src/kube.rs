@@ -4,7 +4,7 @@
 //! at once), and at least every half second (so a watch that fails or lags cannot stall it).
 //! Each check is a fresh read: nothing depends on a watch having started early enough.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -93,6 +93,21 @@ pub async fn wait_for_api(client: &Client, deadline: Instant) -> Result<()> {
     .await
 }
 
+/// Waits until the API server's `/readyz` says ok: every post-start hook done, etcd reachable,
+/// informers synced — more than "it answers", which a restarting API server does early.
+pub async fn wait_for_readyz(client: &Client, deadline: Instant) -> Result<()> {
+    let no_watch = futures_util::stream::pending().boxed();
+    wait_until("the API server was ready (/readyz)", deadline, no_watch, || async {
+        let request = http::Request::get("/readyz").body(Vec::new()).map_err(|e| e.to_string())?;
+        match client.request_text(request).await {
+            Ok(body) if body.trim() == "ok" => Ok(Some(())),
+            Ok(body) => Err(body.trim().to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+}
+
 /// Waits until kube-controller-manager's bootstrap signer has signed the `cluster-info`
 /// ConfigMap for bootstrap token `token_id`: the moment a token-discovery `kubeadm join` can
 /// succeed. kubeadm itself retries every 5 s; watching for it here lets every join succeed on
@@ -107,29 +122,42 @@ pub async fn wait_for_cluster_info_signed(client: &Client, token_id: &str, deadl
     .await
 }
 
+fn ready_condition(node: &Node) -> Option<&k8s_openapi::api::core::v1::NodeCondition> {
+    node.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+}
+
 pub fn node_is_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    ready_condition(node).is_some_and(|c| c.status == "True")
+}
+
+/// Whether the node's kubelet has posted its status at or after `since` (whole seconds, as the
+/// API keeps heartbeats): a Ready condition written before a stop is not news of the node now.
+/// A kubelet posts its status as soon as it starts, so a running one is fresh within seconds.
+pub fn node_reported_since(node: &Node, since: SystemTime) -> bool {
+    let since = since.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    ready_condition(node).and_then(|c| c.last_heartbeat_time.as_ref()).is_some_and(|t| t.0.as_second() >= since)
 }
 
 /// A node that is not Ready, with the kubelet's own reason (e.g. "cni config uninitialized").
-fn describe_not_ready(node: &Node) -> String {
+fn describe_not_ready(node: &Node, since: Option<SystemTime>) -> String {
     let name = node.metadata.name.clone().unwrap_or_default();
-    let ready = node.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
-    match ready.and_then(|c| c.message.clone()).filter(|m| !m.is_empty()) {
+    if since.is_some_and(|since| !node_reported_since(node, since)) {
+        return format!("{name} (its kubelet has not reported since the start)");
+    }
+    match ready_condition(node).and_then(|c| c.message.clone()).filter(|m| !m.is_empty()) {
         Some(message) => format!("{name} ({message})"),
         None => name,
     }
 }
 
-/// Waits until `expected` nodes exist and all are Ready. On timeout, names the nodes that are not.
-pub async fn wait_for_nodes_ready(client: &Client, expected: usize, deadline: Instant) -> Result<()> {
+/// Waits until `expected` nodes exist and all are Ready — and, with `fresh_since`, Ready by a
+/// status their kubelets posted at or after that moment. On timeout, names the nodes that are not.
+pub async fn wait_for_nodes_ready(client: &Client, expected: usize, fresh_since: Option<SystemTime>, deadline: Instant) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
+    let ok = |n: &Node| node_is_ready(n) && fresh_since.is_none_or(|since| node_reported_since(n, since));
     wait_until("all nodes were Ready", deadline, changes(nodes.clone(), None), || async {
         let list = nodes.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        let not_ready: Vec<String> = list.items.iter().filter(|n| !node_is_ready(n)).map(describe_not_ready).collect();
+        let not_ready: Vec<String> = list.items.iter().filter(|n| !ok(n)).map(|n| describe_not_ready(n, fresh_since)).collect();
         if list.items.len() >= expected && not_ready.is_empty() {
             Ok(Some(()))
         } else {
@@ -137,6 +165,15 @@ pub async fn wait_for_nodes_ready(client: &Client, expected: usize, deadline: In
         }
     })
     .await
+}
+
+/// Removes a label from a node (a no-op where the node does not carry it).
+pub async fn remove_node_label(client: &Client, node: &str, key: &str) -> Result<()> {
+    use kube::api::{Patch, PatchParams};
+    let nodes: Api<Node> = Api::all(client.clone());
+    let patch = serde_json::json!({"metadata": {"labels": {key: null}}});
+    nodes.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
 }
 
 /// Waits until a DaemonSet has a ready pod on every node it schedules to.
@@ -224,4 +261,29 @@ pub async fn failing_pods(client: &Client) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(status: &str, heartbeat: &str) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n1"},
+            "status": {"conditions": [{"type": "Ready", "status": status, "lastHeartbeatTime": heartbeat, "message": "kubelet is posting ready status"}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_ready_condition_from_before_the_start_is_stale() {
+        let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let before = node("True", "2023-11-14T22:13:10Z"); // start − 10 s
+        let after = node("True", "2023-11-14T22:13:21Z"); // start + 1 s
+        assert!(node_is_ready(&before) && !node_reported_since(&before, start));
+        assert!(node_reported_since(&after, start));
+        assert!(node_reported_since(&node("True", "2023-11-14T22:13:20Z"), start + Duration::from_millis(400)), "same second counts");
+        assert!(describe_not_ready(&before, Some(start)).contains("has not reported since the start"));
+        assert_eq!(describe_not_ready(&node("False", "2023-11-14T22:13:21Z"), None), "n1 (kubelet is posting ready status)");
+    }
 }

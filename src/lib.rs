@@ -1,7 +1,7 @@
 //! berth: disposable, real Kubernetes clusters on one machine, with Docker containers as nodes.
 //!
 //! The binary (`main.rs`) is a thin shell over [`cli`]. Modules, each owning one concern:
-//! [`config`] (the cluster config file), [`runtime`] (Docker), [`cluster`] (create/delete/list,
+//! [`config`] (the cluster config file), [`image_ref`] (image references), [`runtime`] (Docker), [`cluster`] (create/delete/list,
 //! create's steps), [`kubeadm`] (kubeadm's config), [`kubeconfig`] (the user's kubeconfig),
 //! [`kube`] (the API client and waits), [`node_image`] (building node images), [`ui`] (output).
 
@@ -9,6 +9,7 @@ pub mod addons;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod image_ref;
 pub mod kube;
 pub mod kubeadm;
 pub mod kubeconfig;

@@ -11,6 +11,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBin
 use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures_util::StreamExt;
 
+use crate::image_ref::ImageRef;
 use crate::runtime::{Docker, RuntimeError, NETWORK_NAME};
 use crate::ui::Status;
 
@@ -31,16 +32,6 @@ pub enum RegistryError {
     PortMismatch { running: u16 },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-}
-
-/// The registry host of an image reference; Docker Hub for bare names.
-pub fn registry_host(image: &str) -> String {
-    let first = image.split('/').next().unwrap_or("");
-    if image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost") {
-        first.to_string()
-    } else {
-        "docker.io".to_string()
-    }
 }
 
 /// Credentials for `host` from Docker's config file (`$DOCKER_CONFIG/config.json`, else
@@ -64,12 +55,13 @@ pub fn credentials_for(host: &str) -> Option<DockerCredentials> {
     Some(DockerCredentials { username: Some(user), password: Some(pass), serveraddress: Some(host.to_string()), ..Default::default() })
 }
 
-/// Pulls `image`, showing each layer's progress; fails with one line naming the registry.
-pub async fn pull(docker: &Docker, image: &str, status: &Status) -> Result<(), RegistryError> {
-    let registry = registry_host(image);
+/// Pulls `image`, showing each layer's progress; fails with one line naming the registry. A
+/// reference with a digest is pulled by that digest, and the pulled image must carry it.
+pub async fn pull(docker: &Docker, image: &ImageRef, status: &Status) -> Result<(), RegistryError> {
+    let registry = image.registry().to_string();
     let fail = |reason: String| RegistryError::Pull { image: image.to_string(), registry: registry.clone(), reason };
-    let (repo, tag) = crate::node_image::split_tag(image);
-    let options = CreateImageOptionsBuilder::default().from_image(repo).tag(tag).build();
+    let (from_image, tag) = image.docker_pull_params();
+    let options = CreateImageOptionsBuilder::default().from_image(&from_image).tag(&tag).build();
     let step = status.step(format!("Pulling {image}"));
     let mut stream = docker.api().create_image(Some(options), None, credentials_for(&registry));
     let mut layers: HashMap<String, String> = HashMap::new();
@@ -98,11 +90,23 @@ pub async fn pull(docker: &Docker, image: &str, status: &Status) -> Result<(), R
             }
         }
     }
-    if !docker.image_exists(image).await? {
+    if !docker.image_exists(&local_name(image)).await? {
         return Err(fail("the pull ended without the image".into()));
+    }
+    if image.digest().is_some() {
+        let digests = docker.repo_digests(&local_name(image)).await?;
+        if !digests.iter().any(|d| crate::image_ref::repo_digest_matches(image, d)) {
+            return Err(fail(format!("the pulled image does not carry the digest asked for (it has {})", digests.join(", "))));
+        }
     }
     step.done();
     Ok(())
+}
+
+/// The name the local Docker knows `image` by: `name@digest` when pinned (Docker stores a
+/// digest pull under that name, not under the tag beside it), else as written.
+pub fn local_name(image: &ImageRef) -> String {
+    image.canonical().unwrap_or_else(|| image.to_string())
 }
 
 fn one_line(s: &str) -> String {
@@ -181,15 +185,6 @@ pub fn local_registry_hosting(port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn registry_hosts() {
-        assert_eq!(registry_host("kindest/node:v1.32.2"), "docker.io");
-        assert_eq!(registry_host("registry:2"), "docker.io");
-        assert_eq!(registry_host("127.0.0.1:5001/berth-test/node:v1.20.2"), "127.0.0.1:5001");
-        assert_eq!(registry_host("localhost/x"), "localhost");
-        assert_eq!(registry_host("ghcr.io/a/b"), "ghcr.io");
-    }
 
     #[test]
     fn credentials_come_from_docker_config() {

@@ -23,10 +23,11 @@ fn node_ready(kc: &Path, node: &str) -> Result<(), String> {
 
 const TOOLBOX: &str = "berth-test/toolbox:1";
 
-/// A toolbox pod pinned to `node`; `command` is its shell command.
+/// A toolbox pod pinned to `node` (these tests are about traffic between particular nodes);
+/// `command` is its shell command.
 fn toolbox_pod(name: &str, node: &str, labels: &str, command: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{{labels}}}}}\nspec:\n  nodeName: {node}\n  tolerations: [{{operator: Exists}}]\n  \
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{{labels}}}}}\nspec:\n  nodeName: {node}\n  \
          containers: [{{name: tb, image: {TOOLBOX}, imagePullPolicy: Never, command: [sh, -c, {command:?}]}}]\n"
     )
 }
@@ -70,13 +71,19 @@ fn workers_network_restart_load_dashboard_and_logs() {
     let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/workers.yaml");
     let out = berth(&kc)
-        .args(["create", "cluster", "--name", name, "--config", config, "--image", &test_image(), "--wait", "4m", "--addon", "dashboard"])
+        .args(["create", "cluster", "--name", name, "--config", config, "--image", &test_image(), "--wait", "4m", "--addon", "dashboard", "--addon", "metrics-server"])
         .output()
         .unwrap();
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "create failed:\n{stderr}");
     // Dashboard images are not in the test node image: the warning names them.
-    assert!(stderr.contains("Dashboard") && stderr.contains("kubernetesui/dashboard:v2.7.0"), "{stderr}");
+    assert!(stderr.contains("dashboard:") && stderr.contains("kubernetesui/dashboard:v2.7.0"), "{stderr}");
+    // metrics-server likewise: its objects and its API registration exist, and the warning says
+    // `kubectl top` waits for its image.
+    assert!(stderr.contains("metrics-server/metrics-server:v0.7.2") && stderr.contains("kubectl top"), "{stderr}");
+    kubectl_ok(&kc, &["-n", "kube-system", "get", "deployment/metrics-server", "service/metrics-server", "serviceaccount/metrics-server"]);
+    let api = kubectl_ok(&kc, &["get", "apiservice", "v1beta1.metrics.k8s.io", "-o", "jsonpath={.spec.service.namespace}/{.spec.service.name}"]);
+    assert_eq!(api, "kube-system/metrics-server", "the metrics API is registered with the aggregator");
     let (cp, w1, w2) = ("e2e-multi-control-plane", "e2e-multi-worker", "e2e-multi-worker2");
     for n in [cp, w1, w2] {
         node_ready(&kc, n).unwrap();
@@ -171,6 +178,20 @@ fn ha_control_planes_survive_losing_one() {
     assert!(lb_port.trim().ends_with(server.rsplit(':').next().unwrap()), "kubeconfig {server} points at the load balancer ({lb_port})");
     let nodes = kubectl_ok(&kc, &["get", "nodes", "-o", "name"]);
     assert_eq!(nodes.lines().count(), 4, "{nodes}");
+    let taints = kubectl_ok(&kc, &["get", "node", "e2e-ha-control-plane2", "-o", "jsonpath={.spec.taints[*].effect}"]);
+    assert_eq!(taints, "NoSchedule", "with a worker, control planes keep kubeadm's taint");
+
+    // load and export logs act on the nodes, not on the load balancer (no containerd there).
+    let loaded = run_ok(berth(&kc).args(["load", "docker-image", TOOLBOX, "--name", name]));
+    for node in ["e2e-ha-control-plane", "e2e-ha-control-plane2", "e2e-ha-control-plane3", "e2e-ha-worker"] {
+        let has = run_ok(Command::new("docker").args(["exec", node, "ctr", "-n", "k8s.io", "images", "ls", "-q", "name==docker.io/berth-test/toolbox:1"]));
+        assert!(!has.trim().is_empty(), "{node} holds the loaded image: {loaded}");
+    }
+    let logs = tempfile::tempdir().unwrap();
+    run_ok(berth(&kc).args(["export", "logs"]).arg(logs.path()).args(["--name", name]));
+    assert!(logs.path().join("e2e-ha-worker/kubelet.log").exists());
+    assert!(logs.path().join("e2e-ha-external-load-balancer/inspect.json").exists(), "the balancer's inspect output is kept");
+
     run_ok(Command::new("docker").args(["stop", "e2e-ha-control-plane"]));
     let after = eventually("the API answers with one control plane stopped", Duration::from_secs(30), || {
         let o = kubectl(&kc, &["get", "nodes", "--request-timeout=10s", "-o", "name"]);

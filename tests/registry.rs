@@ -1,4 +1,5 @@
-//! Registries end to end: a node image pulled (with progress) from a registry on 127.0.0.1;
+//! Registries end to end: a node image pulled by `repo:tag@digest` (with progress, the digest
+//! checked) from a registry on 127.0.0.1;
 //! the local registry wired into every node, serving a pod that names localhost:PORT/...;
 //! a pull from an unreachable registry failing in one line with nothing created.
 
@@ -74,18 +75,33 @@ fn local_registry_serves_pods_and_node_images_are_pulled_from_a_registry() {
     std::fs::write(ctx.join("Dockerfile"), format!("FROM {}\nRUN echo pulled-from-a-registry > /kind/pulled\n", test_image())).unwrap();
     run_ok(Command::new("docker").env("DOCKER_BUILDKIT", "0").args(["build", "-q", "-t", &remote]).arg(&ctx));
     run_ok(Command::new("docker").args(["push", "-q", &remote]));
+    // Pinned as berth's default is: repository, tag and digest (`repo:tag@sha256:…`).
+    let repo_digest = run_ok(Command::new("docker").args(["image", "inspect", "-f", "{{index .RepoDigests 0}}", &remote]));
+    let digest = repo_digest.trim().rsplit_once('@').expect("a pushed image has a repo digest").1.to_string();
+    let pinned = format!("{remote}@{digest}");
     run_ok(Command::new("docker").args(["rmi", &remote]));
     assert!(!docker(&["image", "inspect", &remote]).status.success());
-    let out = berth(&kc).args(["create", "cluster", "--name", "e2e-pull", "--image", &remote, "--wait", "3m"]).output().unwrap();
+
+    // A digest the registry does not have: one line, nothing created, nothing pulled.
+    let wrong = format!("{remote}@sha256:{}", "0".repeat(64));
+    let out = berth(&kc).args(["create", "cluster", "--name", "e2e-pull", "--image", &wrong]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.lines().filter(|l| l.starts_with("ERROR:")).count() == 1 && stderr.contains(&format!("from 127.0.0.1:{PORT}")), "{stderr}");
+    assert!(cluster_containers("e2e-pull").is_empty());
+
+    let out = berth(&kc).args(["create", "cluster", "--name", "e2e-pull", "--image", &pinned, "--wait", "3m"]).output().unwrap();
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains(&format!("Pulling {remote}")) && stderr.contains("Pull complete"), "pull progress shown:\n{stderr}");
+    assert!(stderr.contains(&format!("Pulling {pinned}")) && stderr.contains("Pull complete"), "pull progress shown:\n{stderr}");
+    let digests = run_ok(Command::new("docker").args(["image", "inspect", "-f", "{{json .RepoDigests}}", &format!("127.0.0.1:{PORT}/berth-test/node@{digest}")]));
+    assert!(digests.contains(&digest), "the pulled image carries the digest asked for: {digests}");
     let nodes = run_ok(kubectl_cmd(&kc).args(["--context", "berth-e2e-pull", "get", "nodes", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"]));
     assert_eq!(nodes, "True");
     let marker = run_ok(Command::new("docker").args(["exec", "e2e-pull-control-plane", "cat", "/kind/pulled"]));
     assert_eq!(marker.trim(), "pulled-from-a-registry", "the node runs the pulled image");
     // Present now: no second pull unless asked (`--pull never` proves it is local).
-    let again = berth(&kc).args(["create", "cluster", "--name", "e2e-pull2", "--image", &remote, "--pull", "never", "--wait", "0"]).output().unwrap();
+    let again = berth(&kc).args(["create", "cluster", "--name", "e2e-pull2", "--image", &pinned, "--pull", "never", "--wait", "0"]).output().unwrap();
     let (_, again_err) = text(&again);
     assert!(again.status.success() && !again_err.contains("Pulling"), "an image that is present is not pulled again:\n{again_err}");
     run_ok(berth(&kc).args(["delete", "cluster", "--name", "e2e-pull2"]));
@@ -97,4 +113,5 @@ fn local_registry_serves_pods_and_node_images_are_pulled_from_a_registry() {
     assert!(!docker(&["inspect", "berth-registry"]).status.success());
     assert!(!volume_exists("berth-registry-data"));
     let _ = docker(&["rmi", &remote]);
+    let _ = docker(&["rmi", &format!("127.0.0.1:{PORT}/berth-test/node@{digest}")]);
 }

@@ -30,6 +30,20 @@ fn all_ready(kc: &Path, expected: usize) -> Result<(), String> {
     if out.status.success() && ready == expected { Ok(()) } else { Err(format!("{ready}/{expected} Ready; {}", String::from_utf8_lossy(&out.stderr))) }
 }
 
+/// All `expected` nodes Ready by a status their kubelets posted at or after `since` (RFC 3339,
+/// UTC, whole seconds: the API's own format, so the strings compare as times).
+fn all_ready_since(kc: &Path, expected: usize, since: &str) -> Result<(), String> {
+    let out = kubectl(kc, &["get", "nodes", "--request-timeout=5s", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status} {.status.conditions[?(@.type==\"Ready\")].lastHeartbeatTime}{\"\\n\"}{end}"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let fresh = text.lines().filter(|l| l.split_once(' ').is_some_and(|(status, at)| status == "True" && at >= since)).count();
+    if out.status.success() && fresh == expected { Ok(()) } else { Err(format!("{fresh}/{expected} freshly Ready: {text}{}", String::from_utf8_lossy(&out.stderr))) }
+}
+
+/// Now, as the API writes times.
+fn now_rfc3339() -> String {
+    run_ok(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])).trim().to_string()
+}
+
 fn cluster_state(kc: &Path, name: &str) -> String {
     let json: serde_json::Value = serde_json::from_str(&run_ok(berth(kc).args(["get", "clusters", "-o", "json"]))).unwrap();
     json.as_array().unwrap().iter().find(|c| c["name"] == name).map(|c| c["state"].as_str().unwrap().to_string()).unwrap_or_default()
@@ -78,9 +92,21 @@ fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
     assert_eq!(cluster_state(&kc, name), "degraded");
     run_ok(Command::new("docker").args(["start", "e2e-life-worker"]));
 
+    let restarted_at = now_rfc3339();
     run_ok(Command::new("docker").args(["restart", "e2e-life-control-plane", "e2e-life-worker"]));
-    eventually("Ready after docker restart of every node", Duration::from_secs(180), || all_ready(&kc, 2));
+    eventually("Ready after docker restart of every node", Duration::from_secs(180), || all_ready_since(&kc, 2, &restarted_at));
     assert_eq!(node_addresses(name), addresses, "nodes keep their addresses across docker restart");
+
+    // A worker whose kubelet never comes back: its Ready condition from before the stop must
+    // not pass for news. `start` fails within --wait, naming that node.
+    let hold = "[Unit]\nConditionPathExists=/nonexistent/berth-test-holds-the-kubelet\n";
+    run_ok(Command::new("docker").args(["exec", "e2e-life-worker", "sh", "-c", &format!("printf '{hold}' > /etc/systemd/system/kubelet.service.d/99-hold.conf")]));
+    run_ok(berth(&kc).args(["stop", "cluster", "--name", name]));
+    let out = berth(&kc).args(["start", "cluster", "--name", name, "--wait", "30s"]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "start must not pass on a stale Ready condition:\n{stderr}");
+    assert!(stderr.contains("e2e-life-worker (its kubelet has not reported since the start)"), "names the node:\n{stderr}");
+    assert!(!stderr.contains("e2e-life-control-plane (its kubelet"), "the control plane did report:\n{stderr}");
 }
 
 /// The steps create prints, in order; interrupting at each must leave nothing behind.
@@ -94,6 +120,7 @@ fn interrupting_create_at_each_step_leaves_nothing() {
     for (i, step) in STEPS.iter().enumerate() {
         let name = format!("e2e-int{i}");
         let (_dir, kc) = temp_kubeconfig();
+        std::fs::write(&kc, USERS_KUBECONFIG).unwrap();
         let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
         let signal = if i % 2 == 0 { "-INT" } else { "-TERM" };
         let mut child = berth(&kc)
@@ -129,10 +156,16 @@ fn interrupting_create_at_each_step_leaves_nothing() {
         std::thread::sleep(Duration::from_secs(2));
         let probes = probe_containers_of(pid);
         assert!(probes.is_empty(), "at {step:?} left probe containers {probes:?}");
+        // The user's kubeconfig is as it was: their entries, their current context.
         let kubeconfig = std::fs::read_to_string(&kc).unwrap_or_default();
-        assert!(!kubeconfig.contains(&format!("berth-{name}")), "at {step:?} the kubeconfig keeps our entry:\n{kubeconfig}");
+        let now: serde_yaml::Value = serde_yaml::from_str(&kubeconfig).unwrap();
+        let before: serde_yaml::Value = serde_yaml::from_str(USERS_KUBECONFIG).unwrap();
+        assert_eq!(now, before, "at {step:?} the kubeconfig is not as it was:\n{kubeconfig}");
     }
 }
+
+/// A kubeconfig the user had before berth ran, with a current context of their own.
+const USERS_KUBECONFIG: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: keep\n  cluster: {server: 'https://keep.example:6443'}\nusers:\n- name: keep\n  user: {token: t}\ncontexts:\n- name: keep\n  context: {cluster: keep, user: keep}\ncurrent-context: keep\n";
 
 #[test]
 fn parallel_creates_succeed_and_a_name_clash_harms_no_one() {

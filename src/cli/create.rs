@@ -29,6 +29,19 @@ pub struct CreateClusterArgs {
     /// The node image for every node (default: the config's, else $BERTH_NODE_IMAGE, else berth's pinned image)
     #[arg(long)]
     pub image: Option<String>,
+    /// How node containers get their privileges: auto (privileged where the daemon allows it),
+    /// privileged, or capabilities
+    #[arg(long, value_name = "MODE", env = "BERTH_NODE_MODE", default_value = "auto", value_parser = parse_mode)]
+    pub node_mode: ModeRequest,
+    /// An OCI runtime other than Docker's default for node containers (e.g. sysbox-runc)
+    #[arg(long, value_name = "RUNTIME", env = "BERTH_RUNTIME")]
+    pub runtime: Option<String>,
+    /// The haproxy image that fronts several control planes
+    #[arg(long, value_name = "IMAGE", env = "BERTH_LB_IMAGE", default_value = cluster::DEFAULT_LB_IMAGE)]
+    pub lb_image: String,
+    /// The image of the local registry, when the config names none
+    #[arg(long, value_name = "IMAGE", env = "BERTH_REGISTRY_IMAGE")]
+    pub registry_image: Option<String>,
     /// How long to wait for Ready nodes, e.g. 90s or 5m; 0 returns once the control plane is up
     #[arg(long, default_value = "5m", value_parser = parse_wait)]
     pub wait: Duration,
@@ -41,11 +54,15 @@ pub struct CreateClusterArgs {
     /// Start (or reuse) a local registry on 127.0.0.1:PORT that pods reach as localhost:PORT
     #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "5001")]
     pub registry: Option<u16>,
-    /// Install an add-on (repeatable): dashboard
-    #[arg(long = "addon", value_name = "NAME", value_parser = ["dashboard"])]
+    /// Install an add-on (repeatable): dashboard, metrics-server
+    #[arg(long = "addon", value_name = "NAME", value_parser = ["dashboard", "metrics-server"])]
     pub addons: Vec<String>,
     #[command(flatten)]
     pub kubeconfig: KubeconfigArg,
+}
+
+fn parse_mode(s: &str) -> Result<ModeRequest, String> {
+    ModeRequest::parse(Some(s))
 }
 
 pub(super) fn parse_wait(s: &str) -> Result<Duration, String> {
@@ -83,6 +100,9 @@ fn options(args: CreateClusterArgs) -> anyhow::Result<CreateOptions> {
         let spec = cfg.registry.get_or_insert_with(Default::default);
         spec.port = Some(port);
     }
+    if let Some(spec) = cfg.registry.as_mut() {
+        spec.image = spec.image.take().or(args.registry_image.filter(|s| !s.is_empty()));
+    }
     for addon in &args.addons {
         if !cfg.addons.contains(addon) {
             cfg.addons.push(addon.clone());
@@ -96,7 +116,6 @@ fn options(args: CreateClusterArgs) -> anyhow::Result<CreateOptions> {
             node.image = None;
         }
     }
-    let mode_request = ModeRequest::parse(std::env::var("BERTH_NODE_MODE").ok().as_deref()).map_err(anyhow::Error::msg)?;
     Ok(CreateOptions {
         name,
         config: cfg,
@@ -104,9 +123,9 @@ fn options(args: CreateClusterArgs) -> anyhow::Result<CreateOptions> {
         wait: args.wait,
         retain: args.retain,
         kubeconfig_path: kubeconfig::default_path(args.kubeconfig.kubeconfig.as_deref()).context("choosing the kubeconfig file")?,
-        mode_request,
-        runtime: std::env::var("BERTH_RUNTIME").ok().filter(|s| !s.is_empty()),
+        mode_request: args.node_mode,
+        runtime: args.runtime.filter(|s| !s.is_empty()),
         pull: args.pull,
-        lb_image: std::env::var("BERTH_LB_IMAGE").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| cluster::DEFAULT_LB_IMAGE.to_string()),
+        lb_image: args.lb_image,
     })
 }

@@ -26,7 +26,7 @@ use crate::ui;
                   Try: berth create cluster, then kubectl get nodes, then berth delete cluster."
 )]
 pub struct Cli {
-    /// More detail on stderr: -v step timings, -vv what berth does, -vvv everything (kubeadm's output)
+    /// More detail on stderr: -v step timings, -vv what berth does, -vvv also kubeadm's whole output (secrets redacted)
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbosity: u8,
     /// Print only errors and warnings
@@ -139,6 +139,15 @@ pub fn main() -> i32 {
     }
 }
 
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 /// One clear message; the cause chain only where it adds something.
 fn report(e: &anyhow::Error) {
     let mut msg = format!("ERROR: {e}");
@@ -168,10 +177,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Completion { shell } => {
-            let mut out = std::io::stdout();
-            clap_complete::generate(shell, &mut Cli::command(), "berth", &mut out);
-            out.flush()?;
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "berth", &mut script);
+            write_stdout(&script)
         }
     }
 }

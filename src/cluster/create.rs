@@ -12,6 +12,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::steps;
 use super::{ClusterError, Result};
 use crate::config::{self, Cluster};
+use crate::image_ref::ImageRef;
 use crate::kubeadm::KubeVersion;
 use crate::runtime::{Docker, ModeRequest, NodeMode, LABEL_CLUSTER};
 use crate::ui::Status;
@@ -63,7 +64,7 @@ pub struct CreateReport {
 pub(crate) struct PlannedNode {
     pub name: String,
     pub role: config::Role,
-    pub image: String,
+    pub image: ImageRef,
     pub index: usize,
 }
 
@@ -78,6 +79,8 @@ pub(crate) struct Ctx<'a> {
     pub version: Option<KubeVersion>,
     pub cgroup_driver: String,
     pub node_ips: BTreeMap<String, String>,
+    /// The node image's default StorageClass manifest, if it carries one.
+    pub default_storage: Option<String>,
     pub token: String,
     pub ca_cert_hash: Option<String>,
     /// Encrypts the control-plane certificates kubeadm uploads for other control planes (HA).
@@ -85,7 +88,9 @@ pub(crate) struct Ctx<'a> {
     /// This cluster's kubeconfig entries (server on the host side).
     pub kubeconfig: Option<serde_yaml::Value>,
     pub client: Option<kube::Client>,
-    pub kubeconfig_merged: bool,
+    /// Set once the merge into the user's kubeconfig may have begun: the context that was
+    /// current before it (roll-back makes it current again).
+    pub kubeconfig_merged: Option<Option<String>>,
     pub warnings: Vec<String>,
     /// The host port the API server is published on: the config's, else one chosen free now.
     /// Never left to Docker, which would pick a new one at every start.
@@ -116,7 +121,7 @@ impl Ctx<'_> {
     }
 }
 
-fn plan_nodes(opts: &CreateOptions) -> Vec<PlannedNode> {
+fn plan_nodes(opts: &CreateOptions) -> Result<Vec<PlannedNode>> {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     opts.config
         .nodes
@@ -126,18 +131,17 @@ fn plan_nodes(opts: &CreateOptions) -> Vec<PlannedNode> {
             let n = counts.entry(node.role.as_str()).or_insert(0);
             let name = super::node_name(&opts.name, node.role, *n);
             *n += 1;
-            PlannedNode { name, role: node.role, image: node.image.clone().unwrap_or_else(|| opts.image.clone()), index }
+            let image = ImageRef::parse(node.image.as_deref().unwrap_or(&opts.image))?;
+            Ok(PlannedNode { name, role: node.role, image, index })
         })
         .collect()
 }
 
 /// Makes sure `image` is present, pulling it as the policy allows.
-pub(crate) async fn ensure_image(docker: &Docker, image: &str, policy: PullPolicy, status: &Status) -> Result<()> {
-    let present = docker.image_exists(image).await?;
+pub(crate) async fn ensure_image(docker: &Docker, image: &ImageRef, policy: PullPolicy, status: &Status) -> Result<()> {
+    let present = docker.image_exists(&crate::registry::local_name(image)).await?;
     match (policy, present) {
-        (PullPolicy::Always, _) | (PullPolicy::Missing, false) => crate::registry::pull(docker, image, status)
-            .await
-            .map_err(|e| ClusterError::Invalid(e.to_string())),
+        (PullPolicy::Always, _) | (PullPolicy::Missing, false) => Ok(crate::registry::pull(docker, image, status).await?),
         (PullPolicy::Never, false) => Err(ClusterError::ImageMissing(image.to_string())),
         _ => Ok(()),
     }
@@ -160,9 +164,12 @@ async fn preflight(docker: &Docker, opts: &CreateOptions, status: &Status) -> Re
     if !docker.list_containers(&format!("{LABEL_CLUSTER}={}", opts.name)).await?.is_empty() {
         return Err(ClusterError::Exists(opts.name.clone()));
     }
-    let mut images: Vec<String> = plan_nodes(opts).into_iter().map(|n| n.image).collect();
-    images.sort();
-    images.dedup();
+    let mut images: Vec<ImageRef> = Vec::new();
+    for node in plan_nodes(opts)? {
+        if !images.contains(&node.image) {
+            images.push(node.image);
+        }
+    }
     for image in &images {
         ensure_image(docker, image, opts.pull, status).await?;
     }
@@ -202,17 +209,18 @@ pub async fn create(docker: &Docker, opts: &CreateOptions, status: &Status) -> R
         opts,
         status,
         create_id: create_id(),
-        nodes: plan_nodes(opts),
+        nodes: plan_nodes(opts)?,
         mode: None,
         version: None,
         cgroup_driver: String::new(),
         node_ips: BTreeMap::new(),
+        default_storage: None,
         token: steps::kubeadm_init::new_bootstrap_token(),
         ca_cert_hash: None,
         certificate_key: (opts.config.control_planes().count() > 1).then(steps::kubeadm_init::new_certificate_key),
         kubeconfig: None,
         client: None,
-        kubeconfig_merged: false,
+        kubeconfig_merged: None,
         warnings: Vec::new(),
         api_server_port: api_server_port(opts)?,
     };
@@ -266,6 +274,10 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<()> {
         steps::cni::run(ctx).await?;
         step.done();
     }
+
+    let step = ctx.status.step("Installing default storage");
+    steps::storage::run(ctx).await?;
+    step.done();
 
     if ctx.nodes.len() > 1 {
         let step = ctx.status.step("Joining nodes");
@@ -321,10 +333,11 @@ async fn roll_back(ctx: &Ctx<'_>) -> Result<()> {
         }
     });
     let removed = sweep_settled(ctx.docker, &format!("{LABEL_CREATE_ID}={}", ctx.create_id)).await;
-    let kube = if ctx.kubeconfig_merged {
-        kubeconfig::remove_from_file(&ctx.opts.kubeconfig_path, &ctx.opts.name).map(|_| ()).map_err(ClusterError::from)
-    } else {
-        Ok(())
+    let kube = match &ctx.kubeconfig_merged {
+        Some(previous) => kubeconfig::unmerge_from_file(&ctx.opts.kubeconfig_path, &ctx.opts.name, previous.as_deref())
+            .map(|_| ())
+            .map_err(ClusterError::from),
+        None => Ok(()),
     };
     guard.abort();
     removed?;

@@ -34,9 +34,11 @@ pub async fn stop(docker: &Docker, cluster: &str, status: &Status) -> Result<()>
 }
 
 /// Starts the load balancer, then control planes, then workers, and waits up to `wait` for
-/// every node to be Ready again.
+/// the API server's `/readyz` and for every node to be Ready by a status its kubelet posted
+/// after this start (the Ready condition from before the stop says nothing about now).
 pub async fn start(docker: &Docker, cluster: &str, wait: Duration, status: &Status) -> Result<()> {
     let all = nodes(docker, cluster).await?;
+    let started = std::time::SystemTime::now();
     for role in [LOAD_BALANCER_ROLE, "control-plane", "worker"] {
         let group: Vec<&NodeInfo> = by_role(&all, role).into_iter().filter(|n| n.state != "running").collect();
         if group.is_empty() {
@@ -60,9 +62,9 @@ pub async fn start(docker: &Docker, cluster: &str, wait: Duration, status: &Stat
         }
     };
     let client = crate::kube::client(&doc).await?;
-    crate::kube::wait_for_api(&client, deadline).await?;
+    crate::kube::wait_for_readyz(&client, deadline).await?;
     let expected = all.iter().filter(|n| n.role != LOAD_BALANCER_ROLE).count();
-    crate::kube::wait_for_nodes_ready(&client, expected, deadline).await?;
+    crate::kube::wait_for_nodes_ready(&client, expected, Some(started), deadline).await?;
     step.done();
     Ok(())
 }

@@ -20,7 +20,13 @@ pub struct HostImage {
 
 /// Which of the cluster's running nodes to load into: all, or the named ones.
 async fn target_nodes(docker: &Docker, cluster: &str, only: &[String]) -> Result<Vec<String>> {
-    let all: Vec<String> = nodes(docker, cluster).await?.into_iter().filter(|n| n.state == "running").map(|n| n.name).collect();
+    // Nodes only: the load balancer of a multi-control-plane cluster runs no containerd.
+    let all: Vec<String> = nodes(docker, cluster)
+        .await?
+        .into_iter()
+        .filter(|n| n.state == "running" && n.role != crate::runtime::LOAD_BALANCER_ROLE)
+        .map(|n| n.name)
+        .collect();
     if only.is_empty() {
         return Ok(all);
     }
@@ -39,24 +45,9 @@ async fn has_image(docker: &Docker, node: &str, image: &HostImage) -> Result<boo
 
 /// Whether the node's containerd has an image of this name (as containerd spells it).
 pub async fn node_has_image_named(docker: &Docker, node: &str, image: &str) -> Result<bool, RuntimeError> {
-    let filter = format!("name=={}", normalize(image));
+    let Ok(reference) = crate::image_ref::ImageRef::parse(image) else { return Ok(false) };
+    let filter = format!("name=={}", reference.containerd_name());
     Ok(!docker.exec_ok(node, &["ctr", "-n", "k8s.io", "images", "ls", "-q", &filter]).await?.trim().is_empty())
-}
-
-/// How containerd names a Docker reference: `busybox` is `docker.io/library/busybox:latest`.
-pub fn normalize(name: &str) -> String {
-    let (repo, tag) = match name.rsplit_once(':') {
-        Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
-        _ => (name.to_string(), "latest".to_string()),
-    };
-    let first = repo.split('/').next().unwrap_or("");
-    let has_registry = repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    let repo = match (has_registry, repo.contains('/')) {
-        (true, _) => repo,
-        (false, true) => format!("docker.io/{repo}"),
-        (false, false) => format!("docker.io/library/{repo}"),
-    };
-    format!("{repo}:{tag}")
 }
 
 /// Loads images from the host's Docker into the cluster's nodes. Returns (node, loaded?) pairs.
@@ -122,18 +113,4 @@ async fn import_archive(docker: &Docker, node: &str, archive: &Path) -> Result<(
         return Err(RuntimeError::ExecFailed { container: node.to_string(), command: cmd.join(" "), code: out.code, tail: out.tail(20) }.into());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalize;
-
-    #[test]
-    fn normalizes_like_containerd() {
-        assert_eq!(normalize("busybox"), "docker.io/library/busybox:latest");
-        assert_eq!(normalize("berth-test/toolbox:1"), "docker.io/berth-test/toolbox:1");
-        assert_eq!(normalize("localhost:5001/app:v2"), "localhost:5001/app:v2");
-        assert_eq!(normalize("k8s.gcr.io/pause:3.2"), "k8s.gcr.io/pause:3.2");
-        assert_eq!(normalize("registry.example/team/app"), "registry.example/team/app:latest");
-    }
 }

@@ -19,7 +19,9 @@ pub async fn export(docker: &Docker, cluster: &str, dir: &Path) -> Result<Vec<Pa
         let inspect = docker.inspect(&node.name).await?;
         written.push(write(&node_dir.join("inspect.json"), serde_json::to_string_pretty(&inspect).unwrap_or_default().as_bytes())?);
         written.push(write(&node_dir.join("serial.log"), docker.logs_tail(&node.name, 100_000).await?.as_bytes())?);
-        if node.state != "running" {
+        // The load balancer has no journal or pod logs (kind's haproxy image has no shell):
+        // its inspect output and console log are all there is.
+        if node.state != "running" || node.role == crate::runtime::LOAD_BALANCER_ROLE {
             continue;
         }
         let files: [(&str, &[&str]); 4] = [

@@ -42,6 +42,10 @@ pub enum ClusterError {
     Kubeconfig(#[from] KubeconfigError),
     #[error(transparent)]
     Kube(#[from] KubeError),
+    #[error(transparent)]
+    ImageRef(#[from] crate::image_ref::ImageRefError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     #[error("node image {0} is not present locally; build one (scripts/build-test-node-image, or `berth build node-image`) or name an image you have with --image or BERTH_NODE_IMAGE")]
     ImageMissing(String),
     #[error("a cluster named {0:?} already exists; delete it with `berth delete cluster --name {0}` or pick another --name")]

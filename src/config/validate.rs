@@ -41,8 +41,8 @@ pub fn validate(c: &Cluster) -> Vec<String> {
     check_nodes(c, &mut problems);
     check_port_duplicates(c, &mut problems);
     for (i, addon) in c.addons.iter().enumerate() {
-        if addon != "dashboard" {
-            problems.push(format!("addons[{i}]: unknown add-on {addon:?}; berth knows: dashboard"));
+        if crate::addons::find(addon).is_none() {
+            problems.push(format!("addons[{i}]: unknown add-on {addon:?}; berth knows: {}", crate::addons::names().join(", ")));
         }
     }
     problems

@@ -107,6 +107,12 @@ pub struct Params {
     pub feature_gates: BTreeMap<String, bool>,
     pub runtime_config: BTreeMap<String, String>,
     pub node_labels: BTreeMap<String, String>,
+    /// The cluster has no workers, so its control planes run workloads too: they register
+    /// without kubeadm's NoSchedule taint (as kind's one-node clusters do).
+    pub schedulable_control_plane: bool,
+    /// kube-controller-manager's own host-path provisioner serves the node image's default
+    /// StorageClass (provisioner `kubernetes.io/host-path`).
+    pub hostpath_provisioner: bool,
     /// A bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`, made fresh per cluster.
     pub token: String,
     /// `sha256:<hex>` of the cluster CA's public key, for joins (pins the CA).
@@ -161,11 +167,17 @@ fn kubelet_args(p: &Params) -> BTreeMap<String, String> {
 }
 
 fn node_registration(p: &Params, api: ApiVersion) -> Value {
-    json!({
+    let mut registration = json!({
         "name": p.node_name,
         "criSocket": cri_socket(api),
         "kubeletExtraArgs": extra_args(api, &kubelet_args(p)),
-    })
+    });
+    let control_plane = matches!(p.join, NodeJoin::Init | NodeJoin::Join { control_plane: true });
+    if control_plane && p.schedulable_control_plane {
+        // An empty list, not an absent one: kubeadm reads "absent" as "the default taint".
+        registration["taints"] = json!([]);
+    }
+    registration
 }
 
 fn init_configuration(p: &Params, api: ApiVersion) -> Value {
@@ -218,6 +230,9 @@ fn cluster_configuration(p: &Params, api: ApiVersion) -> Value {
     let mut cm_args = component_args.clone();
     // Nodes take /24s of the pod subnet; the network agent and the CNI config read them back.
     cm_args.insert("allocate-node-cidrs".into(), "true".into());
+    if p.hostpath_provisioner {
+        cm_args.insert("enable-hostpath-provisioner".into(), "true".into());
+    }
     json!({
         "apiVersion": api.as_str(),
         "kind": "ClusterConfiguration",

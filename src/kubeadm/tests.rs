@@ -22,6 +22,8 @@ fn params(version: &str, join: NodeJoin) -> Params {
         feature_gates: BTreeMap::new(),
         runtime_config: BTreeMap::new(),
         node_labels: BTreeMap::from([("tier".to_string(), "apps".to_string())]),
+        schedulable_control_plane: true,
+        hostpath_provisioner: false,
         token: "abcdef.0123456789abcdef".into(),
         ca_cert_hash: Some("sha256:00ff".into()),
         certificate_key: None,
@@ -49,6 +51,34 @@ fn api_version_follows_kubernetes_version() {
     assert_eq!(v("v1.32.2"), ApiVersion::V1Beta4);
     assert!(KubeVersion::parse("latest").is_err());
     assert!(KubeVersion::parse("v1.2").is_err());
+}
+
+#[test]
+fn control_planes_are_tainted_only_when_there_are_workers() {
+    let doc = |p: &Params| -> Vec<serde_yaml::Value> {
+        render(p, &[]).unwrap().split("---\n").map(|d| serde_yaml::from_str(d).unwrap()).collect()
+    };
+    for version in ["v1.20.2", "v1.32.2"] {
+        let alone = params(version, NodeJoin::Init);
+        let taints = &doc(&alone)[0]["nodeRegistration"]["taints"];
+        assert_eq!(taints.as_sequence().map(Vec::len), Some(0), "{version}: an empty list removes kubeadm's taint");
+        let with_workers = Params { schedulable_control_plane: false, ..alone.clone() };
+        assert!(doc(&with_workers)[0]["nodeRegistration"].get("taints").is_none(), "{version}: kubeadm's default taint");
+        let worker = Params { join: NodeJoin::Join { control_plane: false }, ..alone.clone() };
+        assert!(doc(&worker)[0]["nodeRegistration"].get("taints").is_none(), "{version}: workers are never given taints");
+        let second_cp = Params { join: NodeJoin::Join { control_plane: true }, ..alone };
+        assert_eq!(doc(&second_cp)[0]["nodeRegistration"]["taints"].as_sequence().map(Vec::len), Some(0));
+    }
+}
+
+#[test]
+fn the_hostpath_provisioner_is_switched_on_only_when_asked() {
+    let off = render(&params("v1.20.2", NodeJoin::Init), &[]).unwrap();
+    assert!(!off.contains("enable-hostpath-provisioner"));
+    let on = render(&Params { hostpath_provisioner: true, ..params("v1.20.2", NodeJoin::Init) }, &[]).unwrap();
+    assert!(on.contains("enable-hostpath-provisioner: 'true'") || on.contains("enable-hostpath-provisioner: \"true\""), "{on}");
+    let on4 = render(&Params { hostpath_provisioner: true, ..params("v1.32.2", NodeJoin::Init) }, &[]).unwrap();
+    assert!(on4.contains("name: enable-hostpath-provisioner"), "{on4}");
 }
 
 #[test]

@@ -131,6 +131,26 @@ pub fn remove(existing: &mut Value, name: &str) -> Result<bool> {
     Ok(removed)
 }
 
+/// Takes a merge back: removes `name`'s entries and, if `name` was current, makes current again
+/// the context that was current before the merge (`previous`; none: the key goes).
+pub fn unmerge(existing: &mut Value, name: &str, previous: Option<&str>) -> Result<bool> {
+    let was_current = existing.get("current-context").and_then(Value::as_str) == Some(name);
+    let removed = remove(existing, name)?;
+    if was_current {
+        let map = ensure_config_mapping(existing)?;
+        match previous {
+            Some(previous) => map.insert("current-context".into(), previous.into()),
+            None => map.remove("current-context"),
+        };
+    }
+    Ok(removed)
+}
+
+/// The file's current-context, if it names one.
+pub fn current_context(path: &Path) -> Result<Option<String>> {
+    Ok(read(path)?.get("current-context").and_then(Value::as_str).filter(|c| !c.is_empty()).map(str::to_string))
+}
+
 fn ensure_config_mapping(doc: &mut Value) -> Result<&mut Mapping> {
     if doc.is_null() {
         let mut m = Mapping::new();
@@ -203,6 +223,20 @@ pub fn update(path: &Path, change: impl FnOnce(&mut Value) -> Result<bool>) -> R
 /// Merges a cluster's entries into the kubeconfig at `path`.
 pub fn merge_into_file(path: &Path, entries: &Value) -> Result<()> {
     update(path, |doc| merge(doc, entries).map(|_| true))
+}
+
+/// Undoes [`merge_into_file`] for a create that did not finish: the cluster's entries go and
+/// the context that was current before (`previous`) is current again.
+pub fn unmerge_from_file(path: &Path, cluster: &str, previous: Option<&str>) -> Result<bool> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let mut removed = false;
+    update(path, |doc| {
+        removed = unmerge(doc, &context_name(cluster), previous)?;
+        Ok(removed)
+    })?;
+    Ok(removed)
 }
 
 /// Removes a cluster's entries from the kubeconfig at `path`; a missing file is fine.

@@ -231,3 +231,29 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn unmerge_gives_back_the_users_current_context() {
+    let mut doc: Value = serde_yaml::from_str(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: keep, cluster: {server: 'https://k:6443'}}]\nusers: [{name: keep, user: {token: t}}]\ncontexts: [{name: keep, context: {cluster: keep, user: keep}}]\ncurrent-context: keep\n",
+    )
+    .unwrap();
+    let before = doc.clone();
+    let entries = for_cluster(ADMIN_CONF, "demo", "https://127.0.0.1:1234").unwrap();
+    merge(&mut doc, &entries).unwrap();
+    assert_eq!(doc["current-context"].as_str(), Some("berth-demo"));
+    assert!(unmerge(&mut doc, "berth-demo", Some("keep")).unwrap());
+    assert_eq!(doc, before, "the file is as it was");
+
+    // A file that had no current-context gets none back, not an empty string.
+    let mut empty = Value::Null;
+    merge(&mut empty, &entries).unwrap();
+    unmerge(&mut empty, "berth-demo", None).unwrap();
+    assert!(empty.get("current-context").is_none(), "{empty:?}");
+
+    // If the user switched contexts meanwhile, their choice stands.
+    merge(&mut doc, &entries).unwrap();
+    doc["current-context"] = "keep".into();
+    unmerge(&mut doc, "berth-demo", Some("other")).unwrap();
+    assert_eq!(doc["current-context"].as_str(), Some("keep"));
+}

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::CommitContainerOptionsBuilder;
 
+use crate::image_ref::ImageRef;
 use crate::runtime::{Docker, RuntimeError};
 use crate::ui::Status;
 
@@ -36,8 +37,10 @@ const NODE_FILES: &[(&str, &[u8], u32)] = &[
         0o644,
     ),
     ("/etc/systemd/system.conf.d/10-berth.conf", include_bytes!("../../node-image/files/etc/systemd/system.conf.d/10-berth.conf"), 0o644),
+    ("/etc/tmpfiles.d/berth-hostpath.conf", include_bytes!("../../node-image/files/etc/tmpfiles.d/berth-hostpath.conf"), 0o644),
     ("/kind/setup.sh", include_bytes!("../../node-image/setup.sh"), 0o755),
     ("/kind/manifests/default-cni.yaml", include_bytes!("../../node-image/manifests/default-cni.yaml"), 0o644),
+    ("/kind/manifests/default-storage.yaml", include_bytes!("../../node-image/manifests/default-storage.yaml"), 0o644),
 ];
 
 /// berth's network agent: a script over the base image and kubectl, built and preloaded into
@@ -66,6 +69,8 @@ pub enum NodeImageError {
     SourceChoice,
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    #[error("--tag: {0}")]
+    Tag(#[from] crate::image_ref::ImageRefError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
@@ -143,14 +148,14 @@ async fn build_netd_image(docker: &Docker, base: &str, bin_dir: &Path, dir: &Pat
         docker
             .write_files(&container, &[("/usr/local/bin/kubectl", &kubectl, 0o755), ("/usr/local/bin/berth-netd", NETD_SCRIPT, 0o755)])
             .await?;
-        let (repo, tag) = split_tag(NETD_IMAGE);
+        let (repo, tag) = ImageRef::parse(NETD_IMAGE).expect("a valid constant").repo_and_tag();
         let config = bollard::models::ContainerConfig {
             entrypoint: Some(vec!["/usr/local/bin/berth-netd".into()]),
             cmd: None,
             labels: Some([("dev.berth.netd".to_string(), "true".to_string())].into()),
             ..Default::default()
         };
-        let options = CommitContainerOptionsBuilder::default().container(&container).repo(repo).tag(tag).build();
+        let options = CommitContainerOptionsBuilder::default().container(&container).repo(&repo).tag(&tag).build();
         docker.api().commit_container(options, config).await.map_err(|e| RuntimeError::Other(format!("committing {NETD_IMAGE}: {e}")))?;
         Ok::<_, NodeImageError>(())
     }
@@ -315,7 +320,7 @@ async fn wait_for_containerd(docker: &Docker, container: &str) -> Result<()> {
 }
 
 async fn commit(docker: &Docker, container: &str, opts: &BuildOptions, version: &str) -> Result<String> {
-    let (repo, tag) = split_tag(&opts.tag);
+    let (repo, tag) = ImageRef::parse(&opts.tag)?.repo_and_tag();
     let mut labels: std::collections::HashMap<String, String> = opts.labels.iter().cloned().collect();
     labels.insert("dev.berth.node-image".into(), "true".into());
     labels.insert("dev.berth.kubernetes-version".into(), version.to_string());
@@ -331,7 +336,7 @@ async fn commit(docker: &Docker, container: &str, opts: &BuildOptions, version: 
         labels: Some(labels),
         ..Default::default()
     };
-    let options = CommitContainerOptionsBuilder::default().container(container).repo(repo).tag(tag).pause(true).build();
+    let options = CommitContainerOptionsBuilder::default().container(container).repo(&repo).tag(&tag).pause(true).build();
     let resp = docker
         .api()
         .commit_container(options, config)
@@ -340,24 +345,10 @@ async fn commit(docker: &Docker, container: &str, opts: &BuildOptions, version: 
     Ok(resp.id)
 }
 
-/// "repo:tag" → (repo, tag); a registry port is not a tag.
-pub fn split_tag(image: &str) -> (&str, &str) {
-    match image.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (image, "latest"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn splits_tags_but_not_registry_ports() {
-        assert_eq!(split_tag("berth-test/node:v1.20.2"), ("berth-test/node", "v1.20.2"));
-        assert_eq!(split_tag("localhost:5001/node"), ("localhost:5001/node", "latest"));
-        assert_eq!(split_tag("localhost:5001/node:v1"), ("localhost:5001/node", "v1"));
-    }
 
     #[test]
     fn the_cni_manifest_names_the_agent_image_we_build() {

@@ -111,6 +111,13 @@ impl Docker {
         }
     }
 
+    /// The `repo@digest` names Docker recorded for a local image (empty for one never pushed
+    /// or pulled).
+    pub async fn repo_digests(&self, image: &str) -> Result<Vec<String>> {
+        let info = self.api.inspect_image(image).await.map_err(RuntimeError::api(format!("inspecting image {image}")))?;
+        Ok(info.repo_digests.unwrap_or_default())
+    }
+
     /// Creates the shared network if it does not exist, with a subnet of its own so nodes can
     /// keep fixed addresses. Concurrent callers may each create one (Docker does not enforce
     /// unique names); all then agree on the lowest ID and the extras are removed. Returns the

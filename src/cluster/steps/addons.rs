@@ -6,15 +6,17 @@ use super::super::{ClusterError, Result};
 use crate::addons;
 
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
-    if ctx.opts.config.addons.iter().any(|a| a == addons::DASHBOARD) {
-        let node = ctx.control_plane().name.clone();
-        let missing = addons::install_dashboard(ctx.client(), ctx.docker, &node)
+    let node = ctx.control_plane().name.clone();
+    for name in ctx.opts.config.addons.clone() {
+        let addon = addons::find(&name).ok_or_else(|| ClusterError::Invalid(format!("unknown add-on {name:?}")))?;
+        let missing = addons::install(ctx.client(), ctx.docker, &node, addon)
             .await
-            .map_err(|e| ClusterError::Invalid(format!("installing the dashboard: {e}")))?;
+            .map_err(|e| ClusterError::Invalid(format!("installing {name}: {e}")))?;
         if !missing.is_empty() {
             ctx.warn(format!(
-                "Dashboard: its objects are installed, but the node image lacks {}; its pods start once the image is loaded (berth load docker-image)",
-                missing.join(" and ")
+                "{name}: its objects are installed, but the node image lacks {}, so its pods cannot start and {} will not work until the image is loaded (berth load docker-image)",
+                missing.join(" and "),
+                addon.purpose
             ));
         }
     }

@@ -9,7 +9,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
     let path = ctx.opts.kubeconfig_path.clone();
     // Marked before writing: if the write is interrupted halfway, roll-back still removes
     // whatever landed (removing absent entries is harmless).
-    ctx.kubeconfig_merged = true;
+    ctx.kubeconfig_merged = Some(kubeconfig::current_context(&path)?);
     tokio::task::spawn_blocking(move || kubeconfig::merge_into_file(&path, &entries))
         .await
         .map_err(|e| super::super::ClusterError::Invalid(format!("writing the kubeconfig: {e}")))??;

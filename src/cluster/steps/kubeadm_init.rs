@@ -11,6 +11,9 @@ use crate::runtime::API_SERVER_PORT;
 /// Where the rendered kubeadm config goes in each node (kind's path, for familiarity).
 pub const KUBEADM_CONFIG_PATH: &str = "/kind/kubeadm.conf";
 
+/// The label kubeadm puts on control planes to keep external load balancers off them.
+const EXCLUDE_FROM_LOAD_BALANCERS: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+
 /// A bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`, from the OS's random source.
 pub fn new_bootstrap_token() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -65,6 +68,8 @@ pub fn params_for(ctx: &Ctx<'_>, node: &PlannedNode, join: NodeJoin) -> Params {
         feature_gates: cfg.feature_gates.clone(),
         runtime_config: cfg.runtime_config.clone(),
         node_labels: cfg.nodes[node.index].labels.clone().into_iter().collect::<BTreeMap<_, _>>(),
+        schedulable_control_plane: !ctx.nodes.iter().any(|n| n.role == crate::config::Role::Worker),
+        hostpath_provisioner: ctx.default_storage.as_deref().is_some_and(super::storage::uses_hostpath_provisioner),
         token: ctx.token.clone(),
         ca_cert_hash: ctx.ca_cert_hash.clone(),
         certificate_key: ctx.certificate_key.clone(),
@@ -92,7 +97,7 @@ pub fn redact(text: &str, token: &str, certificate_key: Option<&str>) -> String 
 pub async fn run_kubeadm(ctx: &Ctx<'_>, node: &str, phase: &'static str, args: &[&str]) -> Result<String> {
     let out = ctx.docker.exec(node, args).await?;
     let key = ctx.certificate_key.as_deref();
-    tracing::debug!("kubeadm {phase} on {node}:\n{}", redact(&format!("{}{}", out.stdout, out.stderr), &ctx.token, key));
+    tracing::trace!("kubeadm {phase} on {node}:\n{}", redact(&format!("{}{}", out.stdout, out.stderr), &ctx.token, key));
     if out.code != 0 {
         return Err(ClusterError::KubeadmFailed { phase, node: node.to_string(), tail: redact(&out.tail(25), &ctx.token, key) });
     }
@@ -130,6 +135,11 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
     let entries = kubeconfig::for_cluster(&admin, &ctx.opts.name, &format!("https://{host}:{port}"))?;
     let client = crate::kube::client(&entries).await?;
     crate::kube::wait_for_api(&client, tokio::time::Instant::now() + std::time::Duration::from_secs(60)).await?;
+    if params_for(ctx, &cp, NodeJoin::Init).schedulable_control_plane {
+        // kubeadm (1.19+) keeps cloud load balancers off control planes with this label; with no
+        // workers that would leave LoadBalancer Services nowhere to go. kind removes it too.
+        crate::kube::remove_node_label(&client, &cp.name, EXCLUDE_FROM_LOAD_BALANCERS).await?;
+    }
     ctx.kubeconfig = Some(entries);
     ctx.client = Some(client);
     Ok(())

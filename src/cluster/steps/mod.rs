@@ -9,5 +9,6 @@ pub mod kubeadm_init;
 pub mod loadbalancer;
 pub mod provision;
 pub mod registry;
+pub mod storage;
 pub mod wait;
 pub mod warm;

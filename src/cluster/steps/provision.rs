@@ -48,6 +48,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
     let version = ctx.docker.exec_ok(&cp, &["cat", "/kind/version"]).await?;
     ctx.version = Some(crate::kubeadm::KubeVersion::parse(&version)?);
     ctx.cgroup_driver = cgroup_driver(ctx.docker, &cp).await?;
+    ctx.default_storage = super::storage::read_manifest(ctx.docker, &cp).await?;
     for n in &ctx.nodes {
         let ip = ctx.docker.container_ip(&n.name, NETWORK_NAME).await?;
         ctx.node_ips.insert(n.name.clone(), ip);
@@ -71,11 +72,11 @@ async fn allocate_addresses(ctx: &mut Ctx<'_>, subnet: Option<crate::config::Cid
     Ok(picked.into_iter().map(|ip| ip.to_string()).collect())
 }
 
-async fn choose_mode(ctx: &Ctx<'_>, image: &str) -> Result<NodeMode> {
+async fn choose_mode(ctx: &Ctx<'_>, image: &crate::image_ref::ImageRef) -> Result<NodeMode> {
     let request = ctx.opts.mode_request;
     let probe = if request.needs_probe() {
         // Labelled with this create's id: roll-back removes it if an interrupt lands mid-probe.
-        Some(ctx.docker.probe_privileged(image, ctx.opts.runtime.as_deref(), &node_labels(ctx)).await?)
+        Some(ctx.docker.probe_privileged(&crate::registry::local_name(image), ctx.opts.runtime.as_deref(), &node_labels(ctx)).await?)
     } else {
         None
     };
@@ -90,7 +91,7 @@ fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode) -> NodeSpec {
         name: node.name.clone(),
         cluster: ctx.opts.name.clone(),
         role: node.role,
-        image: node.image.clone(),
+        image: crate::registry::local_name(&node.image),
         mode,
         network: NETWORK_NAME.to_string(),
         runtime: ctx.opts.runtime.clone(),

@@ -4,19 +4,16 @@
 use futures_util::future::try_join_all;
 
 use super::super::create::{ensure_image, Ctx};
-use super::super::{ClusterError, Result};
+use super::super::Result;
 use crate::config::RegistrySpec;
 use crate::registry;
 
 pub async fn run(ctx: &mut Ctx<'_>, spec: &RegistrySpec) -> Result<()> {
     let port = spec.port.unwrap_or(registry::DEFAULT_REGISTRY_PORT);
-    let image = spec
-        .image
-        .clone()
-        .or_else(|| std::env::var("BERTH_REGISTRY_IMAGE").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| registry::DEFAULT_REGISTRY_IMAGE.to_string());
+    let image = spec.image.clone().unwrap_or_else(|| registry::DEFAULT_REGISTRY_IMAGE.to_string());
+    let image = crate::image_ref::ImageRef::parse(&image)?;
     ensure_image(ctx.docker, &image, crate::cluster::PullPolicy::Missing, ctx.status).await?;
-    registry::ensure_local_registry(ctx.docker, port, &image).await.map_err(|e| ClusterError::Invalid(e.to_string()))?;
+    registry::ensure_local_registry(ctx.docker, port, &registry::local_name(&image)).await?;
     let (path, body) = registry::containerd_hosts_toml(port);
     let ctx_ref = &*ctx;
     let file = [(path.as_str(), body.as_bytes(), 0o644)];

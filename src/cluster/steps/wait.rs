@@ -11,7 +11,7 @@ use crate::kube;
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
     let deadline = tokio::time::Instant::now() + ctx.opts.wait;
     let client = ctx.client().clone();
-    if let Err(e) = kube::wait_for_nodes_ready(&client, ctx.nodes.len(), deadline).await {
+    if let Err(e) = kube::wait_for_nodes_ready(&client, ctx.nodes.len(), None, deadline).await {
         return Err(not_ready(ctx, e.to_string()).await);
     }
     if ctx.opts.config.networking.kube_proxy_mode.as_deref() != Some("none") {

@@ -1,0 +1,104 @@
+//! What a newcomer does in their first hour, on the default one-node cluster, with README's
+//! quickstart commands: no `nodeName`, no tolerations, no storage class named. A Deployment
+//! becomes Available, its Service answers from another pod, and a PersistentVolumeClaim binds
+//! and keeps its data across pods and across `berth stop` / `berth start`.
+//!
+//! The test image is named with `--image` as README's quickstart does (nothing can be pulled
+//! here); cluster DNS cannot run here (no CoreDNS image), so the Service is reached by its
+//! ClusterIP.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+const TOOLBOX: &str = "berth-test/toolbox:1";
+
+fn kubectl_ok(kc: &Path, args: &[&str]) -> String {
+    run_ok(kubectl_cmd(kc).args(args))
+}
+
+fn apply(kc: &Path, dir: &Path, file: &str, yaml: &str) {
+    let path = dir.join(file);
+    std::fs::write(&path, yaml).unwrap();
+    run_ok(kubectl_cmd(kc).args(["apply", "-f"]).arg(&path));
+}
+
+/// A pod (no pinning, no tolerations) that mounts claim `data` at /data and runs `script`.
+fn data_pod(name: &str, script: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers:\n  - name: main\n    image: {TOOLBOX}\n    command: [sh, -c, {script:?}]\n    volumeMounts: [{{name: data, mountPath: /data}}]\n  volumes:\n  - name: data\n    persistentVolumeClaim: {{claimName: data}}\n"
+    )
+}
+
+fn wait_pod_ready(kc: &Path, pod: &str) {
+    kubectl_ok(kc, &["wait", "--for=condition=Ready", &format!("pod/{pod}"), "--timeout=120s"]);
+}
+
+#[test]
+fn a_newcomers_first_commands_work_on_the_default_cluster() {
+    if !require_e2e("a_newcomers_first_commands_work_on_the_default_cluster") {
+        return;
+    }
+    let name = format!("e2e-first-{}", std::process::id());
+    let (dir, kc) = temp_kubeconfig();
+    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
+
+    let out = berth(&kc).args(["create", "cluster", "--name", &name, "--image", &test_image()]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "create failed:\n{stderr}");
+    assert!(!stderr.contains("StorageClass"), "the test image carries a default StorageClass, so no warning:\n{stderr}");
+    let node = format!("{name}-control-plane");
+    let taints = kubectl_ok(&kc, &["get", "node", &node, "-o", "jsonpath={.spec.taints}"]);
+    assert_eq!(taints.trim(), "", "a one-node cluster runs workloads: no NoSchedule taint");
+
+    // The app: load the image, create a Deployment and a Service, as the kubectl docs show.
+    run_ok(berth(&kc).args(["load", "docker-image", TOOLBOX, "--name", &name]));
+    kubectl_ok(&kc, &[
+        "create", "deployment", "web", "--image", TOOLBOX, "--",
+        "sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 8080 -h /www",
+    ]);
+    kubectl_ok(&kc, &["expose", "deployment", "web", "--port", "80", "--target-port", "8080"]);
+    kubectl_ok(&kc, &["wait", "--for=condition=Available", "deployment/web", "--timeout=120s"]);
+    kubectl_ok(&kc, &["run", "client", "--image", TOOLBOX, "--", "sleep", "infinity"]);
+    wait_pod_ready(&kc, "client");
+    let service_ip = kubectl_ok(&kc, &["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let body = eventually("the Service answers from another pod", Duration::from_secs(60), || {
+        let o = kubectl(&kc, &["exec", "client", "--", "curl", "-s", "--max-time", "5", &format!("http://{service_ip}/")]);
+        let body = String::from_utf8_lossy(&o.stdout).into_owned();
+        if body.contains("hello-from-web") { Ok(body) } else { Err(body) }
+    });
+    assert!(body.contains("hello-from-web"));
+
+    // Storage: a claim that names no class binds through the default one.
+    apply(&kc, dir.path(), "pvc.yaml", "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 100Mi}}\n");
+    eventually("the claim is Bound", Duration::from_secs(60), || {
+        let phase = kubectl_ok(&kc, &["get", "pvc", "data", "-o", "jsonpath={.status.phase}"]);
+        if phase == "Bound" { Ok(()) } else { Err(phase) }
+    });
+    let class = kubectl_ok(&kc, &["get", "pvc", "data", "-o", "jsonpath={.spec.storageClassName}"]);
+    assert_eq!(class, "standard", "the default StorageClass was filled in");
+    apply(&kc, dir.path(), "writer.yaml", &data_pod("writer", "echo kept-across-pods > /data/note && sleep infinity"));
+    wait_pod_ready(&kc, "writer");
+    kubectl_ok(&kc, &["delete", "pod", "writer", "--grace-period=1", "--wait=true"]);
+    apply(&kc, dir.path(), "reader.yaml", &data_pod("reader", "sleep infinity"));
+    wait_pod_ready(&kc, "reader");
+    assert_eq!(kubectl_ok(&kc, &["exec", "reader", "--", "cat", "/data/note"]).trim(), "kept-across-pods");
+
+    // Stop and start: the data is still there, the app serves again.
+    run_ok(berth(&kc).args(["stop", "cluster", "--name", &name]));
+    run_ok(berth(&kc).args(["start", "cluster", "--name", &name, "--wait", "3m"]));
+    let note = eventually("the reader runs again and sees the data", Duration::from_secs(120), || {
+        let o = kubectl(&kc, &["exec", "reader", "--", "cat", "/data/note"]);
+        let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if o.status.success() { Ok(out) } else { Err(String::from_utf8_lossy(&o.stderr).into_owned()) }
+    });
+    assert_eq!(note, "kept-across-pods", "the claim's data survives stop/start");
+    eventually("the Service answers after start", Duration::from_secs(120), || {
+        let o = kubectl(&kc, &["exec", "client", "--", "curl", "-s", "--max-time", "5", &format!("http://{service_ip}/")]);
+        let body = String::from_utf8_lossy(&o.stdout).into_owned();
+        if body.contains("hello-from-web") { Ok(()) } else { Err(body) }
+    });
+}
