@@ -4,7 +4,7 @@
 set -eu
 version=$1
 # systemd generates a fresh machine-id at first boot when the file is empty: every node differs.
-echo -n > /etc/machine-id
+: > /etc/machine-id
 # udev, gettys and kernel-module loading have nothing to do in a container and fail there.
 rm -f /lib/systemd/system/sockets.target.wants/*udev* /lib/systemd/system/sysinit.target.wants/systemd-udev*
 systemctl mask systemd-udevd.service systemd-udev-trigger.service getty@tty1.service console-getty.service \

@@ -63,7 +63,7 @@ pub async fn install(client: &Client, docker: &Docker, node: &str, addon: &Addon
     crate::kube::apply_manifest(client, addon.manifest).await?;
     let mut missing = Vec::new();
     for image in addon.images {
-        if !crate::cluster::load::node_has_image_named(docker, node, image).await? {
+        if !docker.node_has_image(node, image).await? {
             missing.push(image.to_string());
         }
     }

@@ -24,8 +24,8 @@ pub struct ImageRef {
 
 impl ImageRef {
     pub fn parse(reference: &str) -> Result<ImageRef, ImageRefError> {
-        let parsed = Reference::try_from(reference)
-            .map_err(|e| ImageRefError { reference: reference.to_string(), reason: e.to_string() })?;
+        let parsed =
+            Reference::try_from(reference).map_err(|e| ImageRefError { reference: reference.to_string(), reason: e.to_string() })?;
         // The grammar's own rule, which the parser leaves to its callers (as Docker's does).
         if parsed.repository().chars().any(|c| c.is_ascii_uppercase()) {
             return Err(ImageRefError { reference: reference.to_string(), reason: "repository name must be lowercase".into() });

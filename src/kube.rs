@@ -34,9 +34,8 @@ type Result<T, E = KubeError> = std::result::Result<T, E>;
 /// A client for the cluster whose entries `kubeconfig` holds (as made by `kubeconfig::for_cluster`).
 pub async fn client(kubeconfig: &serde_yaml::Value) -> Result<Client> {
     let kc: Kubeconfig = serde_yaml::from_value(kubeconfig.clone()).map_err(|e| KubeError::Config(e.to_string()))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| KubeError::Config(e.to_string()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(|e| KubeError::Config(e.to_string()))?;
     Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
 }
 
@@ -209,6 +208,39 @@ pub async fn wait_for_deployment_available(client: &Client, namespace: &str, nam
     .await
 }
 
+/// How long a request may keep failing for reasons that pass (a connection the API server
+/// dropped, a 5xx while it restarts under load) before the failure is final.
+const TRANSIENT_GRACE: Duration = Duration::from_secs(60);
+
+/// Failures that say nothing about the request itself: the connection, or an API server that
+/// is briefly unable to answer.
+fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => status.code >= 500 || status.code == 429,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+/// Runs `request` until it succeeds, fails for a reason of its own, or has failed transiently
+/// for [`TRANSIENT_GRACE`].
+async fn retry_transient<T, F, Fut>(what: &str, mut request: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let deadline = Instant::now() + TRANSIENT_GRACE;
+    loop {
+        match request().await {
+            Err(e) if is_transient(&e) && Instant::now() < deadline => {
+                tracing::debug!("{what}: {e}; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// Applies a multi-document YAML manifest with server-side apply (field manager "berth"),
 /// finding each kind's resource through discovery. Returns how many objects were applied.
 pub async fn apply_manifest(client: &Client, manifest: &str) -> Result<usize> {
@@ -227,7 +259,8 @@ pub async fn apply_manifest(client: &Client, manifest: &str) -> Result<usize> {
         let types = obj.types.clone().ok_or_else(|| KubeError::Manifest("an object has no apiVersion/kind".into()))?;
         let gvk = GroupVersionKind::try_from(&types).map_err(|e| KubeError::Manifest(e.to_string()))?;
         let name = obj.metadata.name.clone().ok_or_else(|| KubeError::Manifest(format!("a {} has no name", types.kind)))?;
-        let (resource, caps) = kube::discovery::pinned_kind(client, &gvk).await?;
+        let what = format!("applying {} {name}", types.kind);
+        let (resource, caps) = retry_transient(&what, || kube::discovery::pinned_kind(client, &gvk)).await?;
         let api: Api<DynamicObject> = match caps.scope {
             Scope::Namespaced => {
                 let ns = obj.metadata.namespace.clone().unwrap_or_else(|| "default".into());
@@ -235,7 +268,9 @@ pub async fn apply_manifest(client: &Client, manifest: &str) -> Result<usize> {
             }
             Scope::Cluster => Api::all_with(client.clone(), &resource),
         };
-        api.patch(&name, &PatchParams::apply("berth").force(), &Patch::Apply(&obj)).await?;
+        let params = PatchParams::apply("berth").force();
+        let patch = Patch::Apply(&obj);
+        retry_transient(&what, || api.patch(&name, &params, &patch)).await?;
         applied += 1;
     }
     Ok(applied)

@@ -85,7 +85,8 @@ pub async fn pull(docker: &Docker, image: &ImageRef, status: &Status) -> Result<
                     status.info(format!("   {id}: {state}"));
                 }
                 layers.insert(id.clone(), line);
-                let summary: Vec<String> = layers.iter().filter(|(_, l)| !l.starts_with("Pull complete")).map(|(i, l)| format!("{i}: {l}")).collect();
+                let summary: Vec<String> =
+                    layers.iter().filter(|(_, l)| !l.starts_with("Pull complete")).map(|(i, l)| format!("{i}: {l}")).collect();
                 step.set_detail(summary.join(" | "));
             }
         }
@@ -151,7 +152,7 @@ pub async fn ensure_local_registry(docker: &Docker, port: u16, image: &str) -> R
     match docker.create_container(REGISTRY_CONTAINER, body).await {
         Ok(_) => {}
         // Another create started it a moment ago: use that one.
-        Err(RuntimeError::Other(msg)) if msg.contains("already exists") => return Ok(()),
+        Err(RuntimeError::NameTaken(_)) => return Ok(()),
         Err(e) => return Err(e.into()),
     }
     docker.start_container(REGISTRY_CONTAINER).await?;

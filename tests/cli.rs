@@ -74,7 +74,8 @@ fn a_missing_config_file_is_named() {
 #[test]
 fn bad_names_are_refused_before_anything_happens() {
     for name in ["Bad_Name", "../etc", "a/b", "-x"] {
-        let out = berth().args(["create", "cluster", &format!("--name={name}")]).env("DOCKER_HOST", "unix:///nonexistent.sock").output().unwrap();
+        let out =
+            berth().args(["create", "cluster", &format!("--name={name}")]).env("DOCKER_HOST", "unix:///nonexistent.sock").output().unwrap();
         let (_, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
         assert!(stderr.contains("not a valid cluster name"), "{name}: {stderr}");

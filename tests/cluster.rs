@@ -51,7 +51,11 @@ fn create_get_delete_one_node() {
     let ds = eventually("kube-proxy ready on every node", Duration::from_secs(90), || {
         let ds = kubectl_json(&kc, &["-n", "kube-system", "get", "daemonset", "kube-proxy"])?;
         let (want, ready) = (&ds["status"]["desiredNumberScheduled"], &ds["status"]["numberReady"]);
-        if want.as_i64() >= Some(1) && want == ready { Ok(ds) } else { Err(format!("{ready}/{want}")) }
+        if want.as_i64() >= Some(1) && want == ready {
+            Ok(ds)
+        } else {
+            Err(format!("{ready}/{want}"))
+        }
     });
     assert_eq!(ds["status"]["numberReady"], 1);
     // CoreDNS exists; its image is not in the test node image (nothing can be pulled here), so
@@ -84,8 +88,16 @@ fn create_get_delete_one_node() {
 fn broken_image() -> String {
     let tag = "berth-test/node-broken-kubeadm:1";
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("kubeadm"), "#!/bin/sh\necho \"[init] pretending to work\"\necho \"error: this kubeadm is broken on purpose ($1)\" >&2\nexit 1\n").unwrap();
-    std::fs::write(dir.path().join("Dockerfile"), format!("FROM {}\nCOPY kubeadm /usr/bin/kubeadm\nRUN chmod 0755 /usr/bin/kubeadm\n", test_image())).unwrap();
+    std::fs::write(
+        dir.path().join("kubeadm"),
+        "#!/bin/sh\necho \"[init] pretending to work\"\necho \"error: this kubeadm is broken on purpose ($1)\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {}\nCOPY kubeadm /usr/bin/kubeadm\nRUN chmod 0755 /usr/bin/kubeadm\n", test_image()),
+    )
+    .unwrap();
     run_ok(Command::new("docker").env("DOCKER_BUILDKIT", "0").args(["build", "-q", "-t", tag]).arg(dir.path()));
     tag.to_string()
 }
@@ -132,7 +144,11 @@ fn sigint_during_create_cleans_up() {
     // Interrupt while kubeadm init runs: the node exists and kubeadm has started.
     eventually("kubeadm init started", Duration::from_secs(120), || {
         let out = docker(&["exec", "e2e-sigint-control-plane", "pgrep", "-x", "kubeadm"]);
-        if out.status.success() { Ok(()) } else { Err("not yet".into()) }
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
     });
     std::thread::sleep(Duration::from_secs(3));
     let pid = child.id().to_string();

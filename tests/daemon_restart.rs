@@ -22,12 +22,20 @@ fn a_cluster_survives_a_docker_daemon_restart() {
     let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
     run_ok(berth(&kc).args(["create", "cluster", "--name", name, "--image", &test_image()]));
     let node = "e2e-daemon-control-plane";
-    let ip_before = run_ok(Command::new("docker").args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", node]));
+    let ip_before =
+        run_ok(Command::new("docker").args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", node]));
     run_ok(&mut Command::new(&restart));
     eventually("Ready after dockerd restarted, through the same kubeconfig", Duration::from_secs(240), || {
-        let o = kubectl(&kc, &["get", "nodes", "--request-timeout=5s", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"]);
+        let o = kubectl(
+            &kc,
+            &["get", "nodes", "--request-timeout=5s", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"],
+        );
         let s = String::from_utf8_lossy(&o.stdout).into_owned();
-        if s == "True" { Ok(()) } else { Err(format!("{s} {}", String::from_utf8_lossy(&o.stderr))) }
+        if s == "True" {
+            Ok(())
+        } else {
+            Err(format!("{s} {}", String::from_utf8_lossy(&o.stderr)))
+        }
     });
     let ip_after = run_ok(Command::new("docker").args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", node]));
     assert_eq!(ip_before, ip_after, "the node keeps its address");

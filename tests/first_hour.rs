@@ -56,10 +56,20 @@ fn a_newcomers_first_commands_work_on_the_default_cluster() {
 
     // The app: load the image, create a Deployment and a Service, as the kubectl docs show.
     run_ok(berth(&kc).args(["load", "docker-image", TOOLBOX, "--name", &name]));
-    kubectl_ok(&kc, &[
-        "create", "deployment", "web", "--image", TOOLBOX, "--",
-        "sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 8080 -h /www",
-    ]);
+    kubectl_ok(
+        &kc,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image",
+            TOOLBOX,
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 8080 -h /www",
+        ],
+    );
     kubectl_ok(&kc, &["expose", "deployment", "web", "--port", "80", "--target-port", "8080"]);
     kubectl_ok(&kc, &["wait", "--for=condition=Available", "deployment/web", "--timeout=120s"]);
     kubectl_ok(&kc, &["run", "client", "--image", TOOLBOX, "--", "sleep", "infinity"]);
@@ -68,7 +78,11 @@ fn a_newcomers_first_commands_work_on_the_default_cluster() {
     let body = eventually("the Service answers from another pod", Duration::from_secs(60), || {
         let o = kubectl(&kc, &["exec", "client", "--", "curl", "-s", "--max-time", "5", &format!("http://{service_ip}/")]);
         let body = String::from_utf8_lossy(&o.stdout).into_owned();
-        if body.contains("hello-from-web") { Ok(body) } else { Err(body) }
+        if body.contains("hello-from-web") {
+            Ok(body)
+        } else {
+            Err(body)
+        }
     });
     assert!(body.contains("hello-from-web"));
 
@@ -76,7 +90,11 @@ fn a_newcomers_first_commands_work_on_the_default_cluster() {
     apply(&kc, dir.path(), "pvc.yaml", "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 100Mi}}\n");
     eventually("the claim is Bound", Duration::from_secs(60), || {
         let phase = kubectl_ok(&kc, &["get", "pvc", "data", "-o", "jsonpath={.status.phase}"]);
-        if phase == "Bound" { Ok(()) } else { Err(phase) }
+        if phase == "Bound" {
+            Ok(())
+        } else {
+            Err(phase)
+        }
     });
     let class = kubectl_ok(&kc, &["get", "pvc", "data", "-o", "jsonpath={.spec.storageClassName}"]);
     assert_eq!(class, "standard", "the default StorageClass was filled in");
@@ -93,12 +111,20 @@ fn a_newcomers_first_commands_work_on_the_default_cluster() {
     let note = eventually("the reader runs again and sees the data", Duration::from_secs(120), || {
         let o = kubectl(&kc, &["exec", "reader", "--", "cat", "/data/note"]);
         let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        if o.status.success() { Ok(out) } else { Err(String::from_utf8_lossy(&o.stderr).into_owned()) }
+        if o.status.success() {
+            Ok(out)
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).into_owned())
+        }
     });
     assert_eq!(note, "kept-across-pods", "the claim's data survives stop/start");
     eventually("the Service answers after start", Duration::from_secs(120), || {
         let o = kubectl(&kc, &["exec", "client", "--", "curl", "-s", "--max-time", "5", &format!("http://{service_ip}/")]);
         let body = String::from_utf8_lossy(&o.stdout).into_owned();
-        if body.contains("hello-from-web") { Ok(()) } else { Err(body) }
+        if body.contains("hello-from-web") {
+            Ok(())
+        } else {
+            Err(body)
+        }
     });
 }

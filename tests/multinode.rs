@@ -18,7 +18,11 @@ fn kubectl_ok(kc: &Path, args: &[&str]) -> String {
 fn node_ready(kc: &Path, node: &str) -> Result<(), String> {
     let out = kubectl(kc, &["get", "node", node, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
     let s = String::from_utf8_lossy(&out.stdout).into_owned();
-    if s == "True" { Ok(()) } else { Err(format!("{node} Ready={s}")) }
+    if s == "True" {
+        Ok(())
+    } else {
+        Err(format!("{node} Ready={s}"))
+    }
 }
 
 const TOOLBOX: &str = "berth-test/toolbox:1";
@@ -30,6 +34,20 @@ fn toolbox_pod(name: &str, node: &str, labels: &str, command: &str) -> String {
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{{labels}}}}}\nspec:\n  nodeName: {node}\n  \
          containers: [{{name: tb, image: {TOOLBOX}, imagePullPolicy: Never, command: [sh, -c, {command:?}]}}]\n"
     )
+}
+
+/// Every file under `dir`, depth first.
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path))
+        } else {
+            out.push(path)
+        }
+    }
+    out
 }
 
 fn apply(kc: &Path, yaml: &str) {
@@ -71,7 +89,22 @@ fn workers_network_restart_load_dashboard_and_logs() {
     let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/workers.yaml");
     let out = berth(&kc)
-        .args(["create", "cluster", "--name", name, "--config", config, "--image", &test_image(), "--wait", "4m", "--addon", "dashboard", "--addon", "metrics-server"])
+        .args([
+            "create",
+            "cluster",
+            "--name",
+            name,
+            "--config",
+            config,
+            "--image",
+            &test_image(),
+            "--wait",
+            "4m",
+            "--addon",
+            "dashboard",
+            "--addon",
+            "metrics-server",
+        ])
         .output()
         .unwrap();
     let (_, stderr) = text(&out);
@@ -82,7 +115,8 @@ fn workers_network_restart_load_dashboard_and_logs() {
     // `kubectl top` waits for its image.
     assert!(stderr.contains("metrics-server/metrics-server:v0.7.2") && stderr.contains("kubectl top"), "{stderr}");
     kubectl_ok(&kc, &["-n", "kube-system", "get", "deployment/metrics-server", "service/metrics-server", "serviceaccount/metrics-server"]);
-    let api = kubectl_ok(&kc, &["get", "apiservice", "v1beta1.metrics.k8s.io", "-o", "jsonpath={.spec.service.namespace}/{.spec.service.name}"]);
+    let api =
+        kubectl_ok(&kc, &["get", "apiservice", "v1beta1.metrics.k8s.io", "-o", "jsonpath={.spec.service.namespace}/{.spec.service.name}"]);
     assert_eq!(api, "kube-system/metrics-server", "the metrics API is registered with the aggregator");
     let (cp, w1, w2) = ("e2e-multi-control-plane", "e2e-multi-worker", "e2e-multi-worker2");
     for n in [cp, w1, w2] {
@@ -98,7 +132,12 @@ fn workers_network_restart_load_dashboard_and_logs() {
 
     // A pod on every node with imagePullPolicy: Never runs only if the load reached that node.
     let mut manifest = String::new();
-    manifest.push_str(&toolbox_pod("web", w1, "app: web", "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 8080 -h /www"));
+    manifest.push_str(&toolbox_pod(
+        "web",
+        w1,
+        "app: web",
+        "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 8080 -h /www",
+    ));
     manifest.push_str("---\n");
     manifest.push_str(&toolbox_pod("client", w2, "app: client", "exec sleep infinity"));
     manifest.push_str("---\n");
@@ -112,14 +151,22 @@ fn workers_network_restart_load_dashboard_and_logs() {
         let client_ip = pod_ip(&kc, "client");
         eventually(&format!("{what}: client pings web across nodes"), Duration::from_secs(60), || {
             let o = kubectl(&kc, &["exec", "client", "--", "ping", "-c", "2", "-W", "2", &web_ip]);
-            if o.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&o.stdout).into_owned()) }
+            if o.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&o.stdout).into_owned())
+            }
         });
         kubectl_ok(&kc, &["exec", "web", "--", "ping", "-c", "2", "-W", "2", &client_ip]);
         let svc = kubectl_ok(&kc, &["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
         let body = eventually(&format!("{what}: the Service answers from another node"), Duration::from_secs(60), || {
             let o = kubectl(&kc, &["exec", "client", "--", "curl", "-s", "--max-time", "5", &format!("http://{svc}/")]);
             let body = String::from_utf8_lossy(&o.stdout).into_owned();
-            if body.contains("hello-from-web") { Ok(body) } else { Err(body) }
+            if body.contains("hello-from-web") {
+                Ok(body)
+            } else {
+                Err(body)
+            }
         });
         assert!(body.contains("hello-from-web"));
     };
@@ -131,12 +178,21 @@ fn workers_network_restart_load_dashboard_and_logs() {
         node_ready(&kc, w1)?;
         let restarts = kubectl_ok(&kc, &["get", "pod", "web", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"]);
         let ready = kubectl_ok(&kc, &["get", "pod", "web", "-o", "jsonpath={.status.containerStatuses[0].ready}"]);
-        if restarts != "0" && ready == "true" { Ok(()) } else { Err(format!("web restarts={restarts} ready={ready}")) }
+        if restarts != "0" && ready == "true" {
+            Ok(())
+        } else {
+            Err(format!("web restarts={restarts} ready={ready}"))
+        }
     });
     check_network("after restart");
 
     // Dashboard: objects exist and the printed token is a working credential.
-    for obj in ["deployment/kubernetes-dashboard", "deployment/dashboard-metrics-scraper", "service/kubernetes-dashboard", "secret/kubernetes-dashboard-csrf"] {
+    for obj in [
+        "deployment/kubernetes-dashboard",
+        "deployment/dashboard-metrics-scraper",
+        "service/kubernetes-dashboard",
+        "secret/kubernetes-dashboard-csrf",
+    ] {
         kubectl_ok(&kc, &["-n", "kubernetes-dashboard", "get", obj]);
     }
     let printed = run_ok(berth(&kc).args(["dashboard", "--name", name]));
@@ -157,10 +213,21 @@ fn workers_network_restart_load_dashboard_and_logs() {
             assert!(len > 0, "{} is missing or empty", p.display());
         }
         let pods_dir = logs.path().join(node).join("pods");
-        let kube_system = std::fs::read_dir(&pods_dir).unwrap().filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("kube-system_"));
+        let kube_system = std::fs::read_dir(&pods_dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with("kube-system_"));
         assert!(kube_system, "kube-system pod logs under {}", pods_dir.display());
     }
     assert_eq!(std::fs::read_to_string(logs.path().join(cp).join("kubernetes-version.txt")).unwrap().trim(), "v1.20.2");
+    // The logs hold cluster material: the user's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&logs.path().join(cp)), 0o700, "node directory");
+    assert_eq!(mode(&logs.path().join(cp).join("journal.log")), 0o600, "journal");
+    let pod_log = walk_files(&logs.path().join(cp).join("pods")).into_iter().next().expect("a pod log");
+    assert_eq!(mode(&pod_log), 0o600, "{}", pod_log.display());
+    assert_eq!(mode(pod_log.parent().unwrap()), 0o700, "{}", pod_log.display());
 }
 
 #[test]
@@ -172,7 +239,18 @@ fn ha_control_planes_survive_losing_one() {
     let (_dir, kc) = temp_kubeconfig();
     let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testdata/cluster/ha-3-1.yaml");
-    run_ok(berth(&kc).env("BERTH_LB_IMAGE", "berth-test/haproxy:1").args(["create", "cluster", "--name", name, "--config", config, "--image", &test_image(), "--wait", "5m"]));
+    run_ok(berth(&kc).env("BERTH_LB_IMAGE", "berth-test/haproxy:1").args([
+        "create",
+        "cluster",
+        "--name",
+        name,
+        "--config",
+        config,
+        "--image",
+        &test_image(),
+        "--wait",
+        "5m",
+    ]));
     let server = kubectl_ok(&kc, &["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]);
     let lb_port = run_ok(Command::new("docker").args(["port", "e2e-ha-external-load-balancer", "6443/tcp"]));
     assert!(lb_port.trim().ends_with(server.rsplit(':').next().unwrap()), "kubeconfig {server} points at the load balancer ({lb_port})");
@@ -184,7 +262,17 @@ fn ha_control_planes_survive_losing_one() {
     // load and export logs act on the nodes, not on the load balancer (no containerd there).
     let loaded = run_ok(berth(&kc).args(["load", "docker-image", TOOLBOX, "--name", name]));
     for node in ["e2e-ha-control-plane", "e2e-ha-control-plane2", "e2e-ha-control-plane3", "e2e-ha-worker"] {
-        let has = run_ok(Command::new("docker").args(["exec", node, "ctr", "-n", "k8s.io", "images", "ls", "-q", "name==docker.io/berth-test/toolbox:1"]));
+        let has = run_ok(Command::new("docker").args([
+            "exec",
+            node,
+            "ctr",
+            "-n",
+            "k8s.io",
+            "images",
+            "ls",
+            "-q",
+            "name==docker.io/berth-test/toolbox:1",
+        ]));
         assert!(!has.trim().is_empty(), "{node} holds the loaded image: {loaded}");
     }
     let logs = tempfile::tempdir().unwrap();
@@ -195,7 +283,11 @@ fn ha_control_planes_survive_losing_one() {
     run_ok(Command::new("docker").args(["stop", "e2e-ha-control-plane"]));
     let after = eventually("the API answers with one control plane stopped", Duration::from_secs(30), || {
         let o = kubectl(&kc, &["get", "nodes", "--request-timeout=10s", "-o", "name"]);
-        if o.status.success() { Ok(String::from_utf8_lossy(&o.stdout).into_owned()) } else { Err(String::from_utf8_lossy(&o.stderr).into_owned()) }
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).into_owned())
+        }
     });
     assert_eq!(after.lines().count(), 4, "{after}");
 }
@@ -210,7 +302,11 @@ fn kind_env() -> Option<tempfile::TempDir> {
     let runtime = std::env::var("BERTH_TEST_PRIVILEGED_RUNTIME").unwrap_or_else(|_| "nosr".into());
     let dir = tempfile::tempdir().unwrap();
     let real = String::from_utf8(Command::new("sh").args(["-c", "command -v docker"]).output().unwrap().stdout).unwrap();
-    let shim = format!("#!/bin/sh\nif [ \"$1\" = run ]; then shift; exec {} run --runtime={runtime} \"$@\"; fi\nexec {} \"$@\"\n", real.trim(), real.trim());
+    let shim = format!(
+        "#!/bin/sh\nif [ \"$1\" = run ]; then shift; exec {} run --runtime={runtime} \"$@\"; fi\nexec {} \"$@\"\n",
+        real.trim(),
+        real.trim()
+    );
     let path = dir.path().join("docker");
     std::fs::write(&path, shim).unwrap();
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -222,9 +318,8 @@ fn real_kind_creates_a_cluster_from_the_test_image() {
     if !require_e2e("real_kind_creates_a_cluster_from_the_test_image") {
         return;
     }
-    let kind = std::env::var("BERTH_TEST_KIND").unwrap_or_else(|_| {
-        run_ok(&mut Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/get-kind"))).trim().to_string()
-    });
+    let kind = std::env::var("BERTH_TEST_KIND")
+        .unwrap_or_else(|_| run_ok(&mut Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/get-kind"))).trim().to_string());
     let shim = kind_env();
     let path = match &shim {
         Some(d) => format!("{}:{}", d.path().display(), std::env::var("PATH").unwrap()),
@@ -239,7 +334,10 @@ fn real_kind_creates_a_cluster_from_the_test_image() {
         c.env("PATH", &path).args(args).arg("--kubeconfig").arg(&kc);
         c
     };
-    let created = kind_cmd(&["create", "cluster", "--name", name, "--image", &test_image(), "--wait", "5m", "--config", config.to_str().unwrap()]).output().unwrap();
+    let created =
+        kind_cmd(&["create", "cluster", "--name", name, "--image", &test_image(), "--wait", "5m", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
     let result = std::panic::catch_unwind(|| {
         let (_, stderr) = text(&created);
         assert!(created.status.success(), "kind create failed:\n{stderr}");

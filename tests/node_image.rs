@@ -169,7 +169,8 @@ fn build_node_image_rejects_bad_input_and_leaves_nothing() {
     let junk_images = tmp.path().join("junk-images");
     std::fs::create_dir(&junk_images).unwrap();
     std::fs::write(junk_images.join("junk.tar"), b"definitely not a tar archive, just some words").unwrap();
-    let err = failing_build(build_cmd(base).args(["--kube-bin", kube_bin, "--images"]).arg(&junk_images).args(["--tag", "berth-test/bad:1"]));
+    let err =
+        failing_build(build_cmd(base).args(["--kube-bin", kube_bin, "--images"]).arg(&junk_images).args(["--tag", "berth-test/bad:1"]));
     assert!(err.contains("junk.tar is not an image archive"), "{err}");
 
     let err = failing_build(build_cmd(base).args(["--kube-version", "latest", "--tag", "berth-test/bad:1"]));
@@ -178,7 +179,8 @@ fn build_node_image_rejects_bad_input_and_leaves_nothing() {
     let empty_site = tmp.path().join("site");
     std::fs::create_dir_all(empty_site.join("release")).unwrap();
     let server = HttpServer::serve(&empty_site);
-    let err = failing_build(build_cmd(base).args(["--kube-version", "v9.99.0", "--kube-base-url", &server.url(), "--tag", "berth-test/bad:1"]));
+    let err =
+        failing_build(build_cmd(base).args(["--kube-version", "v9.99.0", "--kube-base-url", &server.url(), "--tag", "berth-test/bad:1"]));
     assert!(err.contains("v9.99.0 was not found"), "{err}");
 
     let err = failing_build(build_cmd("berth-test/no-such-base:0").args(["--kube-bin", kube_bin, "--tag", "berth-test/bad:1"]));
@@ -251,7 +253,15 @@ fn build_node_image_downloads_a_release_from_a_base_url() {
         assert!(listed.contains(want), "{want} preloaded; got:\n{listed}");
     }
     // The preloaded blobs live outside /var, so a node's /var volume starts nearly empty.
-    let var = run_ok(Command::new("docker").args(["run", "--rm", "--entrypoint", "sh", tag, "-c", "du -sm /var | cut -f1; readlink /var/lib/containerd/io.containerd.content.v1.content"]));
+    let var = run_ok(Command::new("docker").args([
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        tag,
+        "-c",
+        "du -sm /var | cut -f1; readlink /var/lib/containerd/io.containerd.content.v1.content",
+    ]));
     let mut lines = var.lines();
     let var_mb: u64 = lines.next().unwrap().trim().parse().unwrap();
     assert!(var_mb < 50, "/var holds {var_mb} MB");
@@ -263,6 +273,7 @@ fn build_node_image_downloads_a_release_from_a_base_url() {
 
     // A corrupted artifact fails the checksum, by name.
     std::fs::write(rel.join("kubectl.sha256"), "0000").unwrap();
-    let err = failing_build(build_cmd(&inputs["BASE_IMAGE"]).args(["--kube-version", "v1.20.2", "--kube-base-url", &server.url(), "--tag", tag]));
+    let err =
+        failing_build(build_cmd(&inputs["BASE_IMAGE"]).args(["--kube-version", "v1.20.2", "--kube-base-url", &server.url(), "--tag", tag]));
     assert!(err.contains("kubectl") && err.contains("sha256"), "{err}");
 }

@@ -40,16 +40,23 @@ fn local_registry_serves_pods_and_node_images_are_pulled_from_a_registry() {
         return;
     }
     let (dir, kc) = temp_kubeconfig();
-    let _guards = [
-        ClusterGuard { name: "e2e-reg".into(), kubeconfig: kc.clone() },
-        ClusterGuard { name: "e2e-pull".into(), kubeconfig: kc.clone() },
-    ];
+    let _guards =
+        [ClusterGuard { name: "e2e-reg".into(), kubeconfig: kc.clone() }, ClusterGuard { name: "e2e-pull".into(), kubeconfig: kc.clone() }];
     let cfg = dir.path().join("reg.yaml");
     std::fs::write(&cfg, "kind: Cluster\napiVersion: berth.dev/v1alpha1\nnodes:\n- role: control-plane\n- role: worker\n").unwrap();
     let _ = berth(&kc).args(["delete", "registry"]).output();
-    run_ok(berth(&kc)
-        .env("BERTH_REGISTRY_IMAGE", "berth-test/registry:1")
-        .args(["create", "cluster", "--name", "e2e-reg", "--config", cfg.to_str().unwrap(), "--image", &test_image(), "--registry", PORT]));
+    run_ok(berth(&kc).env("BERTH_REGISTRY_IMAGE", "berth-test/registry:1").args([
+        "create",
+        "cluster",
+        "--name",
+        "e2e-reg",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--image",
+        &test_image(),
+        "--registry",
+        PORT,
+    ]));
 
     // A pod naming localhost:PORT/... with the default pull policy, on the worker.
     let tagged = format!("localhost:{PORT}/berth-test/toolbox:1");
@@ -63,7 +70,15 @@ fn local_registry_serves_pods_and_node_images_are_pulled_from_a_registry() {
     std::fs::write(&pod_file, pod).unwrap();
     run_ok(kubectl_cmd(&kc).args(["apply", "-f"]).arg(&pod_file));
     run_ok(kubectl_cmd(&kc).args(["wait", "--for=condition=Ready", "pod/from-registry", "--timeout=120s"]));
-    let hosting = run_ok(kubectl_cmd(&kc).args(["-n", "kube-public", "get", "configmap", "local-registry-hosting", "-o", "jsonpath={.data.localRegistryHosting\\.v1}"]));
+    let hosting = run_ok(kubectl_cmd(&kc).args([
+        "-n",
+        "kube-public",
+        "get",
+        "configmap",
+        "local-registry-hosting",
+        "-o",
+        "jsonpath={.data.localRegistryHosting\\.v1}",
+    ]));
     assert!(hosting.contains(&format!("host: \"localhost:{PORT}\"")), "{hosting}");
 
     // A node image pushed to the registry (published on 127.0.0.1) and then removed locally.
@@ -87,21 +102,40 @@ fn local_registry_serves_pods_and_node_images_are_pulled_from_a_registry() {
     let out = berth(&kc).args(["create", "cluster", "--name", "e2e-pull", "--image", &wrong]).output().unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.lines().filter(|l| l.starts_with("ERROR:")).count() == 1 && stderr.contains(&format!("from 127.0.0.1:{PORT}")), "{stderr}");
+    assert!(
+        stderr.lines().filter(|l| l.starts_with("ERROR:")).count() == 1 && stderr.contains(&format!("from 127.0.0.1:{PORT}")),
+        "{stderr}"
+    );
     assert!(cluster_containers("e2e-pull").is_empty());
 
     let out = berth(&kc).args(["create", "cluster", "--name", "e2e-pull", "--image", &pinned, "--wait", "3m"]).output().unwrap();
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains(&format!("Pulling {pinned}")) && stderr.contains("Pull complete"), "pull progress shown:\n{stderr}");
-    let digests = run_ok(Command::new("docker").args(["image", "inspect", "-f", "{{json .RepoDigests}}", &format!("127.0.0.1:{PORT}/berth-test/node@{digest}")]));
+    let digests = run_ok(Command::new("docker").args([
+        "image",
+        "inspect",
+        "-f",
+        "{{json .RepoDigests}}",
+        &format!("127.0.0.1:{PORT}/berth-test/node@{digest}"),
+    ]));
     assert!(digests.contains(&digest), "the pulled image carries the digest asked for: {digests}");
-    let nodes = run_ok(kubectl_cmd(&kc).args(["--context", "berth-e2e-pull", "get", "nodes", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"]));
+    let nodes = run_ok(kubectl_cmd(&kc).args([
+        "--context",
+        "berth-e2e-pull",
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}",
+    ]));
     assert_eq!(nodes, "True");
     let marker = run_ok(Command::new("docker").args(["exec", "e2e-pull-control-plane", "cat", "/kind/pulled"]));
     assert_eq!(marker.trim(), "pulled-from-a-registry", "the node runs the pulled image");
     // Present now: no second pull unless asked (`--pull never` proves it is local).
-    let again = berth(&kc).args(["create", "cluster", "--name", "e2e-pull2", "--image", &pinned, "--pull", "never", "--wait", "0"]).output().unwrap();
+    let again = berth(&kc)
+        .args(["create", "cluster", "--name", "e2e-pull2", "--image", &pinned, "--pull", "never", "--wait", "0"])
+        .output()
+        .unwrap();
     let (_, again_err) = text(&again);
     assert!(again.status.success() && !again_err.contains("Pulling"), "an image that is present is not pulled again:\n{again_err}");
     run_ok(berth(&kc).args(["delete", "cluster", "--name", "e2e-pull2"]));

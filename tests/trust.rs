@@ -24,10 +24,23 @@ fn node_addresses(cluster: &str) -> Vec<(String, String)> {
 }
 
 fn all_ready(kc: &Path, expected: usize) -> Result<(), String> {
-    let out = kubectl(kc, &["get", "nodes", "--request-timeout=5s", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"]);
+    let out = kubectl(
+        kc,
+        &[
+            "get",
+            "nodes",
+            "--request-timeout=5s",
+            "-o",
+            "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+        ],
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let ready = text.lines().filter(|l| *l == "True").count();
-    if out.status.success() && ready == expected { Ok(()) } else { Err(format!("{ready}/{expected} Ready; {}", String::from_utf8_lossy(&out.stderr))) }
+    if out.status.success() && ready == expected {
+        Ok(())
+    } else {
+        Err(format!("{ready}/{expected} Ready; {}", String::from_utf8_lossy(&out.stderr)))
+    }
 }
 
 /// All `expected` nodes Ready by a status their kubelets posted at or after `since` (RFC 3339,
@@ -36,7 +49,11 @@ fn all_ready_since(kc: &Path, expected: usize, since: &str) -> Result<(), String
     let out = kubectl(kc, &["get", "nodes", "--request-timeout=5s", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status} {.status.conditions[?(@.type==\"Ready\")].lastHeartbeatTime}{\"\\n\"}{end}"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let fresh = text.lines().filter(|l| l.split_once(' ').is_some_and(|(status, at)| status == "True" && at >= since)).count();
-    if out.status.success() && fresh == expected { Ok(()) } else { Err(format!("{fresh}/{expected} freshly Ready: {text}{}", String::from_utf8_lossy(&out.stderr))) }
+    if out.status.success() && fresh == expected {
+        Ok(())
+    } else {
+        Err(format!("{fresh}/{expected} freshly Ready: {text}{}", String::from_utf8_lossy(&out.stderr)))
+    }
 }
 
 /// Now, as the API writes times.
@@ -59,7 +76,10 @@ fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
     let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
     let cfg = dir.path().join("one-worker.yaml");
     std::fs::write(&cfg, "kind: Cluster\napiVersion: berth.dev/v1alpha1\nnodes:\n- role: control-plane\n- role: worker\n").unwrap();
-    let out = berth(&kc).args(["-vvv", "create", "cluster", "--name", name, "--config", cfg.to_str().unwrap(), "--image", &test_image()]).output().unwrap();
+    let out = berth(&kc)
+        .args(["-vvv", "create", "cluster", "--name", name, "--config", cfg.to_str().unwrap(), "--image", &test_image()])
+        .output()
+        .unwrap();
     let (_, log) = text(&out);
     assert!(out.status.success(), "{log}");
 
@@ -68,7 +88,15 @@ fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
     let key = kubeconfig_text.lines().find_map(|l| l.trim().strip_prefix("client-key-data:")).unwrap().trim().to_string();
     assert!(key.len() > 40);
     assert!(!log.contains(&key), "the client key appears in berth's -vvv log");
-    let tokens = run_ok(Command::new("docker").args(["exec", "e2e-life-control-plane", "kubeadm", "token", "list", "-o", "jsonpath={.token}{\"\\n\"}"]));
+    let tokens = run_ok(Command::new("docker").args([
+        "exec",
+        "e2e-life-control-plane",
+        "kubeadm",
+        "token",
+        "list",
+        "-o",
+        "jsonpath={.token}{\"\\n\"}",
+    ]));
     for token in tokens.lines().filter(|t| !t.is_empty()) {
         let secret = token.split('.').nth(1).unwrap();
         assert!(!log.contains(secret), "a bootstrap token's secret appears in berth's -vvv log");
@@ -100,7 +128,13 @@ fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
     // A worker whose kubelet never comes back: its Ready condition from before the stop must
     // not pass for news. `start` fails within --wait, naming that node.
     let hold = "[Unit]\nConditionPathExists=/nonexistent/berth-test-holds-the-kubelet\n";
-    run_ok(Command::new("docker").args(["exec", "e2e-life-worker", "sh", "-c", &format!("printf '{hold}' > /etc/systemd/system/kubelet.service.d/99-hold.conf")]));
+    run_ok(Command::new("docker").args([
+        "exec",
+        "e2e-life-worker",
+        "sh",
+        "-c",
+        &format!("printf '{hold}' > /etc/systemd/system/kubelet.service.d/99-hold.conf"),
+    ]));
     run_ok(berth(&kc).args(["stop", "cluster", "--name", name]));
     let out = berth(&kc).args(["start", "cluster", "--name", name, "--wait", "30s"]).output().unwrap();
     let (_, stderr) = text(&out);
@@ -222,7 +256,10 @@ fn a_cluster_that_never_gets_ready_fails_with_the_kubelets_words() {
     let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
     let cfg = dir.path().join("no-cni.yaml");
     std::fs::write(&cfg, "kind: Cluster\napiVersion: berth.dev/v1alpha1\nnetworking:\n  disableDefaultCNI: true\n").unwrap();
-    let out = berth(&kc).args(["create", "cluster", "--name", name, "--config", cfg.to_str().unwrap(), "--image", &test_image(), "--wait", "20s"]).output().unwrap();
+    let out = berth(&kc)
+        .args(["create", "cluster", "--name", name, "--config", cfg.to_str().unwrap(), "--image", &test_image(), "--wait", "20s"])
+        .output()
+        .unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("not ready within --wait"), "{stderr}");

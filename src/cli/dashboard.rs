@@ -1,7 +1,7 @@
 //! `berth dashboard`: where the Dashboard add-on is, and the token to log in with.
 
-use crate::{addons, cluster, kube, ui};
 use crate::runtime::Docker;
+use crate::{addons, cluster, kube, ui};
 
 use super::NameArg;
 

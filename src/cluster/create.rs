@@ -5,51 +5,17 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use super::steps;
+use super::options::CreateOptions;
+use super::steps::{self, ensure_image, Ctx, PlannedNode, LABEL_CREATE_ID};
 use super::{ClusterError, Result};
-use crate::config::{self, Cluster};
+use crate::config;
 use crate::image_ref::ImageRef;
-use crate::kubeadm::KubeVersion;
-use crate::runtime::{Docker, ModeRequest, NodeMode, LABEL_CLUSTER};
-use crate::ui::Status;
 use crate::kubeconfig;
-
-/// Label carrying the id of the `create` run that made a container.
-pub const LABEL_CREATE_ID: &str = "dev.berth.create-id";
-
-#[derive(Debug, Clone)]
-pub struct CreateOptions {
-    pub name: String,
-    pub config: Cluster,
-    /// The image for nodes whose config names none.
-    pub image: String,
-    /// How long to wait for Ready nodes; zero skips the wait.
-    pub wait: Duration,
-    pub retain: bool,
-    pub kubeconfig_path: PathBuf,
-    pub mode_request: ModeRequest,
-    pub runtime: Option<String>,
-    /// The haproxy image for the load balancer of clusters with several control planes.
-    pub lb_image: String,
-    /// When to pull node images.
-    pub pull: PullPolicy,
-}
-
-/// `--pull`: never surprise a user with "latest", but let them ask for a fresh image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum PullPolicy {
-    /// Pull only images that are not present locally.
-    #[default]
-    Missing,
-    /// Pull every node image, even one that is present.
-    Always,
-    /// Never pull; a missing image is an error.
-    Never,
-}
+use crate::runtime::{Docker, NodeMode, LABEL_CLUSTER};
+use crate::ui::Status;
 
 #[derive(Debug, Clone)]
 pub struct CreateReport {
@@ -57,68 +23,6 @@ pub struct CreateReport {
     pub kubeconfig_path: PathBuf,
     pub mode: NodeMode,
     pub warnings: Vec<String>,
-}
-
-/// A node to be: its container name and which config node it comes from.
-#[derive(Debug, Clone)]
-pub(crate) struct PlannedNode {
-    pub name: String,
-    pub role: config::Role,
-    pub image: ImageRef,
-    pub index: usize,
-}
-
-/// What the steps share.
-pub(crate) struct Ctx<'a> {
-    pub docker: &'a Docker,
-    pub opts: &'a CreateOptions,
-    pub status: &'a Status,
-    pub create_id: String,
-    pub nodes: Vec<PlannedNode>,
-    pub mode: Option<NodeMode>,
-    pub version: Option<KubeVersion>,
-    pub cgroup_driver: String,
-    pub node_ips: BTreeMap<String, String>,
-    /// The node image's default StorageClass manifest, if it carries one.
-    pub default_storage: Option<String>,
-    pub token: String,
-    pub ca_cert_hash: Option<String>,
-    /// Encrypts the control-plane certificates kubeadm uploads for other control planes (HA).
-    pub certificate_key: Option<String>,
-    /// This cluster's kubeconfig entries (server on the host side).
-    pub kubeconfig: Option<serde_yaml::Value>,
-    pub client: Option<kube::Client>,
-    /// Set once the merge into the user's kubeconfig may have begun: the context that was
-    /// current before it (roll-back makes it current again).
-    pub kubeconfig_merged: Option<Option<String>>,
-    pub warnings: Vec<String>,
-    /// The host port the API server is published on: the config's, else one chosen free now.
-    /// Never left to Docker, which would pick a new one at every start.
-    pub api_server_port: u16,
-}
-
-impl Ctx<'_> {
-    pub fn control_plane(&self) -> &PlannedNode {
-        self.nodes.iter().find(|n| n.role == config::Role::ControlPlane).expect("validated: one control plane")
-    }
-
-    pub fn client(&self) -> &kube::Client {
-        self.client.as_ref().expect("the API client is made by the kubeadm init step")
-    }
-
-    /// Several control planes: a load balancer fronts them and is the cluster's endpoint.
-    pub fn is_ha(&self) -> bool {
-        self.nodes.iter().filter(|n| n.role == config::Role::ControlPlane).count() > 1
-    }
-
-    pub fn version(&self) -> KubeVersion {
-        self.version.expect("the version is read by the provision step")
-    }
-
-    pub fn warn(&mut self, message: String) {
-        self.status.warn(&message);
-        self.warnings.push(message);
-    }
 }
 
 fn plan_nodes(opts: &CreateOptions) -> Result<Vec<PlannedNode>> {
@@ -135,16 +39,6 @@ fn plan_nodes(opts: &CreateOptions) -> Result<Vec<PlannedNode>> {
             Ok(PlannedNode { name, role: node.role, image, index })
         })
         .collect()
-}
-
-/// Makes sure `image` is present, pulling it as the policy allows.
-pub(crate) async fn ensure_image(docker: &Docker, image: &ImageRef, policy: PullPolicy, status: &Status) -> Result<()> {
-    let present = docker.image_exists(&crate::registry::local_name(image)).await?;
-    match (policy, present) {
-        (PullPolicy::Always, _) | (PullPolicy::Missing, false) => Ok(crate::registry::pull(docker, image, status).await?),
-        (PullPolicy::Never, false) => Err(ClusterError::ImageMissing(image.to_string())),
-        _ => Ok(()),
-    }
 }
 
 /// Everything checkable before anything is created (pulls included: a failed pull leaves
@@ -184,6 +78,24 @@ fn exposure_warning(address: &str) -> Option<String> {
     })
 }
 
+/// Host ports that `extraPortMappings` publish on every interface (no `listenAddress`: kind's
+/// default, kept for compatibility), named once so nobody is surprised.
+fn port_mapping_warning(config: &config::Cluster) -> Option<String> {
+    let open: Vec<String> = config
+        .nodes
+        .iter()
+        .flat_map(|n| &n.extra_port_mappings)
+        .filter(|m| m.listen_address.as_deref().is_none_or(|a| a == "0.0.0.0" || a == "::"))
+        .map(|m| if m.host_port == 0 { format!("(a free port)->{}", m.container_port) } else { m.host_port.to_string() })
+        .collect();
+    (!open.is_empty()).then(|| {
+        format!(
+            "extraPortMappings publish host port(s) {} on all interfaces, reachable from other machines; set listenAddress: 127.0.0.1 to keep them local",
+            open.join(", ")
+        )
+    })
+}
+
 /// The configured API server port, or a port free right now on its address.
 fn api_server_port(opts: &CreateOptions) -> Result<u16> {
     match opts.config.networking.api_server_port.filter(|p| *p != 0) {
@@ -210,21 +122,13 @@ pub async fn create(docker: &Docker, opts: &CreateOptions, status: &Status) -> R
         status,
         create_id: create_id(),
         nodes: plan_nodes(opts)?,
-        mode: None,
-        version: None,
-        cgroup_driver: String::new(),
-        node_ips: BTreeMap::new(),
-        default_storage: None,
         token: steps::kubeadm_init::new_bootstrap_token(),
-        ca_cert_hash: None,
         certificate_key: (opts.config.control_planes().count() > 1).then(steps::kubeadm_init::new_certificate_key),
-        kubeconfig: None,
-        client: None,
-        kubeconfig_merged: None,
-        warnings: Vec::new(),
         api_server_port: api_server_port(opts)?,
+        warnings: Vec::new(),
+        kubeconfig_merged: None,
     };
-    if let Some(warning) = exposure_warning(opts.config.api_server_address()) {
+    for warning in [exposure_warning(opts.config.api_server_address()), port_mapping_warning(&opts.config)].into_iter().flatten() {
         ctx.warn(warning);
     }
     let outcome = tokio::select! {
@@ -232,14 +136,17 @@ pub async fn create(docker: &Docker, opts: &CreateOptions, status: &Status) -> R
         which = interrupted() => Err(ClusterError::Interrupted(which, String::new())),
     };
     match outcome {
-        Ok(()) => Ok(CreateReport {
+        Ok(mode) => Ok(CreateReport {
             context: kubeconfig::context_name(&opts.name),
             kubeconfig_path: opts.kubeconfig_path.clone(),
-            mode: ctx.mode.unwrap_or(NodeMode::Capabilities),
+            mode,
             warnings: ctx.warnings,
         }),
         Err(err) if opts.retain => {
-            status.warn(format!("--retain: leaving the nodes of {:?} for inspection; `berth delete cluster --name {}` removes them", opts.name, opts.name));
+            status.warn(format!(
+                "--retain: leaving the nodes of {:?} for inspection; `berth delete cluster --name {}` removes them",
+                opts.name, opts.name
+            ));
             Err(err)
         }
         Err(err) => {
@@ -256,57 +163,57 @@ pub async fn create(docker: &Docker, opts: &CreateOptions, status: &Status) -> R
     }
 }
 
-async fn run_steps(ctx: &mut Ctx<'_>) -> Result<()> {
+/// The steps, in order; each gets what the ones before it made. Returns the nodes' mode.
+async fn run_steps(ctx: &mut Ctx<'_>) -> Result<NodeMode> {
     let step = ctx.status.step("Creating nodes");
-    steps::provision::run(ctx).await?;
+    let nodes = steps::provision::run(ctx).await?;
     step.done();
 
     let step = ctx.status.step("Starting control plane");
     let first = ctx.control_plane().name.clone();
     let joining: Vec<String> = ctx.nodes.iter().map(|n| n.name.clone()).filter(|n| *n != first).collect();
-    let docker = ctx.docker;
-    let (init, ()) = tokio::join!(steps::kubeadm_init::run(ctx), steps::warm::unpack_common_images(docker, &joining));
-    init?;
+    let (init, ()) = tokio::join!(steps::kubeadm_init::run(ctx, &nodes), steps::warm::unpack_common_images(ctx.docker, &joining));
+    let cluster = init?;
     step.done();
 
     if !ctx.opts.config.networking.disable_default_cni {
         let step = ctx.status.step("Installing pod network");
-        steps::cni::run(ctx).await?;
+        steps::cni::run(ctx, &cluster).await?;
         step.done();
     }
 
     let step = ctx.status.step("Installing default storage");
-    steps::storage::run(ctx).await?;
+    steps::storage::run(ctx, &nodes, &cluster).await?;
     step.done();
 
     if ctx.nodes.len() > 1 {
         let step = ctx.status.step("Joining nodes");
-        steps::join::run(ctx).await?;
+        steps::join::run(ctx, &nodes, &cluster).await?;
         step.done();
     }
 
     if let Some(spec) = ctx.opts.config.registry.clone() {
         let step = ctx.status.step("Connecting the local registry");
-        steps::registry::run(ctx, &spec).await?;
+        steps::registry::run(ctx, &cluster, &spec).await?;
         step.done();
     }
 
     let step = ctx.status.step("Writing kubeconfig");
-    steps::export_kubeconfig::run(ctx).await?;
+    steps::export_kubeconfig::run(ctx, &cluster).await?;
     step.done();
 
     if !ctx.opts.wait.is_zero() {
         let step = ctx.status.step("Waiting for Ready");
-        steps::wait::run(ctx).await?;
+        steps::wait::run(ctx, &cluster).await?;
         step.done();
     }
 
     if !ctx.opts.config.addons.is_empty() {
         let step = ctx.status.step(format!("Installing add-ons: {}", ctx.opts.config.addons.join(", ")));
-        steps::addons::run(ctx).await?;
+        steps::addons::run(ctx, &cluster).await?;
         step.done();
     }
-    Ok(())
+    Ok(nodes.mode)
 }
 
 async fn interrupted() -> &'static str {
@@ -364,13 +271,29 @@ async fn sweep_settled(docker: &Docker, label: &str) -> Result<()> {
     Err(ClusterError::Invalid(format!("containers labelled {label} keep appearing; remove them with `docker rm -f`")))
 }
 
-pub(crate) fn node_labels(ctx: &Ctx<'_>) -> Vec<(String, String)> {
-    vec![(LABEL_CREATE_ID.to_string(), ctx.create_id.clone())]
-}
-
 #[cfg(test)]
 mod tests {
-    use super::exposure_warning;
+    use super::{exposure_warning, port_mapping_warning};
+
+    #[test]
+    fn warns_once_for_port_mappings_on_all_interfaces() {
+        let config = |mappings: &str| -> crate::config::Cluster {
+            crate::config::parse(
+                &format!(
+                    "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n  extraPortMappings: {mappings}\n"
+                ),
+                "test",
+            )
+            .unwrap()
+        };
+        let open = port_mapping_warning(&config(
+            "[{containerPort: 80, hostPort: 8080}, {containerPort: 443, hostPort: 8443, listenAddress: 127.0.0.1}]",
+        ));
+        let open = open.unwrap();
+        assert!(open.contains("8080") && !open.contains("8443") && open.contains("listenAddress: 127.0.0.1"), "{open}");
+        assert_eq!(port_mapping_warning(&config("[{containerPort: 80, hostPort: 8080, listenAddress: 127.0.0.1}]")), None);
+        assert_eq!(port_mapping_warning(&config("[]")), None);
+    }
 
     #[test]
     fn warns_only_when_the_api_server_leaves_loopback() {

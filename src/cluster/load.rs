@@ -32,7 +32,10 @@ async fn target_nodes(docker: &Docker, cluster: &str, only: &[String]) -> Result
     }
     for n in only {
         if !all.contains(n) {
-            return Err(ClusterError::Invalid(format!("--nodes: {n:?} is not a running node of cluster {cluster:?} (nodes: {})", all.join(", "))));
+            return Err(ClusterError::Invalid(format!(
+                "--nodes: {n:?} is not a running node of cluster {cluster:?} (nodes: {})",
+                all.join(", ")
+            )));
         }
     }
     Ok(only.to_vec())
@@ -40,18 +43,17 @@ async fn target_nodes(docker: &Docker, cluster: &str, only: &[String]) -> Result
 
 async fn has_image(docker: &Docker, node: &str, image: &HostImage) -> Result<bool> {
     let blob = docker.exec(node, &["ctr", "-n", "k8s.io", "content", "get", &image.id]).await?;
-    Ok(blob.code == 0 && node_has_image_named(docker, node, &image.name).await?)
-}
-
-/// Whether the node's containerd has an image of this name (as containerd spells it).
-pub async fn node_has_image_named(docker: &Docker, node: &str, image: &str) -> Result<bool, RuntimeError> {
-    let Ok(reference) = crate::image_ref::ImageRef::parse(image) else { return Ok(false) };
-    let filter = format!("name=={}", reference.containerd_name());
-    Ok(!docker.exec_ok(node, &["ctr", "-n", "k8s.io", "images", "ls", "-q", &filter]).await?.trim().is_empty())
+    Ok(blob.code == 0 && docker.node_has_image(node, &image.name).await?)
 }
 
 /// Loads images from the host's Docker into the cluster's nodes. Returns (node, loaded?) pairs.
-pub async fn load_docker_images(docker: &Docker, cluster: &str, images: &[String], only: &[String], status: &Status) -> Result<Vec<(String, bool)>> {
+pub async fn load_docker_images(
+    docker: &Docker,
+    cluster: &str,
+    images: &[String],
+    only: &[String],
+    status: &Status,
+) -> Result<Vec<(String, bool)>> {
     let mut host_images = Vec::new();
     for name in images {
         let info = docker.api().inspect_image(name).await.map_err(|e| match e {
@@ -86,7 +88,13 @@ pub async fn load_docker_images(docker: &Docker, cluster: &str, images: &[String
     let step = status.step(format!("Loading into {} node(s)", needed.len()));
     try_join_all(needed.iter().map(|node| import_archive(docker, node, &archive))).await?;
     step.done();
-    Ok(targets.into_iter().map(|n| { let loaded = needed.contains(&n); (n, loaded) }).collect())
+    Ok(targets
+        .into_iter()
+        .map(|n| {
+            let loaded = needed.contains(&n);
+            (n, loaded)
+        })
+        .collect())
 }
 
 /// Loads an image archive file into every (or the named) node.
@@ -104,13 +112,13 @@ pub async fn load_archive(docker: &Docker, cluster: &str, archive: &Path, only: 
 /// layers are unpacked when a container first uses the image (as for the images a node image
 /// preloads), so a load writes each layer once per node instead of twice.
 async fn import_archive(docker: &Docker, node: &str, archive: &Path) -> Result<()> {
-    let file = tokio::fs::File::open(archive)
-        .await
-        .map_err(|e| ClusterError::Invalid(format!("reading {}: {e}", archive.display())))?;
+    let file = tokio::fs::File::open(archive).await.map_err(|e| ClusterError::Invalid(format!("reading {}: {e}", archive.display())))?;
     let cmd = ["ctr", "-n", "k8s.io", "images", "import", "--digests", "--no-unpack", "-"];
     let out = docker.exec_with_input(node, &cmd, Some(tokio::io::BufReader::with_capacity(1 << 20, file))).await?;
     if out.code != 0 {
-        return Err(RuntimeError::ExecFailed { container: node.to_string(), command: cmd.join(" "), code: out.code, tail: out.tail(20) }.into());
+        return Err(
+            RuntimeError::ExecFailed { container: node.to_string(), command: cmd.join(" "), code: out.code, tail: out.tail(20) }.into()
+        );
     }
     Ok(())
 }

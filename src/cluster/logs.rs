@@ -1,6 +1,7 @@
 //! `berth export logs`: what someone debugging a cluster asks for, per node: the kubelet and
 //! containerd journals, the whole journal, the container's console log, /kind/version, the pod
-//! logs under /var/log/pods (kube-system among them), and Docker's inspect output.
+//! logs under /var/log/pods (kube-system among them), and Docker's inspect output. The logs
+//! hold cluster material, so what this writes is the user's alone: directories 0700, files 0600.
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +16,7 @@ pub async fn export(docker: &Docker, cluster: &str, dir: &Path) -> Result<Vec<Pa
     let mut written = Vec::new();
     for node in nodes {
         let node_dir = dir.join(&node.name);
-        std::fs::create_dir_all(&node_dir).map_err(|e| io_err(&node_dir, e))?;
+        private_dir(&node_dir)?;
         let inspect = docker.inspect(&node.name).await?;
         written.push(write(&node_dir.join("inspect.json"), serde_json::to_string_pretty(&inspect).unwrap_or_default().as_bytes())?);
         written.push(write(&node_dir.join("serial.log"), docker.logs_tail(&node.name, 100_000).await?.as_bytes())?);
@@ -67,9 +68,10 @@ async fn copy_pod_logs(docker: &Docker, node: &str, node_dir: &Path) -> Result<V
         let target = node_dir.join(&rel);
         if entry.header().entry_type().is_file() {
             if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+                private_dir(parent)?;
             }
             entry.unpack(&target).map_err(|e| io_err(&target, e))?;
+            set_mode(&target, 0o600)?;
             written.push(target);
         }
     }
@@ -77,8 +79,27 @@ async fn copy_pod_logs(docker: &Docker, node: &str, node_dir: &Path) -> Result<V
 }
 
 fn write(path: &Path, contents: &[u8]) -> Result<PathBuf> {
-    std::fs::write(path, contents).map_err(|e| io_err(path, e))?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(|e| io_err(path, e))?;
+    file.write_all(contents).map_err(|e| io_err(path, e))?;
+    // A file left by an earlier export keeps its old mode through open(): set it.
+    set_mode(path, 0o600)?;
     Ok(path.to_path_buf())
+}
+
+/// Creates `dir` and any missing parents 0700. A directory that already existed is left as
+/// it is unless berth made it (a node's or a pod's directory), which is set 0700.
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io_err(dir, e))?;
+    set_mode(dir, 0o700)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| io_err(path, e))
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> ClusterError {

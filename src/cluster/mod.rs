@@ -8,6 +8,7 @@ mod create;
 pub mod lifecycle;
 pub mod load;
 pub mod logs;
+mod options;
 pub(crate) mod steps;
 
 use std::collections::BTreeMap;
@@ -21,13 +22,13 @@ use crate::kubeadm::KubeadmError;
 use crate::kubeconfig::{self, KubeconfigError};
 use crate::runtime::{Docker, RuntimeError, LABEL_CLUSTER, LABEL_ROLE};
 
-pub use create::{create, CreateOptions, CreateReport, PullPolicy};
+pub use create::{create, CreateReport};
+pub use options::{CreateOptions, PullPolicy};
 pub use steps::loadbalancer::DEFAULT_LB_IMAGE;
 
 /// The node image berth uses when none is named: kind's own default for kind v0.27.0, pinned by
 /// digest so "latest" never changes under a user.
-pub const DEFAULT_NODE_IMAGE: &str =
-    "kindest/node:v1.32.2@sha256:f226345927d7e348497136874b6d207e0b32cc52154ad8323129352923a3142f";
+pub const DEFAULT_NODE_IMAGE: &str = "kindest/node:v1.32.2@sha256:f226345927d7e348497136874b6d207e0b32cc52154ad8323129352923a3142f";
 pub const DEFAULT_CLUSTER_NAME: &str = "berth";
 
 #[derive(Debug, thiserror::Error)]
@@ -127,12 +128,7 @@ pub async fn list(docker: &Docker) -> Result<Vec<ClusterInfo>> {
 
 /// The nodes of one cluster; an error if it has none.
 pub async fn nodes(docker: &Docker, cluster: &str) -> Result<Vec<NodeInfo>> {
-    list(docker)
-        .await?
-        .into_iter()
-        .find(|c| c.name == cluster)
-        .map(|c| c.nodes)
-        .ok_or_else(|| ClusterError::NotFound(cluster.to_string()))
+    list(docker).await?.into_iter().find(|c| c.name == cluster).map(|c| c.nodes).ok_or_else(|| ClusterError::NotFound(cluster.to_string()))
 }
 
 /// Removes every container of `cluster` (with its volumes) and its kubeconfig entries.
@@ -148,12 +144,7 @@ pub async fn delete(docker: &Docker, cluster: &str, kubeconfig_path: &Path) -> R
 pub(crate) async fn remove_containers(docker: &Docker, label: &str) -> Result<usize> {
     let mut total = 0;
     for _ in 0..5 {
-        let names: Vec<String> = docker
-            .list_containers(label)
-            .await?
-            .into_iter()
-            .filter_map(|c| c.id)
-            .collect();
+        let names: Vec<String> = docker.list_containers(label).await?.into_iter().filter_map(|c| c.id).collect();
         if names.is_empty() {
             return Ok(total);
         }
@@ -165,6 +156,18 @@ pub(crate) async fn remove_containers(docker: &Docker, label: &str) -> Result<us
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     Ok(total)
+}
+
+/// The URL the host reaches the API server at, published on `address` (as the config or
+/// Docker's port binding says it) and `port`: an unspecified address is reached on loopback, and
+/// an IPv6 address is bracketed.
+pub fn host_server_url(address: &str, port: u16) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => format!("https://127.0.0.1:{port}"),
+        Ok(std::net::IpAddr::V6(ip)) => format!("https://[{ip}]:{port}"),
+        _ if address.is_empty() => format!("https://127.0.0.1:{port}"),
+        _ => format!("https://{address}:{port}"),
+    }
 }
 
 /// The admin kubeconfig of a running cluster, with the server its host-side address (or, with
@@ -188,9 +191,8 @@ pub async fn kubeconfig_for(docker: &Docker, cluster: &str, internal: bool) -> R
             .and_then(|h| h.port_bindings)
             .and_then(|p| p.get("6443/tcp").cloned().flatten())
             .and_then(|b| b.into_iter().find_map(|b| b.host_ip))
-            .filter(|ip| !ip.is_empty() && ip != "0.0.0.0")
-            .unwrap_or_else(|| "127.0.0.1".into());
-        format!("https://{ip}:{port}")
+            .unwrap_or_default();
+        host_server_url(&ip, port)
     };
     Ok(kubeconfig::for_cluster(&admin, cluster, &server)?)
 }
@@ -206,6 +208,16 @@ mod tests {
         assert_eq!(node_name("demo", Role::ControlPlane, 2), "demo-control-plane3");
         assert_eq!(node_name("demo", Role::Worker, 0), "demo-worker");
         assert_eq!(node_name("demo", Role::Worker, 1), "demo-worker2");
+    }
+
+    #[test]
+    fn server_urls_reach_unspecified_addresses_on_loopback_and_bracket_ipv6() {
+        assert_eq!(host_server_url("127.0.0.1", 6443), "https://127.0.0.1:6443");
+        assert_eq!(host_server_url("0.0.0.0", 6443), "https://127.0.0.1:6443");
+        assert_eq!(host_server_url("", 6443), "https://127.0.0.1:6443");
+        assert_eq!(host_server_url("::1", 40000), "https://[::1]:40000");
+        assert_eq!(host_server_url("::", 40000), "https://127.0.0.1:40000");
+        assert_eq!(host_server_url("192.168.1.10", 1), "https://192.168.1.10:1");
     }
 
     #[test]

@@ -17,10 +17,8 @@ pub(super) fn validate_document(c: &Cluster) -> Vec<String> {
         problems.push(format!("kind: is {:?}, expected \"Cluster\"", c.kind));
     }
     if c.api_version != BERTH_API_VERSION && c.api_version != KIND_API_VERSION {
-        problems.push(format!(
-            "apiVersion: {:?} is not supported; use {BERTH_API_VERSION:?} (or kind's {KIND_API_VERSION:?})",
-            c.api_version
-        ));
+        problems
+            .push(format!("apiVersion: {:?} is not supported; use {BERTH_API_VERSION:?} (or kind's {KIND_API_VERSION:?})", c.api_version));
     }
     problems
 }
@@ -113,10 +111,7 @@ fn check_subnets(c: &Cluster, problems: &mut Vec<String>) {
             ));
         }
         if pod.prefix > 24 {
-            problems.push(format!(
-                "networking.podSubnet: {} is too small; each node takes a /24, so use /16 to /24",
-                c.pod_subnet()
-            ));
+            problems.push(format!("networking.podSubnet: {} is too small; each node takes a /24, so use /16 to /24", c.pod_subnet()));
         }
     }
 }
@@ -161,9 +156,7 @@ fn check_nodes(c: &Cluster, problems: &mut Vec<String>) {
             }
             if let Some(p) = &m.propagation {
                 if !matches!(p.as_str(), "None" | "HostToContainer" | "Bidirectional") {
-                    problems.push(format!(
-                        "nodes[{i}].extraMounts[{j}].propagation: {p:?}; use None, HostToContainer or Bidirectional"
-                    ));
+                    problems.push(format!("nodes[{i}].extraMounts[{j}].propagation: {p:?}; use None, HostToContainer or Bidirectional"));
                 }
             }
         }
@@ -204,14 +197,11 @@ pub fn fixed_host_ports(c: &Cluster) -> Vec<(String, u16, Protocol, String)> {
 fn check_port_duplicates(c: &Cluster, problems: &mut Vec<String>) {
     let mut seen: Vec<(String, u16, Protocol, String)> = Vec::new();
     for entry in fixed_host_ports(c) {
-        let clash = seen.iter().find(|(a, p, proto, _)| {
-            *p == entry.1 && *proto == entry.2 && (a == &entry.0 || a == "0.0.0.0" || entry.0 == "0.0.0.0")
-        });
+        let clash = seen
+            .iter()
+            .find(|(a, p, proto, _)| *p == entry.1 && *proto == entry.2 && (a == &entry.0 || a == "0.0.0.0" || entry.0 == "0.0.0.0"));
         if let Some(first) = clash {
-            problems.push(format!(
-                "{}: host port {} is also used by {}; each host port can be published once",
-                entry.3, entry.1, first.3
-            ));
+            problems.push(format!("{}: host port {} is also used by {}; each host port can be published once", entry.3, entry.1, first.3));
         } else {
             seen.push(entry);
         }

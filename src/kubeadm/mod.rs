@@ -86,7 +86,9 @@ impl ApiVersion {
 pub enum NodeJoin {
     Init,
     /// Join as a worker, or (`control_plane`) as another control plane with uploaded certs.
-    Join { control_plane: bool },
+    Join {
+        control_plane: bool,
+    },
 }
 
 /// Everything the kubeadm documents are rendered from.
@@ -128,7 +130,9 @@ const CRI_SOCKET_PATH: &str = "/run/containerd/containerd.sock";
 pub fn render(p: &Params, patches: &[String]) -> Result<String, KubeadmError> {
     let api = ApiVersion::for_kubernetes(p.version);
     let mut docs = match p.join {
-        NodeJoin::Init => vec![init_configuration(p, api), cluster_configuration(p, api), kubelet_configuration(p), kube_proxy_configuration(p)],
+        NodeJoin::Init => {
+            vec![init_configuration(p, api), cluster_configuration(p, api), kubelet_configuration(p), kube_proxy_configuration(p)]
+        }
         NodeJoin::Join { .. } => vec![join_configuration(p, api)],
     };
     apply_patches(&mut docs, patches)?;
@@ -195,7 +199,8 @@ fn init_configuration(p: &Params, api: ApiVersion) -> Value {
 fn join_configuration(p: &Params, api: ApiVersion) -> Value {
     let control_plane = match p.join {
         NodeJoin::Join { control_plane: true } => {
-            json!({"localAPIEndpoint": {"advertiseAddress": p.node_ip, "bindPort": 6443}, "certificateKey": p.certificate_key}).without_nulls()
+            json!({"localAPIEndpoint": {"advertiseAddress": p.node_ip, "bindPort": 6443}, "certificateKey": p.certificate_key})
+                .without_nulls()
         }
         _ => Value::Null,
     };

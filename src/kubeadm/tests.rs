@@ -111,10 +111,8 @@ fn golden_v1beta4_control_plane_join() {
 #[test]
 fn every_document_parses_back_with_kinds() {
     let out = render(&params("v1.20.2", NodeJoin::Init), &[]).unwrap();
-    let kinds: Vec<String> = out
-        .split("\n---\n")
-        .map(|d| serde_yaml::from_str::<serde_yaml::Value>(d).unwrap()["kind"].as_str().unwrap().to_string())
-        .collect();
+    let kinds: Vec<String> =
+        out.split("\n---\n").map(|d| serde_yaml::from_str::<serde_yaml::Value>(d).unwrap()["kind"].as_str().unwrap().to_string()).collect();
     assert_eq!(kinds, ["InitConfiguration", "ClusterConfiguration", "KubeletConfiguration", "KubeProxyConfiguration"]);
 }
 

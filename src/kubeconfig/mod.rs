@@ -60,8 +60,8 @@ pub fn default_path(explicit: Option<&Path>) -> Result<PathBuf> {
 /// Turns the admin kubeconfig kubeadm wrote into berth's entries: renames cluster, user and
 /// context to `berth-NAME`, and points the server at `server`.
 pub fn for_cluster(admin_conf: &str, cluster: &str, server: &str) -> Result<Value> {
-    let doc: Value = serde_yaml::from_str(admin_conf)
-        .map_err(|e| KubeconfigError::Invalid(format!("kubeadm's admin.conf is not YAML: {e}")))?;
+    let doc: Value =
+        serde_yaml::from_str(admin_conf).map_err(|e| KubeconfigError::Invalid(format!("kubeadm's admin.conf is not YAML: {e}")))?;
     let name = context_name(cluster);
     let first = |key: &str, field: &str| -> Result<Value> {
         doc.get(key)
@@ -180,8 +180,7 @@ pub fn read(path: &Path) -> Result<Value> {
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
-    let doc: Value =
-        serde_yaml::from_str(&text).map_err(|e| KubeconfigError::NotYaml { path: path.into(), reason: e.to_string() })?;
+    let doc: Value = serde_yaml::from_str(&text).map_err(|e| KubeconfigError::NotYaml { path: path.into(), reason: e.to_string() })?;
     if !doc.is_mapping() {
         return Err(KubeconfigError::NotYaml { path: path.into(), reason: "the top level is not a mapping".into() });
     }

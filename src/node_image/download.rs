@@ -22,9 +22,7 @@ pub fn parse_version(raw: &str) -> Result<String, NodeImageError> {
     let core = v.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
     if parts.len() != 3 || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
-        return Err(NodeImageError::BadVersion(format!(
-            "{raw:?} is not a Kubernetes version; use the form v1.20.2"
-        )));
+        return Err(NodeImageError::BadVersion(format!("{raw:?} is not a Kubernetes version; use the form v1.20.2")));
     }
     Ok(format!("v{v}"))
 }
@@ -68,10 +66,7 @@ async fn fetch_verified(client: &reqwest::Client, version: &str, url: &str, path
     let actual = fetch_to_file(client, version, url, path).await?;
     if expected != actual {
         let _ = tokio::fs::remove_file(path).await;
-        return Err(NodeImageError::Download {
-            url: url.into(),
-            reason: format!("sha256 is {actual}, but {url}.sha256 says {expected}"),
-        });
+        return Err(NodeImageError::Download { url: url.into(), reason: format!("sha256 is {actual}, but {url}.sha256 says {expected}") });
     }
     Ok(())
 }

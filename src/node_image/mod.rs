@@ -25,11 +25,7 @@ pub use download::{parse_version, DEFAULT_KUBE_BASE_URL};
 const NODE_FILES: &[(&str, &[u8], u32)] = &[
     ("/usr/local/bin/entrypoint", include_bytes!("../../node-image/files/usr/local/bin/entrypoint"), 0o755),
     ("/etc/containerd/config.toml", include_bytes!("../../node-image/files/etc/containerd/config.toml"), 0o644),
-    (
-        "/etc/containerd/berth-cni.conflist.tmpl",
-        include_bytes!("../../node-image/files/etc/containerd/berth-cni.conflist.tmpl"),
-        0o644,
-    ),
+    ("/etc/containerd/berth-cni.conflist.tmpl", include_bytes!("../../node-image/files/etc/containerd/berth-cni.conflist.tmpl"), 0o644),
     ("/etc/systemd/system/kubelet.service", include_bytes!("../../node-image/files/etc/systemd/system/kubelet.service"), 0o644),
     (
         "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
@@ -186,10 +182,8 @@ fn collect_archives(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for dir in dirs {
         let entries = std::fs::read_dir(dir).map_err(|e| io_err(format!("reading --images directory {}", dir.display()), e))?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "tar"))
-            .collect();
+        let mut paths: Vec<PathBuf> =
+            entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "tar")).collect();
         paths.sort();
         for path in paths {
             check_image_archive(&path)?;
@@ -230,9 +224,7 @@ async fn build_in_container(
     parse_version(&version)?;
     docker.exec_ok(container, &["/kind/setup.sh", &version]).await?;
     let pause = pause_image(docker, container, &version).await?;
-    docker
-        .exec_ok(container, &["sed", "-i", &format!("s#@PAUSE_IMAGE@#{pause}#"), "/etc/containerd/config.toml"])
-        .await?;
+    docker.exec_ok(container, &["sed", "-i", &format!("s#@PAUSE_IMAGE@#{pause}#"), "/etc/containerd/config.toml"]).await?;
     step.done();
 
     if !archives.is_empty() {
@@ -275,15 +267,22 @@ async fn preload_images(docker: &Docker, container: &str, archives: &[PathBuf], 
     docker
         .exec_ok(
             container,
-            &["sh", "-c", "ctr -n k8s.io images ls -q | grep -E -- '-(amd64|arm64):' | while read -r i; do \
-               ctr -n k8s.io images tag \"$i\" \"$(echo \"$i\" | sed -E 's/-(amd64|arm64):/:/')\" >/dev/null 2>&1 || true; done"],
+            &[
+                "sh",
+                "-c",
+                "ctr -n k8s.io images ls -q | grep -E -- '-(amd64|arm64):' | while read -r i; do \
+               ctr -n k8s.io images tag \"$i\" \"$(echo \"$i\" | sed -E 's/-(amd64|arm64):/:/')\" >/dev/null 2>&1 || true; done",
+            ],
         )
         .await?;
     let listed = docker.exec_ok(container, &["ctr", "-n", "k8s.io", "images", "ls", "-q"]).await?;
     tracing::info!("images in the node image:\n{listed}");
     // Stop containerd cleanly so its metadata database is consistent in the committed layer.
     docker
-        .exec_ok(container, &["sh", "-c", "pkill containerd; for i in $(seq 50); do pgrep containerd >/dev/null || exit 0; sleep 0.1; done; exit 1"])
+        .exec_ok(
+            container,
+            &["sh", "-c", "pkill containerd; for i in $(seq 50); do pgrep containerd >/dev/null || exit 0; sleep 0.1; done; exit 1"],
+        )
         .await?;
     move_content_store_out_of_var(docker, container).await?;
     step.done();
@@ -327,28 +326,21 @@ async fn commit(docker: &Docker, container: &str, opts: &BuildOptions, version: 
     let config = bollard::models::ContainerConfig {
         entrypoint: Some(vec!["/usr/local/bin/entrypoint".into(), "/sbin/init".into()]),
         cmd: None,
-        env: Some(vec![
-            "container=docker".into(),
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-        ]),
+        env: Some(vec!["container=docker".into(), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()]),
         // systemd shuts down cleanly on SIGRTMIN+3, not on SIGTERM.
         stop_signal: Some("SIGRTMIN+3".into()),
         labels: Some(labels),
         ..Default::default()
     };
     let options = CommitContainerOptionsBuilder::default().container(container).repo(&repo).tag(&tag).pause(true).build();
-    let resp = docker
-        .api()
-        .commit_container(options, config)
-        .await
-        .map_err(|e| RuntimeError::Other(format!("committing {}: {e}", opts.tag)))?;
+    let resp =
+        docker.api().commit_container(options, config).await.map_err(|e| RuntimeError::Other(format!("committing {}: {e}", opts.tag)))?;
     Ok(resp.id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     #[test]
     fn the_cni_manifest_names_the_agent_image_we_build() {

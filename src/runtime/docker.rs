@@ -8,9 +8,9 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary, Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
-    UploadToContainerOptionsBuilder, WaitContainerOptions,
+    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    WaitContainerOptions,
 };
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
@@ -28,6 +28,8 @@ pub enum RuntimeError {
     Unreachable { host: String, reason: String },
     #[error("{context}: {source}")]
     Api { context: String, source: bollard::errors::Error },
+    #[error("a container named {0} already exists; delete that cluster first or choose another name")]
+    NameTaken(String),
     #[error("`{command}` failed in {container} (exit code {code}):\n{tail}")]
     ExecFailed { container: String, command: String, code: i64, tail: String },
     #[error("{0}")]
@@ -43,9 +45,7 @@ impl RuntimeError {
     /// The HTTP status Docker answered with, if this is an API error.
     pub fn status(&self) -> Option<u16> {
         match self {
-            RuntimeError::Api { source: bollard::errors::Error::DockerResponseServerError { status_code, .. }, .. } => {
-                Some(*status_code)
-            }
+            RuntimeError::Api { source: bollard::errors::Error::DockerResponseServerError { status_code, .. }, .. } => Some(*status_code),
             _ => None,
         }
     }
@@ -118,6 +118,15 @@ impl Docker {
         Ok(info.repo_digests.unwrap_or_default())
     }
 
+    /// Whether a node's containerd holds an image of this name (as containerd spells it:
+    /// `busybox` is `docker.io/library/busybox:latest`). A name that is no image reference is
+    /// held by no node.
+    pub async fn node_has_image(&self, node: &str, image: &str) -> Result<bool> {
+        let Ok(reference) = crate::image_ref::ImageRef::parse(image) else { return Ok(false) };
+        let filter = format!("name=={}", reference.containerd_name());
+        Ok(!self.exec_ok(node, &["ctr", "-n", "k8s.io", "images", "ls", "-q", &filter]).await?.trim().is_empty())
+    }
+
     /// Creates the shared network if it does not exist, with a subnet of its own so nodes can
     /// keep fixed addresses. Concurrent callers may each create one (Docker does not enforce
     /// unique names); all then agree on the lowest ID and the extras are removed. Returns the
@@ -167,7 +176,11 @@ impl Docker {
 
     /// Subnets of every Docker network, so a new one overlaps none.
     async fn used_subnets(&self) -> Result<Vec<crate::config::Cidr>> {
-        let nets = self.api.list_networks(None::<bollard::query_parameters::ListNetworksOptions>).await.map_err(RuntimeError::api("listing networks"))?;
+        let nets = self
+            .api
+            .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+            .await
+            .map_err(RuntimeError::api("listing networks"))?;
         Ok(nets
             .into_iter()
             .flat_map(|n| n.ipam.and_then(|i| i.config).unwrap_or_default())
@@ -218,19 +231,14 @@ impl Docker {
     pub async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
         let opts = CreateContainerOptionsBuilder::default().name(name).build();
         let resp = self.api.create_container(Some(opts), body).await.map_err(|e| match e {
-            bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => RuntimeError::Other(format!(
-                "a container named {name} already exists; delete that cluster first or choose another name"
-            )),
+            bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => RuntimeError::NameTaken(name.to_string()),
             e => RuntimeError::api(format!("creating container {name}"))(e),
         })?;
         Ok(resp.id)
     }
 
     pub async fn start_container(&self, name: &str) -> Result<()> {
-        self.api
-            .start_container(name, None::<StartContainerOptions>)
-            .await
-            .map_err(RuntimeError::api(format!("starting container {name}")))
+        self.api.start_container(name, None::<StartContainerOptions>).await.map_err(RuntimeError::api(format!("starting container {name}")))
     }
 
     pub async fn stop_container(&self, name: &str, timeout_secs: i32) -> Result<()> {
@@ -389,10 +397,7 @@ impl Docker {
         let context = || format!("starting `{}` in {container}", cmd.join(" "));
         let created = self
             .api
-            .create_exec(
-                container,
-                CreateExecOptions { cmd: Some(cmd.iter().map(|s| s.to_string()).collect()), ..Default::default() },
-            )
+            .create_exec(container, CreateExecOptions { cmd: Some(cmd.iter().map(|s| s.to_string()).collect()), ..Default::default() })
             .await
             .map_err(RuntimeError::api(context()))?;
         self.api
@@ -509,5 +514,4 @@ impl Docker {
         tracing::debug!("privileged probe: {outcome:?}");
         Ok(outcome)
     }
-
 }

@@ -41,7 +41,9 @@ impl ModeRequest {
             None | Some("") | Some("auto") => Ok(ModeRequest::Auto),
             Some("privileged") => Ok(ModeRequest::Privileged),
             Some("capabilities") | Some("unprivileged") => Ok(ModeRequest::Capabilities),
-            Some(other) => Err(format!("{other:?} is not a node mode (--node-mode, BERTH_NODE_MODE); use auto, privileged or capabilities")),
+            Some(other) => {
+                Err(format!("{other:?} is not a node mode (--node-mode, BERTH_NODE_MODE); use auto, privileged or capabilities"))
+            }
         }
     }
 

@@ -14,7 +14,8 @@ use crate::config::Cidr;
 
 /// Subnets tried, in order, for a new network: the /16s Docker itself would hand out.
 pub fn candidate_subnets() -> impl Iterator<Item = Cidr> {
-    (18u8..=31).map(|b| Cidr { addr: Ipv4Addr::new(172, b, 0, 0), prefix: 16 })
+    (18u8..=31)
+        .map(|b| Cidr { addr: Ipv4Addr::new(172, b, 0, 0), prefix: 16 })
         .chain((0u8..=240).step_by(16).map(|c| Cidr { addr: Ipv4Addr::new(192, 168, c, 0), prefix: 20 }))
 }
 
@@ -86,10 +87,7 @@ mod tests {
         assert_eq!(gateway(s), Ipv4Addr::new(172, 18, 0, 1));
         assert_eq!(dynamic_range(s), cidr("172.18.0.0/17"));
         let used: BTreeSet<Ipv4Addr> = [Ipv4Addr::new(172, 18, 128, 2)].into();
-        assert_eq!(
-            allocate(s, &used, 2),
-            Some(vec![Ipv4Addr::new(172, 18, 128, 1), Ipv4Addr::new(172, 18, 128, 3)])
-        );
+        assert_eq!(allocate(s, &used, 2), Some(vec![Ipv4Addr::new(172, 18, 128, 1), Ipv4Addr::new(172, 18, 128, 3)]));
         let small = cidr("192.168.0.0/30");
         assert_eq!(allocate(small, &BTreeSet::new(), 5), None);
     }

@@ -5,8 +5,7 @@ use std::collections::HashMap;
 
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HostConfig, HostConfigCgroupnsModeEnum, Mount,
-    MountBindOptions, MountBindOptionsPropagationEnum, MountType, NetworkingConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    MountBindOptions, MountBindOptionsPropagationEnum, MountType, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 
 use super::{NodeMode, LABEL_CLUSTER, LABEL_ROLE};

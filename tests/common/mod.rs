@@ -15,9 +15,14 @@ pub fn test_image() -> String {
     std::env::var("BERTH_TEST_IMAGE").unwrap_or_else(|_| DEFAULT_TEST_IMAGE.to_string())
 }
 
-/// Whether this run must exercise real containers.
+/// Whether this run must exercise real containers. Any value but `1` is a mistake (`true`,
+/// `yes`), and a mistake must not turn the suite into a silent pass.
 pub fn e2e_enabled() -> bool {
-    std::env::var("BERTH_E2E").is_ok_and(|v| v == "1")
+    match std::env::var("BERTH_E2E") {
+        Ok(v) if v == "1" => true,
+        Ok(v) if !v.is_empty() => panic!("BERTH_E2E={v:?}: set it to 1 to run the real tests, or unset it"),
+        _ => false,
+    }
 }
 
 /// Returns false (and says so) when e2e tests are off; panics when they are on but Docker or

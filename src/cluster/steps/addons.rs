@@ -1,15 +1,15 @@
 //! Step 7: the add-ons the config or `--addon` asked for. Images an add-on needs and the nodes
 //! lack are named in a warning: the objects exist, the pods wait for their images.
 
-use super::super::create::Ctx;
 use super::super::{ClusterError, Result};
+use super::{Ctx, Initialized};
 use crate::addons;
 
-pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
+pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
     let node = ctx.control_plane().name.clone();
     for name in ctx.opts.config.addons.clone() {
         let addon = addons::find(&name).ok_or_else(|| ClusterError::Invalid(format!("unknown add-on {name:?}")))?;
-        let missing = addons::install(ctx.client(), ctx.docker, &node, addon)
+        let missing = addons::install(&cluster.client, ctx.docker, &node, addon)
             .await
             .map_err(|e| ClusterError::Invalid(format!("installing {name}: {e}")))?;
         if !missing.is_empty() {

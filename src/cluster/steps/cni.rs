@@ -3,8 +3,8 @@
 //! bring berth-netd, kindest/node images bring kindnetd. It runs right after `kubeadm init`,
 //! before other nodes join: the DaemonSet then starts on each node as it registers.
 
-use super::super::create::Ctx;
 use super::super::{ClusterError, Result};
+use super::{Ctx, Initialized};
 
 pub const DEFAULT_CNI_MANIFEST: &str = "/kind/manifests/default-cni.yaml";
 
@@ -13,7 +13,7 @@ pub fn render_manifest(manifest: &str, pod_subnet: &str) -> String {
     manifest.replace("{{ .PodSubnet }}", pod_subnet).replace("{{.PodSubnet}}", pod_subnet)
 }
 
-pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
+pub async fn run(ctx: &Ctx<'_>, cluster: &Initialized) -> Result<()> {
     let cp = ctx.control_plane().name.clone();
     let manifest = ctx.docker.exec(&cp, &["cat", DEFAULT_CNI_MANIFEST]).await?;
     if manifest.code != 0 || manifest.stdout.trim().is_empty() {
@@ -23,7 +23,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
         )));
     }
     let rendered = render_manifest(&manifest.stdout, ctx.opts.config.pod_subnet());
-    let applied = crate::kube::apply_manifest(ctx.client(), &rendered).await?;
+    let applied = crate::kube::apply_manifest(&cluster.client, &rendered).await?;
     tracing::info!("applied {applied} objects from {DEFAULT_CNI_MANIFEST}");
     Ok(())
 }

@@ -1,11 +1,11 @@
 //! Step 5: merge the cluster's context into the user's kubeconfig, so kubectl works at once.
 
-use super::super::create::Ctx;
 use super::super::Result;
+use super::{Ctx, Initialized};
 use crate::kubeconfig;
 
-pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
-    let entries = ctx.kubeconfig.clone().expect("made by the kubeadm init step");
+pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
+    let entries = cluster.kubeconfig.clone();
     let path = ctx.opts.kubeconfig_path.clone();
     // Marked before writing: if the write is interrupted halfway, roll-back still removes
     // whatever landed (removing absent entries is harmless).

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::super::create::{Ctx, PlannedNode};
 use super::super::{ClusterError, Result};
+use super::{Ctx, Initialized, PlannedNode, Provisioned};
 use crate::kubeadm::{self, NodeJoin, Params};
 use crate::kubeconfig;
 use crate::runtime::API_SERVER_PORT;
@@ -40,11 +40,11 @@ pub fn endpoint_container(ctx: &Ctx<'_>) -> String {
     }
 }
 
-/// The kubeadm parameters for `node`.
-pub fn params_for(ctx: &Ctx<'_>, node: &PlannedNode, join: NodeJoin) -> Params {
+/// The kubeadm parameters for `node`; joins pin the CA by `ca_cert_hash` (from init).
+pub fn params_for(ctx: &Ctx<'_>, nodes: &Provisioned, ca_cert_hash: Option<&str>, node: &PlannedNode, join: NodeJoin) -> Params {
     let cfg = &ctx.opts.config;
     let cp = ctx.control_plane();
-    let cp_ip = ctx.node_ips.get(&cp.name).cloned().unwrap_or_default();
+    let cp_ip = nodes.node_ips.get(&cp.name).cloned().unwrap_or_default();
     let endpoint = endpoint_container(ctx);
     let mut cert_sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), cp.name.clone(), cp_ip];
     if endpoint != cp.name {
@@ -55,23 +55,23 @@ pub fn params_for(ctx: &Ctx<'_>, node: &PlannedNode, join: NodeJoin) -> Params {
         cert_sans.push(addr);
     }
     Params {
-        version: ctx.version(),
+        version: nodes.version,
         cluster_name: ctx.opts.name.clone(),
         node_name: node.name.clone(),
-        node_ip: ctx.node_ips.get(&node.name).cloned().unwrap_or_default(),
+        node_ip: nodes.node_ips.get(&node.name).cloned().unwrap_or_default(),
         control_plane_endpoint: format!("{endpoint}:{API_SERVER_PORT}"),
         pod_subnet: cfg.pod_subnet().to_string(),
         service_subnet: cfg.service_subnet().to_string(),
-        cgroup_driver: ctx.cgroup_driver.clone(),
+        cgroup_driver: nodes.cgroup_driver.clone(),
         kube_proxy_mode: cfg.networking.kube_proxy_mode.clone().unwrap_or_else(|| "iptables".into()),
         cert_sans,
         feature_gates: cfg.feature_gates.clone(),
         runtime_config: cfg.runtime_config.clone(),
         node_labels: cfg.nodes[node.index].labels.clone().into_iter().collect::<BTreeMap<_, _>>(),
         schedulable_control_plane: !ctx.nodes.iter().any(|n| n.role == crate::config::Role::Worker),
-        hostpath_provisioner: ctx.default_storage.as_deref().is_some_and(super::storage::uses_hostpath_provisioner),
+        hostpath_provisioner: nodes.default_storage.as_deref().is_some_and(super::storage::uses_hostpath_provisioner),
         token: ctx.token.clone(),
-        ca_cert_hash: ctx.ca_cert_hash.clone(),
+        ca_cert_hash: ca_cert_hash.map(str::to_string),
         certificate_key: ctx.certificate_key.clone(),
         join,
     }
@@ -110,9 +110,10 @@ pub fn ca_cert_hash_from(output: &str) -> Option<String> {
     output[at..].split_whitespace().nth(1).filter(|h| h.starts_with("sha256:")).map(str::to_string)
 }
 
-pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
+pub async fn run(ctx: &Ctx<'_>, nodes: &Provisioned) -> Result<Initialized> {
     let cp = ctx.control_plane().clone();
-    let rendered = kubeadm::render(&params_for(ctx, &cp, NodeJoin::Init), &patches_for(ctx, &cp))?;
+    let params = params_for(ctx, nodes, None, &cp, NodeJoin::Init);
+    let rendered = kubeadm::render(&params, &patches_for(ctx, &cp))?;
     ctx.docker.write_files(&cp.name, &[(KUBEADM_CONFIG_PATH, rendered.as_bytes(), 0o600)]).await?;
     let config_flag = format!("--config={KUBEADM_CONFIG_PATH}");
     let mut args = vec!["kubeadm", "init", "--skip-phases=preflight", &config_flag];
@@ -121,28 +122,23 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
         args.push("--upload-certs");
     }
     let out = run_kubeadm(ctx, &cp.name, "init", &args).await?;
-    ctx.ca_cert_hash = ca_cert_hash_from(&out);
-    if ctx.ca_cert_hash.is_none() && ctx.nodes.len() > 1 {
+    let ca_cert_hash = ca_cert_hash_from(&out);
+    if ca_cert_hash.is_none() && ctx.nodes.len() > 1 {
         return Err(ClusterError::Invalid("kubeadm init printed no CA certificate hash for joining nodes".into()));
     }
 
     let admin = ctx.docker.exec_ok(&cp.name, &["cat", "/etc/kubernetes/admin.conf"]).await?;
     let port = ctx.docker.published_port(&endpoint_container(ctx), &format!("{API_SERVER_PORT}/tcp")).await?;
-    let host = match ctx.opts.config.api_server_address() {
-        "0.0.0.0" => "127.0.0.1",
-        other => other,
-    };
-    let entries = kubeconfig::for_cluster(&admin, &ctx.opts.name, &format!("https://{host}:{port}"))?;
+    let server = crate::cluster::host_server_url(ctx.opts.config.api_server_address(), port);
+    let entries = kubeconfig::for_cluster(&admin, &ctx.opts.name, &server)?;
     let client = crate::kube::client(&entries).await?;
     crate::kube::wait_for_api(&client, tokio::time::Instant::now() + std::time::Duration::from_secs(60)).await?;
-    if params_for(ctx, &cp, NodeJoin::Init).schedulable_control_plane {
+    if params.schedulable_control_plane {
         // kubeadm (1.19+) keeps cloud load balancers off control planes with this label; with no
         // workers that would leave LoadBalancer Services nowhere to go. kind removes it too.
         crate::kube::remove_node_label(&client, &cp.name, EXCLUDE_FROM_LOAD_BALANCERS).await?;
     }
-    ctx.kubeconfig = Some(entries);
-    ctx.client = Some(client);
-    Ok(())
+    Ok(Initialized { client, kubeconfig: entries, ca_cert_hash })
 }
 
 #[cfg(test)]

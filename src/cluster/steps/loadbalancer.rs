@@ -2,8 +2,8 @@
 //! health-checking each API server, so the cluster's endpoint survives losing one of them.
 //! Part of the provision step; its config is written before the container starts.
 
-use super::super::create::{node_labels, Ctx};
 use super::super::Result;
+use super::Ctx;
 use crate::runtime::{load_balancer_body, NodeMode, NodeSpec, API_SERVER_PORT, NETWORK_NAME};
 
 /// kind's load balancer image; any image running haproxy on this config path works
@@ -51,7 +51,7 @@ pub async fn provision(ctx: &Ctx<'_>, mode: NodeMode, ip: Option<String>) -> Res
         port_mappings: Vec::new(),
         mounts: Vec::new(),
         host_has_lib_modules: false,
-        labels: node_labels(ctx),
+        labels: ctx.labels(),
         ip,
         runtime_cni: false,
     };

@@ -1,5 +1,15 @@
-//! The steps of `create cluster`, in the order create.rs runs them. Each owns one stage of
-//! bringing a cluster up and reads/writes the shared [`Ctx`](super::create::Ctx).
+//! The steps of `create cluster`, run in order by `create.rs`. Each takes the shared [`Ctx`]
+//! and the results of the steps it depends on, and returns what it made ([`Provisioned`],
+//! [`Initialized`]), so the compiler, not a panic at run time, checks that they run in order.
+//! Dependencies point one way: `create.rs` uses the steps; no step knows the orchestrator.
+//!
+//! ```text
+//! provision ──▶ Provisioned ──▶ kubeadm_init (beside warm) ──▶ Initialized
+//!                                   │
+//!     ┌──────────┬─────────┬────────┴─────┬──────────────────┬──────┬────────┐
+//!     ▼          ▼         ▼              ▼                  ▼      ▼        ▼
+//!    cni ──▶ storage ──▶ join ──▶ registry ──▶ export_kubeconfig ──▶ wait ──▶ addons
+//! ```
 
 pub mod addons;
 pub mod cni;
@@ -12,3 +22,101 @@ pub mod registry;
 pub mod storage;
 pub mod wait;
 pub mod warm;
+
+use std::collections::BTreeMap;
+
+use super::options::{CreateOptions, PullPolicy};
+use super::{ClusterError, Result};
+use crate::config;
+use crate::image_ref::ImageRef;
+use crate::kubeadm::KubeVersion;
+use crate::runtime::{Docker, NodeMode};
+use crate::ui::Status;
+
+/// Label carrying the id of the `create` run that made a container.
+pub const LABEL_CREATE_ID: &str = "dev.berth.create-id";
+
+/// A node to be: its container name and which config node it comes from.
+#[derive(Debug, Clone)]
+pub struct PlannedNode {
+    pub name: String,
+    pub role: config::Role,
+    pub image: ImageRef,
+    pub index: usize,
+}
+
+/// What every step needs: fixed before the first step runs, except the warnings it collects
+/// and the roll-back's record of the kubeconfig merge.
+pub struct Ctx<'a> {
+    pub docker: &'a Docker,
+    pub opts: &'a CreateOptions,
+    pub status: &'a Status,
+    pub create_id: String,
+    pub nodes: Vec<PlannedNode>,
+    /// A bootstrap token for joins, made fresh per cluster.
+    pub token: String,
+    /// Encrypts the control-plane certificates kubeadm uploads for other control planes (HA).
+    pub certificate_key: Option<String>,
+    /// The host port the API server is published on: the config's, else one chosen free now.
+    /// Never left to Docker, which would pick a new one at every start.
+    pub api_server_port: u16,
+    pub warnings: Vec<String>,
+    /// Set once the merge into the user's kubeconfig may have begun: the context that was
+    /// current before it (roll-back makes it current again).
+    pub kubeconfig_merged: Option<Option<String>>,
+}
+
+impl Ctx<'_> {
+    pub fn control_plane(&self) -> &PlannedNode {
+        self.nodes.iter().find(|n| n.role == config::Role::ControlPlane).expect("validated: one control plane")
+    }
+
+    /// Several control planes: a load balancer fronts them and is the cluster's endpoint.
+    pub fn is_ha(&self) -> bool {
+        self.nodes.iter().filter(|n| n.role == config::Role::ControlPlane).count() > 1
+    }
+
+    pub fn warn(&mut self, message: String) {
+        self.status.warn(&message);
+        self.warnings.push(message);
+    }
+
+    /// The labels of every container this run makes, by which roll-back finds them.
+    pub fn labels(&self) -> Vec<(String, String)> {
+        vec![(LABEL_CREATE_ID.to_string(), self.create_id.clone())]
+    }
+}
+
+/// What [`provision::run`] made: running nodes and what they said about themselves.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    pub mode: NodeMode,
+    /// From the first control plane's /kind/version.
+    pub version: KubeVersion,
+    /// The kubelet's cgroup driver, matching the node's containerd.
+    pub cgroup_driver: String,
+    /// Each node's address on berth's network.
+    pub node_ips: BTreeMap<String, String>,
+    /// The node image's default StorageClass manifest, if it carries one.
+    pub default_storage: Option<String>,
+}
+
+/// What [`kubeadm_init::run`] made: a control plane and the means to reach and join it.
+#[derive(Clone)]
+pub struct Initialized {
+    pub client: kube::Client,
+    /// This cluster's kubeconfig entries (server on the host side).
+    pub kubeconfig: serde_yaml::Value,
+    /// `sha256:<hex>` of the CA's public key, which joins pin.
+    pub ca_cert_hash: Option<String>,
+}
+
+/// Makes sure `image` is present, pulling it as the policy allows.
+pub async fn ensure_image(docker: &Docker, image: &ImageRef, policy: PullPolicy, status: &Status) -> Result<()> {
+    let present = docker.image_exists(&crate::registry::local_name(image)).await?;
+    match (policy, present) {
+        (PullPolicy::Always, _) | (PullPolicy::Missing, false) => Ok(crate::registry::pull(docker, image, status).await?),
+        (PullPolicy::Never, false) => Err(ClusterError::ImageMissing(image.to_string())),
+        _ => Ok(()),
+    }
+}

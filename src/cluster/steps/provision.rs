@@ -5,20 +5,19 @@ use std::time::Duration;
 
 use futures_util::future::try_join_all;
 
-use super::super::create::{node_labels, Ctx, PlannedNode};
 use super::super::{ClusterError, Result};
+use super::{Ctx, PlannedNode, Provisioned};
 use crate::config::Role;
 use crate::runtime::{decide_mode, network, node_container_body, Docker, NetworkLock, NodeMode, NodeSpec, NETWORK_NAME};
 
 /// systemd in a fresh node reaches `running` in 1–5 s; allow for a loaded machine.
 const SYSTEMD_TIMEOUT: Duration = Duration::from_secs(120);
 
-pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
+pub async fn run(ctx: &mut Ctx<'_>) -> Result<Provisioned> {
     let first_image = ctx.nodes[0].image.clone();
     let (mode, subnet) = tokio::try_join!(choose_mode(ctx, &first_image), async {
         ctx.docker.ensure_network(NETWORK_NAME).await.map_err(ClusterError::from)
     })?;
-    ctx.mode = Some(mode);
     tracing::info!("node mode: {mode}");
 
     // From choosing addresses until the containers holding them run, no other berth may choose.
@@ -46,14 +45,17 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
 
     let cp = ctx.control_plane().name.clone();
     let version = ctx.docker.exec_ok(&cp, &["cat", "/kind/version"]).await?;
-    ctx.version = Some(crate::kubeadm::KubeVersion::parse(&version)?);
-    ctx.cgroup_driver = cgroup_driver(ctx.docker, &cp).await?;
-    ctx.default_storage = super::storage::read_manifest(ctx.docker, &cp).await?;
+    let mut node_ips = std::collections::BTreeMap::new();
     for n in &ctx.nodes {
-        let ip = ctx.docker.container_ip(&n.name, NETWORK_NAME).await?;
-        ctx.node_ips.insert(n.name.clone(), ip);
+        node_ips.insert(n.name.clone(), ctx.docker.container_ip(&n.name, NETWORK_NAME).await?);
     }
-    Ok(())
+    Ok(Provisioned {
+        mode,
+        version: crate::kubeadm::KubeVersion::parse(&version)?,
+        cgroup_driver: cgroup_driver(ctx.docker, &cp).await?,
+        node_ips,
+        default_storage: super::storage::read_manifest(ctx.docker, &cp).await?,
+    })
 }
 
 /// Fixed addresses for the nodes (and the load balancer), or none on a network without a
@@ -76,7 +78,7 @@ async fn choose_mode(ctx: &Ctx<'_>, image: &crate::image_ref::ImageRef) -> Resul
     let request = ctx.opts.mode_request;
     let probe = if request.needs_probe() {
         // Labelled with this create's id: roll-back removes it if an interrupt lands mid-probe.
-        Some(ctx.docker.probe_privileged(&crate::registry::local_name(image), ctx.opts.runtime.as_deref(), &node_labels(ctx)).await?)
+        Some(ctx.docker.probe_privileged(&crate::registry::local_name(image), ctx.opts.runtime.as_deref(), &ctx.labels()).await?)
     } else {
         None
     };
@@ -101,7 +103,7 @@ fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode) -> NodeSpec {
         port_mappings: node_cfg.extra_port_mappings.clone(),
         mounts: node_cfg.extra_mounts.clone(),
         host_has_lib_modules: std::path::Path::new("/lib/modules").is_dir(),
-        labels: node_labels(ctx),
+        labels: ctx.labels(),
         ip: None,
         runtime_cni: !cfg.networking.disable_default_cni,
     }
@@ -112,8 +114,7 @@ async fn wait_for_systemd(docker: &Docker, node: &str) -> Result<()> {
     loop {
         let state = docker.exec(node, &["systemctl", "is-system-running"]).await?.stdout;
         let state = state.trim();
-        if matches!(state, "running" | "degraded")
-            && docker.exec(node, &["test", "-S", "/run/containerd/containerd.sock"]).await?.code == 0
+        if matches!(state, "running" | "degraded") && docker.exec(node, &["test", "-S", "/run/containerd/containerd.sock"]).await?.code == 0
         {
             if state == "degraded" {
                 let failed = docker.exec(node, &["systemctl", "--failed", "--no-legend", "--plain"]).await?.stdout;

@@ -3,21 +3,20 @@
 
 use futures_util::future::try_join_all;
 
-use super::super::create::{ensure_image, Ctx};
 use super::super::Result;
+use super::{ensure_image, Ctx, Initialized};
 use crate::config::RegistrySpec;
 use crate::registry;
 
-pub async fn run(ctx: &mut Ctx<'_>, spec: &RegistrySpec) -> Result<()> {
+pub async fn run(ctx: &Ctx<'_>, cluster: &Initialized, spec: &RegistrySpec) -> Result<()> {
     let port = spec.port.unwrap_or(registry::DEFAULT_REGISTRY_PORT);
     let image = spec.image.clone().unwrap_or_else(|| registry::DEFAULT_REGISTRY_IMAGE.to_string());
     let image = crate::image_ref::ImageRef::parse(&image)?;
     ensure_image(ctx.docker, &image, crate::cluster::PullPolicy::Missing, ctx.status).await?;
     registry::ensure_local_registry(ctx.docker, port, &registry::local_name(&image)).await?;
     let (path, body) = registry::containerd_hosts_toml(port);
-    let ctx_ref = &*ctx;
     let file = [(path.as_str(), body.as_bytes(), 0o644)];
-    try_join_all(ctx_ref.nodes.iter().map(|n| ctx_ref.docker.write_files(&n.name, &file))).await?;
-    crate::kube::apply_manifest(ctx.client(), &registry::local_registry_hosting(port)).await?;
+    try_join_all(ctx.nodes.iter().map(|n| ctx.docker.write_files(&n.name, &file))).await?;
+    crate::kube::apply_manifest(&cluster.client, &registry::local_registry_hosting(port)).await?;
     Ok(())
 }

@@ -4,8 +4,8 @@
 //! own host-path provisioner (switched on in the kubeadm config when the manifest names it).
 //! An image with neither gets a warning: a PersistentVolumeClaim would never bind.
 
-use super::super::create::Ctx;
 use super::super::Result;
+use super::{Ctx, Initialized, Provisioned};
 use crate::runtime::Docker;
 
 pub const DEFAULT_STORAGE_MANIFEST: &str = "/kind/manifests/default-storage.yaml";
@@ -23,20 +23,20 @@ pub async fn read_manifest(docker: &Docker, node: &str) -> Result<Option<String>
 pub fn uses_hostpath_provisioner(manifest: &str) -> bool {
     use serde::Deserialize;
     // A document that does not parse ends the look: the parser cannot resume after it.
-    serde_yaml::Deserializer::from_str(manifest).map_while(|d| serde_yaml::Value::deserialize(d).ok()).any(|doc| {
-        doc["kind"].as_str() == Some("StorageClass") && doc["provisioner"].as_str() == Some(HOSTPATH_PROVISIONER)
-    })
+    serde_yaml::Deserializer::from_str(manifest)
+        .map_while(|d| serde_yaml::Value::deserialize(d).ok())
+        .any(|doc| doc["kind"].as_str() == Some("StorageClass") && doc["provisioner"].as_str() == Some(HOSTPATH_PROVISIONER))
 }
 
-pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
-    let Some(manifest) = ctx.default_storage.clone() else {
+pub async fn run(ctx: &mut Ctx<'_>, nodes: &Provisioned, cluster: &Initialized) -> Result<()> {
+    let Some(manifest) = nodes.default_storage.as_deref() else {
         ctx.warn(format!(
             "node image {} carries no default StorageClass ({DEFAULT_STORAGE_MANIFEST}): PersistentVolumeClaims without a storageClassName will not bind until you install a provisioner",
             ctx.control_plane().image
         ));
         return Ok(());
     };
-    let applied = crate::kube::apply_manifest(ctx.client(), &manifest).await?;
+    let applied = crate::kube::apply_manifest(&cluster.client, manifest).await?;
     tracing::info!("applied {applied} objects from {DEFAULT_STORAGE_MANIFEST}");
     Ok(())
 }
@@ -56,7 +56,8 @@ mod tests {
 
     #[test]
     fn other_provisioners_are_left_to_their_own_pods() {
-        let kinds_own = "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: standard}\nprovisioner: rancher.io/local-path\n";
+        let kinds_own =
+            "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: standard}\nprovisioner: rancher.io/local-path\n";
         assert!(!uses_hostpath_provisioner(kinds_own));
         assert!(!uses_hostpath_provisioner("not: [yaml"));
     }

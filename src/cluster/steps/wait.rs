@@ -4,28 +4,27 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 
-use super::super::create::Ctx;
 use super::super::{ClusterError, Result};
+use super::{Ctx, Initialized};
 use crate::kube;
 
-pub async fn run(ctx: &mut Ctx<'_>) -> Result<()> {
+pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
     let deadline = tokio::time::Instant::now() + ctx.opts.wait;
-    let client = ctx.client().clone();
-    if let Err(e) = kube::wait_for_nodes_ready(&client, ctx.nodes.len(), None, deadline).await {
-        return Err(not_ready(ctx, e.to_string()).await);
+    let client = &cluster.client;
+    if let Err(e) = kube::wait_for_nodes_ready(client, ctx.nodes.len(), None, deadline).await {
+        return Err(not_ready(ctx, client, e.to_string()).await);
     }
     if ctx.opts.config.networking.kube_proxy_mode.as_deref() != Some("none") {
-        if let Err(e) = kube::wait_for_daemonset(&client, "kube-system", "kube-proxy", deadline).await {
-            return Err(not_ready(ctx, e.to_string()).await);
+        if let Err(e) = kube::wait_for_daemonset(client, "kube-system", "kube-proxy", deadline).await {
+            return Err(not_ready(ctx, client, e.to_string()).await);
         }
     }
-    report_coredns(ctx, deadline).await
+    report_coredns(ctx, client, deadline).await
 }
 
 /// CoreDNS, honestly: if its image is not in the node, a warning names it at once (nothing can
 /// pull it); if it is, wait (within --wait) until the Deployment is Available.
-async fn report_coredns(ctx: &mut Ctx<'_>, deadline: tokio::time::Instant) -> Result<()> {
-    let client = ctx.client().clone();
+async fn report_coredns(ctx: &mut Ctx<'_>, client: &::kube::Client, deadline: tokio::time::Instant) -> Result<()> {
     let deployments: ::kube::Api<Deployment> = ::kube::Api::namespaced(client.clone(), "kube-system");
     let Some(deployment) = deployments.get_opt("coredns").await.map_err(crate::kube::KubeError::from)? else {
         ctx.warn("CoreDNS: kubeadm created no coredns Deployment; cluster DNS will not work".into());
@@ -39,7 +38,7 @@ async fn report_coredns(ctx: &mut Ctx<'_>, deadline: tokio::time::Instant) -> Re
     let node = ctx.control_plane().name.clone();
     let mut missing = Vec::new();
     for image in &images {
-        if !crate::cluster::load::node_has_image_named(ctx.docker, &node, image).await? {
+        if !ctx.docker.node_has_image(&node, image).await? {
             missing.push(image.clone());
         }
     }
@@ -50,7 +49,7 @@ async fn report_coredns(ctx: &mut Ctx<'_>, deadline: tokio::time::Instant) -> Re
         ));
         return Ok(());
     }
-    match kube::wait_for_deployment_available(&client, "kube-system", "coredns", deadline).await {
+    match kube::wait_for_deployment_available(client, "kube-system", "coredns", deadline).await {
         Ok(()) => ctx.status.info("CoreDNS is available"),
         Err(kube::KubeError::Timeout { detail, .. }) => ctx.warn(format!("CoreDNS is not available yet{detail} within --wait")),
         Err(e) => return Err(e.into()),
@@ -60,7 +59,7 @@ async fn report_coredns(ctx: &mut Ctx<'_>, deadline: tokio::time::Instant) -> Re
 
 /// A wait that ran out: the kubelet's last log lines from each node and the pods that are not
 /// running, so the user sees why.
-async fn not_ready(ctx: &Ctx<'_>, what: String) -> ClusterError {
+async fn not_ready(ctx: &Ctx<'_>, client: &::kube::Client, what: String) -> ClusterError {
     let mut details = String::new();
     for node in &ctx.nodes {
         let journal = ctx
@@ -71,7 +70,7 @@ async fn not_ready(ctx: &Ctx<'_>, what: String) -> ClusterError {
             .unwrap_or_default();
         details.push_str(&format!("kubelet on {}:\n{}\n", node.name, journal.trim_end()));
     }
-    if let Ok(pods) = kube::failing_pods(ctx.client()).await {
+    if let Ok(pods) = kube::failing_pods(client).await {
         if !pods.is_empty() {
             details.push_str(&format!("pods not running:\n  {}\n", pods.join("\n  ")));
         }
