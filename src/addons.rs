@@ -9,7 +9,7 @@ use kube::api::Api;
 use kube::Client;
 
 use crate::kube::KubeError;
-use crate::runtime::{Docker, RuntimeError};
+use crate::runtime::{Runtime, RuntimeError};
 
 pub const DASHBOARD: &str = "dashboard";
 pub const DASHBOARD_MANIFEST: &str = include_str!("../configs/addons/dashboard.yaml");
@@ -59,7 +59,7 @@ pub enum AddonError {
 }
 
 /// Applies an add-on and returns the images it needs that `node` does not hold.
-pub async fn install(client: &Client, docker: &Docker, node: &str, addon: &Addon) -> Result<Vec<String>, AddonError> {
+pub async fn install(client: &Client, docker: &dyn Runtime, node: &str, addon: &Addon) -> Result<Vec<String>, AddonError> {
     crate::kube::apply_manifest(client, addon.manifest).await?;
     let mut missing = Vec::new();
     for image in addon.images {

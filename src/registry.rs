@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, RestartPolicy, RestartPolicyNameEnum};
-use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures_util::StreamExt;
 
 use crate::image_ref::ImageRef;
-use crate::runtime::{Docker, RuntimeError, NETWORK_NAME};
+use crate::runtime::{Docker, Runtime, RuntimeError, NETWORK_NAME};
 use crate::ui::Status;
 
 pub const REGISTRY_CONTAINER: &str = "berth-registry";
@@ -57,20 +56,19 @@ pub fn credentials_for(host: &str) -> Option<DockerCredentials> {
 
 /// Pulls `image`, showing each layer's progress; fails with one line naming the registry. A
 /// reference with a digest is pulled by that digest, and the pulled image must carry it.
-pub async fn pull(docker: &Docker, image: &ImageRef, status: &Status) -> Result<(), RegistryError> {
+pub async fn pull(docker: &dyn Runtime, image: &ImageRef, status: &Status) -> Result<(), RegistryError> {
     let registry = image.registry().to_string();
     let fail = |reason: String| RegistryError::Pull { image: image.to_string(), registry: registry.clone(), reason };
     let (from_image, tag) = image.docker_pull_params();
-    let options = CreateImageOptionsBuilder::default().from_image(&from_image).tag(&tag).build();
     let step = status.step(format!("Pulling {image}"));
-    let mut stream = docker.api().create_image(Some(options), None, credentials_for(&registry));
+    let mut stream = docker.pull_progress(&from_image, &tag, credentials_for(&registry));
     let mut layers: HashMap<String, String> = HashMap::new();
     loop {
         let next = tokio::time::timeout(PULL_STALL, stream.next())
             .await
             .map_err(|_| fail(format!("no progress for {}s", PULL_STALL.as_secs())))?;
         let Some(item) = next else { break };
-        let info = item.map_err(|e| fail(one_line(&e.to_string())))?;
+        let info = item.map_err(|e| fail(one_line(&pull_failure(e))))?;
         if let Some(err) = info.error_detail.and_then(|d| d.message) {
             return Err(fail(one_line(&err)));
         }
@@ -110,13 +108,22 @@ pub fn local_name(image: &ImageRef) -> String {
     image.canonical().unwrap_or_else(|| image.to_string())
 }
 
+/// Docker's own words for a failed pull, without berth's "pulling X:" context (the error
+/// names the image already).
+fn pull_failure(e: RuntimeError) -> String {
+    match e {
+        RuntimeError::Api { source, .. } => source.to_string(),
+        e => e.to_string(),
+    }
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Starts the local registry, or reuses the one that runs; its data lives on a named volume so
 /// it outlives clusters.
-pub async fn ensure_local_registry(docker: &Docker, port: u16, image: &str) -> Result<(), RegistryError> {
+pub async fn ensure_local_registry(docker: &dyn Runtime, port: u16, image: &str) -> Result<(), RegistryError> {
     if let Ok(info) = docker.inspect(REGISTRY_CONTAINER).await {
         let running = docker.published_port(REGISTRY_CONTAINER, &format!("{REGISTRY_INTERNAL_PORT}/tcp")).await.ok();
         if let Some(running) = running.filter(|p| *p != port) {
@@ -163,7 +170,7 @@ pub async fn ensure_local_registry(docker: &Docker, port: u16, image: &str) -> R
 pub async fn delete_local_registry(docker: &Docker) -> Result<bool, RegistryError> {
     let existed = docker.inspect(REGISTRY_CONTAINER).await.is_ok();
     docker.remove_container(REGISTRY_CONTAINER).await?;
-    let _ = docker.api().remove_volume(REGISTRY_VOLUME, None::<bollard::query_parameters::RemoveVolumeOptions>).await;
+    docker.remove_volume(REGISTRY_VOLUME).await?;
     Ok(existed)
 }
 

@@ -14,7 +14,7 @@ use super::{ClusterError, Result};
 use crate::config;
 use crate::image_ref::ImageRef;
 use crate::kubeconfig;
-use crate::runtime::{Docker, NodeMode, LABEL_CLUSTER};
+use crate::runtime::{NodeMode, Runtime, LABEL_CLUSTER};
 use crate::ui::Status;
 
 #[derive(Debug, Clone)]
@@ -43,17 +43,15 @@ fn plan_nodes(opts: &CreateOptions) -> Result<Vec<PlannedNode>> {
 
 /// Everything checkable before anything is created (pulls included: a failed pull leaves
 /// nothing behind).
-async fn preflight(docker: &Docker, opts: &CreateOptions, status: &Status) -> Result<()> {
-    config::validate_cluster_name(&opts.name).map_err(|e| ClusterError::Invalid(format!("--name: {e}")))?;
+async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) -> Result<()> {
+    config::validate_cluster_name(&opts.name)
+        .map_err(|problem| ClusterError::InvalidInput { field: "--name".into(), problem: problem.to_string() })?;
     if opts.config.control_planes().count() > 1 && !docker.image_exists(&opts.lb_image).await? {
-        return Err(ClusterError::Invalid(format!(
-            "several control planes need the load balancer image {}, which is not present locally; build or pull it, or name another with BERTH_LB_IMAGE",
-            opts.lb_image
-        )));
+        return Err(ClusterError::LoadBalancerImageMissing(opts.lb_image.clone()));
     }
     let problems = config::check_host_ports(&opts.config);
     if !problems.is_empty() {
-        return Err(ClusterError::Invalid(problems.join("; ")));
+        return Err(ClusterError::InvalidInput { field: "extraPortMappings".into(), problem: problems.join("; ") });
     }
     if !docker.list_containers(&format!("{LABEL_CLUSTER}={}", opts.name)).await?.is_empty() {
         return Err(ClusterError::Exists(opts.name.clone()));
@@ -101,9 +99,11 @@ fn api_server_port(opts: &CreateOptions) -> Result<u16> {
     match opts.config.networking.api_server_port.filter(|p| *p != 0) {
         Some(port) => Ok(port),
         None => {
-            let listener = std::net::TcpListener::bind((opts.config.api_server_address(), 0))
-                .map_err(|e| ClusterError::Invalid(format!("finding a free port on {}: {e}", opts.config.api_server_address())))?;
-            Ok(listener.local_addr().map_err(|e| ClusterError::Invalid(e.to_string()))?.port())
+            let listener = std::net::TcpListener::bind((opts.config.api_server_address(), 0)).map_err(|source| ClusterError::Io {
+                context: format!("finding a free port on {}", opts.config.api_server_address()),
+                source,
+            })?;
+            Ok(listener.local_addr().map_err(|source| ClusterError::Io { context: "reading a port".into(), source })?.port())
         }
     }
 }
@@ -114,7 +114,7 @@ fn create_id() -> String {
 }
 
 /// Creates the cluster described by `opts`.
-pub async fn create(docker: &Docker, opts: &CreateOptions, status: &Status) -> Result<CreateReport> {
+pub async fn create(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) -> Result<CreateReport> {
     preflight(docker, opts, status).await?;
     let mut ctx = Ctx {
         docker,
@@ -157,7 +157,7 @@ pub async fn create(docker: &Docker, opts: &CreateOptions, status: &Status) -> R
                 }
                 (ClusterError::Interrupted(which, _), Err(e)) => ClusterError::Interrupted(which, format!("cleaning up failed too: {e}")),
                 (err, Ok(())) => err,
-                (err, Err(e)) => ClusterError::Invalid(format!("{err}\n(cleaning up afterwards failed too: {e})")),
+                (err, Err(e)) => ClusterError::CleanupFailed { error: Box::new(err), cleanup: Box::new(e) },
             })
         }
     }
@@ -260,7 +260,7 @@ const IN_FLIGHT_SETTLE: std::time::Duration = std::time::Duration::from_millis(1
 
 /// Removes every container carrying `label`, then looks again after [`IN_FLIGHT_SETTLE`] and
 /// repeats until a look finds nothing.
-async fn sweep_settled(docker: &Docker, label: &str) -> Result<()> {
+async fn sweep_settled(docker: &dyn Runtime, label: &str) -> Result<()> {
     for _ in 0..4 {
         super::remove_containers(docker, label).await?;
         tokio::time::sleep(IN_FLIGHT_SETTLE).await;
@@ -268,7 +268,7 @@ async fn sweep_settled(docker: &Docker, label: &str) -> Result<()> {
             return Ok(());
         }
     }
-    Err(ClusterError::Invalid(format!("containers labelled {label} keep appearing; remove them with `docker rm -f`")))
+    Err(ClusterError::KeepsAppearing(label.to_string()))
 }
 
 #[cfg(test)]
@@ -301,5 +301,126 @@ mod tests {
         assert_eq!(exposure_warning("::1"), None);
         assert!(exposure_warning("0.0.0.0").unwrap().contains("reachable from other machines"));
         assert!(exposure_warning("192.168.1.10").is_some());
+    }
+
+    mod with_a_fake_runtime {
+        //! create's planning, provisioning and roll-back against the in-memory runtime: its
+        //! kubeadm fails, so every create here stops after `kubeadm init` and rolls back.
+
+        use super::super::*;
+        use crate::cluster::PullPolicy;
+        use crate::runtime::fake::FakeRuntime;
+        use crate::runtime::ModeRequest;
+
+        const IMAGE: &str = "berth-test/node:v1.20.2";
+
+        fn options(config: config::Cluster, kubeconfig: &std::path::Path) -> CreateOptions {
+            CreateOptions {
+                name: "fake".into(),
+                config,
+                image: IMAGE.into(),
+                wait: std::time::Duration::from_secs(60),
+                retain: false,
+                kubeconfig_path: kubeconfig.to_path_buf(),
+                mode_request: ModeRequest::Auto,
+                runtime: None,
+                lb_image: "berth-test/haproxy:1".into(),
+                pull: PullPolicy::Never,
+            }
+        }
+
+        fn ha_config() -> config::Cluster {
+            let text =
+                "kind: Cluster\napiVersion: berth.dev/v1alpha1\nnodes:\n- role: control-plane\n- role: control-plane\n- role: worker\n";
+            config::parse(text, "test").unwrap()
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_failed_init_removes_every_container_and_leaves_the_kubeconfig_alone() {
+            let dir = tempfile::tempdir().unwrap();
+            let kc = dir.path().join("config");
+            let fake = FakeRuntime::with_images(&[IMAGE]);
+            let err = create(&fake, &options(config::Cluster::default_config(), &kc), &Status::quiet()).await.unwrap_err();
+            assert!(matches!(err, ClusterError::KubeadmFailed { phase: "init", .. }), "{err}");
+            assert!(err.to_string().contains("fails on purpose"), "kubeadm's words are in the error: {err}");
+            let calls = fake.calls();
+            assert!(calls.contains(&"create fake-control-plane".to_string()), "{calls:#?}");
+            assert!(fake.containers().is_empty(), "left behind: {:?}", fake.containers().keys());
+            assert!(!kc.exists(), "the kubeconfig was never touched");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn retain_keeps_the_nodes_of_a_failed_create() {
+            let dir = tempfile::tempdir().unwrap();
+            let fake = FakeRuntime::with_images(&[IMAGE]);
+            let opts = CreateOptions { retain: true, ..options(config::Cluster::default_config(), &dir.path().join("config")) };
+            create(&fake, &opts, &Status::quiet()).await.unwrap_err();
+            assert_eq!(fake.containers().keys().collect::<Vec<_>>(), ["fake-control-plane"]);
+            assert!(!fake.calls().iter().any(|c| c.starts_with("remove")), "{:#?}", fake.calls());
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn roll_back_also_removes_a_container_whose_create_landed_late() {
+            let dir = tempfile::tempdir().unwrap();
+            let fake = FakeRuntime::with_images(&[IMAGE]);
+            fake.land_a_ghost_after_the_first_removal();
+            create(&fake, &options(config::Cluster::default_config(), &dir.path().join("config")), &Status::quiet()).await.unwrap_err();
+            assert!(fake.calls().contains(&"remove ghost-from-an-in-flight-create".to_string()), "{:#?}", fake.calls());
+            assert!(fake.containers().is_empty(), "left behind: {:?}", fake.containers().keys());
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_taken_name_is_refused_before_anything_is_made() {
+            let dir = tempfile::tempdir().unwrap();
+            let fake = FakeRuntime::with_images(&[IMAGE]);
+            fake.add_container("fake-control-plane", &[(LABEL_CLUSTER, "fake")]);
+            let err =
+                create(&fake, &options(config::Cluster::default_config(), &dir.path().join("config")), &Status::quiet()).await.unwrap_err();
+            assert!(matches!(&err, ClusterError::Exists(name) if name == "fake"), "{err}");
+            assert!(fake.calls().is_empty(), "nothing made or run: {:#?}", fake.calls());
+            assert_eq!(fake.containers().len(), 1, "the other cluster's node is untouched");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_missing_image_under_pull_never_makes_nothing() {
+            let dir = tempfile::tempdir().unwrap();
+            let fake = FakeRuntime::with_images(&[]);
+            let err =
+                create(&fake, &options(config::Cluster::default_config(), &dir.path().join("config")), &Status::quiet()).await.unwrap_err();
+            assert!(matches!(&err, ClusterError::ImageMissing(image) if image == IMAGE), "{err}");
+            assert!(fake.calls().is_empty(), "{:#?}", fake.calls());
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn ha_plans_a_balancer_pinned_addresses_and_inits_on_the_first_control_plane_only() {
+            let dir = tempfile::tempdir().unwrap();
+            let fake = FakeRuntime::with_images(&[IMAGE, "berth-test/haproxy:1"]);
+            let mut made = std::collections::BTreeMap::new();
+            // Look at what provision made before roll-back removes it: retain keeps it.
+            let opts = CreateOptions { retain: true, ..options(ha_config(), &dir.path().join("config")) };
+            create(&fake, &opts, &Status::quiet()).await.unwrap_err();
+            for (name, c) in fake.containers() {
+                made.insert(name, c);
+            }
+            let names: Vec<&String> = made.keys().collect();
+            assert_eq!(names, ["fake-control-plane", "fake-control-plane2", "fake-external-load-balancer", "fake-worker"]);
+            let ips: std::collections::BTreeSet<&str> = made.values().filter_map(|c| c.ip.as_deref()).collect();
+            assert_eq!(ips.len(), 4, "every container has an address of its own: {ips:?}");
+            assert!(
+                ips.iter().all(|ip| ip.starts_with("172.30.") && ip.split('.').nth(2).unwrap().parse::<u8>().unwrap() >= 128),
+                "upper half: {ips:?}"
+            );
+            let haproxy =
+                String::from_utf8(made["fake-external-load-balancer"].files[steps::loadbalancer::LB_CONFIG_PATH].clone()).unwrap();
+            assert!(
+                haproxy.contains("server fake-control-plane fake-control-plane:6443") && haproxy.contains("server fake-control-plane2 ")
+            );
+            let inits: Vec<String> = fake.calls().into_iter().filter(|c| c.contains("kubeadm init")).collect();
+            assert_eq!(inits.len(), 1, "{inits:?}");
+            assert!(inits[0].starts_with("exec fake-control-plane: kubeadm init") && inits[0].contains("--upload-certs"), "{inits:?}");
+            let config = String::from_utf8(made["fake-control-plane"].files[steps::kubeadm_init::KUBEADM_CONFIG_PATH].clone()).unwrap();
+            assert!(config.contains("controlPlaneEndpoint: fake-external-load-balancer:6443"), "{config}");
+            assert!(!config.contains("taints: []"), "with a worker the control planes keep kubeadm's taint");
+        }
     }
 }

@@ -32,10 +32,10 @@ async fn target_nodes(docker: &Docker, cluster: &str, only: &[String]) -> Result
     }
     for n in only {
         if !all.contains(n) {
-            return Err(ClusterError::Invalid(format!(
-                "--nodes: {n:?} is not a running node of cluster {cluster:?} (nodes: {})",
-                all.join(", ")
-            )));
+            return Err(ClusterError::InvalidInput {
+                field: "--nodes".into(),
+                problem: format!("{n:?} is not a running node of cluster {cluster:?} (nodes: {})", all.join(", ")),
+            });
         }
     }
     Ok(only.to_vec())
@@ -56,13 +56,8 @@ pub async fn load_docker_images(
 ) -> Result<Vec<(String, bool)>> {
     let mut host_images = Vec::new();
     for name in images {
-        let info = docker.api().inspect_image(name).await.map_err(|e| match e {
-            bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => {
-                ClusterError::Invalid(format!("image {name:?} is not present in the host's Docker; build or pull it first"))
-            }
-            e => RuntimeError::Api { context: format!("inspecting image {name}"), source: e }.into(),
-        })?;
-        host_images.push(HostImage { name: name.clone(), id: info.id.unwrap_or_default() });
+        let id = docker.image_id(name).await?.ok_or_else(|| ClusterError::ImageNotOnHost(name.clone()))?;
+        host_images.push(HostImage { name: name.clone(), id });
     }
     let targets = target_nodes(docker, cluster, only).await?;
     let mut needed = Vec::new();
@@ -80,7 +75,7 @@ pub async fn load_docker_images(
         return Ok(targets.into_iter().map(|n| (n, false)).collect());
     }
     let step = status.step(format!("Saving {}", images.join(", ")));
-    let dir = tempfile::tempdir().map_err(|e| ClusterError::Invalid(format!("creating a temp dir: {e}")))?;
+    let dir = tempfile::tempdir().map_err(|source| ClusterError::Io { context: "creating a temp dir".into(), source })?;
     let archive = dir.path().join("images.tar");
     let refs: Vec<&str> = images.iter().map(String::as_str).collect();
     docker.save_images_to(&refs, &archive).await?;
@@ -99,7 +94,8 @@ pub async fn load_docker_images(
 
 /// Loads an image archive file into every (or the named) node.
 pub async fn load_archive(docker: &Docker, cluster: &str, archive: &Path, only: &[String], status: &Status) -> Result<Vec<String>> {
-    crate::node_image::check_image_archive(archive).map_err(|e| ClusterError::Invalid(e.to_string()))?;
+    crate::node_image::check_image_archive(archive)
+        .map_err(|e| ClusterError::InvalidInput { field: archive.display().to_string(), problem: e.to_string() })?;
     let targets = target_nodes(docker, cluster, only).await?;
     let step = status.step(format!("Loading {} into {} node(s)", archive.display(), targets.len()));
     try_join_all(targets.iter().map(|node| import_archive(docker, node, archive))).await?;
@@ -112,7 +108,9 @@ pub async fn load_archive(docker: &Docker, cluster: &str, archive: &Path, only: 
 /// layers are unpacked when a container first uses the image (as for the images a node image
 /// preloads), so a load writes each layer once per node instead of twice.
 async fn import_archive(docker: &Docker, node: &str, archive: &Path) -> Result<()> {
-    let file = tokio::fs::File::open(archive).await.map_err(|e| ClusterError::Invalid(format!("reading {}: {e}", archive.display())))?;
+    let file = tokio::fs::File::open(archive)
+        .await
+        .map_err(|source| ClusterError::Io { context: format!("reading {}", archive.display()), source })?;
     let cmd = ["ctr", "-n", "k8s.io", "images", "import", "--digests", "--no-unpack", "-"];
     let out = docker.exec_with_input(node, &cmd, Some(tokio::io::BufReader::with_capacity(1 << 20, file))).await?;
     if out.code != 0 {

@@ -103,5 +103,5 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> ClusterError {
-    ClusterError::Invalid(format!("writing {}: {e}", path.display()))
+    ClusterError::Io { context: format!("writing {}", path.display()), source: e }
 }

@@ -20,7 +20,7 @@ use crate::config::ConfigError;
 use crate::kube::KubeError;
 use crate::kubeadm::KubeadmError;
 use crate::kubeconfig::{self, KubeconfigError};
-use crate::runtime::{Docker, RuntimeError, LABEL_CLUSTER, LABEL_ROLE};
+use crate::runtime::{Runtime, RuntimeError, LABEL_CLUSTER, LABEL_ROLE};
 
 pub use create::{create, CreateReport};
 pub use options::{CreateOptions, PullPolicy};
@@ -53,8 +53,30 @@ pub enum ClusterError {
     Exists(String),
     #[error("no cluster named {0:?}; `berth get clusters` lists the clusters there are")]
     NotFound(String),
+    /// Bad input, found before anything was made: `field` names the flag or config field.
+    #[error("{field}: {problem}")]
+    InvalidInput { field: String, problem: String },
+    #[error("node image {image} carries no default pod network ({manifest}); set networking.disableDefaultCNI: true in the cluster config and install one yourself, or use a berth or kindest/node image")]
+    NoDefaultCni { image: String, manifest: &'static str },
+    #[error("several control planes need the load balancer image {0}, which is not present locally; build or pull it, or name another with --lb-image / BERTH_LB_IMAGE")]
+    LoadBalancerImageMissing(String),
+    #[error("image {0:?} is not present in the host's Docker; build or pull it first")]
+    ImageNotOnHost(String),
+    #[error("cluster {0:?} has no running control-plane node; start it first (berth start cluster --name {0})")]
+    NotRunning(String),
+    #[error("berth's network {subnet} has no {count} free addresses left")]
+    NoAddresses { subnet: String, count: usize },
+    #[error("containers labelled {0} keep appearing; remove them with `docker rm -f`")]
+    KeepsAppearing(String),
     #[error("{0}")]
-    Invalid(String),
+    NodeMode(String),
+    #[error("installing add-on {name}: {source}")]
+    Addon { name: String, source: crate::addons::AddonError },
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    /// A create failed, and removing what it made failed too.
+    #[error("{error}\n(cleaning up afterwards failed too: {cleanup})")]
+    CleanupFailed { error: Box<ClusterError>, cleanup: Box<ClusterError> },
     #[error("kubeadm {phase} failed on {node}; its last lines:\n{tail}")]
     KubeadmFailed { phase: &'static str, node: String, tail: String },
     #[error("{what}\n{details}")]
@@ -104,7 +126,7 @@ fn cluster_state(nodes: &[NodeInfo]) -> &'static str {
 }
 
 /// All clusters, from container labels.
-pub async fn list(docker: &Docker) -> Result<Vec<ClusterInfo>> {
+pub async fn list(docker: &dyn Runtime) -> Result<Vec<ClusterInfo>> {
     let mut by_cluster: BTreeMap<String, Vec<NodeInfo>> = BTreeMap::new();
     for c in docker.list_containers(LABEL_CLUSTER).await? {
         let labels = c.labels.clone().unwrap_or_default();
@@ -127,13 +149,13 @@ pub async fn list(docker: &Docker) -> Result<Vec<ClusterInfo>> {
 }
 
 /// The nodes of one cluster; an error if it has none.
-pub async fn nodes(docker: &Docker, cluster: &str) -> Result<Vec<NodeInfo>> {
+pub async fn nodes(docker: &dyn Runtime, cluster: &str) -> Result<Vec<NodeInfo>> {
     list(docker).await?.into_iter().find(|c| c.name == cluster).map(|c| c.nodes).ok_or_else(|| ClusterError::NotFound(cluster.to_string()))
 }
 
 /// Removes every container of `cluster` (with its volumes) and its kubeconfig entries.
 /// Deleting a cluster that does not exist is not an error: the end state is what was asked.
-pub async fn delete(docker: &Docker, cluster: &str, kubeconfig_path: &Path) -> Result<usize> {
+pub async fn delete(docker: &dyn Runtime, cluster: &str, kubeconfig_path: &Path) -> Result<usize> {
     let removed = remove_containers(docker, &format!("{LABEL_CLUSTER}={cluster}")).await?;
     kubeconfig::remove_from_file(kubeconfig_path, cluster)?;
     Ok(removed)
@@ -141,7 +163,7 @@ pub async fn delete(docker: &Docker, cluster: &str, kubeconfig_path: &Path) -> R
 
 /// Removes all containers matching `label` in parallel. Lists again afterwards until none is
 /// left, so a container whose creation was still in flight is caught too.
-pub(crate) async fn remove_containers(docker: &Docker, label: &str) -> Result<usize> {
+pub(crate) async fn remove_containers(docker: &dyn Runtime, label: &str) -> Result<usize> {
     let mut total = 0;
     for _ in 0..5 {
         let names: Vec<String> = docker.list_containers(label).await?.into_iter().filter_map(|c| c.id).collect();
@@ -172,12 +194,12 @@ pub fn host_server_url(address: &str, port: u16) -> String {
 
 /// The admin kubeconfig of a running cluster, with the server its host-side address (or, with
 /// `internal`, the control-plane container's name on berth's network).
-pub async fn kubeconfig_for(docker: &Docker, cluster: &str, internal: bool) -> Result<serde_yaml::Value> {
+pub async fn kubeconfig_for(docker: &dyn Runtime, cluster: &str, internal: bool) -> Result<serde_yaml::Value> {
     let nodes = nodes(docker, cluster).await?;
     let cp = nodes
         .iter()
         .find(|n| n.role == "control-plane" && n.state == "running")
-        .ok_or_else(|| ClusterError::Invalid(format!("cluster {cluster:?} has no running control-plane node; start it first")))?;
+        .ok_or_else(|| ClusterError::NotRunning(cluster.to_string()))?;
     let admin = docker.exec_ok(&cp.name, &["cat", "/etc/kubernetes/admin.conf"]).await?;
     // The load balancer, where there is one, is the cluster's endpoint.
     let endpoint = nodes.iter().find(|n| n.role == crate::runtime::LOAD_BALANCER_ROLE).unwrap_or(cp);

@@ -12,7 +12,6 @@ mod download;
 use std::path::{Path, PathBuf};
 
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::CommitContainerOptionsBuilder;
 
 use crate::image_ref::ImageRef;
 use crate::runtime::{Docker, RuntimeError};
@@ -151,8 +150,7 @@ async fn build_netd_image(docker: &Docker, base: &str, bin_dir: &Path, dir: &Pat
             labels: Some([("dev.berth.netd".to_string(), "true".to_string())].into()),
             ..Default::default()
         };
-        let options = CommitContainerOptionsBuilder::default().container(&container).repo(&repo).tag(&tag).build();
-        docker.api().commit_container(options, config).await.map_err(|e| RuntimeError::Other(format!("committing {NETD_IMAGE}: {e}")))?;
+        docker.commit(&container, &repo, &tag, config).await?;
         Ok::<_, NodeImageError>(())
     }
     .await;
@@ -332,10 +330,7 @@ async fn commit(docker: &Docker, container: &str, opts: &BuildOptions, version: 
         labels: Some(labels),
         ..Default::default()
     };
-    let options = CommitContainerOptionsBuilder::default().container(container).repo(&repo).tag(&tag).pause(true).build();
-    let resp =
-        docker.api().commit_container(options, config).await.map_err(|e| RuntimeError::Other(format!("committing {}: {e}", opts.tag)))?;
-    Ok(resp.id)
+    Ok(docker.commit(container, &repo, &tag, config).await?)
 }
 
 #[cfg(test)]

@@ -99,15 +99,56 @@ impl Docker {
         &self.host
     }
 
-    pub fn api(&self) -> &bollard::Docker {
-        &self.api
-    }
-
     pub async fn image_exists(&self, image: &str) -> Result<bool> {
         match self.api.inspect_image(image).await {
             Ok(_) => Ok(true),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
             Err(e) => Err(RuntimeError::api(format!("inspecting image {image}"))(e)),
+        }
+    }
+
+    /// The ID of a local image (the digest of its config), or None if it is not present.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        match self.api.inspect_image(image).await {
+            Ok(info) => Ok(info.id),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(RuntimeError::api(format!("inspecting image {image}"))(e)),
+        }
+    }
+
+    /// Pulls `from_image` at `tag` (a tag, or a digest, which the daemon then verifies), as a
+    /// stream of Docker's progress reports.
+    pub fn pull_progress(
+        &self,
+        from_image: &str,
+        tag: &str,
+        credentials: Option<bollard::auth::DockerCredentials>,
+    ) -> futures_util::stream::BoxStream<'_, Result<bollard::models::CreateImageInfo>> {
+        let options = bollard::query_parameters::CreateImageOptionsBuilder::default().from_image(from_image).tag(tag).build();
+        let context = format!("pulling {from_image}");
+        self.api
+            .create_image(Some(options), None, credentials)
+            .map_err(move |e| RuntimeError::Api { context: context.clone(), source: e })
+            .boxed()
+    }
+
+    /// Commits a container's filesystem as image `repo:tag` with `config`; returns the image ID.
+    pub async fn commit(&self, container: &str, repo: &str, tag: &str, config: bollard::models::ContainerConfig) -> Result<String> {
+        let options = bollard::query_parameters::CommitContainerOptionsBuilder::default()
+            .container(container)
+            .repo(repo)
+            .tag(tag)
+            .pause(true)
+            .build();
+        let resp = self.api.commit_container(options, config).await.map_err(RuntimeError::api(format!("committing {repo}:{tag}")))?;
+        Ok(resp.id)
+    }
+
+    /// Removes a volume; an absent one is not an error.
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        match self.api.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(RuntimeError::api(format!("removing volume {name}"))(e)),
         }
     }
 

@@ -1,20 +1,26 @@
 //! The node runtime: Docker, reached through bollard.
 //!
-//! This module owns every call to the Docker API (`docker.rs`), the pure description of a node
+//! This module owns every call to the Docker API (`docker.rs`), the [`Runtime`] trait through
+//! which cluster logic reaches it (`traits.rs`; an in-memory fake for unit tests in `fake.rs`),
+//! the pure description of a node
 //! container (`spec.rs`, unit-tested without Docker), and the choice between privileged and
 //! capability-mode nodes (`mode.rs`). Cluster logic lives in `cluster`; this module knows
 //! containers, networks, images and execs, not Kubernetes.
 
 mod docker;
+#[cfg(test)]
+pub mod fake;
 mod mode;
 pub mod network;
 mod spec;
+mod traits;
 
 pub use network::NetworkLock;
 
 pub use docker::{Docker, ExecOutput, RuntimeError};
 pub use mode::{decide_mode, ModeRequest, NodeMode, ProbeOutcome};
 pub use spec::{load_balancer_body, node_container_body, NodeSpec, API_SERVER_PORT, LOAD_BALANCER_ROLE};
+pub use traits::Runtime;
 
 /// Labels that make Docker the only record of a cluster: listing, deleting and exporting find
 /// nodes by these, so there is no state file to drift.

@@ -8,10 +8,13 @@ use crate::addons;
 pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
     let node = ctx.control_plane().name.clone();
     for name in ctx.opts.config.addons.clone() {
-        let addon = addons::find(&name).ok_or_else(|| ClusterError::Invalid(format!("unknown add-on {name:?}")))?;
+        let addon = addons::find(&name).ok_or_else(|| ClusterError::InvalidInput {
+            field: "addons".into(),
+            problem: format!("unknown add-on {name:?}; berth knows: {}", addons::names().join(", ")),
+        })?;
         let missing = addons::install(&cluster.client, ctx.docker, &node, addon)
             .await
-            .map_err(|e| ClusterError::Invalid(format!("installing {name}: {e}")))?;
+            .map_err(|source| ClusterError::Addon { name: name.clone(), source })?;
         if !missing.is_empty() {
             ctx.warn(format!(
                 "{name}: its objects are installed, but the node image lacks {}, so its pods cannot start and {} will not work until the image is loaded (berth load docker-image)",

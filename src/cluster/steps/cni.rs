@@ -17,10 +17,7 @@ pub async fn run(ctx: &Ctx<'_>, cluster: &Initialized) -> Result<()> {
     let cp = ctx.control_plane().name.clone();
     let manifest = ctx.docker.exec(&cp, &["cat", DEFAULT_CNI_MANIFEST]).await?;
     if manifest.code != 0 || manifest.stdout.trim().is_empty() {
-        return Err(ClusterError::Invalid(format!(
-            "node image {} carries no default pod network ({DEFAULT_CNI_MANIFEST}); set networking.disableDefaultCNI: true in the cluster config and install one yourself, or use a berth or kindest/node image",
-            ctx.control_plane().image
-        )));
+        return Err(ClusterError::NoDefaultCni { image: ctx.control_plane().image.to_string(), manifest: DEFAULT_CNI_MANIFEST });
     }
     let rendered = render_manifest(&manifest.stdout, ctx.opts.config.pod_subnet());
     let applied = crate::kube::apply_manifest(&cluster.client, &rendered).await?;

@@ -12,6 +12,6 @@ pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
     ctx.kubeconfig_merged = Some(kubeconfig::current_context(&path)?);
     tokio::task::spawn_blocking(move || kubeconfig::merge_into_file(&path, &entries))
         .await
-        .map_err(|e| super::super::ClusterError::Invalid(format!("writing the kubeconfig: {e}")))??;
+        .map_err(|e| super::super::ClusterError::Io { context: "writing the kubeconfig".into(), source: std::io::Error::other(e) })??;
     Ok(())
 }

@@ -124,7 +124,8 @@ pub async fn run(ctx: &Ctx<'_>, nodes: &Provisioned) -> Result<Initialized> {
     let out = run_kubeadm(ctx, &cp.name, "init", &args).await?;
     let ca_cert_hash = ca_cert_hash_from(&out);
     if ca_cert_hash.is_none() && ctx.nodes.len() > 1 {
-        return Err(ClusterError::Invalid("kubeadm init printed no CA certificate hash for joining nodes".into()));
+        let tail = "(kubeadm init printed no CA certificate hash, which joining nodes need)".to_string();
+        return Err(ClusterError::KubeadmFailed { phase: "init", node: cp.name.clone(), tail });
     }
 
     let admin = ctx.docker.exec_ok(&cp.name, &["cat", "/etc/kubernetes/admin.conf"]).await?;

@@ -30,7 +30,7 @@ use super::{ClusterError, Result};
 use crate::config;
 use crate::image_ref::ImageRef;
 use crate::kubeadm::KubeVersion;
-use crate::runtime::{Docker, NodeMode};
+use crate::runtime::{NodeMode, Runtime};
 use crate::ui::Status;
 
 /// Label carrying the id of the `create` run that made a container.
@@ -48,7 +48,7 @@ pub struct PlannedNode {
 /// What every step needs: fixed before the first step runs, except the warnings it collects
 /// and the roll-back's record of the kubeconfig merge.
 pub struct Ctx<'a> {
-    pub docker: &'a Docker,
+    pub docker: &'a dyn Runtime,
     pub opts: &'a CreateOptions,
     pub status: &'a Status,
     pub create_id: String,
@@ -112,7 +112,7 @@ pub struct Initialized {
 }
 
 /// Makes sure `image` is present, pulling it as the policy allows.
-pub async fn ensure_image(docker: &Docker, image: &ImageRef, policy: PullPolicy, status: &Status) -> Result<()> {
+pub async fn ensure_image(docker: &dyn Runtime, image: &ImageRef, policy: PullPolicy, status: &Status) -> Result<()> {
     let present = docker.image_exists(&crate::registry::local_name(image)).await?;
     match (policy, present) {
         (PullPolicy::Always, _) | (PullPolicy::Missing, false) => Ok(crate::registry::pull(docker, image, status).await?),

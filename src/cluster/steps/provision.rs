@@ -8,7 +8,7 @@ use futures_util::future::try_join_all;
 use super::super::{ClusterError, Result};
 use super::{Ctx, PlannedNode, Provisioned};
 use crate::config::Role;
-use crate::runtime::{decide_mode, network, node_container_body, Docker, NetworkLock, NodeMode, NodeSpec, NETWORK_NAME};
+use crate::runtime::{decide_mode, network, node_container_body, NetworkLock, NodeMode, NodeSpec, Runtime, NETWORK_NAME};
 
 /// systemd in a fresh node reaches `running` in 1–5 s; allow for a loaded machine.
 const SYSTEMD_TIMEOUT: Duration = Duration::from_secs(120);
@@ -21,7 +21,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Provisioned> {
     tracing::info!("node mode: {mode}");
 
     // From choosing addresses until the containers holding them run, no other berth may choose.
-    let lock = NetworkLock::acquire().await.map_err(|e| ClusterError::Invalid(format!("locking berth's network: {e}")))?;
+    let lock = NetworkLock::acquire().await.map_err(|source| ClusterError::Io { context: "locking berth's network".into(), source })?;
     let mut addresses = allocate_addresses(ctx, subnet).await?.into_iter();
     let mut specs: Vec<NodeSpec> = ctx.nodes.iter().map(|n| spec_for(ctx, n, mode)).collect();
     for spec in &mut specs {
@@ -69,8 +69,7 @@ async fn allocate_addresses(ctx: &mut Ctx<'_>, subnet: Option<crate::config::Cid
     };
     let used = ctx.docker.used_addresses(NETWORK_NAME).await?;
     let count = ctx.nodes.len() + usize::from(ctx.is_ha());
-    let picked = network::allocate(subnet, &used, count)
-        .ok_or_else(|| ClusterError::Invalid(format!("berth's network {subnet} has no {count} free addresses left")))?;
+    let picked = network::allocate(subnet, &used, count).ok_or_else(|| ClusterError::NoAddresses { subnet: subnet.to_string(), count })?;
     Ok(picked.into_iter().map(|ip| ip.to_string()).collect())
 }
 
@@ -82,7 +81,7 @@ async fn choose_mode(ctx: &Ctx<'_>, image: &crate::image_ref::ImageRef) -> Resul
     } else {
         None
     };
-    decide_mode(request, probe.as_ref()).map_err(ClusterError::Invalid)
+    decide_mode(request, probe.as_ref()).map_err(ClusterError::NodeMode)
 }
 
 fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode) -> NodeSpec {
@@ -109,7 +108,7 @@ fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode) -> NodeSpec {
     }
 }
 
-async fn wait_for_systemd(docker: &Docker, node: &str) -> Result<()> {
+async fn wait_for_systemd(docker: &dyn Runtime, node: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + SYSTEMD_TIMEOUT;
     loop {
         let state = docker.exec(node, &["systemctl", "is-system-running"]).await?.stdout;
@@ -135,7 +134,7 @@ async fn wait_for_systemd(docker: &Docker, node: &str) -> Result<()> {
 
 /// The kubelet's cgroup driver must match what the node's entrypoint set for containerd:
 /// systemd on cgroup v2, cgroupfs on v1.
-async fn cgroup_driver(docker: &Docker, node: &str) -> Result<String> {
+async fn cgroup_driver(docker: &dyn Runtime, node: &str) -> Result<String> {
     let fs = docker.exec_ok(node, &["stat", "-fc", "%T", "/sys/fs/cgroup"]).await?;
     Ok(if fs.trim() == "cgroup2fs" { "systemd" } else { "cgroupfs" }.to_string())
 }

@@ -6,14 +6,14 @@
 
 use super::super::Result;
 use super::{Ctx, Initialized, Provisioned};
-use crate::runtime::Docker;
+use crate::runtime::Runtime;
 
 pub const DEFAULT_STORAGE_MANIFEST: &str = "/kind/manifests/default-storage.yaml";
 /// kube-controller-manager's in-tree provisioner, on with `--enable-hostpath-provisioner`.
 pub const HOSTPATH_PROVISIONER: &str = "kubernetes.io/host-path";
 
 /// The node image's default-storage manifest, if it has one.
-pub async fn read_manifest(docker: &Docker, node: &str) -> Result<Option<String>> {
+pub async fn read_manifest(docker: &dyn Runtime, node: &str) -> Result<Option<String>> {
     let out = docker.exec(node, &["cat", DEFAULT_STORAGE_MANIFEST]).await?;
     Ok((out.code == 0 && !out.stdout.trim().is_empty()).then_some(out.stdout))
 }

@@ -7,7 +7,7 @@
 
 use futures_util::future::join_all;
 
-use crate::runtime::Docker;
+use crate::runtime::Runtime;
 
 /// The images every node runs, named as the node's containerd names them, each unpacked by
 /// mounting it once and dropping the mount (the unpacked layers stay for the kubelet).
@@ -24,7 +24,7 @@ for ref in $sandbox $proxy $network; do
 done
 "#;
 
-pub async fn unpack_common_images(docker: &Docker, nodes: &[String]) {
+pub async fn unpack_common_images(docker: &dyn Runtime, nodes: &[String]) {
     let runs = nodes.iter().map(|node| async move {
         let started = std::time::Instant::now();
         match docker.exec(node, &["sh", "-c", WARM_SCRIPT]).await {

@@ -1,0 +1,223 @@
+//! An in-memory [`Runtime`] for unit tests: containers are entries in a map (name, labels,
+//! address, files written), execs answer from a small script of what a healthy node says, and
+//! every call is recorded, so a test can check what a create made, in what order, and that
+//! roll-back removed it — in milliseconds, with no Docker.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary};
+
+use super::{ExecOutput, ProbeOutcome, Runtime, RuntimeError};
+use crate::config::Cidr;
+
+type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Default)]
+pub struct FakeContainer {
+    pub labels: HashMap<String, String>,
+    pub ip: Option<String>,
+    pub running: bool,
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    images: BTreeSet<String>,
+    containers: BTreeMap<String, FakeContainer>,
+    /// Every call that changes something or runs a command, in order: "create NAME",
+    /// "start NAME", "remove NAME", "exec NAME: CMD".
+    calls: Vec<String>,
+    /// A container to appear one listing after the first removal, carrying the removed one's
+    /// labels: a create request that was still in flight when roll-back began.
+    ghost_after_first_removal: bool,
+    ghost: Option<(u32, FakeContainer)>,
+    lists: u32,
+    /// What `kubeadm …` execs answer: exit code and output.
+    kubeadm: (i64, String),
+}
+
+/// The fake runtime. Cheap to make; state behind a mutex so it is `Sync`.
+#[derive(Debug, Default)]
+pub struct FakeRuntime {
+    state: Mutex<State>,
+}
+
+impl FakeRuntime {
+    /// A runtime holding these images, whose kubeadm fails (so a create stops after init and
+    /// rolls back, which is what most tests look at).
+    pub fn with_images(images: &[&str]) -> FakeRuntime {
+        let fake = FakeRuntime::default();
+        {
+            let mut s = fake.state.lock().unwrap();
+            s.images = images.iter().map(|i| i.to_string()).collect();
+            s.kubeadm = (1, "error: the fake runtime's kubeadm fails on purpose".into());
+        }
+        fake
+    }
+
+    pub fn add_container(&self, name: &str, labels: &[(&str, &str)]) {
+        let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.state.lock().unwrap().containers.insert(name.into(), FakeContainer { labels, running: true, ..Default::default() });
+    }
+
+    pub fn land_a_ghost_after_the_first_removal(&self) {
+        self.state.lock().unwrap().ghost_after_first_removal = true;
+    }
+
+    pub fn containers(&self) -> BTreeMap<String, FakeContainer> {
+        self.state.lock().unwrap().containers.clone()
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    fn record(&self, call: String) {
+        self.state.lock().unwrap().calls.push(call);
+    }
+
+    fn missing(name: &str) -> RuntimeError {
+        RuntimeError::Other(format!("no container {name} in the fake runtime"))
+    }
+}
+
+fn matches_label(c: &FakeContainer, label: &str) -> bool {
+    match label.split_once('=') {
+        Some((k, v)) => c.labels.get(k).is_some_and(|have| have == v),
+        None => c.labels.contains_key(label),
+    }
+}
+
+fn ok(stdout: &str) -> ExecOutput {
+    ExecOutput { code: 0, stdout: stdout.to_string(), stderr: String::new() }
+}
+
+#[async_trait]
+impl Runtime for FakeRuntime {
+    async fn image_exists(&self, image: &str) -> Result<bool> {
+        Ok(self.state.lock().unwrap().images.contains(image))
+    }
+    async fn repo_digests(&self, _image: &str) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    async fn node_has_image(&self, _node: &str, _image: &str) -> Result<bool> {
+        Ok(false)
+    }
+    async fn ensure_network(&self, _name: &str) -> Result<Option<Cidr>> {
+        Ok(Some(Cidr { addr: Ipv4Addr::new(172, 30, 0, 0), prefix: 16 }))
+    }
+    async fn used_addresses(&self, _network: &str) -> Result<BTreeSet<Ipv4Addr>> {
+        Ok(self.state.lock().unwrap().containers.values().filter_map(|c| c.ip.as_deref()?.parse().ok()).collect())
+    }
+    async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+        let mut s = self.state.lock().unwrap();
+        if s.containers.contains_key(name) {
+            return Err(RuntimeError::NameTaken(name.to_string()));
+        }
+        let ip = body
+            .networking_config
+            .and_then(|n| n.endpoints_config)
+            .and_then(|e| e.into_values().next())
+            .and_then(|e| e.ipam_config)
+            .and_then(|i| i.ipv4_address);
+        let labels = body.labels.unwrap_or_default();
+        s.containers.insert(name.to_string(), FakeContainer { labels, ip, ..Default::default() });
+        s.calls.push(format!("create {name}"));
+        Ok(format!("id-{name}"))
+    }
+    async fn start_container(&self, name: &str) -> Result<()> {
+        self.state.lock().unwrap().containers.get_mut(name).ok_or_else(|| Self::missing(name))?.running = true;
+        self.record(format!("start {name}"));
+        Ok(())
+    }
+    async fn stop_container(&self, name: &str, _timeout_secs: i32) -> Result<()> {
+        self.state.lock().unwrap().containers.get_mut(name).ok_or_else(|| Self::missing(name))?.running = false;
+        self.record(format!("stop {name}"));
+        Ok(())
+    }
+    async fn remove_container(&self, name: &str) -> Result<()> {
+        let mut s = self.state.lock().unwrap();
+        let removed = s.containers.remove(name);
+        s.calls.push(format!("remove {name}"));
+        if let Some(removed) = removed.filter(|_| s.ghost_after_first_removal) {
+            s.ghost_after_first_removal = false;
+            let when = s.lists + 1;
+            s.ghost = Some((when, FakeContainer { labels: removed.labels, ..Default::default() }));
+        }
+        Ok(())
+    }
+    async fn list_containers(&self, label: &str) -> Result<Vec<ContainerSummary>> {
+        let mut s = self.state.lock().unwrap();
+        s.lists += 1;
+        if s.ghost.as_ref().is_some_and(|(when, _)| s.lists > *when) {
+            let (_, ghost) = s.ghost.take().unwrap();
+            s.containers.insert("ghost-from-an-in-flight-create".into(), ghost);
+        }
+        Ok(s.containers
+            .iter()
+            .filter(|(_, c)| matches_label(c, label))
+            .map(|(name, c)| ContainerSummary {
+                id: Some(name.clone()),
+                names: Some(vec![format!("/{name}")]),
+                labels: Some(c.labels.clone()),
+                ..Default::default()
+            })
+            .collect())
+    }
+    async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse> {
+        let s = self.state.lock().unwrap();
+        s.containers.get(name).ok_or_else(|| Self::missing(name))?;
+        Ok(ContainerInspectResponse { name: Some(format!("/{name}")), ..Default::default() })
+    }
+    async fn published_port(&self, name: &str, _container_port: &str) -> Result<u16> {
+        self.state.lock().unwrap().containers.get(name).ok_or_else(|| Self::missing(name))?;
+        Ok(40000)
+    }
+    async fn container_ip(&self, name: &str, _network: &str) -> Result<String> {
+        let s = self.state.lock().unwrap();
+        s.containers.get(name).and_then(|c| c.ip.clone()).ok_or_else(|| Self::missing(name))
+    }
+    async fn exec(&self, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
+        let kubeadm = {
+            let mut s = self.state.lock().unwrap();
+            s.containers.get(container).filter(|c| c.running).ok_or_else(|| Self::missing(container))?;
+            s.calls.push(format!("exec {container}: {}", cmd.join(" ")));
+            s.kubeadm.clone()
+        };
+        Ok(match cmd {
+            ["systemctl", "is-system-running"] => ok("running\n"),
+            ["cat", "/kind/version"] => ok("v1.20.2\n"),
+            ["stat", "-fc", "%T", "/sys/fs/cgroup"] => ok("tmpfs\n"),
+            ["cat", path] if path.starts_with("/kind/manifests/") => ExecOutput { code: 1, ..Default::default() },
+            ["kubeadm", ..] => ExecOutput { code: kubeadm.0, stdout: String::new(), stderr: kubeadm.1 },
+            _ => ok(""),
+        })
+    }
+    async fn write_files(&self, container: &str, files: &[(&str, &[u8], u32)]) -> Result<()> {
+        let mut s = self.state.lock().unwrap();
+        let c = s.containers.get_mut(container).ok_or_else(|| Self::missing(container))?;
+        for (path, contents, _) in files {
+            c.files.insert(path.to_string(), contents.to_vec());
+        }
+        Ok(())
+    }
+    async fn logs_tail(&self, _name: &str, _lines: usize) -> Result<String> {
+        Ok(String::new())
+    }
+    fn pull_progress(
+        &self,
+        from_image: &str,
+        _tag: &str,
+        _credentials: Option<bollard::auth::DockerCredentials>,
+    ) -> futures_util::stream::BoxStream<'_, Result<bollard::models::CreateImageInfo>> {
+        use futures_util::StreamExt;
+        let err = RuntimeError::Other(format!("the fake runtime pulls nothing ({from_image})"));
+        futures_util::stream::once(async move { Err(err) }).boxed()
+    }
+    async fn probe_privileged(&self, _image: &str, _runtime: Option<&str>, _labels: &[(String, String)]) -> Result<ProbeOutcome> {
+        Ok(ProbeOutcome::Started)
+    }
+}
