@@ -34,6 +34,25 @@ fn version_and_completion() {
     let out = berth().args(["completion", "bash"]).output().unwrap();
     assert!(out.status.success());
     assert!(text(&out).0.contains("_berth"), "a bash completion function");
+    // A reader that stops early (`| head -1`) is no error: berth neither panics nor fails.
+    // The pipe is closed before berth has started writing (the script fits a pipe's buffer,
+    // so a reader that closes after reading some would not exercise it).
+    let mut child = berth().args(["completion", "bash"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "completion into a closed pipe: {status}");
+}
+
+#[test]
+fn build_flags_are_checked_before_docker_is_asked() {
+    let out = berth()
+        .args(["build", "node-image", "--base-image", "b", "--tag", "t:1"])
+        .env("DOCKER_HOST", "unix:///tmp/berth-no-docker.sock")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--kube-bin") && !stderr.contains("DOCKER_HOST"), "the flag, not Docker: {stderr}");
 }
 
 /// Each bad config, and what its one-line error must say. The config is read before Docker is

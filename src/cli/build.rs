@@ -58,6 +58,8 @@ pub async fn run(what: BuildWhat, status: &ui::Status) -> anyhow::Result<()> {
         tag: args.tag,
         labels: args.label,
     };
+    // Flags first: a wrong one is reported even where Docker does not answer.
+    node_image::check_inputs(&opts)?;
     let docker = Docker::connect().await?;
     node_image::build(&docker, &opts, status).await?;
     Ok(())

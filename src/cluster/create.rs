@@ -109,8 +109,7 @@ fn api_server_port(opts: &CreateOptions) -> Result<u16> {
 }
 
 fn create_id() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{}-{nanos}", std::process::id())
+    crate::ids::unique("create")
 }
 
 /// Creates the cluster described by `opts`.

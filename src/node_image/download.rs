@@ -18,13 +18,10 @@ const RELEASE_IMAGES: &[&str] = &["kube-apiserver", "kube-controller-manager", "
 
 /// Accepts `v1.20.2` or `1.20.2` (and pre-release suffixes); returns the `v`-prefixed form.
 pub fn parse_version(raw: &str) -> Result<String, NodeImageError> {
-    let v = raw.trim().trim_start_matches('v');
-    let core = v.split(['-', '+']).next().unwrap_or("");
-    let parts: Vec<&str> = core.split('.').collect();
-    if parts.len() != 3 || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
-        return Err(NodeImageError::BadVersion(format!("{raw:?} is not a Kubernetes version; use the form v1.20.2")));
-    }
-    Ok(format!("v{v}"))
+    crate::kubeadm::KubeVersion::parse(raw)
+        .map_err(|_| NodeImageError::BadVersion(format!("{raw:?} is not a Kubernetes version; use the form v1.20.2")))?;
+    // The URL keeps a pre-release suffix (`-rc.1`) that the version's numbers do not.
+    Ok(format!("v{}", raw.trim().trim_start_matches('v')))
 }
 
 /// Downloads binaries into `dest/bin` and image archives into `dest/images`; returns the

@@ -85,27 +85,44 @@ pub struct BuildOptions {
     pub labels: Vec<(String, String)>,
 }
 
+/// Where the Kubernetes binaries come from, once the flags are checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KubeSource {
+    /// `--kube-bin DIR`, holding kubeadm, kubelet and kubectl.
+    Local(PathBuf),
+    /// `--kube-version vX.Y.Z`, downloaded.
+    Download(String),
+}
+
+/// Checks the flags that need no Docker: the binaries' source, the archives, the tag. The CLI
+/// runs this before it connects to Docker, so a typo is reported even where Docker is down.
+pub fn check_inputs(opts: &BuildOptions) -> Result<(KubeSource, Vec<PathBuf>)> {
+    ImageRef::parse(&opts.tag)?;
+    let archives = collect_archives(&opts.image_dirs)?;
+    let source = match (&opts.kube_bin, &opts.kube_version) {
+        (Some(dir), None) => {
+            check_binaries(dir)?;
+            KubeSource::Local(dir.clone())
+        }
+        (None, Some(version)) => KubeSource::Download(parse_version(version)?),
+        _ => return Err(NodeImageError::SourceChoice),
+    };
+    Ok((source, archives))
+}
+
 /// Builds the node image and returns its ID.
 pub async fn build(docker: &Docker, opts: &BuildOptions, status: &Status) -> Result<String> {
     let step = status.step("Checking inputs");
-    let mut archives = collect_archives(&opts.image_dirs)?;
+    let (source, mut archives) = check_inputs(opts)?;
     if !docker.image_exists(&opts.base_image).await? {
         return Err(NodeImageError::BaseImageMissing(opts.base_image.clone()));
     }
-    let download_version = match (&opts.kube_bin, &opts.kube_version) {
-        (Some(dir), None) => {
-            check_binaries(dir)?;
-            None
-        }
-        (None, Some(version)) => Some(parse_version(version)?),
-        _ => return Err(NodeImageError::SourceChoice),
-    };
     step.done();
 
     let download_dir = tempfile::tempdir().map_err(|e| io_err("creating a download directory", e))?;
-    let bin_dir = match download_version {
-        None => opts.kube_bin.clone().expect("checked above"),
-        Some(version) => {
+    let bin_dir = match source {
+        KubeSource::Local(dir) => dir,
+        KubeSource::Download(version) => {
             let step = status.step(format!("Downloading Kubernetes {version}"));
             let fetched = download::fetch_release(&opts.kube_base_url, &version, &opts.arch, download_dir.path()).await?;
             archives.extend(fetched);
@@ -118,21 +135,17 @@ pub async fn build(docker: &Docker, opts: &BuildOptions, status: &Status) -> Res
     archives.push(build_netd_image(docker, &opts.base_image, &bin_dir, download_dir.path()).await?);
     step.done();
 
-    let container = format!("berth-build-{}-{}", std::process::id(), unique_suffix());
+    let container = crate::ids::unique("berth-build");
     let result = build_in_container(docker, opts, &container, &bin_dir, &archives, status).await;
     // The build container is scaffolding: it goes whether the build worked or not.
     let _ = docker.remove_container(&container).await;
     result
 }
 
-fn unique_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() % 1_000_000_007).unwrap_or(0)
-}
-
 /// Builds [`NETD_IMAGE`] (the base image plus kubectl and the berth-netd script) and saves it
 /// as an archive in `dir` for preloading.
 async fn build_netd_image(docker: &Docker, base: &str, bin_dir: &Path, dir: &Path) -> Result<PathBuf> {
-    let container = format!("berth-build-netd-{}-{}", std::process::id(), unique_suffix());
+    let container = crate::ids::unique("berth-build-netd");
     // No label marks build containers: `docker commit` would copy it into the image, and every
     // container made from that would carry it. Their names (berth-build-*) say what they are.
     let body = ContainerCreateBody { image: Some(base.to_string()), ..Default::default() };

@@ -69,10 +69,6 @@ impl ExecOutput {
     }
 }
 
-fn rand_suffix() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
-}
-
 /// A connected Docker daemon.
 #[derive(Clone)]
 pub struct Docker {
@@ -530,7 +526,7 @@ impl Docker {
     /// `labels` mark it as the caller's, so a caller interrupted mid-probe can sweep it up.
     pub async fn probe_privileged(&self, image: &str, runtime: Option<&str>, labels: &[(String, String)]) -> Result<super::ProbeOutcome> {
         use super::ProbeOutcome;
-        let name = format!("berth-probe-{}-{}", std::process::id(), rand_suffix());
+        let name = crate::ids::unique("berth-probe");
         let mut all_labels: HashMap<String, String> = labels.iter().cloned().collect();
         all_labels.insert("dev.berth.probe".to_string(), "true".to_string());
         let body = ContainerCreateBody {
