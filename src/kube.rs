@@ -268,12 +268,35 @@ pub async fn apply_manifest(client: &Client, manifest: &str) -> Result<usize> {
             }
             Scope::Cluster => Api::all_with(client.clone(), &resource),
         };
-        let params = PatchParams::apply("berth").force();
-        let patch = Patch::Apply(&obj);
-        retry_transient(&what, || api.patch(&name, &params, &patch)).await?;
+        if types.kind == "APIService" {
+            create_or_replace(&api, &name, &obj, &what).await?;
+        } else {
+            let params = PatchParams::apply("berth").force();
+            let patch = Patch::Apply(&obj);
+            retry_transient(&what, || api.patch(&name, &params, &patch)).await?;
+        }
         applied += 1;
     }
     Ok(applied)
+}
+
+/// Creates `obj`, or replaces the object of that name. For APIService objects: a kube-apiserver
+/// built without the aggregator's OpenAPI schema (Debian's 1.20 package, our test image's, is
+/// one) cannot server-side apply them — the request panics with "FieldManager must be installed
+/// to run apply" and the connection drops — while create and update work everywhere.
+async fn create_or_replace(api: &Api<kube::api::DynamicObject>, name: &str, obj: &kube::api::DynamicObject, what: &str) -> Result<()> {
+    use kube::api::PostParams;
+    let params = PostParams { field_manager: Some("berth".into()), ..Default::default() };
+    match retry_transient(what, || api.create(&params, obj)).await {
+        Err(KubeError::Api(kube::Error::Api(status))) if status.code == 409 => {
+            let current = retry_transient(what, || api.get(name)).await?;
+            let mut replacement = obj.clone();
+            replacement.metadata.resource_version = current.metadata.resource_version;
+            retry_transient(what, || api.replace(name, &params, &replacement)).await?;
+            Ok(())
+        }
+        other => other.map(|_| ()),
+    }
 }
 
 /// Pods that are not Running/Succeeded, with their reasons: what to show when a wait fails.
