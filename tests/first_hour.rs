@@ -75,16 +75,7 @@ fn a_newcomers_first_commands_work_on_the_default_cluster() {
     kubectl_ok(&kc, &["run", "client", "--image", TOOLBOX, "--", "sleep", "infinity"]);
     wait_pod_ready(&kc, "client");
     let service_ip = kubectl_ok(&kc, &["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"]);
-    let body = eventually("the Service answers from another pod", Duration::from_secs(60), || {
-        let o = kubectl(&kc, &["exec", "client", "--", "curl", "-s", "--max-time", "5", &format!("http://{service_ip}/")]);
-        let body = String::from_utf8_lossy(&o.stdout).into_owned();
-        if body.contains("hello-from-web") {
-            Ok(body)
-        } else {
-            Err(body)
-        }
-    });
-    assert!(body.contains("hello-from-web"));
+    curl_from_pod(&kc, "the Service answers from another pod", "client", &service_ip, "hello-from-web", Duration::from_secs(60));
 
     // Storage: a claim that names no class binds through the default one.
     apply(&kc, dir.path(), "pvc.yaml", "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 100Mi}}\n");
@@ -118,13 +109,5 @@ fn a_newcomers_first_commands_work_on_the_default_cluster() {
         }
     });
     assert_eq!(note, "kept-across-pods", "the claim's data survives stop/start");
-    eventually("the Service answers after start", Duration::from_secs(120), || {
-        let o = kubectl(&kc, &["exec", "client", "--", "curl", "-s", "--max-time", "5", &format!("http://{service_ip}/")]);
-        let body = String::from_utf8_lossy(&o.stdout).into_owned();
-        if body.contains("hello-from-web") {
-            Ok(())
-        } else {
-            Err(body)
-        }
-    });
+    curl_from_pod(&kc, "the Service answers after start", "client", &service_ip, "hello-from-web", Duration::from_secs(120));
 }

@@ -159,16 +159,8 @@ fn workers_network_restart_load_dashboard_and_logs() {
         });
         kubectl_ok(&kc, &["exec", "web", "--", "ping", "-c", "2", "-W", "2", &client_ip]);
         let svc = kubectl_ok(&kc, &["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
-        let body = eventually(&format!("{what}: the Service answers from another node"), Duration::from_secs(60), || {
-            let o = kubectl(&kc, &["exec", "client", "--", "curl", "-s", "--max-time", "5", &format!("http://{svc}/")]);
-            let body = String::from_utf8_lossy(&o.stdout).into_owned();
-            if body.contains("hello-from-web") {
-                Ok(body)
-            } else {
-                Err(body)
-            }
-        });
-        assert!(body.contains("hello-from-web"));
+        let what = format!("{what}: the Service answers from another node");
+        curl_from_pod(&kc, &what, "client", &svc, "hello-from-web", Duration::from_secs(60));
     };
     check_network("before restart");
 

@@ -67,6 +67,15 @@ impl ExecOutput {
         let all: Vec<&str> = self.stdout.lines().chain(self.stderr.lines()).filter(|l| !l.trim().is_empty()).collect();
         all[all.len().saturating_sub(n)..].join("\n")
     }
+
+    /// Its stdout if the command exited 0; else an error with its last lines.
+    pub fn into_stdout(self, container: &str, cmd: &[&str]) -> Result<String> {
+        if self.code != 0 {
+            let tail = self.tail(20);
+            return Err(RuntimeError::ExecFailed { container: container.to_string(), command: cmd.join(" "), code: self.code, tail });
+        }
+        Ok(self.stdout)
+    }
 }
 
 /// A connected Docker daemon.
@@ -417,16 +426,7 @@ impl Docker {
 
     /// Runs a command and fails, with its last output lines, unless it exits 0.
     pub async fn exec_ok(&self, container: &str, cmd: &[&str]) -> Result<String> {
-        let out = self.exec(container, cmd).await?;
-        if out.code != 0 {
-            return Err(RuntimeError::ExecFailed {
-                container: container.to_string(),
-                command: cmd.join(" "),
-                code: out.code,
-                tail: out.tail(20),
-            });
-        }
-        Ok(out.stdout)
+        self.exec(container, cmd).await?.into_stdout(container, cmd)
     }
 
     /// Starts a command in the background and returns at once.

@@ -53,16 +53,7 @@ pub trait Runtime: Send + Sync {
 
     /// Runs a command and returns its stdout; a non-zero exit is an error with its last lines.
     async fn exec_ok(&self, container: &str, cmd: &[&str]) -> Result<String> {
-        let out = self.exec(container, cmd).await?;
-        if out.code != 0 {
-            return Err(RuntimeError::ExecFailed {
-                container: container.to_string(),
-                command: cmd.join(" "),
-                code: out.code,
-                tail: out.tail(20),
-            });
-        }
-        Ok(out.stdout)
+        self.exec(container, cmd).await?.into_stdout(container, cmd)
     }
 }
 
@@ -109,9 +100,6 @@ impl Runtime for super::Docker {
     }
     async fn exec(&self, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
         super::Docker::exec(self, container, cmd).await
-    }
-    async fn exec_ok(&self, container: &str, cmd: &[&str]) -> Result<String> {
-        super::Docker::exec_ok(self, container, cmd).await
     }
     async fn write_files(&self, container: &str, files: &[(&str, &[u8], u32)]) -> Result<()> {
         super::Docker::write_files(self, container, files).await

@@ -110,6 +110,20 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> R
     }
 }
 
+/// Waits until `curl http://HOST/` run inside `pod` answers with a body containing `expect`.
+pub fn curl_from_pod(kubeconfig: &Path, what: &str, pod: &str, host: &str, expect: &str, timeout: Duration) {
+    let url = format!("http://{host}/");
+    eventually(what, timeout, || {
+        let o = kubectl(kubeconfig, &["exec", pod, "--", "curl", "-s", "--max-time", "5", &url]);
+        let body = String::from_utf8_lossy(&o.stdout).into_owned();
+        if body.contains(expect) {
+            Ok(())
+        } else {
+            Err(format!("{body}{}", String::from_utf8_lossy(&o.stderr)))
+        }
+    });
+}
+
 /// Prints a node container's log and journal: what a failing e2e test leaves for the reader.
 pub fn dump_node(name: &str) {
     let logs = docker(&["logs", "--tail", "40", name]);
