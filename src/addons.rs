@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::Api;
 use kube::Client;
 
@@ -44,7 +45,10 @@ pub fn find(name: &str) -> Option<&'static Addon> {
 pub fn names() -> Vec<&'static str> {
     ADDONS.iter().map(|a| a.name).collect()
 }
-const ADMIN_TOKEN_SECRET: &str = "berth-dashboard-admin-token";
+/// The ServiceAccount `berth dashboard` asks tokens for (bound to cluster-admin).
+pub const DASHBOARD_ADMIN: &str = "berth-dashboard-admin";
+/// The shortest token the TokenRequest API issues.
+pub const MIN_TOKEN_DURATION: Duration = Duration::from_secs(600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AddonError {
@@ -54,8 +58,8 @@ pub enum AddonError {
     Api(#[from] kube::Error),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    #[error("the dashboard's admin token was not issued within {0:?}; is the dashboard add-on installed (`addons: [dashboard]`)?")]
-    NoToken(Duration),
+    #[error("no token was issued for {DASHBOARD_NAMESPACE}/{DASHBOARD_ADMIN}; is the dashboard add-on installed (`--addon dashboard`)?")]
+    NoToken,
 }
 
 /// Applies an add-on and returns the images it needs that `node` does not hold.
@@ -70,22 +74,18 @@ pub async fn install(client: &Client, docker: &dyn Runtime, node: &str, addon: &
     Ok(missing)
 }
 
-/// The admin ServiceAccount's token, waiting briefly for the token controller to fill it in.
-pub async fn dashboard_token(client: &Client) -> Result<String, AddonError> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), DASHBOARD_NAMESPACE);
-    let wait = Duration::from_secs(30);
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        if let Some(secret) = secrets.get_opt(ADMIN_TOKEN_SECRET).await? {
-            if let Some(token) = secret.data.and_then(|mut d| d.remove("token")) {
-                return Ok(String::from_utf8_lossy(&token.0).into_owned());
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(AddonError::NoToken(wait));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+/// A token for the Dashboard's admin ServiceAccount from the TokenRequest API, valid for
+/// `duration` (at least ten minutes, the API's floor): it expires on its own, and no
+/// long-lived token Secret exists for berth to leak.
+pub async fn dashboard_token(client: &Client, duration: Duration) -> Result<String, AddonError> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), DASHBOARD_NAMESPACE);
+    let seconds = duration.max(MIN_TOKEN_DURATION).as_secs() as i64;
+    let request = TokenRequest { spec: TokenRequestSpec { expiration_seconds: Some(seconds), ..Default::default() }, ..Default::default() };
+    let issued = match accounts.create_token_request(DASHBOARD_ADMIN, &Default::default(), &request).await {
+        Err(kube::Error::Api(status)) if status.code == 404 => return Err(AddonError::NoToken),
+        other => other?,
+    };
+    issued.status.map(|s| s.token).filter(|t| !t.is_empty()).ok_or(AddonError::NoToken)
 }
 
 /// The Dashboard through `kubectl proxy` (default port 8001): the proxy adds the credentials a
@@ -156,11 +156,11 @@ mod tests {
             "Service/dashboard-metrics-scraper",
             "Deployment/dashboard-metrics-scraper",
             "ServiceAccount/berth-dashboard-admin",
-            "Secret/berth-dashboard-admin-token",
         ] {
             assert!(kinds.contains(&want.to_string()), "missing {want}; have {kinds:?}");
         }
         assert!(!DASHBOARD_MANIFEST.contains("enable-skip-login"));
+        assert!(!DASHBOARD_MANIFEST.contains("service-account-token"), "no long-lived token Secret");
         for image in DASHBOARD_IMAGES {
             let short = image.trim_start_matches("docker.io/");
             assert!(DASHBOARD_MANIFEST.contains(&format!("image: {short}")), "{short}");

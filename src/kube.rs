@@ -15,14 +15,16 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use tokio::time::Instant;
 
+use crate::wait::{poll_only, Changes, Check, Ended};
+
 const POLL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
     #[error("cannot build an API client from the cluster's kubeconfig: {0}")]
     Config(String),
-    #[error("{what} not within {waited:?}{detail}")]
-    Timeout { what: String, waited: Duration, detail: String },
+    #[error(transparent)]
+    Timeout(#[from] crate::wait::Timeout),
     #[error("manifest: {0}")]
     Manifest(String),
     #[error("API request failed: {0}")]
@@ -39,36 +41,29 @@ pub async fn client(kubeconfig: &serde_yaml::Value) -> Result<Client> {
     Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
 }
 
-/// Runs `check` until it yields a value or `deadline` passes (the timeout carries the last
-/// thing `check` said). Between checks it waits for the next event on `changes` or [`POLL`],
-/// whichever comes first.
-async fn wait_until<T, F, Fut>(what: &str, deadline: Instant, mut changes: Changes, mut check: F) -> Result<T>
+/// [`crate::wait::until`] for checks that are "not yet" on any error (the API server may be
+/// restarting): `Ok(Some(v))` is done, anything else is tried again until `deadline`.
+async fn wait_until<T, F, Fut>(what: &str, deadline: Instant, changes: Changes, mut check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, String>>,
 {
-    let started = Instant::now();
-    let mut last = String::new();
-    loop {
-        match check().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(detail) => last = detail,
+    let checked = crate::wait::until::<T, std::convert::Infallible, _, _>(what, deadline, POLL, changes, || {
+        let run = check();
+        async move {
+            match run.await {
+                Ok(Some(v)) => Check::Done(v),
+                Ok(None) => Check::NotYet(String::new()),
+                Err(detail) => Check::NotYet(detail),
+            }
         }
-        if Instant::now() >= deadline {
-            let detail = if last.is_empty() { String::new() } else { format!(": {last}") };
-            return Err(KubeError::Timeout { what: what.to_string(), waited: started.elapsed(), detail });
-        }
-        if let Ok(None) = tokio::time::timeout(POLL, changes.next()).await {
-            // The stream ended: from here on, poll.
-            changes = futures_util::stream::pending().boxed();
-        }
-    }
+    })
+    .await;
+    checked.map_err(|ended| match ended {
+        Ended::Timeout(t) => KubeError::from(t),
+        Ended::Failed(never) => match never {},
+    })
 }
-
-/// A stream that yields whenever something it watches changes (or its watch fails, after
-/// client-go's back-off).
-type Changes = futures_util::stream::BoxStream<'static, ()>;
 
 /// Changes to the objects of `api` (only the one called `name`, if given).
 fn changes<K>(api: Api<K>, name: Option<&str>) -> Changes
@@ -85,8 +80,7 @@ where
 
 /// Waits until the API server answers.
 pub async fn wait_for_api(client: &Client, deadline: Instant) -> Result<()> {
-    let no_watch = futures_util::stream::pending().boxed();
-    wait_until("the API server answered", deadline, no_watch, || async {
+    wait_until("the API server answered", deadline, poll_only(), || async {
         client.apiserver_version().await.map(|_| Some(())).map_err(|e| e.to_string())
     })
     .await
@@ -95,8 +89,7 @@ pub async fn wait_for_api(client: &Client, deadline: Instant) -> Result<()> {
 /// Waits until the API server's `/readyz` says ok: every post-start hook done, etcd reachable,
 /// informers synced — more than "it answers", which a restarting API server does early.
 pub async fn wait_for_readyz(client: &Client, deadline: Instant) -> Result<()> {
-    let no_watch = futures_util::stream::pending().boxed();
-    wait_until("the API server was ready (/readyz)", deadline, no_watch, || async {
+    wait_until("the API server was ready (/readyz)", deadline, poll_only(), || async {
         let request = http::Request::get("/readyz").body(Vec::new()).map_err(|e| e.to_string())?;
         match client.request_text(request).await {
             Ok(body) if body.trim() == "ok" => Ok(Some(())),

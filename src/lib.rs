@@ -18,3 +18,4 @@ pub mod node_image;
 pub mod registry;
 pub mod runtime;
 pub mod ui;
+pub mod wait;

@@ -187,9 +187,18 @@ fn workers_network_restart_load_dashboard_and_logs() {
     ] {
         kubectl_ok(&kc, &["-n", "kubernetes-dashboard", "get", obj]);
     }
-    let printed = run_ok(berth(&kc).args(["dashboard", "--name", name]));
+    let printed = run_ok(berth(&kc).args(["dashboard", "--name", name, "--duration", "15m"]));
     assert!(printed.contains("/api/v1/namespaces/kubernetes-dashboard/services/https:kubernetes-dashboard:/proxy/"), "{printed}");
     let token = printed.lines().find_map(|l| l.strip_prefix("Token:")).expect("a Token: line").trim().to_string();
+    // A TokenRequest token: it expires when asked (15 min after it was issued), and no token
+    // Secret of berth's exists to leak.
+    let claims = token.split('.').nth(1).expect("a JWT");
+    use base64::Engine;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, 15 * 60, "the token expires after --duration: {claims}");
+    assert!(!kubectl(&kc, &["-n", "kubernetes-dashboard", "get", "secret", "berth-dashboard-admin-token"]).status.success());
     let with_token = token_kubeconfig(&kc, &token, dir.path());
     assert_eq!(kubectl_ok(&with_token, &["auth", "can-i", "list", "pods", "--all-namespaces"]).trim(), "yes");
     let with_bad = token_kubeconfig(&kc, "not-a-real-token", dir.path());

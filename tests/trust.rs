@@ -151,6 +151,12 @@ fn interrupting_create_at_each_step_leaves_nothing() {
     if !require_e2e("interrupting_create_at_each_step_leaves_nothing") {
         return;
     }
+    // A probe container left by a create that was killed outright (pid 999999 runs nothing):
+    // a later create sweeps it once it is older than any live probe could be (60 s).
+    let stale = "berth-probe-999999-stale";
+    let _ = docker(&["rm", "-f", stale]);
+    run_ok(Command::new("docker").args(["create", "--name", stale, "--label", "dev.berth.probe=true", &test_image()]));
+    let stale_made = std::time::Instant::now();
     for (i, step) in STEPS.iter().enumerate() {
         let name = format!("e2e-int{i}");
         let (_dir, kc) = temp_kubeconfig();
@@ -196,6 +202,14 @@ fn interrupting_create_at_each_step_leaves_nothing() {
         let before: serde_yaml::Value = serde_yaml::from_str(USERS_KUBECONFIG).unwrap();
         assert_eq!(now, before, "at {step:?} the kubeconfig is not as it was:\n{kubeconfig}");
     }
+    if stale_made.elapsed() < Duration::from_secs(70) {
+        // The loop was quicker than usual: one more create once the orphan has aged.
+        std::thread::sleep(Duration::from_secs(70) - stale_made.elapsed());
+        let (_dir, kc) = temp_kubeconfig();
+        let _ = berth(&kc).args(["create", "cluster", "--name", "e2e-int-sweep", "--image", &test_image(), "--wait", "0"]).output();
+        let _ = berth(&kc).args(["delete", "cluster", "--name", "e2e-int-sweep"]).output();
+    }
+    assert!(!docker(&["inspect", stale]).status.success(), "the orphaned probe container was swept");
 }
 
 /// A kubeconfig the user had before berth ran, with a current context of their own.

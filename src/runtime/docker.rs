@@ -528,7 +528,7 @@ impl Docker {
         use super::ProbeOutcome;
         let name = crate::ids::unique("berth-probe");
         let mut all_labels: HashMap<String, String> = labels.iter().cloned().collect();
-        all_labels.insert("dev.berth.probe".to_string(), "true".to_string());
+        all_labels.insert(super::mode::LABEL_PROBE.to_string(), "true".to_string());
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             entrypoint: Some(vec!["true".to_string()]),

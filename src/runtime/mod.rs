@@ -18,7 +18,7 @@ mod traits;
 pub use network::NetworkLock;
 
 pub use docker::{Docker, ExecOutput, RuntimeError};
-pub use mode::{decide_mode, ModeRequest, NodeMode, ProbeOutcome};
+pub use mode::{decide_mode, sweep_orphaned_probes, ModeRequest, NodeMode, ProbeOutcome, LABEL_PROBE};
 pub use spec::{load_balancer_body, node_container_body, NodeSpec, API_SERVER_PORT, LOAD_BALANCER_ROLE};
 pub use traits::Runtime;
 

@@ -8,6 +8,40 @@
 
 use std::fmt;
 
+/// Marks the throwaway privileged probe containers (named `berth-probe-PID-…`).
+pub const LABEL_PROBE: &str = "dev.berth.probe";
+/// A probe lives a second or two; one older than this whose process is gone was orphaned.
+const PROBE_ORPHAN_AGE_SECS: i64 = 60;
+
+/// Whether a probe container was left by a berth process that no longer exists (a create
+/// killed with SIGKILL leaves one that no roll-back removes): its name's pid is not running
+/// and it is older than any live probe (the age also spares probes of another host's berth
+/// sharing a remote daemon, whose pids mean nothing here).
+pub fn orphaned_probe(name: &str, created: Option<i64>, now: i64, pid_alive: impl Fn(u32) -> bool) -> bool {
+    let Some(pid) = name.trim_start_matches('/').strip_prefix("berth-probe-").and_then(|rest| rest.split('-').next()?.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let old = created.is_none_or(|c| now - c > PROBE_ORPHAN_AGE_SECS);
+    old && !pid_alive(pid)
+}
+
+/// Removes the probe containers of berth processes that no longer exist.
+pub async fn sweep_orphaned_probes(runtime: &dyn super::Runtime) -> Result<usize, super::RuntimeError> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let mut removed = 0;
+    for c in runtime.list_containers(LABEL_PROBE).await? {
+        let name = c.names.as_ref().and_then(|n| n.first()).cloned().unwrap_or_default();
+        if orphaned_probe(&name, c.created, now, alive) {
+            tracing::info!("removing {name}, a probe container left by a berth process that is gone");
+            runtime.remove_container(name.trim_start_matches('/')).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// How node containers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeMode {
@@ -94,6 +128,17 @@ pub fn decide_mode(request: ModeRequest, probe: Option<&ProbeOutcome>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn orphaned_probes_are_old_and_their_process_is_gone() {
+        let now = 1_000_000;
+        let alive = |pid: u32| pid == 42;
+        assert!(orphaned_probe("/berth-probe-7-9f2c01ab", Some(now - 3600), now, alive));
+        assert!(!orphaned_probe("/berth-probe-42-9f2c01ab", Some(now - 3600), now, alive), "its process still runs");
+        assert!(!orphaned_probe("/berth-probe-7-9f2c01ab", Some(now - 5), now, alive), "young: maybe another host's");
+        assert!(!orphaned_probe("/some-container", Some(0), now, alive), "not a probe");
+        assert!(orphaned_probe("berth-probe-7-x", None, now, alive), "no creation time: the pid decides");
+    }
 
     #[test]
     fn decision_table() {

@@ -9,6 +9,7 @@ use super::super::{ClusterError, Result};
 use super::{Ctx, PlannedNode, Provisioned};
 use crate::config::Role;
 use crate::runtime::{decide_mode, network, node_container_body, NetworkLock, NodeMode, NodeSpec, Runtime, NETWORK_NAME};
+use crate::wait::{self, Check, Ended};
 
 /// systemd in a fresh node reaches `running` in 1–5 s; allow for a loaded machine.
 const SYSTEMD_TIMEOUT: Duration = Duration::from_secs(120);
@@ -75,6 +76,10 @@ async fn allocate_addresses(ctx: &mut Ctx<'_>, subnet: Option<crate::config::Cid
 
 async fn choose_mode(ctx: &Ctx<'_>, image: &crate::image_ref::ImageRef) -> Result<NodeMode> {
     let request = ctx.opts.mode_request;
+    // Probes of creates that were killed outright (SIGKILL) are swept here: nothing else would.
+    if let Err(e) = crate::runtime::sweep_orphaned_probes(ctx.docker).await {
+        tracing::warn!("sweeping orphaned probe containers: {e}");
+    }
     let probe = if request.needs_probe() {
         // Labelled with this create's id: roll-back removes it if an interrupt lands mid-probe.
         Some(ctx.docker.probe_privileged(&crate::registry::local_name(image), ctx.opts.runtime.as_deref(), &ctx.labels()).await?)
@@ -110,25 +115,32 @@ fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode) -> NodeSpec {
 
 async fn wait_for_systemd(docker: &dyn Runtime, node: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + SYSTEMD_TIMEOUT;
-    loop {
-        let state = docker.exec(node, &["systemctl", "is-system-running"]).await?.stdout;
-        let state = state.trim();
-        if matches!(state, "running" | "degraded") && docker.exec(node, &["test", "-S", "/run/containerd/containerd.sock"]).await?.code == 0
-        {
-            if state == "degraded" {
-                let failed = docker.exec(node, &["systemctl", "--failed", "--no-legend", "--plain"]).await?.stdout;
-                tracing::warn!("{node}: systemd is degraded; failed units: {}", failed.trim());
-            }
-            return Ok(());
+    let what = format!("{node}: systemd finished booting");
+    let booted = wait::until(&what, deadline, Duration::from_millis(250), wait::poll_only(), || async {
+        let state = match docker.exec(node, &["systemctl", "is-system-running"]).await {
+            Ok(out) => out.stdout.trim().to_string(),
+            Err(e) => return Check::Failed(e),
+        };
+        let containerd = docker.exec(node, &["test", "-S", "/run/containerd/containerd.sock"]).await.is_ok_and(|o| o.code == 0);
+        if matches!(state.as_str(), "running" | "degraded") && containerd {
+            Check::Done(state)
+        } else {
+            Check::NotYet(format!("state {state:?}"))
         }
-        if tokio::time::Instant::now() >= deadline {
+    })
+    .await;
+    match booted {
+        Ok(state) if state == "degraded" => {
+            let failed = docker.exec(node, &["systemctl", "--failed", "--no-legend", "--plain"]).await?.stdout;
+            tracing::warn!("{node}: systemd is degraded; failed units: {}", failed.trim());
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(Ended::Failed(e)) => Err(e.into()),
+        Err(Ended::Timeout(t)) => {
             let logs = docker.logs_tail(node, 30).await.unwrap_or_default();
-            return Err(ClusterError::NotReady {
-                what: format!("{node}: systemd did not finish booting within {SYSTEMD_TIMEOUT:?} (state {state:?})"),
-                details: format!("container log:\n{logs}"),
-            });
+            Err(ClusterError::NotReady { what: t.to_string(), details: format!("container log:\n{logs}") })
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -51,7 +51,7 @@ async fn report_coredns(ctx: &mut Ctx<'_>, client: &::kube::Client, deadline: to
     }
     match kube::wait_for_deployment_available(client, "kube-system", "coredns", deadline).await {
         Ok(()) => ctx.status.info("CoreDNS is available"),
-        Err(kube::KubeError::Timeout { detail, .. }) => ctx.warn(format!("CoreDNS is not available yet{detail} within --wait")),
+        Err(kube::KubeError::Timeout(t)) => ctx.warn(format!("CoreDNS is not available yet ({}) within --wait", t.detail)),
         Err(e) => return Err(e.into()),
     }
     Ok(())
