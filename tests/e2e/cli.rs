@@ -1,12 +1,10 @@
 //! The command line without a cluster: usage errors, bad configs, an unreachable Docker.
 //! These need no Docker and run in every `cargo test`.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{berth_bin, text};
+use crate::common::{berth_bin, text};
 
 fn berth() -> Command {
     let mut c = Command::new(berth_bin());

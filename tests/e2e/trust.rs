@@ -2,14 +2,12 @@
 //! racing creates, and a cluster that never gets Ready all end cleanly; secrets stay out of
 //! berth's logs even at the highest verbosity.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn node_addresses(cluster: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = cluster_containers(cluster)
@@ -71,9 +69,10 @@ fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
     if !require_e2e("stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets") {
         return;
     }
-    let name = "e2e-life";
+    let name = &cluster_name("life");
+    let (cp, worker) = (&format!("{name}-control-plane"), &format!("{name}-worker"));
     let (dir, kc) = temp_kubeconfig();
-    let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
+    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
     let cfg = dir.path().join("one-worker.yaml");
     std::fs::write(&cfg, "kind: Cluster\napiVersion: berth.dev/v1alpha1\nnodes:\n- role: control-plane\n- role: worker\n").unwrap();
     let out = berth(&kc)
@@ -88,23 +87,15 @@ fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
     let key = kubeconfig_text.lines().find_map(|l| l.trim().strip_prefix("client-key-data:")).unwrap().trim().to_string();
     assert!(key.len() > 40);
     assert!(!log.contains(&key), "the client key appears in berth's -vvv log");
-    let tokens = run_ok(Command::new("docker").args([
-        "exec",
-        "e2e-life-control-plane",
-        "kubeadm",
-        "token",
-        "list",
-        "-o",
-        "jsonpath={.token}{\"\\n\"}",
-    ]));
+    let tokens = run_ok(Command::new("docker").args(["exec", cp, "kubeadm", "token", "list", "-o", "jsonpath={.token}{\"\\n\"}"]));
     for token in tokens.lines().filter(|t| !t.is_empty()) {
         let secret = token.split('.').nth(1).unwrap();
         assert!(!log.contains(secret), "a bootstrap token's secret appears in berth's -vvv log");
     }
-    assert!(log.contains("kubeadm init on e2e-life-control-plane"), "kubeadm's output is logged at -vvv (redacted)");
+    assert!(log.contains(&format!("kubeadm init on {cp}")), "kubeadm's output is logged at -vvv (redacted)");
     let mode = std::fs::metadata(&kc).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777).unwrap();
     assert_eq!(mode, 0o600, "kubeconfig mode");
-    let port = run_ok(Command::new("docker").args(["port", "e2e-life-control-plane", "6443/tcp"]));
+    let port = run_ok(Command::new("docker").args(["port", cp, "6443/tcp"]));
     assert!(port.trim().starts_with("127.0.0.1:"), "API server published on loopback only: {port}");
 
     let addresses = node_addresses(name);
@@ -116,12 +107,12 @@ fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
     eventually("Ready after start, through the same kubeconfig", Duration::from_secs(60), || all_ready(&kc, 2));
     assert_eq!(node_addresses(name), addresses, "nodes keep their addresses across stop/start");
 
-    run_ok(Command::new("docker").args(["stop", "e2e-life-worker"]));
+    run_ok(Command::new("docker").args(["stop", worker]));
     assert_eq!(cluster_state(&kc, name), "degraded");
-    run_ok(Command::new("docker").args(["start", "e2e-life-worker"]));
+    run_ok(Command::new("docker").args(["start", worker]));
 
     let restarted_at = now_rfc3339();
-    run_ok(Command::new("docker").args(["restart", "e2e-life-control-plane", "e2e-life-worker"]));
+    run_ok(Command::new("docker").args(["restart", cp, worker]));
     eventually("Ready after docker restart of every node", Duration::from_secs(180), || all_ready_since(&kc, 2, &restarted_at));
     assert_eq!(node_addresses(name), addresses, "nodes keep their addresses across docker restart");
 
@@ -130,7 +121,7 @@ fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
     let hold = "[Unit]\nConditionPathExists=/nonexistent/berth-test-holds-the-kubelet\n";
     run_ok(Command::new("docker").args([
         "exec",
-        "e2e-life-worker",
+        worker,
         "sh",
         "-c",
         &format!("printf '{hold}' > /etc/systemd/system/kubelet.service.d/99-hold.conf"),
@@ -139,8 +130,8 @@ fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
     let out = berth(&kc).args(["start", "cluster", "--name", name, "--wait", "30s"]).output().unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "start must not pass on a stale Ready condition:\n{stderr}");
-    assert!(stderr.contains("e2e-life-worker (its kubelet has not reported since the start)"), "names the node:\n{stderr}");
-    assert!(!stderr.contains("e2e-life-control-plane (its kubelet"), "the control plane did report:\n{stderr}");
+    assert!(stderr.contains(&format!("{worker} (its kubelet has not reported since the start)")), "names the node:\n{stderr}");
+    assert!(!stderr.contains(&format!("{cp} (its kubelet")), "the control plane did report:\n{stderr}");
 }
 
 /// The steps create prints, in order; interrupting at each must leave nothing behind.
@@ -158,7 +149,7 @@ fn interrupting_create_at_each_step_leaves_nothing() {
     run_ok(Command::new("docker").args(["create", "--name", stale, "--label", "dev.berth.probe=true", &test_image()]));
     let stale_made = std::time::Instant::now();
     for (i, step) in STEPS.iter().enumerate() {
-        let name = format!("e2e-int{i}");
+        let name = cluster_name(&format!("int{i}"));
         let (_dir, kc) = temp_kubeconfig();
         std::fs::write(&kc, USERS_KUBECONFIG).unwrap();
         let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
@@ -206,8 +197,9 @@ fn interrupting_create_at_each_step_leaves_nothing() {
         // The loop was quicker than usual: one more create once the orphan has aged.
         std::thread::sleep(Duration::from_secs(70) - stale_made.elapsed());
         let (_dir, kc) = temp_kubeconfig();
-        let _ = berth(&kc).args(["create", "cluster", "--name", "e2e-int-sweep", "--image", &test_image(), "--wait", "0"]).output();
-        let _ = berth(&kc).args(["delete", "cluster", "--name", "e2e-int-sweep"]).output();
+        let sweep = cluster_name("int-sweep");
+        let _ = berth(&kc).args(["create", "cluster", "--name", &sweep, "--image", &test_image(), "--wait", "0"]).output();
+        let _ = berth(&kc).args(["delete", "cluster", "--name", &sweep]).output();
     }
     assert!(!docker(&["inspect", stale]).status.success(), "the orphaned probe container was swept");
 }
@@ -221,7 +213,7 @@ fn parallel_creates_succeed_and_a_name_clash_harms_no_one() {
         return;
     }
     let (_dir, kc) = temp_kubeconfig();
-    let names = ["e2e-par1", "e2e-par2", "e2e-par3"];
+    let names = ["par1", "par2", "par3"].map(cluster_name);
     let _guards: Vec<ClusterGuard> = names.iter().map(|n| ClusterGuard { name: n.to_string(), kubeconfig: kc.clone() }).collect();
     // Three clusters and a fourth create racing the first for its name, all at once, all
     // merging into one kubeconfig file.
@@ -246,14 +238,14 @@ fn parallel_creates_succeed_and_a_name_clash_harms_no_one() {
     for (name, ok, stderr) in &outcomes[1..3] {
         assert!(ok, "{name} failed:\n{stderr}");
     }
-    let clash: Vec<&(String, bool, String)> = outcomes.iter().filter(|(n, _, _)| n == names[0]).collect();
+    let clash: Vec<&(String, bool, String)> = outcomes.iter().filter(|(n, _, _)| *n == names[0]).collect();
     let winners = clash.iter().filter(|(_, ok, _)| *ok).count();
     assert_eq!(winners, 1, "exactly one of the two creates of {} wins: {clash:#?}", names[0]);
     let loser = clash.iter().find(|(_, ok, _)| !ok).unwrap();
     assert!(loser.2.contains("already exists"), "the loser says why:\n{}", loser.2);
-    assert_eq!(cluster_containers(names[0]).len(), 1, "the winner's node survives the loser's cleanup");
+    assert_eq!(cluster_containers(&names[0]).len(), 1, "the winner's node survives the loser's cleanup");
     let contexts = String::from_utf8_lossy(&kubectl(&kc, &["config", "get-contexts", "-o", "name"]).stdout).into_owned();
-    for n in names {
+    for n in &names {
         assert!(contexts.lines().any(|c| c == format!("berth-{n}")), "context for {n} in {contexts}");
         let out = kubectl(&kc, &["--context", &format!("berth-{n}"), "get", "nodes", "-o", "name"]);
         assert!(out.status.success(), "{n}'s API answers: {}", String::from_utf8_lossy(&out.stderr));
@@ -265,9 +257,9 @@ fn a_cluster_that_never_gets_ready_fails_with_the_kubelets_words() {
     if !require_e2e("a_cluster_that_never_gets_ready_fails_with_the_kubelets_words") {
         return;
     }
-    let name = "e2e-notready";
+    let name = &cluster_name("notready");
     let (dir, kc) = temp_kubeconfig();
-    let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
+    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
     let cfg = dir.path().join("no-cni.yaml");
     std::fs::write(&cfg, "kind: Cluster\napiVersion: berth.dev/v1alpha1\nnetworking:\n  disableDefaultCNI: true\n").unwrap();
     let out = berth(&kc)
@@ -277,7 +269,7 @@ fn a_cluster_that_never_gets_ready_fails_with_the_kubelets_words() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("not ready within --wait"), "{stderr}");
-    assert!(stderr.contains("kubelet on e2e-notready-control-plane"), "{stderr}");
+    assert!(stderr.contains(&format!("kubelet on {name}-control-plane")), "{stderr}");
     assert!(stderr.to_lowercase().contains("cni") || stderr.contains("NetworkPluginNotReady"), "the kubelet's reason: {stderr}");
     assert!(cluster_containers(name).is_empty(), "left {:?}", cluster_containers(name));
 }

@@ -7,18 +7,10 @@
 //! here); cluster DNS cannot run here (no CoreDNS image), so the Service is reached by its
 //! ClusterIP.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
-
-const TOOLBOX: &str = "berth-test/toolbox:1";
-
-fn kubectl_ok(kc: &Path, args: &[&str]) -> String {
-    run_ok(kubectl_cmd(kc).args(args))
-}
+use crate::common::*;
 
 fn apply(kc: &Path, dir: &Path, file: &str, yaml: &str) {
     let path = dir.join(file);
@@ -42,7 +34,7 @@ fn a_newcomers_first_commands_work_on_the_default_cluster() {
     if !require_e2e("a_newcomers_first_commands_work_on_the_default_cluster") {
         return;
     }
-    let name = format!("e2e-first-{}", std::process::id());
+    let name = cluster_name("first");
     let (dir, kc) = temp_kubeconfig();
     let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
 

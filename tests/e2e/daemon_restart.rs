@@ -3,12 +3,10 @@
 //! Ignored by default: it restarts dockerd, so `scripts/test` runs it alone, after the rest,
 //! and only where it started that dockerd itself (BERTH_TEST_RESTART_DOCKERD names the script).
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 #[ignore = "restarts dockerd; run alone by scripts/test"]
@@ -17,11 +15,11 @@ fn a_cluster_survives_a_docker_daemon_restart() {
         return;
     }
     let restart = std::env::var("BERTH_TEST_RESTART_DOCKERD").expect("BERTH_TEST_RESTART_DOCKERD: a command that restarts dockerd");
-    let name = "e2e-daemon";
+    let name = &cluster_name("daemon");
     let (_dir, kc) = temp_kubeconfig();
-    let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
+    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
     run_ok(berth(&kc).args(["create", "cluster", "--name", name, "--image", &test_image()]));
-    let node = "e2e-daemon-control-plane";
+    let node = &format!("{name}-control-plane");
     let ip_before =
         run_ok(Command::new("docker").args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", node]));
     run_ok(&mut Command::new(&restart));

@@ -3,17 +3,11 @@
 //! its token, log export; three control planes behind the load balancer; and the real kind
 //! 0.27.0 creating a cluster from berth's test node image.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
-
-fn kubectl_ok(kc: &Path, args: &[&str]) -> String {
-    run_ok(kubectl_cmd(kc).args(args))
-}
+use crate::common::*;
 
 fn node_ready(kc: &Path, node: &str) -> Result<(), String> {
     let out = kubectl(kc, &["get", "node", node, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
@@ -24,8 +18,6 @@ fn node_ready(kc: &Path, node: &str) -> Result<(), String> {
         Err(format!("{node} Ready={s}"))
     }
 }
-
-const TOOLBOX: &str = "berth-test/toolbox:1";
 
 /// A toolbox pod pinned to `node` (these tests are about traffic between particular nodes);
 /// `command` is its shell command.
@@ -84,9 +76,9 @@ fn workers_network_restart_load_dashboard_and_logs() {
     if !require_e2e("workers_network_restart_load_dashboard_and_logs") {
         return;
     }
-    let name = "e2e-multi";
+    let name = &cluster_name("multi");
     let (dir, kc) = temp_kubeconfig();
-    let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
+    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/workers.yaml");
     let out = berth(&kc)
         .args([
@@ -118,7 +110,7 @@ fn workers_network_restart_load_dashboard_and_logs() {
     let api =
         kubectl_ok(&kc, &["get", "apiservice", "v1beta1.metrics.k8s.io", "-o", "jsonpath={.spec.service.namespace}/{.spec.service.name}"]);
     assert_eq!(api, "kube-system/metrics-server", "the metrics API is registered with the aggregator");
-    let (cp, w1, w2) = ("e2e-multi-control-plane", "e2e-multi-worker", "e2e-multi-worker2");
+    let (cp, w1, w2) = (&format!("{name}-control-plane"), &format!("{name}-worker"), &format!("{name}-worker2"));
     for n in [cp, w1, w2] {
         node_ready(&kc, n).unwrap();
     }
@@ -236,9 +228,10 @@ fn ha_control_planes_survive_losing_one() {
     if !require_e2e("ha_control_planes_survive_losing_one") {
         return;
     }
-    let name = "e2e-ha";
+    let name = &cluster_name("ha");
+    let node = |suffix: &str| format!("{name}-{suffix}");
     let (_dir, kc) = temp_kubeconfig();
-    let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
+    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testdata/cluster/ha-3-1.yaml");
     run_ok(berth(&kc).env("BERTH_LB_IMAGE", "berth-test/haproxy:1").args([
         "create",
@@ -253,19 +246,19 @@ fn ha_control_planes_survive_losing_one() {
         "5m",
     ]));
     let server = kubectl_ok(&kc, &["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]);
-    let lb_port = run_ok(Command::new("docker").args(["port", "e2e-ha-external-load-balancer", "6443/tcp"]));
+    let lb_port = run_ok(Command::new("docker").args(["port", &node("external-load-balancer"), "6443/tcp"]));
     assert!(lb_port.trim().ends_with(server.rsplit(':').next().unwrap()), "kubeconfig {server} points at the load balancer ({lb_port})");
     let nodes = kubectl_ok(&kc, &["get", "nodes", "-o", "name"]);
     assert_eq!(nodes.lines().count(), 4, "{nodes}");
-    let taints = kubectl_ok(&kc, &["get", "node", "e2e-ha-control-plane2", "-o", "jsonpath={.spec.taints[*].effect}"]);
+    let taints = kubectl_ok(&kc, &["get", "node", &node("control-plane2"), "-o", "jsonpath={.spec.taints[*].effect}"]);
     assert_eq!(taints, "NoSchedule", "with a worker, control planes keep kubeadm's taint");
 
     // load and export logs act on the nodes, not on the load balancer (no containerd there).
     let loaded = run_ok(berth(&kc).args(["load", "docker-image", TOOLBOX, "--name", name]));
-    for node in ["e2e-ha-control-plane", "e2e-ha-control-plane2", "e2e-ha-control-plane3", "e2e-ha-worker"] {
+    for node in ["control-plane", "control-plane2", "control-plane3", "worker"].map(node) {
         let has = run_ok(Command::new("docker").args([
             "exec",
-            node,
+            &node,
             "ctr",
             "-n",
             "k8s.io",
@@ -278,10 +271,10 @@ fn ha_control_planes_survive_losing_one() {
     }
     let logs = tempfile::tempdir().unwrap();
     run_ok(berth(&kc).args(["export", "logs"]).arg(logs.path()).args(["--name", name]));
-    assert!(logs.path().join("e2e-ha-worker/kubelet.log").exists());
-    assert!(logs.path().join("e2e-ha-external-load-balancer/inspect.json").exists(), "the balancer's inspect output is kept");
+    assert!(logs.path().join(node("worker")).join("kubelet.log").exists());
+    assert!(logs.path().join(node("external-load-balancer")).join("inspect.json").exists(), "the balancer's inspect output is kept");
 
-    run_ok(Command::new("docker").args(["stop", "e2e-ha-control-plane"]));
+    run_ok(Command::new("docker").args(["stop", &node("control-plane")]));
     let after = eventually("the API answers with one control plane stopped", Duration::from_secs(30), || {
         let o = kubectl(&kc, &["get", "nodes", "--request-timeout=10s", "-o", "name"]);
         if o.status.success() {
@@ -329,7 +322,7 @@ fn real_kind_creates_a_cluster_from_the_test_image() {
     let (dir, kc) = temp_kubeconfig();
     let config = dir.path().join("kind.yaml");
     std::fs::write(&config, "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: worker\n").unwrap();
-    let name = "berth-kind-e2e";
+    let name = &cluster_name("kind");
     let kind_cmd = |args: &[&str]| {
         let mut c = Command::new(&kind);
         c.env("PATH", &path).args(args).arg("--kubeconfig").arg(&kc);
@@ -342,8 +335,8 @@ fn real_kind_creates_a_cluster_from_the_test_image() {
     let result = std::panic::catch_unwind(|| {
         let (_, stderr) = text(&created);
         assert!(created.status.success(), "kind create failed:\n{stderr}");
-        for node in ["berth-kind-e2e-control-plane", "berth-kind-e2e-worker"] {
-            eventually(&format!("{node} Ready under kind"), Duration::from_secs(120), || node_ready(&kc, node));
+        for node in [format!("{name}-control-plane"), format!("{name}-worker")] {
+            eventually(&format!("{node} Ready under kind"), Duration::from_secs(120), || node_ready(&kc, &node));
         }
         let netd = kubectl_ok(&kc, &["-n", "kube-system", "get", "ds", "berth-netd", "-o", "jsonpath={.status.numberReady}"]);
         assert_eq!(netd, "2", "kind installed the image's default CNI manifest");

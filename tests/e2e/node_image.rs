@@ -3,16 +3,14 @@
 //! through the API server published on 127.0.0.1; and `berth build node-image` on good and bad
 //! input, including `--kube-version` downloads from a local HTTP server.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::common::*;
 use berth::cluster::{self, CreateOptions};
 use berth::config::Cluster;
 use berth::runtime::{Docker, ModeRequest, NodeMode};
-use common::*;
 
 /// Creates a one-node cluster through the library and checks the node is Ready via the API.
 async fn single_node_ready(name: &str, runtime: Option<String>) -> NodeMode {
@@ -63,7 +61,7 @@ async fn default_runtime_detected_mode_boots_a_ready_node() {
         return;
     }
     let expected = if privileged_works(None) { NodeMode::Privileged } else { NodeMode::Capabilities };
-    let mode = single_node_ready("e2e-mode-default", None).await;
+    let mode = single_node_ready(&cluster_name("mode-default"), None).await;
     assert_eq!(mode, expected, "detection must match what the daemon allows");
     eprintln!("default runtime: nodes ran in {mode} mode");
 }
@@ -82,7 +80,7 @@ async fn privileged_mode_boots_a_ready_node() {
         assert!(privileged_works(Some(&name)), "no runtime here runs privileged containers (tried default and {name})");
         Some(name)
     };
-    let mode = single_node_ready("e2e-mode-priv", runtime).await;
+    let mode = single_node_ready(&cluster_name("mode-priv"), runtime).await;
     assert_eq!(mode, NodeMode::Privileged);
 }
 

@@ -1,12 +1,10 @@
 //! End to end through the CLI: create, inspect with the host's kubectl, get, delete; a create
 //! whose kubeadm fails; a create interrupted by SIGINT. Each leaves nothing behind.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn kubectl_json(kubeconfig: &std::path::Path, args: &[&str]) -> Result<serde_json::Value, String> {
     let mut all = args.to_vec();
@@ -28,20 +26,21 @@ fn create_get_delete_one_node() {
     if !require_e2e("create_get_delete_one_node") {
         return;
     }
-    let name = "e2e-one";
+    let name = &cluster_name("one");
     let (_dir, kc) = temp_kubeconfig();
     // A context the user already had must survive create and delete.
     std::fs::write(&kc, "apiVersion: v1\nkind: Config\nclusters: [{name: keep, cluster: {server: 'https://keep.example:6443'}}]\nusers: [{name: keep, user: {token: t}}]\ncontexts: [{name: keep, context: {cluster: keep, user: keep}}]\ncurrent-context: keep\n").unwrap();
-    let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
+    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
+    let (context, node) = (format!("berth-{name}"), format!("{name}-control-plane"));
 
     let started = Instant::now();
     let out = run_ok(berth(&kc).args(["create", "cluster", "--name", name, "--image", &test_image(), "--wait", "3m"]));
     eprintln!("create took {:?}\n{out}", started.elapsed());
 
     // Only the merged kubeconfig is used from here on.
-    assert_eq!(contexts(&kc), ["berth-e2e-one", "keep"]);
+    assert_eq!(contexts(&kc), [context.as_str(), "keep"]);
     let current = run_ok(kubectl_cmd(&kc).args(["config", "current-context"]));
-    assert_eq!(current.trim(), "berth-e2e-one");
+    assert_eq!(current.trim(), context);
     let nodes = kubectl_json(&kc, &["get", "nodes"]).unwrap();
     let items = nodes["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
@@ -66,13 +65,13 @@ fn create_get_delete_one_node() {
     let listed = run_ok(berth(&kc).args(["get", "clusters"]));
     assert!(listed.lines().any(|l| l.starts_with(name) && l.contains("running")), "{listed}");
     let json: serde_json::Value = serde_json::from_str(&run_ok(berth(&kc).args(["get", "clusters", "-o", "json"]))).unwrap();
-    assert!(json.as_array().unwrap().iter().any(|c| c["name"] == name && c["state"] == "running"));
+    assert!(json.as_array().unwrap().iter().any(|c| c["name"] == name.as_str() && c["state"] == "running"));
     let nodes = run_ok(berth(&kc).args(["get", "nodes", "--name", name]));
-    assert!(nodes.contains("e2e-one-control-plane") && nodes.contains("control-plane"), "{nodes}");
+    assert!(nodes.contains(&node) && nodes.contains("control-plane"), "{nodes}");
     let internal = run_ok(berth(&kc).args(["get", "kubeconfig", "--name", name, "--internal"]));
-    assert!(internal.contains("server: https://e2e-one-control-plane:6443"), "{internal}");
+    assert!(internal.contains(&format!("server: https://{node}:6443")), "{internal}");
 
-    let volumes = container_volumes("e2e-one-control-plane");
+    let volumes = container_volumes(&node);
     assert!(!volumes.is_empty(), "the node has its /var volume");
     run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
     assert!(cluster_containers(name).is_empty(), "containers left: {:?}", cluster_containers(name));
@@ -108,21 +107,21 @@ fn failed_create_cleans_up_unless_retain() {
         return;
     }
     let image = broken_image();
-    let name = "e2e-fail";
+    let name = &cluster_name("fail");
     let (_dir, kc) = temp_kubeconfig();
-    let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
+    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
 
     let out = berth(&kc).args(["create", "cluster", "--name", name, "--image", &image]).output().unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("kubeadm init failed on e2e-fail-control-plane"), "{stderr}");
+    assert!(stderr.contains(&format!("kubeadm init failed on {name}-control-plane")), "{stderr}");
     assert!(stderr.contains("this kubeadm is broken on purpose"), "kubeadm's last lines are in the error:\n{stderr}");
     assert!(cluster_containers(name).is_empty(), "left: {:?}", cluster_containers(name));
-    assert!(!kc.exists() || !std::fs::read_to_string(&kc).unwrap().contains("berth-e2e-fail"));
+    assert!(!kc.exists() || !std::fs::read_to_string(&kc).unwrap().contains(&format!("berth-{name}")));
 
     let out = berth(&kc).args(["create", "cluster", "--name", name, "--image", &image, "--retain"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(cluster_containers(name), ["e2e-fail-control-plane"], "--retain keeps the node");
+    assert_eq!(cluster_containers(name), [format!("{name}-control-plane")], "--retain keeps the node");
     run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
     assert!(cluster_containers(name).is_empty());
 }
@@ -132,9 +131,9 @@ fn sigint_during_create_cleans_up() {
     if !require_e2e("sigint_during_create_cleans_up") {
         return;
     }
-    let name = "e2e-sigint";
+    let name = &cluster_name("sigint");
     let (_dir, kc) = temp_kubeconfig();
-    let _guard = ClusterGuard { name: name.into(), kubeconfig: kc.clone() };
+    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
     let child = berth(&kc)
         .args(["create", "cluster", "--name", name, "--image", &test_image()])
         .stdout(Stdio::piped())
@@ -143,7 +142,7 @@ fn sigint_during_create_cleans_up() {
         .unwrap();
     // Interrupt while kubeadm init runs: the node exists and kubeadm has started.
     eventually("kubeadm init started", Duration::from_secs(120), || {
-        let out = docker(&["exec", "e2e-sigint-control-plane", "pgrep", "-x", "kubeadm"]);
+        let out = docker(&["exec", &format!("{name}-control-plane"), "pgrep", "-x", "kubeadm"]);
         if out.status.success() {
             Ok(())
         } else {
@@ -158,5 +157,5 @@ fn sigint_during_create_cleans_up() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("interrupted (SIGINT)") && stderr.contains("removed"), "{stderr}");
     assert!(cluster_containers(name).is_empty(), "left: {:?}", cluster_containers(name));
-    assert!(!kc.exists() || !std::fs::read_to_string(&kc).unwrap().contains("berth-e2e-sigint"));
+    assert!(!kc.exists() || !std::fs::read_to_string(&kc).unwrap().contains(&format!("berth-{name}")));
 }

@@ -10,6 +10,14 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_TEST_IMAGE: &str = "berth-test/node:v1.20.2";
+/// The test workload image scripts/build-test-node-image makes (busybox httpd, curl, ping).
+pub const TOOLBOX: &str = "berth-test/toolbox:1";
+
+/// This run's name for a test cluster, `e2e-BASE-PID`: unique to the test process, so
+/// clusters a crashed run left behind never collide with the next run's.
+pub fn cluster_name(base: &str) -> String {
+    format!("e2e-{base}-{}", std::process::id())
+}
 
 pub fn test_image() -> String {
     std::env::var("BERTH_TEST_IMAGE").unwrap_or_else(|_| DEFAULT_TEST_IMAGE.to_string())
@@ -92,6 +100,11 @@ pub fn kubectl_cmd(kubeconfig: &Path) -> Command {
     let mut c = Command::new(bin);
     c.arg("--kubeconfig").arg(kubeconfig);
     c
+}
+
+/// kubectl, failing the test with its output unless it succeeds; its stdout.
+pub fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
+    run_ok(kubectl_cmd(kubeconfig).args(args))
 }
 
 pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {

@@ -3,12 +3,10 @@
 //! the local registry wired into every node, serving a pod that names localhost:PORT/...;
 //! a pull from an unreachable registry failing in one line with nothing created.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const PORT: &str = "5001";
 
@@ -22,14 +20,15 @@ fn an_unreachable_registry_fails_in_one_line_and_creates_nothing() {
     let (_dir, kc) = temp_kubeconfig();
     let networks_before = String::from_utf8(docker(&["network", "ls", "-q"]).stdout).unwrap();
     let start = Instant::now();
-    let out = berth(&kc).args(["create", "cluster", "--name", "e2e-nopull", "--image", &image]).output().unwrap();
+    let name = &cluster_name("nopull");
+    let out = berth(&kc).args(["create", "cluster", "--name", name, "--image", &image]).output().unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(start.elapsed() < Duration::from_secs(30), "bounded: {:?}", start.elapsed());
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("ERROR:")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains(&image) && errors[0].contains(&format!("from 127.0.0.1:{port}")), "{stderr}");
-    assert!(cluster_containers("e2e-nopull").is_empty());
+    assert!(cluster_containers(name).is_empty());
     assert_eq!(String::from_utf8(docker(&["network", "ls", "-q"]).stdout).unwrap(), networks_before, "no network made");
     assert!(!kc.exists());
 }
@@ -40,8 +39,8 @@ fn local_registry_serves_pods_and_node_images_are_pulled_from_a_registry() {
         return;
     }
     let (dir, kc) = temp_kubeconfig();
-    let _guards =
-        [ClusterGuard { name: "e2e-reg".into(), kubeconfig: kc.clone() }, ClusterGuard { name: "e2e-pull".into(), kubeconfig: kc.clone() }];
+    let (reg, pull, pull2) = (&cluster_name("reg"), &cluster_name("pull"), &cluster_name("pull2"));
+    let _guards = [reg, pull, pull2].map(|name| ClusterGuard { name: name.clone(), kubeconfig: kc.clone() });
     let cfg = dir.path().join("reg.yaml");
     std::fs::write(&cfg, "kind: Cluster\napiVersion: berth.dev/v1alpha1\nnodes:\n- role: control-plane\n- role: worker\n").unwrap();
     let _ = berth(&kc).args(["delete", "registry"]).output();
@@ -49,7 +48,7 @@ fn local_registry_serves_pods_and_node_images_are_pulled_from_a_registry() {
         "create",
         "cluster",
         "--name",
-        "e2e-reg",
+        reg,
         "--config",
         cfg.to_str().unwrap(),
         "--image",
@@ -64,7 +63,7 @@ fn local_registry_serves_pods_and_node_images_are_pulled_from_a_registry() {
     run_ok(Command::new("docker").args(["push", "-q", &tagged]));
     run_ok(Command::new("docker").args(["rmi", &tagged]));
     let pod = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: from-registry}}\nspec:\n  nodeName: e2e-reg-worker\n  containers: [{{name: tb, image: \"{tagged}\", command: [sleep, infinity]}}]\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: from-registry}}\nspec:\n  nodeName: {reg}-worker\n  containers: [{{name: tb, image: \"{tagged}\", command: [sleep, infinity]}}]\n"
     );
     let pod_file = dir.path().join("pod.yaml");
     std::fs::write(&pod_file, pod).unwrap();
@@ -99,16 +98,16 @@ fn local_registry_serves_pods_and_node_images_are_pulled_from_a_registry() {
 
     // A digest the registry does not have: one line, nothing created, nothing pulled.
     let wrong = format!("{remote}@sha256:{}", "0".repeat(64));
-    let out = berth(&kc).args(["create", "cluster", "--name", "e2e-pull", "--image", &wrong]).output().unwrap();
+    let out = berth(&kc).args(["create", "cluster", "--name", pull, "--image", &wrong]).output().unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.lines().filter(|l| l.starts_with("ERROR:")).count() == 1 && stderr.contains(&format!("from 127.0.0.1:{PORT}")),
         "{stderr}"
     );
-    assert!(cluster_containers("e2e-pull").is_empty());
+    assert!(cluster_containers(pull).is_empty());
 
-    let out = berth(&kc).args(["create", "cluster", "--name", "e2e-pull", "--image", &pinned, "--wait", "3m"]).output().unwrap();
+    let out = berth(&kc).args(["create", "cluster", "--name", pull, "--image", &pinned, "--wait", "3m"]).output().unwrap();
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains(&format!("Pulling {pinned}")) && stderr.contains("Pull complete"), "pull progress shown:\n{stderr}");
@@ -122,26 +121,24 @@ fn local_registry_serves_pods_and_node_images_are_pulled_from_a_registry() {
     assert!(digests.contains(&digest), "the pulled image carries the digest asked for: {digests}");
     let nodes = run_ok(kubectl_cmd(&kc).args([
         "--context",
-        "berth-e2e-pull",
+        &format!("berth-{pull}"),
         "get",
         "nodes",
         "-o",
         "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}",
     ]));
     assert_eq!(nodes, "True");
-    let marker = run_ok(Command::new("docker").args(["exec", "e2e-pull-control-plane", "cat", "/kind/pulled"]));
+    let marker = run_ok(Command::new("docker").args(["exec", &format!("{pull}-control-plane"), "cat", "/kind/pulled"]));
     assert_eq!(marker.trim(), "pulled-from-a-registry", "the node runs the pulled image");
     // Present now: no second pull unless asked (`--pull never` proves it is local).
-    let again = berth(&kc)
-        .args(["create", "cluster", "--name", "e2e-pull2", "--image", &pinned, "--pull", "never", "--wait", "0"])
-        .output()
-        .unwrap();
+    let again =
+        berth(&kc).args(["create", "cluster", "--name", pull2, "--image", &pinned, "--pull", "never", "--wait", "0"]).output().unwrap();
     let (_, again_err) = text(&again);
     assert!(again.status.success() && !again_err.contains("Pulling"), "an image that is present is not pulled again:\n{again_err}");
-    run_ok(berth(&kc).args(["delete", "cluster", "--name", "e2e-pull2"]));
+    run_ok(berth(&kc).args(["delete", "cluster", "--name", pull2]));
 
     // Deleting clusters leaves the registry; `delete registry` removes it and its data.
-    run_ok(berth(&kc).args(["delete", "clusters", "e2e-reg", "e2e-pull"]));
+    run_ok(berth(&kc).args(["delete", "clusters", reg, pull]));
     assert!(docker(&["inspect", "berth-registry"]).status.success(), "the registry outlives clusters");
     run_ok(berth(&kc).args(["delete", "registry"]));
     assert!(!docker(&["inspect", "berth-registry"]).status.success());
