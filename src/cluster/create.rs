@@ -42,8 +42,8 @@ fn plan_nodes(opts: &CreateOptions) -> Result<Vec<PlannedNode>> {
 }
 
 /// Everything checkable before anything is created (pulls included: a failed pull leaves
-/// nothing behind).
-async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) -> Result<()> {
+/// nothing behind). Returns the planned nodes.
+async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) -> Result<Vec<PlannedNode>> {
     config::validate_cluster_name(&opts.name)
         .map_err(|problem| ClusterError::InvalidInput { field: "--name".into(), problem: problem.to_string() })?;
     if opts.config.control_planes().count() > 1 && !docker.image_exists(&opts.lb_image).await? {
@@ -56,16 +56,17 @@ async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) 
     if !docker.list_containers(&format!("{LABEL_CLUSTER}={}", opts.name)).await?.is_empty() {
         return Err(ClusterError::Exists(opts.name.clone()));
     }
-    let mut images: Vec<ImageRef> = Vec::new();
-    for node in plan_nodes(opts)? {
-        if !images.contains(&node.image) {
-            images.push(node.image);
+    let nodes = plan_nodes(opts)?;
+    let mut images: Vec<&ImageRef> = Vec::new();
+    for node in &nodes {
+        if !images.contains(&&node.image) {
+            images.push(&node.image);
         }
     }
-    for image in &images {
+    for image in images {
         ensure_image(docker, image, opts.pull, status).await?;
     }
-    Ok(())
+    Ok(nodes)
 }
 
 /// The API server is published on loopback unless the config says otherwise; then say so.
@@ -114,13 +115,13 @@ fn create_id() -> String {
 
 /// Creates the cluster described by `opts`.
 pub async fn create(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) -> Result<CreateReport> {
-    preflight(docker, opts, status).await?;
+    let nodes = preflight(docker, opts, status).await?;
     let mut ctx = Ctx {
         docker,
         opts,
         status,
         create_id: create_id(),
-        nodes: plan_nodes(opts)?,
+        nodes,
         token: steps::kubeadm_init::new_bootstrap_token(),
         certificate_key: (opts.config.control_planes().count() > 1).then(steps::kubeadm_init::new_certificate_key),
         api_server_port: api_server_port(opts)?,
