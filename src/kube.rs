@@ -130,10 +130,26 @@ pub fn node_reported_since(node: &Node, since: SystemTime) -> bool {
     ready_condition(node).and_then(|c| c.last_heartbeat_time.as_ref()).is_some_and(|t| t.0.as_second() >= since)
 }
 
+/// Nodes that were just (re)started, whose Ready condition counts only if their kubelet posted
+/// it at or after `since`. A node that was already running needs no fresh report: its kubelet
+/// sends its status only when it changes (or every few minutes).
+#[derive(Debug, Clone)]
+pub struct Restarted {
+    pub since: SystemTime,
+    pub nodes: std::collections::BTreeSet<String>,
+}
+
+impl Restarted {
+    fn stale(&self, node: &Node) -> bool {
+        let name = node.metadata.name.as_deref().unwrap_or_default();
+        self.nodes.contains(name) && !node_reported_since(node, self.since)
+    }
+}
+
 /// A node that is not Ready, with the kubelet's own reason (e.g. "cni config uninitialized").
-fn describe_not_ready(node: &Node, since: Option<SystemTime>) -> String {
+fn describe_not_ready(node: &Node, restarted: Option<&Restarted>) -> String {
     let name = node.metadata.name.clone().unwrap_or_default();
-    if since.is_some_and(|since| !node_reported_since(node, since)) {
+    if restarted.is_some_and(|r| r.stale(node)) {
         return format!("{name} (its kubelet has not reported since the start)");
     }
     match ready_condition(node).and_then(|c| c.message.clone()).filter(|m| !m.is_empty()) {
@@ -142,14 +158,14 @@ fn describe_not_ready(node: &Node, since: Option<SystemTime>) -> String {
     }
 }
 
-/// Waits until `expected` nodes exist and all are Ready — and, with `fresh_since`, Ready by a
-/// status their kubelets posted at or after that moment. On timeout, names the nodes that are not.
-pub async fn wait_for_nodes_ready(client: &Client, expected: usize, fresh_since: Option<SystemTime>, deadline: Instant) -> Result<()> {
+/// Waits until `expected` nodes exist and all are Ready — the `restarted` ones by a status their
+/// kubelets posted since their start. On timeout, names the nodes that are not.
+pub async fn wait_for_nodes_ready(client: &Client, expected: usize, restarted: Option<&Restarted>, deadline: Instant) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let ok = |n: &Node| node_is_ready(n) && fresh_since.is_none_or(|since| node_reported_since(n, since));
+    let ok = |n: &Node| node_is_ready(n) && !restarted.is_some_and(|r| r.stale(n));
     wait_until("all nodes were Ready", deadline, changes(nodes.clone(), None), || async {
         let list = nodes.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        let not_ready: Vec<String> = list.items.iter().filter(|n| !ok(n)).map(|n| describe_not_ready(n, fresh_since)).collect();
+        let not_ready: Vec<String> = list.items.iter().filter(|n| !ok(n)).map(|n| describe_not_ready(n, restarted)).collect();
         if list.items.len() >= expected && not_ready.is_empty() {
             Ok(Some(()))
         } else {
@@ -334,7 +350,11 @@ mod tests {
         assert!(node_is_ready(&before) && !node_reported_since(&before, start));
         assert!(node_reported_since(&after, start));
         assert!(node_reported_since(&node("True", "2023-11-14T22:13:20Z"), start + Duration::from_millis(400)), "same second counts");
-        assert!(describe_not_ready(&before, Some(start)).contains("has not reported since the start"));
+        let restarted = Restarted { since: start, nodes: ["n1".to_string()].into() };
+        assert!(restarted.stale(&before) && !restarted.stale(&after));
+        assert!(describe_not_ready(&before, Some(&restarted)).contains("has not reported since the start"));
+        let others = Restarted { since: start, nodes: ["n2".to_string()].into() };
+        assert!(!others.stale(&before), "a node that was already running needs no fresh report");
         assert_eq!(describe_not_ready(&node("False", "2023-11-14T22:13:21Z"), None), "n1 (kubelet is posting ready status)");
     }
 }

@@ -35,16 +35,18 @@ pub async fn stop(docker: &Docker, cluster: &str, status: &Status) -> Result<()>
 }
 
 /// Starts the load balancer, then control planes, then workers, and waits up to `wait` for
-/// the API server's `/readyz` and for every node to be Ready by a status its kubelet posted
-/// after this start (the Ready condition from before the stop says nothing about now).
+/// the API server's `/readyz` and every node Ready — each node it started by a status its
+/// kubelet posted after this start (the Ready condition from before the stop says nothing about
+/// now); a node that was running already only needs to be Ready.
 pub async fn start(docker: &Docker, cluster: &str, wait: Duration, status: &Status) -> Result<()> {
     let all = nodes(docker, cluster).await?;
-    let started = std::time::SystemTime::now();
+    let mut restarted = crate::kube::Restarted { since: std::time::SystemTime::now(), nodes: Default::default() };
     for role in [LOAD_BALANCER_ROLE, "control-plane", "worker"] {
         let group: Vec<&NodeInfo> = by_role(&all, role).into_iter().filter(|n| n.state != "running").collect();
         if group.is_empty() {
             continue;
         }
+        restarted.nodes.extend(group.iter().map(|n| n.name.clone()));
         let step = status.step(format!("Starting {} node(s): {role}", group.len()));
         try_join_all(group.iter().map(|n| docker.start_container(&n.name))).await?;
         step.done();
@@ -70,7 +72,7 @@ pub async fn start(docker: &Docker, cluster: &str, wait: Duration, status: &Stat
     let client = crate::kube::client(&doc).await?;
     crate::kube::wait_for_readyz(&client, deadline).await?;
     let expected = all.iter().filter(|n| n.role != LOAD_BALANCER_ROLE).count();
-    crate::kube::wait_for_nodes_ready(&client, expected, Some(started), deadline).await?;
+    crate::kube::wait_for_nodes_ready(&client, expected, Some(&restarted), deadline).await?;
     step.done();
     Ok(())
 }

@@ -105,6 +105,9 @@ fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
     run_ok(berth(&kc).args(["start", "cluster", "--name", name, "--wait", "3m"]));
     assert_eq!(cluster_state(&kc, name), "running");
     eventually("Ready after start, through the same kubeconfig", Duration::from_secs(60), || all_ready(&kc, 2));
+    // Starting a cluster that runs succeeds: running nodes need no fresh report (their kubelets
+    // post status only on change, so waiting for one would run into --wait).
+    run_ok(berth(&kc).args(["start", "cluster", "--name", name, "--wait", "30s"]));
     assert_eq!(node_addresses(name), addresses, "nodes keep their addresses across stop/start");
 
     run_ok(Command::new("docker").args(["stop", worker]));
