@@ -137,6 +137,24 @@ pub fn curl_from_pod(kubeconfig: &Path, what: &str, pod: &str, host: &str, expec
     });
 }
 
+/// All `expected` nodes Ready by a status their kubelets posted at or after `since` (RFC 3339,
+/// UTC, whole seconds: the API's own format, so the strings compare as times).
+pub fn all_ready_since(kc: &Path, expected: usize, since: &str) -> Result<(), String> {
+    let out = kubectl(kc, &["get", "nodes", "--request-timeout=5s", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status} {.status.conditions[?(@.type==\"Ready\")].lastHeartbeatTime}{\"\\n\"}{end}"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let fresh = text.lines().filter(|l| l.split_once(' ').is_some_and(|(status, at)| status == "True" && at >= since)).count();
+    if out.status.success() && fresh == expected {
+        Ok(())
+    } else {
+        Err(format!("{fresh}/{expected} freshly Ready: {text}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// Now, as the API writes times.
+pub fn now_rfc3339() -> String {
+    run_ok(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])).trim().to_string()
+}
+
 /// Prints a node container's log and journal: what a failing e2e test leaves for the reader.
 pub fn dump_node(name: &str) {
     let logs = docker(&["logs", "--tail", "40", name]);

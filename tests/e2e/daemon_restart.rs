@@ -22,18 +22,11 @@ fn a_cluster_survives_a_docker_daemon_restart() {
     let node = &format!("{name}-control-plane");
     let ip_before =
         run_ok(Command::new("docker").args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", node]));
+    let restarted_at = now_rfc3339();
     run_ok(&mut Command::new(&restart));
+    // Fresh readiness: a Ready condition from before the restart says nothing about now.
     eventually("Ready after dockerd restarted, through the same kubeconfig", Duration::from_secs(240), || {
-        let o = kubectl(
-            &kc,
-            &["get", "nodes", "--request-timeout=5s", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"],
-        );
-        let s = String::from_utf8_lossy(&o.stdout).into_owned();
-        if s == "True" {
-            Ok(())
-        } else {
-            Err(format!("{s} {}", String::from_utf8_lossy(&o.stderr)))
-        }
+        all_ready_since(&kc, 1, &restarted_at)
     });
     let ip_after = run_ok(Command::new("docker").args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", node]));
     assert_eq!(ip_before, ip_after, "the node keeps its address");

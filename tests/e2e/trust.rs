@@ -41,24 +41,6 @@ fn all_ready(kc: &Path, expected: usize) -> Result<(), String> {
     }
 }
 
-/// All `expected` nodes Ready by a status their kubelets posted at or after `since` (RFC 3339,
-/// UTC, whole seconds: the API's own format, so the strings compare as times).
-fn all_ready_since(kc: &Path, expected: usize, since: &str) -> Result<(), String> {
-    let out = kubectl(kc, &["get", "nodes", "--request-timeout=5s", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status} {.status.conditions[?(@.type==\"Ready\")].lastHeartbeatTime}{\"\\n\"}{end}"]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let fresh = text.lines().filter(|l| l.split_once(' ').is_some_and(|(status, at)| status == "True" && at >= since)).count();
-    if out.status.success() && fresh == expected {
-        Ok(())
-    } else {
-        Err(format!("{fresh}/{expected} freshly Ready: {text}{}", String::from_utf8_lossy(&out.stderr)))
-    }
-}
-
-/// Now, as the API writes times.
-fn now_rfc3339() -> String {
-    run_ok(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])).trim().to_string()
-}
-
 fn cluster_state(kc: &Path, name: &str) -> String {
     let json: serde_json::Value = serde_json::from_str(&run_ok(berth(kc).args(["get", "clusters", "-o", "json"]))).unwrap();
     json.as_array().unwrap().iter().find(|c| c["name"] == name).map(|c| c["state"].as_str().unwrap().to_string()).unwrap_or_default()
