@@ -113,8 +113,19 @@ fn create_id() -> String {
     crate::ids::unique("create")
 }
 
-/// Creates the cluster described by `opts`.
+/// Creates the cluster described by `opts`; SIGINT or SIGTERM stops it and removes what it made.
 pub async fn create(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) -> Result<CreateReport> {
+    create_until(docker, opts, status, interrupted()).await
+}
+
+/// [`create`], stopped by whatever `interrupt` resolves to (the signal's name) — the seam that
+/// lets unit tests interrupt a create at a moment of their choosing.
+async fn create_until(
+    docker: &dyn Runtime,
+    opts: &CreateOptions,
+    status: &Status,
+    interrupt: impl std::future::Future<Output = &'static str>,
+) -> Result<CreateReport> {
     let nodes = preflight(docker, opts, status).await?;
     let mut ctx = Ctx {
         docker,
@@ -133,7 +144,7 @@ pub async fn create(docker: &dyn Runtime, opts: &CreateOptions, status: &Status)
     }
     let outcome = tokio::select! {
         r = run_steps(&mut ctx) => r,
-        which = interrupted() => Err(ClusterError::Interrupted(which, String::new())),
+        which = interrupt => Err(ClusterError::Interrupted(which, String::new())),
     };
     match outcome {
         Ok(mode) => Ok(CreateReport {
@@ -347,6 +358,22 @@ mod tests {
             assert!(calls.contains(&"create fake-control-plane".to_string()), "{calls:#?}");
             assert!(fake.containers().is_empty(), "left behind: {:?}", fake.containers().keys());
             assert!(!kc.exists(), "the kubeconfig was never touched");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn an_interrupt_during_init_removes_every_container() {
+            let dir = tempfile::tempdir().unwrap();
+            let fake = FakeRuntime::with_images(&[IMAGE, "berth-test/haproxy:1"]);
+            fake.kubeadm_takes(std::time::Duration::from_secs(600));
+            let interrupt = async {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                "SIGINT"
+            };
+            let err =
+                create_until(&fake, &options(ha_config(), &dir.path().join("config")), &Status::quiet(), interrupt).await.unwrap_err();
+            assert!(matches!(&err, ClusterError::Interrupted("SIGINT", detail) if detail.contains("removed")), "{err}");
+            assert!(fake.calls().iter().any(|c| c.contains("kubeadm init")), "interrupted while init ran: {:#?}", fake.calls());
+            assert!(fake.containers().is_empty(), "left behind: {:?}", fake.containers().keys());
         }
 
         #[tokio::test(start_paused = true)]

@@ -37,6 +37,8 @@ struct State {
     lists: u32,
     /// What `kubeadm …` execs answer: exit code and output.
     kubeadm: (i64, String),
+    /// How long a `kubeadm …` exec takes before it answers.
+    kubeadm_delay: std::time::Duration,
 }
 
 /// The fake runtime. Cheap to make; state behind a mutex so it is `Sync`.
@@ -61,6 +63,11 @@ impl FakeRuntime {
     pub fn add_container(&self, name: &str, labels: &[(&str, &str)]) {
         let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         self.state.lock().unwrap().containers.insert(name.into(), FakeContainer { labels, running: true, ..Default::default() });
+    }
+
+    /// Makes `kubeadm …` take this long (time a test can interrupt it in).
+    pub fn kubeadm_takes(&self, delay: std::time::Duration) {
+        self.state.lock().unwrap().kubeadm_delay = delay;
     }
 
     pub fn land_a_ghost_after_the_first_removal(&self) {
@@ -181,12 +188,15 @@ impl Runtime for FakeRuntime {
         s.containers.get(name).and_then(|c| c.ip.clone()).ok_or_else(|| Self::missing(name))
     }
     async fn exec(&self, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
-        let kubeadm = {
+        let (kubeadm, delay) = {
             let mut s = self.state.lock().unwrap();
             s.containers.get(container).filter(|c| c.running).ok_or_else(|| Self::missing(container))?;
             s.calls.push(format!("exec {container}: {}", cmd.join(" ")));
-            s.kubeadm.clone()
+            (s.kubeadm.clone(), s.kubeadm_delay)
         };
+        if cmd.first() == Some(&"kubeadm") {
+            tokio::time::sleep(delay).await;
+        }
         Ok(match cmd {
             ["systemctl", "is-system-running"] => ok("running\n"),
             ["cat", "/kind/version"] => ok("v1.20.2\n"),
