@@ -23,14 +23,10 @@ fn contexts(kubeconfig: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn create_get_delete_one_node() {
-    if !require_e2e("create_get_delete_one_node") {
-        return;
-    }
-    let name = &cluster_name("one");
-    let (_dir, kc) = temp_kubeconfig();
+    let Some(t) = test_cluster("create_get_delete_one_node", "one") else { return };
+    let (name, kc) = (&t.name, t.kubeconfig.clone());
     // A context the user already had must survive create and delete.
     std::fs::write(&kc, "apiVersion: v1\nkind: Config\nclusters: [{name: keep, cluster: {server: 'https://keep.example:6443'}}]\nusers: [{name: keep, user: {token: t}}]\ncontexts: [{name: keep, context: {cluster: keep, user: keep}}]\ncurrent-context: keep\n").unwrap();
-    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
     let (context, node) = (format!("berth-{name}"), format!("{name}-control-plane"));
 
     let started = Instant::now();
@@ -103,13 +99,9 @@ fn broken_image() -> String {
 
 #[test]
 fn failed_create_cleans_up_unless_retain() {
-    if !require_e2e("failed_create_cleans_up_unless_retain") {
-        return;
-    }
+    let Some(t) = test_cluster("failed_create_cleans_up_unless_retain", "fail") else { return };
+    let (name, kc) = (&t.name, t.kubeconfig.clone());
     let image = broken_image();
-    let name = &cluster_name("fail");
-    let (_dir, kc) = temp_kubeconfig();
-    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
 
     let out = berth(&kc).args(["create", "cluster", "--name", name, "--image", &image]).output().unwrap();
     let (_, stderr) = text(&out);
@@ -128,12 +120,8 @@ fn failed_create_cleans_up_unless_retain() {
 
 #[test]
 fn sigint_during_create_cleans_up() {
-    if !require_e2e("sigint_during_create_cleans_up") {
-        return;
-    }
-    let name = &cluster_name("sigint");
-    let (_dir, kc) = temp_kubeconfig();
-    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
+    let Some(t) = test_cluster("sigint_during_create_cleans_up", "sigint") else { return };
+    let (name, kc) = (&t.name, t.kubeconfig.clone());
     let child = berth(&kc)
         .args(["create", "cluster", "--name", name, "--image", &test_image()])
         .stdout(Stdio::piped())

@@ -170,6 +170,29 @@ pub fn temp_kubeconfig() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// What an e2e test about one cluster starts with: the run's name for the cluster, a
+/// kubeconfig path in a fresh temp dir, and a guard that deletes the cluster when the test
+/// ends, however it ends.
+pub struct TestCluster {
+    // Declared (so dropped) first: the guard deletes the cluster through the kubeconfig in `dir`.
+    _guard: ClusterGuard,
+    pub name: String,
+    pub kubeconfig: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+/// The opening of an e2e test about one cluster, in one call: `None` (the test is skipped,
+/// and says so) unless BERTH_E2E=1.
+pub fn test_cluster(test: &str, base: &str) -> Option<TestCluster> {
+    if !require_e2e(test) {
+        return None;
+    }
+    let name = cluster_name(base);
+    let (dir, kubeconfig) = temp_kubeconfig();
+    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kubeconfig.clone() };
+    Some(TestCluster { _guard, name, kubeconfig, dir })
+}
+
 /// Deletes a cluster when dropped, so a failing test leaves nothing running.
 pub struct ClusterGuard {
     pub name: String,

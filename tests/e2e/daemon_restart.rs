@@ -11,13 +11,9 @@ use crate::common::*;
 #[test]
 #[ignore = "restarts dockerd; run alone by scripts/test"]
 fn a_cluster_survives_a_docker_daemon_restart() {
-    if !require_e2e("a_cluster_survives_a_docker_daemon_restart") {
-        return;
-    }
+    let Some(t) = test_cluster("a_cluster_survives_a_docker_daemon_restart", "daemon") else { return };
+    let (name, kc) = (&t.name, t.kubeconfig.clone());
     let restart = std::env::var("BERTH_TEST_RESTART_DOCKERD").expect("BERTH_TEST_RESTART_DOCKERD: a command that restarts dockerd");
-    let name = &cluster_name("daemon");
-    let (_dir, kc) = temp_kubeconfig();
-    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
     run_ok(berth(&kc).args(["create", "cluster", "--name", name, "--image", &test_image()]));
     let node = &format!("{name}-control-plane");
     let ip_before =

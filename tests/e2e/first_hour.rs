@@ -31,14 +31,10 @@ fn wait_pod_ready(kc: &Path, pod: &str) {
 
 #[test]
 fn a_newcomers_first_commands_work_on_the_default_cluster() {
-    if !require_e2e("a_newcomers_first_commands_work_on_the_default_cluster") {
-        return;
-    }
-    let name = cluster_name("first");
-    let (dir, kc) = temp_kubeconfig();
-    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
+    let Some(t) = test_cluster("a_newcomers_first_commands_work_on_the_default_cluster", "first") else { return };
+    let (name, kc, dir) = (&t.name, t.kubeconfig.clone(), &t.dir);
 
-    let out = berth(&kc).args(["create", "cluster", "--name", &name, "--image", &test_image()]).output().unwrap();
+    let out = berth(&kc).args(["create", "cluster", "--name", name, "--image", &test_image()]).output().unwrap();
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "create failed:\n{stderr}");
     assert!(!stderr.contains("StorageClass"), "the test image carries a default StorageClass, so no warning:\n{stderr}");
@@ -47,7 +43,7 @@ fn a_newcomers_first_commands_work_on_the_default_cluster() {
     assert_eq!(taints.trim(), "", "a one-node cluster runs workloads: no NoSchedule taint");
 
     // The app: load the image, create a Deployment and a Service, as the kubectl docs show.
-    run_ok(berth(&kc).args(["load", "docker-image", TOOLBOX, "--name", &name]));
+    run_ok(berth(&kc).args(["load", "docker-image", TOOLBOX, "--name", name]));
     kubectl_ok(
         &kc,
         &[
@@ -89,8 +85,8 @@ fn a_newcomers_first_commands_work_on_the_default_cluster() {
     assert_eq!(kubectl_ok(&kc, &["exec", "reader", "--", "cat", "/data/note"]).trim(), "kept-across-pods");
 
     // Stop and start: the data is still there, the app serves again.
-    run_ok(berth(&kc).args(["stop", "cluster", "--name", &name]));
-    run_ok(berth(&kc).args(["start", "cluster", "--name", &name, "--wait", "3m"]));
+    run_ok(berth(&kc).args(["stop", "cluster", "--name", name]));
+    run_ok(berth(&kc).args(["start", "cluster", "--name", name, "--wait", "3m"]));
     let note = eventually("the reader runs again and sees the data", Duration::from_secs(120), || {
         let o = kubectl(&kc, &["exec", "reader", "--", "cat", "/data/note"]);
         let out = String::from_utf8_lossy(&o.stdout).trim().to_string();

@@ -73,12 +73,8 @@ fn token_kubeconfig(kc: &Path, token: &str, dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn workers_network_restart_load_dashboard_and_logs() {
-    if !require_e2e("workers_network_restart_load_dashboard_and_logs") {
-        return;
-    }
-    let name = &cluster_name("multi");
-    let (dir, kc) = temp_kubeconfig();
-    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
+    let Some(t) = test_cluster("workers_network_restart_load_dashboard_and_logs", "multi") else { return };
+    let (name, kc, dir) = (&t.name, t.kubeconfig.clone(), &t.dir);
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/workers.yaml");
     let out = berth(&kc)
         .args([
@@ -225,13 +221,9 @@ fn workers_network_restart_load_dashboard_and_logs() {
 
 #[test]
 fn ha_control_planes_survive_losing_one() {
-    if !require_e2e("ha_control_planes_survive_losing_one") {
-        return;
-    }
-    let name = &cluster_name("ha");
+    let Some(t) = test_cluster("ha_control_planes_survive_losing_one", "ha") else { return };
+    let (name, kc) = (&t.name, t.kubeconfig.clone());
     let node = |suffix: &str| format!("{name}-{suffix}");
-    let (_dir, kc) = temp_kubeconfig();
-    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testdata/cluster/ha-3-1.yaml");
     run_ok(berth(&kc).env("BERTH_LB_IMAGE", "berth-test/haproxy:1").args([
         "create",

@@ -48,13 +48,9 @@ fn cluster_state(kc: &Path, name: &str) -> String {
 
 #[test]
 fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
-    if !require_e2e("stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets") {
-        return;
-    }
-    let name = &cluster_name("life");
+    let Some(t) = test_cluster("stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets", "life") else { return };
+    let (name, kc, dir) = (&t.name, t.kubeconfig.clone(), &t.dir);
     let (cp, worker) = (&format!("{name}-control-plane"), &format!("{name}-worker"));
-    let (dir, kc) = temp_kubeconfig();
-    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
     let cfg = dir.path().join("one-worker.yaml");
     std::fs::write(&cfg, "kind: Cluster\napiVersion: berth.dev/v1alpha1\nnodes:\n- role: control-plane\n- role: worker\n").unwrap();
     let out = berth(&kc)
@@ -239,12 +235,8 @@ fn parallel_creates_succeed_and_a_name_clash_harms_no_one() {
 
 #[test]
 fn a_cluster_that_never_gets_ready_fails_with_the_kubelets_words() {
-    if !require_e2e("a_cluster_that_never_gets_ready_fails_with_the_kubelets_words") {
-        return;
-    }
-    let name = &cluster_name("notready");
-    let (dir, kc) = temp_kubeconfig();
-    let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
+    let Some(t) = test_cluster("a_cluster_that_never_gets_ready_fails_with_the_kubelets_words", "notready") else { return };
+    let (name, kc, dir) = (&t.name, t.kubeconfig.clone(), &t.dir);
     let cfg = dir.path().join("no-cni.yaml");
     std::fs::write(&cfg, "kind: Cluster\napiVersion: berth.dev/v1alpha1\nnetworking:\n  disableDefaultCNI: true\n").unwrap();
     let out = berth(&kc)
