@@ -15,7 +15,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use tokio::time::Instant;
 
-use crate::wait::{poll_only, Changes, Check, Ended};
+use crate::wait::{poll_only, Changes};
 
 const POLL: Duration = Duration::from_millis(500);
 
@@ -41,28 +41,13 @@ pub async fn client(kubeconfig: &serde_yaml::Value) -> Result<Client> {
     Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
 }
 
-/// [`crate::wait::until`] for checks that are "not yet" on any error (the API server may be
-/// restarting): `Ok(Some(v))` is done, anything else is tried again until `deadline`.
-async fn wait_until<T, F, Fut>(what: &str, deadline: Instant, changes: Changes, mut check: F) -> Result<T>
+/// [`crate::wait::until_some`] at the API's pace: re-checked on every change and every [`POLL`].
+async fn wait_until<T, F, Fut>(what: &str, deadline: Instant, changes: Changes, check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, String>>,
 {
-    let checked = crate::wait::until::<T, std::convert::Infallible, _, _>(what, deadline, POLL, changes, || {
-        let run = check();
-        async move {
-            match run.await {
-                Ok(Some(v)) => Check::Done(v),
-                Ok(None) => Check::NotYet(String::new()),
-                Err(detail) => Check::NotYet(detail),
-            }
-        }
-    })
-    .await;
-    checked.map_err(|ended| match ended {
-        Ended::Timeout(t) => KubeError::from(t),
-        Ended::Failed(never) => match never {},
-    })
+    Ok(crate::wait::until_some(what, deadline, POLL, changes, check).await?)
 }
 
 /// Changes to the objects of `api` (only the one called `name`, if given).

@@ -71,6 +71,30 @@ where
     }
 }
 
+/// [`until`] for checks that never give up: `Ok(Some(v))` is done; `Ok(None)` and `Err(detail)`
+/// (say, an API server that is restarting) are "not yet", tried again until `deadline`.
+pub async fn until_some<T, F, Fut>(what: &str, deadline: Instant, interval: Duration, changes: Changes, mut check: F) -> Result<T, Timeout>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, String>>,
+{
+    let checked = until::<T, std::convert::Infallible, _, _>(what, deadline, interval, changes, || {
+        let run = check();
+        async move {
+            match run.await {
+                Ok(Some(v)) => Check::Done(v),
+                Ok(None) => Check::NotYet(String::new()),
+                Err(detail) => Check::NotYet(detail),
+            }
+        }
+    })
+    .await;
+    checked.map_err(|ended| match ended {
+        Ended::Timeout(t) => t,
+        Ended::Failed(never) => match never {},
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

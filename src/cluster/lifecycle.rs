@@ -9,7 +9,7 @@ use futures_util::future::try_join_all;
 use super::{kubeconfig_for, nodes, NodeInfo, Result};
 use crate::runtime::{Docker, LOAD_BALANCER_ROLE};
 use crate::ui::Status;
-use crate::wait::{self, Check, Ended};
+use crate::wait;
 
 /// Seconds systemd gets to shut a node down before Docker kills it.
 const STOP_TIMEOUT_SECS: i32 = 30;
@@ -58,17 +58,11 @@ pub async fn start(docker: &Docker, cluster: &str, wait: Duration, status: &Stat
     let deadline = tokio::time::Instant::now() + wait;
     // admin.conf can be read only once systemd has mounted the node's filesystems.
     let what = "the control plane's admin.conf could be read";
-    let doc = wait::until::<_, std::convert::Infallible, _, _>(what, deadline, Duration::from_millis(500), wait::poll_only(), || async {
-        match kubeconfig_for(docker, cluster, false).await {
-            Ok(doc) => Check::Done(doc),
-            Err(e) => Check::NotYet(e.to_string()),
-        }
+    let doc = wait::until_some(what, deadline, Duration::from_millis(500), wait::poll_only(), || async {
+        kubeconfig_for(docker, cluster, false).await.map(Some).map_err(|e| e.to_string())
     })
     .await
-    .map_err(|ended| match ended {
-        Ended::Timeout(t) => crate::kube::KubeError::from(t),
-        Ended::Failed(never) => match never {},
-    })?;
+    .map_err(crate::kube::KubeError::from)?;
     let client = crate::kube::client(&doc).await?;
     crate::kube::wait_for_readyz(&client, deadline).await?;
     let expected = all.iter().filter(|n| n.role != LOAD_BALANCER_ROLE).count();
