@@ -115,13 +115,15 @@ fn create_id() -> String {
 
 /// Creates the cluster described by `opts`; SIGINT or SIGTERM stops it and removes what it made.
 pub async fn create(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) -> Result<CreateReport> {
-    create_until(docker, opts, status, interrupted()).await
+    create_until(docker, &crate::kube::Dial, opts, status, interrupted()).await
 }
 
-/// [`create`], stopped by whatever `interrupt` resolves to (the signal's name) — the seam that
-/// lets unit tests interrupt a create at a moment of their choosing.
+/// [`create`] with its seams open: the cluster's API is reached through `api`, and whatever
+/// `interrupt` resolves to (the signal's name) stops it — so unit tests can run a create on a
+/// fake API and interrupt it at a moment of their choosing.
 async fn create_until(
     docker: &dyn Runtime,
+    api: &dyn crate::kube::Connect,
     opts: &CreateOptions,
     status: &Status,
     interrupt: impl std::future::Future<Output = &'static str>,
@@ -129,6 +131,7 @@ async fn create_until(
     let nodes = preflight(docker, opts, status).await?;
     let mut ctx = Ctx {
         docker,
+        api,
         opts,
         status,
         create_id: create_id(),
@@ -370,7 +373,9 @@ mod tests {
                 "SIGINT"
             };
             let err =
-                create_until(&fake, &options(ha_config(), &dir.path().join("config")), &Status::quiet(), interrupt).await.unwrap_err();
+                create_until(&fake, &crate::kube::Dial, &options(ha_config(), &dir.path().join("config")), &Status::quiet(), interrupt)
+                    .await
+                    .unwrap_err();
             assert!(matches!(&err, ClusterError::Interrupted("SIGINT", detail) if detail.contains("removed")), "{err}");
             assert!(fake.calls().iter().any(|c| c.contains("kubeadm init")), "interrupted while init ran: {:#?}", fake.calls());
             assert!(fake.containers().is_empty(), "left behind: {:?}", fake.containers().keys());
@@ -442,12 +447,150 @@ mod tests {
             assert!(
                 haproxy.contains("server fake-control-plane fake-control-plane:6443") && haproxy.contains("server fake-control-plane2 ")
             );
-            let inits: Vec<String> = fake.calls().into_iter().filter(|c| c.contains("kubeadm init")).collect();
+            let inits: Vec<String> = fake.calls().into_iter().filter(|c| c.starts_with("exec ") && c.contains("kubeadm init")).collect();
             assert_eq!(inits.len(), 1, "{inits:?}");
             assert!(inits[0].starts_with("exec fake-control-plane: kubeadm init") && inits[0].contains("--upload-certs"), "{inits:?}");
             let config = String::from_utf8(made["fake-control-plane"].files[steps::kubeadm_init::KUBEADM_CONFIG_PATH].clone()).unwrap();
             assert!(config.contains("controlPlaneEndpoint: fake-external-load-balancer:6443"), "{config}");
             assert!(!config.contains("taints: []"), "with a worker the control planes keep kubeadm's taint");
+        }
+    }
+
+    mod with_a_fake_api {
+        //! Whole creates, on the in-memory runtime (whose kubeadm succeeds) and the in-memory API
+        //! server: which steps run, which are skipped, and the order nodes join in.
+
+        use std::sync::Arc;
+
+        use super::super::*;
+        use crate::cluster::steps::kubeadm_init::KUBEADM_CONFIG_PATH;
+        use crate::cluster::PullPolicy;
+        use crate::kube::fake::{FakeApi, Seen};
+        use crate::runtime::fake::FakeRuntime;
+        use crate::runtime::ModeRequest;
+
+        const IMAGE: &str = "berth-test/node:v1.20.2";
+        const LB_IMAGE: &str = "berth-test/haproxy:1";
+
+        fn options(config_text: &str, kubeconfig: &std::path::Path, wait_secs: u64) -> CreateOptions {
+            CreateOptions {
+                name: "fake".into(),
+                config: config::parse(config_text, "test").unwrap(),
+                image: IMAGE.into(),
+                wait: std::time::Duration::from_secs(wait_secs),
+                retain: false,
+                kubeconfig_path: kubeconfig.to_path_buf(),
+                mode_request: ModeRequest::Auto,
+                runtime: None,
+                lb_image: LB_IMAGE.into(),
+                pull: PullPolicy::Never,
+            }
+        }
+
+        /// Nodes with the given roles; the fake image carries no CNI manifest, so the pod network
+        /// is off unless a test is about it.
+        fn config_of(roles: &[&str], extra: &str) -> String {
+            let nodes: String = roles.iter().map(|r| format!("- role: {r}\n")).collect();
+            format!("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n  disableDefaultCNI: true\n{extra}nodes:\n{nodes}")
+        }
+
+        /// An API that has signed cluster-info for the token init was given, and in which every
+        /// node kubeadm was configured on is registered and Ready.
+        fn api_for(fake: &Arc<FakeRuntime>) -> FakeApi {
+            let fake = Arc::clone(fake);
+            FakeApi::new(move || {
+                let rendered: Vec<(String, String)> = fake
+                    .containers()
+                    .into_iter()
+                    .filter_map(|(name, c)| Some((name, String::from_utf8(c.files.get(KUBEADM_CONFIG_PATH)?.clone()).ok()?)))
+                    .collect();
+                let signed_token_id = rendered.iter().find_map(|(_, conf)| {
+                    conf.lines().find_map(|l| Some(l.trim().strip_prefix("token: ")?.split('.').next()?.to_string()))
+                });
+                Seen { signed_token_id, nodes: rendered.into_iter().map(|(name, _)| name).collect() }
+            })
+        }
+
+        /// The position of the first call starting with `prefix`.
+        fn at(calls: &[String], prefix: &str) -> usize {
+            calls.iter().position(|c| c.starts_with(prefix)).unwrap_or_else(|| panic!("no call {prefix:?} in {calls:#?}"))
+        }
+
+        async fn run(fake: &Arc<FakeRuntime>, api: &FakeApi, opts: &CreateOptions) -> Result<CreateReport> {
+            create_until(fake.as_ref(), api, opts, &Status::quiet(), std::future::pending()).await
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn one_node_with_wait_zero_skips_joins_cni_and_waits_and_writes_the_kubeconfig() {
+            let dir = tempfile::tempdir().unwrap();
+            let kc = dir.path().join("config");
+            let fake = Arc::new(FakeRuntime::healthy(&[IMAGE]));
+            let api = api_for(&fake);
+            let report = run(&fake, &api, &options(&config_of(&["control-plane"], ""), &kc, 0)).await.unwrap();
+            assert_eq!(report.context, "berth-fake");
+            let calls = fake.calls();
+            assert!(!calls.iter().any(|c| c.contains("kubeadm join")), "{calls:#?}");
+            assert!(!calls.iter().any(|c| c.contains("/kind/manifests/default-cni")), "disableDefaultCNI: {calls:#?}");
+            let requests = api.requests();
+            assert!(!requests.iter().any(|r| r.contains("cluster-info")), "no joins, no wait for cluster-info: {requests:#?}");
+            assert!(!requests.iter().any(|r| r.starts_with("GET /api/v1/nodes")), "--wait 0 waits for no node: {requests:#?}");
+            assert!(
+                requests.iter().any(|r| r.starts_with("PATCH /api/v1/nodes/fake-control-plane")),
+                "the lone control plane loses the exclude-from-external-load-balancers label: {requests:#?}"
+            );
+            assert!(report.warnings.iter().any(|w| w.contains("carries no default StorageClass")), "{:?}", report.warnings);
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777, 0o600);
+            let written: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&kc).unwrap()).unwrap();
+            assert_eq!(written["current-context"].as_str(), Some("berth-fake"));
+            assert_eq!(written["clusters"][0]["cluster"]["server"].as_str(), Some("https://127.0.0.1:40000"));
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn wait_checks_every_node_and_kube_proxy_unless_kube_proxy_is_off() {
+            let dir = tempfile::tempdir().unwrap();
+            let fake = Arc::new(FakeRuntime::healthy(&[IMAGE]));
+            let api = api_for(&fake);
+            run(&fake, &api, &options(&config_of(&["control-plane", "worker"], ""), &dir.path().join("a"), 60)).await.unwrap();
+            let requests = api.requests();
+            assert!(requests.iter().any(|r| r.starts_with("GET /api/v1/nodes?")), "{requests:#?}");
+            assert!(requests.iter().any(|r| r.contains("daemonsets/kube-proxy")), "{requests:#?}");
+            assert!(!requests.iter().any(|r| r.starts_with("PATCH /api/v1/nodes/")), "with a worker, no label is removed");
+
+            let fake = Arc::new(FakeRuntime::healthy(&[IMAGE]));
+            let api = api_for(&fake);
+            let opts = options(&config_of(&["control-plane"], "  kubeProxyMode: none\n"), &dir.path().join("b"), 60);
+            run(&fake, &api, &opts).await.unwrap();
+            assert!(!api.requests().iter().any(|r| r.contains("kube-proxy")), "{:#?}", api.requests());
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn ha_joins_control_planes_one_at_a_time_after_cluster_info_then_workers_together() {
+            let dir = tempfile::tempdir().unwrap();
+            let fake = Arc::new(FakeRuntime::healthy(&[IMAGE, LB_IMAGE]));
+            fake.kubeadm_takes(std::time::Duration::from_secs(10));
+            let api = api_for(&fake);
+            let roles = ["control-plane", "control-plane", "control-plane", "worker", "worker"];
+            run(&fake, &api, &options(&config_of(&roles, ""), &dir.path().join("config"), 0)).await.unwrap();
+            let calls = fake.calls();
+            let init_done = at(&calls, "exited fake-control-plane: kubeadm init");
+            let [cp2, cp2_done, cp3, cp3_done, w1, w2, w1_done, w2_done] = [
+                "exec fake-control-plane2: kubeadm join",
+                "exited fake-control-plane2: kubeadm join",
+                "exec fake-control-plane3: kubeadm join",
+                "exited fake-control-plane3: kubeadm join",
+                "exec fake-worker: kubeadm join",
+                "exec fake-worker2: kubeadm join",
+                "exited fake-worker: kubeadm join",
+                "exited fake-worker2: kubeadm join",
+            ]
+            .map(|p| at(&calls, p));
+            assert!(init_done < cp2 && cp2_done < cp3 && cp3_done < w1, "control planes join one after another: {calls:#?}");
+            assert!(w1.max(w2) < w1_done.min(w2_done), "workers join at the same time: {calls:#?}");
+            let requests = api.requests();
+            assert!(requests.iter().any(|r| r.contains("configmaps/cluster-info")), "joins wait for cluster-info: {requests:#?}");
+            let joins = calls.iter().filter(|c| c.contains("kubeadm join")).count();
+            assert_eq!(joins, 8, "four joins, each started and exited once: {calls:#?}");
         }
     }
 }

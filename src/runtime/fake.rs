@@ -28,7 +28,8 @@ struct State {
     images: BTreeSet<String>,
     containers: BTreeMap<String, FakeContainer>,
     /// Every call that changes something or runs a command, in order: "create NAME",
-    /// "start NAME", "remove NAME", "exec NAME: CMD".
+    /// "start NAME", "remove NAME", "exec NAME: CMD", and "exited NAME: CMD" when a kubeadm
+    /// command returns (so a test sees which ran at the same time).
     calls: Vec<String>,
     /// A container to appear one listing after the first removal, carrying the removed one's
     /// labels: a create request that was still in flight when roll-back began.
@@ -57,6 +58,15 @@ impl FakeRuntime {
             s.images = images.iter().map(|i| i.to_string()).collect();
             s.kubeadm = (1, "error: the fake runtime's kubeadm fails on purpose".into());
         }
+        fake
+    }
+
+    /// A runtime holding these images whose kubeadm succeeds, printing the join command's CA
+    /// hash as the real one does; a create then gets as far as its API lets it.
+    pub fn healthy(images: &[&str]) -> FakeRuntime {
+        let fake = FakeRuntime::with_images(images);
+        fake.state.lock().unwrap().kubeadm =
+            (0, "kubeadm join fake:6443 --token <t> \\\n    --discovery-token-ca-cert-hash sha256:0a1b2c3d\n".into());
         fake
     }
 
@@ -97,6 +107,21 @@ fn matches_label(c: &FakeContainer, label: &str) -> bool {
         None => c.labels.contains_key(label),
     }
 }
+
+/// kubeadm's admin.conf, in shape (the fake API needs no real credentials).
+const ADMIN_CONF: &str = "apiVersion: v1
+kind: Config
+clusters:
+- name: fake
+  cluster: {server: 'https://fake-control-plane:6443', certificate-authority-data: Q0E=}
+users:
+- name: kubernetes-admin
+  user: {client-certificate-data: Q0VSVA==, client-key-data: S0VZ}
+contexts:
+- name: kubernetes-admin@fake
+  context: {cluster: fake, user: kubernetes-admin}
+current-context: kubernetes-admin@fake
+";
 
 fn ok(stdout: &str) -> ExecOutput {
     ExecOutput { code: 0, stdout: stdout.to_string(), stderr: String::new() }
@@ -196,12 +221,15 @@ impl Runtime for FakeRuntime {
         };
         if cmd.first() == Some(&"kubeadm") {
             tokio::time::sleep(delay).await;
+            self.record(format!("exited {container}: {}", cmd.join(" ")));
         }
         Ok(match cmd {
             ["systemctl", "is-system-running"] => ok("running\n"),
             ["cat", "/kind/version"] => ok("v1.20.2\n"),
             ["stat", "-fc", "%T", "/sys/fs/cgroup"] => ok("tmpfs\n"),
             ["cat", path] if path.starts_with("/kind/manifests/") => ExecOutput { code: 1, ..Default::default() },
+            ["cat", "/etc/kubernetes/admin.conf"] => ok(ADMIN_CONF),
+            ["kubeadm", ..] if kubeadm.0 == 0 => ok(&kubeadm.1),
             ["kubeadm", ..] => ExecOutput { code: kubeadm.0, stdout: String::new(), stderr: kubeadm.1 },
             _ => ok(""),
         })

@@ -132,7 +132,7 @@ pub async fn run(ctx: &Ctx<'_>, nodes: &Provisioned) -> Result<Initialized> {
     let port = ctx.docker.published_port(&endpoint_container(ctx), &format!("{API_SERVER_PORT}/tcp")).await?;
     let server = crate::cluster::host_server_url(ctx.opts.config.api_server_address(), port);
     let entries = kubeconfig::for_cluster(&admin, &ctx.opts.name, &server)?;
-    let client = crate::kube::client(&entries).await?;
+    let client = ctx.api.connect(&entries).await?;
     crate::kube::wait_for_api(&client, tokio::time::Instant::now() + std::time::Duration::from_secs(60)).await?;
     if params.schedulable_control_plane {
         // kubeadm (1.19+) keeps cloud load balancers off control planes with this label; with no

@@ -49,6 +49,8 @@ pub struct PlannedNode {
 /// and the roll-back's record of the kubeconfig merge.
 pub struct Ctx<'a> {
     pub docker: &'a dyn Runtime,
+    /// Where the API client for the new cluster comes from (the real API server, or a test's).
+    pub api: &'a dyn crate::kube::Connect,
     pub opts: &'a CreateOptions,
     pub status: &'a Status,
     pub create_id: String,

@@ -33,6 +33,26 @@ pub enum KubeError {
 
 type Result<T, E = KubeError> = std::result::Result<T, E>;
 
+#[cfg(test)]
+pub mod fake;
+
+/// How create gets a client for the cluster it just made: [`Dial`] reaches the real API
+/// server; unit tests hand back a client over an in-memory one ([`fake::FakeApi`]).
+#[async_trait::async_trait]
+pub trait Connect: Send + Sync {
+    async fn connect(&self, kubeconfig: &serde_yaml::Value) -> Result<Client>;
+}
+
+/// Dials the API server the kubeconfig entries name.
+pub struct Dial;
+
+#[async_trait::async_trait]
+impl Connect for Dial {
+    async fn connect(&self, kubeconfig: &serde_yaml::Value) -> Result<Client> {
+        client(kubeconfig).await
+    }
+}
+
 /// A client for the cluster whose entries `kubeconfig` holds (as made by `kubeconfig::for_cluster`).
 pub async fn client(kubeconfig: &serde_yaml::Value) -> Result<Client> {
     let kc: Kubeconfig = serde_yaml::from_value(kubeconfig.clone()).map_err(|e| KubeError::Config(e.to_string()))?;

@@ -1,0 +1,124 @@
+//! An in-memory API server for unit tests: a [`kube::Client`] over a function that answers the
+//! few requests create makes (the version, `cluster-info`, nodes, the kube-proxy DaemonSet, a
+//! node's label patch) from what the test says the cluster looks like, and records every
+//! request, so a test can check which waits and joins a create ran, in what order.
+
+use std::sync::{Arc, Mutex};
+
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use kube::Client;
+use serde_json::{json, Value};
+
+use super::{Connect, Result};
+
+/// What the fake API server reports, asked afresh at every request.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    /// The bootstrap token id whose signature `cluster-info` carries, once it does.
+    pub signed_token_id: Option<String>,
+    /// Registered nodes, all Ready (and as many kube-proxy pods ready).
+    pub nodes: Vec<String>,
+}
+
+type Look = dyn Fn() -> Seen + Send + Sync;
+
+/// The fake API server; [`Connect`] hands out clients to it whatever the kubeconfig says.
+#[derive(Clone)]
+pub struct FakeApi {
+    look: Arc<Look>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeApi {
+    pub fn new(look: impl Fn() -> Seen + Send + Sync + 'static) -> FakeApi {
+        FakeApi { look: Arc::new(look), requests: Arc::default() }
+    }
+
+    /// Every request so far, as "METHOD /path?query".
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn client(&self) -> Client {
+        let api = self.clone();
+        let service = tower::service_fn(move |request: Request<Body>| {
+            let api = api.clone();
+            async move { Ok::<_, std::convert::Infallible>(api.answer(&request)) }
+        });
+        Client::new(service, "default")
+    }
+
+    fn answer(&self, request: &Request<Body>) -> Response<Body> {
+        let uri = request.uri();
+        let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
+        self.requests.lock().unwrap().push(format!("{} {target}", request.method()));
+        let seen = (self.look)();
+        let watch = uri.query().is_some_and(|q| q.contains("watch=true"));
+        let body = match (request.method(), uri.path()) {
+            _ if watch => None,
+            (&Method::GET, "/version") => Some(version()),
+            (&Method::GET, "/api/v1/namespaces/kube-public/configmaps/cluster-info") => seen.signed_token_id.map(cluster_info),
+            (&Method::GET, "/api/v1/nodes") => Some(json!({
+                "apiVersion": "v1", "kind": "NodeList", "metadata": {},
+                "items": seen.nodes.iter().map(|n| node(n)).collect::<Vec<_>>(),
+            })),
+            (&Method::PATCH, path) if path.starts_with("/api/v1/nodes/") => {
+                let name = path.trim_start_matches("/api/v1/nodes/");
+                seen.nodes.iter().any(|n| n == name).then(|| node(name))
+            }
+            (&Method::GET, "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy") => Some(kube_proxy(seen.nodes.len())),
+            _ => None,
+        };
+        match body {
+            Some(body) => respond(StatusCode::OK, &body),
+            None => respond(
+                StatusCode::NOT_FOUND,
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not in the fake"}),
+            ),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Connect for FakeApi {
+    async fn connect(&self, _kubeconfig: &serde_yaml::Value) -> Result<Client> {
+        Ok(self.client())
+    }
+}
+
+fn respond(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(serde_json::to_vec(body).unwrap()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, "application/json".parse().unwrap());
+    response
+}
+
+fn version() -> Value {
+    json!({
+        "major": "1", "minor": "20", "gitVersion": "v1.20.2", "gitCommit": "fake", "gitTreeState": "clean",
+        "buildDate": "2021-01-13T13:20:00Z", "goVersion": "go1.15", "compiler": "gc", "platform": "linux/amd64",
+    })
+}
+
+fn cluster_info(token_id: String) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+        "data": {"kubeconfig": "", format!("jws-kubeconfig-{token_id}"): "signed"},
+    })
+}
+
+fn node(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-01-01T00:00:00Z"}]},
+    })
+}
+
+fn kube_proxy(nodes: usize) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "kube-proxy", "namespace": "kube-system"},
+        "status": {"currentNumberScheduled": nodes, "desiredNumberScheduled": nodes, "numberMisscheduled": 0, "numberReady": nodes},
+    })
+}
