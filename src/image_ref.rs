@@ -87,6 +87,11 @@ impl ImageRef {
             None => (without_digest.to_string(), "latest".to_string()),
         }
     }
+
+    /// The version in the tag when it reads like one (`kindest/node:v1.32.2` → `v1.32.2`).
+    pub fn tag_version(&self) -> Option<&str> {
+        self.tag().filter(|t| t.starts_with('v') && t[1..].split('.').count() >= 2)
+    }
 }
 
 impl fmt::Display for ImageRef {
@@ -118,6 +123,7 @@ mod tests {
         assert_eq!(r.tag(), Some("v1.32.2"));
         assert_eq!(r.digest(), Some(DIGEST));
         assert_eq!(r.docker_pull_params(), ("docker.io/kindest/node".to_string(), DIGEST.to_string()));
+        assert_eq!(r.tag_version(), Some("v1.32.2"));
         assert_eq!(r.to_string(), crate::cluster::DEFAULT_NODE_IMAGE, "shown as the user wrote it");
     }
 

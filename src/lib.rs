@@ -9,6 +9,7 @@ pub mod addons;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod containerd;
 pub mod ids;
 pub mod image_ref;
 pub mod kube;

@@ -21,11 +21,16 @@ pub enum CreateWhat {
 #[derive(Debug, clap::Args)]
 pub struct CreateClusterArgs {
     /// The cluster's name (default: the config's name, else "berth")
-    #[arg(short, long)]
+    #[arg(short, long, env = "BERTH_CLUSTER_NAME")]
     pub name: Option<String>,
-    /// A cluster config file (kind's v1alpha4 format works); see configs/ for examples
+    /// A cluster config file (kind's v1alpha4 format works), or - for standard input; see
+    /// configs/ for examples
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Check the config, plan the nodes and print each node's kubeadm config (patches applied)
+    /// and the containerd patches; create and pull nothing
+    #[arg(long)]
+    pub dry_run: bool,
     /// The node image for every node (default: the config's, else $BERTH_NODE_IMAGE, else berth's pinned image)
     #[arg(long)]
     pub image: Option<String>,
@@ -74,7 +79,15 @@ pub(super) fn parse_wait(s: &str) -> Result<Duration, String> {
 
 pub async fn run(what: CreateWhat, status: &ui::Status) -> anyhow::Result<()> {
     let CreateWhat::Cluster(args) = what;
+    let dry_run = args.dry_run;
     let opts = options(args)?;
+    if dry_run {
+        // Docker only answers what the local image says about itself; without it, the tag does.
+        let docker = Docker::connect().await.ok();
+        let rendered = cluster::render::dry_run(docker.as_ref().map(|d| d as &dyn crate::runtime::Runtime), &opts).await?;
+        print!("{}", rendered.to_text(&opts));
+        return Ok(());
+    }
     let docker = Docker::connect().await?;
     status.info(format!("Creating cluster {:?} ...", opts.name));
     let report = cluster::create(&docker, &opts, status).await?;
@@ -90,6 +103,7 @@ pub async fn run(what: CreateWhat, status: &ui::Status) -> anyhow::Result<()> {
 /// Flags, config file and environment, in that order of precedence, into create options.
 fn options(args: CreateClusterArgs) -> anyhow::Result<CreateOptions> {
     let mut cfg = match &args.config {
+        Some(path) if path.as_os_str() == "-" => config::read_stdin()?,
         Some(path) => config::load(path)?,
         None => Cluster::default_config(),
     };

@@ -3,13 +3,12 @@
 //! is removed (unless `--retain`): its containers are found by a label unique to this run, so a
 //! concurrent create of the same name never loses its nodes to our cleanup.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::options::CreateOptions;
-use super::steps::{self, ensure_image, Ctx, PlannedNode, LABEL_CREATE_ID};
+use super::steps::{self, ensure_image, Ctx, Plan, LABEL_CREATE_ID};
 use super::{ClusterError, Result};
 use crate::config;
 use crate::image_ref::ImageRef;
@@ -25,25 +24,9 @@ pub struct CreateReport {
     pub warnings: Vec<String>,
 }
 
-fn plan_nodes(opts: &CreateOptions) -> Result<Vec<PlannedNode>> {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    opts.config
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(index, node)| {
-            let n = counts.entry(node.role.as_str()).or_insert(0);
-            let name = super::node_name(&opts.name, node.role, *n);
-            *n += 1;
-            let image = ImageRef::parse(node.image.as_deref().unwrap_or(&opts.image))?;
-            Ok(PlannedNode { name, role: node.role, image, index })
-        })
-        .collect()
-}
-
 /// Everything checkable before anything is created (pulls included: a failed pull leaves
-/// nothing behind). Returns the planned nodes.
-async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) -> Result<Vec<PlannedNode>> {
+/// nothing behind). Returns the plan.
+async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) -> Result<Plan> {
     config::validate_cluster_name(&opts.name)
         .map_err(|problem| ClusterError::InvalidInput { field: "--name".into(), problem: problem.to_string() })?;
     if opts.config.control_planes().count() > 1 && !docker.image_exists(&opts.lb_image).await? {
@@ -56,9 +39,9 @@ async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) 
     if !docker.list_containers(&format!("{LABEL_CLUSTER}={}", opts.name)).await?.is_empty() {
         return Err(ClusterError::Exists(opts.name.clone()));
     }
-    let nodes = plan_nodes(opts)?;
+    let plan = super::plan::make(opts)?;
     let mut images: Vec<&ImageRef> = Vec::new();
-    for node in &nodes {
+    for node in &plan.nodes {
         if !images.contains(&&node.image) {
             images.push(&node.image);
         }
@@ -66,7 +49,12 @@ async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) 
     for image in images {
         ensure_image(docker, image, opts.pull, status).await?;
     }
-    Ok(nodes)
+    // Every node's kubeadm config, patches applied, before any container exists: a patch that
+    // cannot apply is refused now, not after the control plane is up.
+    if let Some(version) = super::render::version_of(Some(docker), &plan).await {
+        super::render::render(opts, &plan, version)?;
+    }
+    Ok(plan)
 }
 
 /// The API server is published on loopback unless the config says otherwise; then say so.
@@ -85,7 +73,7 @@ fn port_mapping_warning(config: &config::Cluster) -> Option<String> {
         .iter()
         .flat_map(|n| &n.extra_port_mappings)
         .filter(|m| m.listen_address.as_deref().is_none_or(|a| a == "0.0.0.0" || a == "::"))
-        .map(|m| if m.host_port == 0 { format!("(a free port)->{}", m.container_port) } else { m.host_port.to_string() })
+        .map(|m| if m.host_port <= 0 { format!("(a free port)->{}", m.container_port) } else { m.host_port.to_string() })
         .collect();
     (!open.is_empty()).then(|| {
         format!(
@@ -93,20 +81,6 @@ fn port_mapping_warning(config: &config::Cluster) -> Option<String> {
             open.join(", ")
         )
     })
-}
-
-/// The configured API server port, or a port free right now on its address.
-fn api_server_port(opts: &CreateOptions) -> Result<u16> {
-    match opts.config.networking.api_server_port.filter(|p| *p != 0) {
-        Some(port) => Ok(port),
-        None => {
-            let listener = std::net::TcpListener::bind((opts.config.api_server_address(), 0)).map_err(|source| ClusterError::Io {
-                context: format!("finding a free port on {}", opts.config.api_server_address()),
-                source,
-            })?;
-            Ok(listener.local_addr().map_err(|source| ClusterError::Io { context: "reading a port".into(), source })?.port())
-        }
-    }
 }
 
 fn create_id() -> String {
@@ -128,20 +102,8 @@ async fn create_until(
     status: &Status,
     interrupt: impl std::future::Future<Output = &'static str>,
 ) -> Result<CreateReport> {
-    let nodes = preflight(docker, opts, status).await?;
-    let mut ctx = Ctx {
-        docker,
-        api,
-        opts,
-        status,
-        create_id: create_id(),
-        nodes,
-        token: steps::kubeadm_init::new_bootstrap_token(),
-        certificate_key: (opts.config.control_planes().count() > 1).then(steps::kubeadm_init::new_certificate_key),
-        api_server_port: api_server_port(opts)?,
-        warnings: Vec::new(),
-        kubeconfig_merged: None,
-    };
+    let plan = preflight(docker, opts, status).await?;
+    let mut ctx = Ctx { docker, api, opts, status, create_id: create_id(), plan, warnings: Vec::new(), kubeconfig_merged: None };
     for warning in [exposure_warning(opts.config.api_server_address()), port_mapping_warning(&opts.config)].into_iter().flatten() {
         ctx.warn(warning);
     }
@@ -183,9 +145,16 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<NodeMode> {
     let nodes = steps::provision::run(ctx).await?;
     step.done();
 
+    let cfg = &ctx.opts.config;
+    if !cfg.containerd_config_patches.is_empty() || !cfg.containerd_config_patches_json6902.is_empty() {
+        let step = ctx.status.step("Configuring containerd");
+        steps::containerd::run(ctx).await?;
+        step.done();
+    }
+
     let step = ctx.status.step("Starting control plane");
     let first = ctx.control_plane().name.clone();
-    let joining: Vec<String> = ctx.nodes.iter().map(|n| n.name.clone()).filter(|n| *n != first).collect();
+    let joining: Vec<String> = ctx.plan.nodes.iter().map(|n| n.name.clone()).filter(|n| *n != first).collect();
     let (init, ()) = tokio::join!(steps::kubeadm_init::run(ctx, &nodes), steps::warm::unpack_common_images(ctx.docker, &joining));
     let cluster = init?;
     step.done();
@@ -200,7 +169,7 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<NodeMode> {
     steps::storage::run(ctx, &nodes, &cluster).await?;
     step.done();
 
-    if ctx.nodes.len() > 1 {
+    if ctx.plan.nodes.len() > 1 {
         let step = ctx.status.step("Joining nodes");
         steps::join::run(ctx, &nodes, &cluster).await?;
         step.done();

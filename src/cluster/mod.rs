@@ -9,6 +9,8 @@ pub mod lifecycle;
 pub mod load;
 pub mod logs;
 mod options;
+pub mod plan;
+pub mod render;
 pub(crate) mod steps;
 
 use std::collections::BTreeMap;
@@ -81,6 +83,8 @@ pub enum ClusterError {
     KubeadmFailed { phase: &'static str, node: String, tail: String },
     #[error("{what}\n{details}")]
     NotReady { what: String, details: String },
+    #[error("patching containerd's config on {node}: {source}")]
+    ContainerdConfig { node: String, source: crate::containerd::ContainerdPatchError },
     #[error("create was interrupted ({0}); {1}")]
     Interrupted(&'static str, String),
 }

@@ -24,6 +24,25 @@ pub struct CreateOptions {
     pub pull: PullPolicy,
 }
 
+#[cfg(test)]
+impl CreateOptions {
+    /// A one-node create of `name` on the test image that waits a minute, kubeconfig in /dev/null.
+    pub fn for_tests(name: &str) -> CreateOptions {
+        CreateOptions {
+            name: name.into(),
+            config: Cluster::default_config(),
+            image: "berth-test/node:v1.20.2".into(),
+            wait: Duration::from_secs(60),
+            retain: false,
+            kubeconfig_path: PathBuf::from("/dev/null"),
+            mode_request: ModeRequest::Auto,
+            runtime: None,
+            lb_image: "berth-test/haproxy:1".into(),
+            pull: PullPolicy::Never,
+        }
+    }
+}
+
 /// `--pull`: never surprise a user with "latest", but let them ask for a fresh image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum PullPolicy {

@@ -44,6 +44,18 @@ pub fn load(path: &Path) -> Result<Cluster, ConfigError> {
     parse(&text, &path.display().to_string())
 }
 
+/// Reads, decodes, defaults and validates a config from standard input (`--config -`).
+pub fn read_stdin() -> Result<Cluster, ConfigError> {
+    use std::io::Read;
+    let path = PathBuf::from("-");
+    let mut text = String::new();
+    std::io::stdin()
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+    parse(&text, "standard input")
+}
+
 /// Decodes and validates config text; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Cluster, ConfigError> {
     let parse_err = |message: String| ConfigError::Parse { origin: origin.to_string(), message };

@@ -27,6 +27,8 @@ fn examples_mean_what_they_say() {
     assert_eq!(kind.name.as_deref(), Some("from-kind"));
     assert_eq!(kind.pod_subnet(), "10.250.0.0/16");
     assert!(kind.nodes[1].extra_mounts[0].read_only);
+    assert_eq!(kind.nodes[0].extra_port_mappings[0].host_port, -1);
+    assert_eq!(kind.containerd_config_patches.len(), 1);
 }
 
 #[test]
@@ -42,7 +44,7 @@ fn defaults_fill_the_gaps() {
     assert_eq!(c.nodes[0].role, Role::ControlPlane);
     assert_eq!(c.api_server_address(), "127.0.0.1");
     assert_eq!(c.pod_subnet(), DEFAULT_POD_SUBNET);
-    assert_eq!(c.networking.kube_proxy_mode.as_deref(), Some("iptables"));
+    assert_eq!(c.kube_proxy_mode(), ProxyMode::Iptables);
 }
 
 /// Each invalid file and a fragment its one-line error must contain.

@@ -26,6 +26,15 @@ pub struct Cluster {
     /// Merge patches (YAML documents) applied to the generated kubeadm config on every node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kubeadm_config_patches: Vec<String>,
+    /// RFC 6902 patches applied to the kubeadm document of the given group/version/kind.
+    #[serde(default, rename = "kubeadmConfigPatchesJSON6902", skip_serializing_if = "Vec::is_empty")]
+    pub kubeadm_config_patches_json6902: Vec<PatchJson6902>,
+    /// TOML merge patches for every node's /etc/containerd/config.toml.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containerd_config_patches: Vec<String>,
+    /// RFC 6902 patches (YAML or JSON) for every node's containerd config, seen as JSON.
+    #[serde(default, rename = "containerdConfigPatchesJSON6902", skip_serializing_if = "Vec::is_empty")]
+    pub containerd_config_patches_json6902: Vec<String>,
     /// berth's add-ons, e.g. `dashboard`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addons: Vec<String>,
@@ -45,9 +54,24 @@ pub struct RegistrySpec {
     pub image: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// kind's `PatchJSON6902`: an RFC 6902 patch for the document of this group, version and kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchJson6902 {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    pub kind: String,
+    /// The operations, as a YAML or JSON list.
+    pub patch: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
+    /// kind's default for a node that names no role.
+    #[default]
     ControlPlane,
     Worker,
 }
@@ -64,6 +88,7 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Node {
+    #[serde(default)]
     pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -75,6 +100,8 @@ pub struct Node {
     pub extra_mounts: Vec<Mount>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kubeadm_config_patches: Vec<String>,
+    #[serde(default, rename = "kubeadmConfigPatchesJSON6902", skip_serializing_if = "Vec::is_empty")]
+    pub kubeadm_config_patches_json6902: Vec<PatchJson6902>,
 }
 
 impl Node {
@@ -86,6 +113,7 @@ impl Node {
             extra_port_mappings: Vec::new(),
             extra_mounts: Vec::new(),
             kubeadm_config_patches: Vec::new(),
+            kubeadm_config_patches_json6902: Vec::new(),
         }
     }
 }
@@ -113,9 +141,9 @@ impl Protocol {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PortMapping {
     pub container_port: u16,
-    /// 0 or absent: Docker picks a free port.
+    /// 0, -1 (kind's spelling) or absent: a port free at create, kept across restarts.
     #[serde(default)]
-    pub host_port: u16,
+    pub host_port: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen_address: Option<String>,
     #[serde(default)]
@@ -132,19 +160,57 @@ pub struct Mount {
     #[serde(default)]
     pub selinux_relabel: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub propagation: Option<String>,
+    pub propagation: Option<Propagation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Propagation {
+    None,
+    HostToContainer,
+    Bidirectional,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpFamily {
+    #[default]
+    Ipv4,
+    Ipv6,
+    Dual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    #[default]
+    Iptables,
+    Ipvs,
+    Nftables,
+    /// No kube-proxy at all (kubeadm's phase is skipped), for CNIs that replace it.
+    None,
+}
+
+impl ProxyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyMode::Iptables => "iptables",
+            ProxyMode::Ipvs => "ipvs",
+            ProxyMode::Nftables => "nftables",
+            ProxyMode::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Networking {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip_family: Option<String>,
+    pub ip_family: Option<IpFamily>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_server_address: Option<String>,
-    /// 0 or absent: a free port chosen by Docker.
+    /// 0, -1 (kind's spelling) or absent: a port free at create, kept across restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_server_port: Option<u16>,
+    pub api_server_port: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_subnet: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,7 +219,10 @@ pub struct Networking {
     #[serde(default, rename = "disableDefaultCNI")]
     pub disable_default_cni: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kube_proxy_mode: Option<String>,
+    pub kube_proxy_mode: Option<ProxyMode>,
+    /// The nodes' DNS search domains; absent: the host's; empty: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_search: Option<Vec<String>>,
 }
 
 impl Cluster {
@@ -168,6 +237,9 @@ impl Cluster {
             feature_gates: BTreeMap::new(),
             runtime_config: BTreeMap::new(),
             kubeadm_config_patches: Vec::new(),
+            kubeadm_config_patches_json6902: Vec::new(),
+            containerd_config_patches: Vec::new(),
+            containerd_config_patches_json6902: Vec::new(),
             addons: Vec::new(),
             registry: None,
         };
@@ -182,11 +254,15 @@ impl Cluster {
             self.nodes.push(Node::new(Role::ControlPlane));
         }
         let n = &mut self.networking;
-        n.ip_family.get_or_insert_with(|| "ipv4".into());
+        n.ip_family.get_or_insert_with(IpFamily::default);
         n.api_server_address.get_or_insert_with(|| DEFAULT_API_SERVER_ADDRESS.into());
         n.pod_subnet.get_or_insert_with(|| DEFAULT_POD_SUBNET.into());
         n.service_subnet.get_or_insert_with(|| DEFAULT_SERVICE_SUBNET.into());
-        n.kube_proxy_mode.get_or_insert_with(|| "iptables".into());
+        n.kube_proxy_mode.get_or_insert_with(ProxyMode::default);
+    }
+
+    pub fn kube_proxy_mode(&self) -> ProxyMode {
+        self.networking.kube_proxy_mode.unwrap_or_default()
     }
 
     pub fn control_planes(&self) -> impl Iterator<Item = &Node> {

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
 
-use super::{Cluster, Protocol, Role, BERTH_API_VERSION, KIND_API_VERSION};
+use super::{Cluster, IpFamily, Protocol, BERTH_API_VERSION, KIND_API_VERSION};
 
 /// Longest cluster name: node hostnames are `NAME-control-plane` (+ a number for HA), and a
 /// hostname label may not exceed 63 characters.
@@ -118,19 +118,23 @@ fn check_subnets(c: &Cluster, problems: &mut Vec<String>) {
 
 fn check_networking(c: &Cluster, problems: &mut Vec<String>) {
     let n = &c.networking;
-    if let Some(family) = &n.ip_family {
-        if family != "ipv4" {
-            problems.push(format!("networking.ipFamily: {family:?} is not supported yet; use ipv4"));
-        }
+    if let Some(family @ (IpFamily::Ipv6 | IpFamily::Dual)) = n.ip_family {
+        problems.push(format!(
+            "networking.ipFamily: {} is not supported: berth's Docker network and its pod network are IPv4-only; use ipv4",
+            if family == IpFamily::Ipv6 { "ipv6" } else { "dual" }
+        ));
+    }
+    if let Some(port) = n.api_server_port.filter(|p| !(-1..=65535).contains(p)) {
+        problems.push(format!("networking.apiServerPort: {port} is not a port; use 1-65535, or 0 or -1 for a free one"));
     }
     if let Some(addr) = &n.api_server_address {
         if addr.parse::<IpAddr>().is_err() {
             problems.push(format!("networking.apiServerAddress: {addr:?} is not an IP address"));
         }
     }
-    if let Some(mode) = &n.kube_proxy_mode {
-        if !matches!(mode.as_str(), "iptables" | "ipvs" | "none") {
-            problems.push(format!("networking.kubeProxyMode: {mode:?}; use iptables, ipvs or none"));
+    for (i, domain) in n.dns_search.iter().flatten().enumerate() {
+        if domain.is_empty() || domain.contains(char::is_whitespace) {
+            problems.push(format!("networking.dnsSearch[{i}]: {domain:?} is not a domain name"));
         }
     }
 }
@@ -140,6 +144,12 @@ fn check_nodes(c: &Cluster, problems: &mut Vec<String>) {
         for (j, m) in node.extra_port_mappings.iter().enumerate() {
             if m.container_port == 0 {
                 problems.push(format!("nodes[{i}].extraPortMappings[{j}].containerPort: must be 1..65535"));
+            }
+            if !(-1..=65535).contains(&m.host_port) {
+                problems.push(format!(
+                    "nodes[{i}].extraPortMappings[{j}].hostPort: {} is not a port; use 1-65535, or 0 or -1 for a free one",
+                    m.host_port
+                ));
             }
             if let Some(addr) = &m.listen_address {
                 if addr.parse::<IpAddr>().is_err() {
@@ -154,24 +164,48 @@ fn check_nodes(c: &Cluster, problems: &mut Vec<String>) {
             if m.host_path.is_empty() {
                 problems.push(format!("nodes[{i}].extraMounts[{j}].hostPath: is empty"));
             }
-            if let Some(p) = &m.propagation {
-                if !matches!(p.as_str(), "None" | "HostToContainer" | "Bidirectional") {
-                    problems.push(format!("nodes[{i}].extraMounts[{j}].propagation: {p:?}; use None, HostToContainer or Bidirectional"));
-                }
-            }
         }
-        if node.role == Role::Worker && !node.kubeadm_config_patches.is_empty() {
-            for (j, p) in node.kubeadm_config_patches.iter().enumerate() {
-                if serde_yaml::from_str::<serde_yaml::Value>(p).is_err() {
-                    problems.push(format!("nodes[{i}].kubeadmConfigPatches[{j}]: is not YAML"));
-                }
-            }
+        let at = format!("nodes[{i}].");
+        check_kubeadm_patches(&at, &node.kubeadm_config_patches, &node.kubeadm_config_patches_json6902, problems);
+    }
+    check_kubeadm_patches("", &c.kubeadm_config_patches, &c.kubeadm_config_patches_json6902, problems);
+    for (j, p) in c.containerd_config_patches.iter().enumerate() {
+        if let Err(e) = p.parse::<toml::Table>() {
+            problems.push(format!("containerdConfigPatches[{j}]: is not TOML: {}", e.message()));
         }
     }
-    for (j, p) in c.kubeadm_config_patches.iter().enumerate() {
-        match serde_yaml::from_str::<serde_yaml::Value>(p) {
-            Ok(serde_yaml::Value::Mapping(_)) => {}
-            _ => problems.push(format!("kubeadmConfigPatches[{j}]: must be a YAML mapping with a `kind`")),
+    for (j, p) in c.containerd_config_patches_json6902.iter().enumerate() {
+        if let Err(e) = crate::kubeadm::parse_json6902(p) {
+            problems.push(format!("containerdConfigPatchesJSON6902[{j}]: {e}"));
+        }
+    }
+}
+
+/// Every kubeadm patch parses and names a document berth renders, so a typo is found before
+/// any container exists (kind would skip a patch that matches nothing, silently).
+fn check_kubeadm_patches(at: &str, merge: &[String], json6902: &[super::PatchJson6902], problems: &mut Vec<String>) {
+    let kinds = crate::kubeadm::DOCUMENT_KINDS;
+    let known = |kind: &str| kinds.contains(&kind);
+    for (j, text) in merge.iter().enumerate() {
+        match crate::kubeadm::patch_target(text) {
+            Err(e) => problems.push(format!("{at}kubeadmConfigPatches[{j}]: {e}")),
+            Ok(kind) if !known(&kind) => problems.push(format!(
+                "{at}kubeadmConfigPatches[{j}]: kind {kind:?} is not a kubeadm document berth renders; use one of {}",
+                kinds.join(", ")
+            )),
+            Ok(_) => {}
+        }
+    }
+    for (j, p) in json6902.iter().enumerate() {
+        if !known(&p.kind) {
+            problems.push(format!(
+                "{at}kubeadmConfigPatchesJSON6902[{j}].kind: {:?} is not a kubeadm document berth renders; use one of {}",
+                p.kind,
+                kinds.join(", ")
+            ));
+        }
+        if let Err(e) = crate::kubeadm::parse_json6902(&p.patch) {
+            problems.push(format!("{at}kubeadmConfigPatchesJSON6902[{j}].patch: {e}"));
         }
     }
 }
@@ -179,15 +213,15 @@ fn check_nodes(c: &Cluster, problems: &mut Vec<String>) {
 /// The host ports the config asks for, fixed ones only: (listen address, port, protocol, field).
 pub fn fixed_host_ports(c: &Cluster) -> Vec<(String, u16, Protocol, String)> {
     let mut out = Vec::new();
-    if let Some(port) = c.networking.api_server_port.filter(|p| *p != 0) {
+    if let Some(port) = c.networking.api_server_port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0) {
         // With several control planes the port goes to the load balancer, once.
         out.push((c.api_server_address().to_string(), port, Protocol::Tcp, "networking.apiServerPort".to_string()));
     }
     for (i, node) in c.nodes.iter().enumerate() {
         for (j, m) in node.extra_port_mappings.iter().enumerate() {
-            if m.host_port != 0 {
+            if let Some(port) = u16::try_from(m.host_port).ok().filter(|p| *p != 0) {
                 let addr = m.listen_address.clone().unwrap_or_else(|| "0.0.0.0".into());
-                out.push((addr, m.host_port, m.protocol, format!("nodes[{i}].extraPortMappings[{j}].hostPort")));
+                out.push((addr, port, m.protocol, format!("nodes[{i}].extraPortMappings[{j}].hostPort")));
             }
         }
     }

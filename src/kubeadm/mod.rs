@@ -1,9 +1,9 @@
 //! kubeadm configuration: rendered per kubeadm API version from what berth knows of a node.
 //!
-//! This module owns the choice of `kubeadm.k8s.io` version for a Kubernetes version
-//! (v1beta2 below 1.22, v1beta3 from 1.22, v1beta4 from 1.31), the documents themselves
-//! (Init/Join/ClusterConfiguration, KubeletConfiguration, KubeProxyConfiguration) and the
-//! user's `kubeadmConfigPatches`, applied as merge patches to the document of the same kind.
+//! This module owns the choice of `kubeadm.k8s.io` version for a Kubernetes version (kind's:
+//! v1beta2 below 1.23, v1beta3 below 1.36, v1beta4 from 1.36, so users' patches written for
+//! kind meet the same documents), the documents themselves (Init/Join/ClusterConfiguration,
+//! KubeletConfiguration, KubeProxyConfiguration) and the user's patches ([`patch`]).
 //! It renders text; running kubeadm is the cluster module's job.
 
 mod patch;
@@ -12,14 +12,18 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-pub use patch::apply_patches;
+pub use patch::{apply_patches, parse_json6902, patch_target, DOCUMENT_KINDS};
+
+use crate::config::{PatchJson6902, ProxyMode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeadmError {
     #[error("{0:?} is not a Kubernetes version berth can read (expected e.g. v1.20.2 in /kind/version)")]
     BadVersion(String),
-    #[error("kubeadmConfigPatches: {0}")]
+    #[error("{0}")]
     Patch(String),
+    #[error("networking.kubeProxyMode: nftables needs Kubernetes 1.31 or later (1.29 and 1.30 with featureGates NFTablesProxyMode: true); the node image has {0}")]
+    NftablesUnsupported(KubeVersion),
 }
 
 /// A Kubernetes version, as read from the node image's /kind/version.
@@ -62,10 +66,12 @@ pub enum ApiVersion {
 }
 
 impl ApiVersion {
+    /// kind's choice: the oldest version kubeadm still reads, so map-shaped patches keep
+    /// meaning what they say for as long as kubeadm allows.
     pub fn for_kubernetes(v: KubeVersion) -> ApiVersion {
-        if v.at_least(1, 31) {
+        if v.at_least(1, 36) {
             ApiVersion::V1Beta4
-        } else if v.at_least(1, 22) {
+        } else if v.at_least(1, 23) {
             ApiVersion::V1Beta3
         } else {
             ApiVersion::V1Beta2
@@ -104,7 +110,7 @@ pub struct Params {
     pub service_subnet: String,
     /// "cgroupfs" on cgroup v1 nodes, "systemd" on v2, matching the node's containerd.
     pub cgroup_driver: String,
-    pub kube_proxy_mode: String,
+    pub kube_proxy_mode: ProxyMode,
     pub cert_sans: Vec<String>,
     pub feature_gates: BTreeMap<String, bool>,
     pub runtime_config: BTreeMap<String, String>,
@@ -127,15 +133,20 @@ pub struct Params {
 const CRI_SOCKET_PATH: &str = "/run/containerd/containerd.sock";
 
 /// Renders this node's kubeadm config file (YAML documents separated by `---`), patches applied.
-pub fn render(p: &Params, patches: &[String]) -> Result<String, KubeadmError> {
+pub fn render(p: &Params, patches: &[String], json6902: &[PatchJson6902]) -> Result<String, KubeadmError> {
     let api = ApiVersion::for_kubernetes(p.version);
+    check_proxy_mode(p)?;
     let mut docs = match p.join {
         NodeJoin::Init => {
-            vec![init_configuration(p, api), cluster_configuration(p, api), kubelet_configuration(p), kube_proxy_configuration(p)]
+            let mut docs = vec![init_configuration(p, api), cluster_configuration(p, api), kubelet_configuration(p)];
+            if p.kube_proxy_mode != ProxyMode::None {
+                docs.push(kube_proxy_configuration(p));
+            }
+            docs
         }
         NodeJoin::Join { .. } => vec![join_configuration(p, api)],
     };
-    apply_patches(&mut docs, patches)?;
+    apply_patches(&mut docs, patches, json6902)?;
     let mut out = String::new();
     for (i, doc) in docs.iter().enumerate() {
         if i > 0 {
@@ -144,6 +155,25 @@ pub fn render(p: &Params, patches: &[String]) -> Result<String, KubeadmError> {
         out.push_str(&serde_yaml::to_string(doc).expect("JSON values serialize as YAML"));
     }
     Ok(out)
+}
+
+/// kube-proxy's nftables mode is beta (on by default) from 1.31, alpha behind a gate in 1.29–1.30.
+fn check_proxy_mode(p: &Params) -> Result<(), KubeadmError> {
+    let gated = p.feature_gates.get("NFTablesProxyMode") == Some(&true);
+    let supported = p.version.at_least(1, 31) || (p.version.at_least(1, 29) && gated);
+    if p.kube_proxy_mode == ProxyMode::Nftables && !supported {
+        return Err(KubeadmError::NftablesUnsupported(p.version));
+    }
+    Ok(())
+}
+
+/// kubeadm phases berth skips: preflight (the node is a container; its checks are berth's),
+/// and kube-proxy's add-on when the config turns kube-proxy off.
+pub fn skipped_phases(mode: ProxyMode) -> &'static str {
+    match mode {
+        ProxyMode::None => "--skip-phases=preflight,addon/kube-proxy",
+        _ => "--skip-phases=preflight",
+    }
 }
 
 fn cri_socket(api: ApiVersion) -> String {
@@ -283,7 +313,7 @@ fn kube_proxy_configuration(p: &Params) -> Value {
     json!({
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
         "kind": "KubeProxyConfiguration",
-        "mode": p.kube_proxy_mode,
+        "mode": p.kube_proxy_mode.as_str(),
         // 0 leaves nf_conntrack_max alone: /proc/sys/net is the host's, not the node's to size.
         "conntrack": {"maxPerCore": 0},
         "featureGates": p.feature_gates,

@@ -17,7 +17,7 @@ fn params(version: &str, join: NodeJoin) -> Params {
         pod_subnet: "10.244.0.0/16".into(),
         service_subnet: "10.96.0.0/16".into(),
         cgroup_driver: "cgroupfs".into(),
-        kube_proxy_mode: "iptables".into(),
+        kube_proxy_mode: ProxyMode::Iptables,
         cert_sans: vec!["localhost".into(), "127.0.0.1".into(), "golden-control-plane".into(), "172.18.0.2".into()],
         feature_gates: BTreeMap::new(),
         runtime_config: BTreeMap::new(),
@@ -44,11 +44,11 @@ fn check_golden(name: &str, rendered: &str) {
 fn api_version_follows_kubernetes_version() {
     let v = |s| ApiVersion::for_kubernetes(KubeVersion::parse(s).unwrap());
     assert_eq!(v("v1.20.2"), ApiVersion::V1Beta2);
-    assert_eq!(v("v1.21.14"), ApiVersion::V1Beta2);
-    assert_eq!(v("v1.22.0"), ApiVersion::V1Beta3);
-    assert_eq!(v("v1.30.9"), ApiVersion::V1Beta3);
-    assert_eq!(v("v1.31.0"), ApiVersion::V1Beta4);
-    assert_eq!(v("v1.32.2"), ApiVersion::V1Beta4);
+    assert_eq!(v("v1.22.17"), ApiVersion::V1Beta2);
+    assert_eq!(v("v1.23.0"), ApiVersion::V1Beta3);
+    assert_eq!(v("v1.32.2"), ApiVersion::V1Beta3);
+    assert_eq!(v("v1.35.9"), ApiVersion::V1Beta3);
+    assert_eq!(v("v1.36.0"), ApiVersion::V1Beta4);
     assert!(KubeVersion::parse("latest").is_err());
     assert!(KubeVersion::parse("v1.2").is_err());
 }
@@ -56,9 +56,9 @@ fn api_version_follows_kubernetes_version() {
 #[test]
 fn control_planes_are_tainted_only_when_there_are_workers() {
     let doc = |p: &Params| -> Vec<serde_yaml::Value> {
-        render(p, &[]).unwrap().split("---\n").map(|d| serde_yaml::from_str(d).unwrap()).collect()
+        render(p, &[], &[]).unwrap().split("---\n").map(|d| serde_yaml::from_str(d).unwrap()).collect()
     };
-    for version in ["v1.20.2", "v1.32.2"] {
+    for version in ["v1.20.2", "v1.32.2", "v1.36.0"] {
         let alone = params(version, NodeJoin::Init);
         let taints = &doc(&alone)[0]["nodeRegistration"]["taints"];
         assert_eq!(taints.as_sequence().map(Vec::len), Some(0), "{version}: an empty list removes kubeadm's taint");
@@ -73,44 +73,112 @@ fn control_planes_are_tainted_only_when_there_are_workers() {
 
 #[test]
 fn the_hostpath_provisioner_is_switched_on_only_when_asked() {
-    let off = render(&params("v1.20.2", NodeJoin::Init), &[]).unwrap();
+    let off = render(&params("v1.20.2", NodeJoin::Init), &[], &[]).unwrap();
     assert!(!off.contains("enable-hostpath-provisioner"));
-    let on = render(&Params { hostpath_provisioner: true, ..params("v1.20.2", NodeJoin::Init) }, &[]).unwrap();
+    let on = render(&Params { hostpath_provisioner: true, ..params("v1.20.2", NodeJoin::Init) }, &[], &[]).unwrap();
     assert!(on.contains("enable-hostpath-provisioner: 'true'") || on.contains("enable-hostpath-provisioner: \"true\""), "{on}");
-    let on4 = render(&Params { hostpath_provisioner: true, ..params("v1.32.2", NodeJoin::Init) }, &[]).unwrap();
+    let on4 = render(&Params { hostpath_provisioner: true, ..params("v1.36.0", NodeJoin::Init) }, &[], &[]).unwrap();
     assert!(on4.contains("name: enable-hostpath-provisioner"), "{on4}");
 }
 
+/// Map-shaped patches as kind's docs write them, for every document a node gets.
+const PATCHES: &[&str] = &[
+    "kind: ClusterConfiguration\napiServer:\n  certSANs: [api.example.test]\n  extraArgs:\n    v: \"2\"\n    audit-log-maxage: \"3\"\n",
+    "kind: InitConfiguration\nnodeRegistration:\n  kubeletExtraArgs:\n    max-pods: \"50\"\n",
+    "kind: JoinConfiguration\nnodeRegistration:\n  kubeletExtraArgs:\n    max-pods: \"50\"\n",
+    "kind: KubeletConfiguration\nserializeImagePulls: false\n",
+];
+
+fn patches() -> Vec<String> {
+    PATCHES.iter().map(|p| p.to_string()).collect()
+}
+
+/// Golden files per Kubernetes version (one per kubeadm API version kind and berth choose),
+/// for init, a worker's join and a control plane's join, with [`PATCHES`] applied.
 #[test]
-fn golden_v1beta2_init() {
-    check_golden("v1beta2-init.yaml", &render(&params("v1.20.2", NodeJoin::Init), &[]).unwrap());
+fn golden_files_with_patches_for_1_20_1_32_and_1_36() {
+    for version in ["v1.20.2", "v1.32.2", "v1.36.0"] {
+        let init = render(&params(version, NodeJoin::Init), &patches(), &[]).unwrap();
+        check_golden(&format!("{version}-init.yaml"), &init);
+        let worker = render(&params(version, NodeJoin::Join { control_plane: false }), &patches(), &[]).unwrap();
+        check_golden(&format!("{version}-join.yaml"), &worker);
+        let mut cp = params(version, NodeJoin::Join { control_plane: true });
+        cp.certificate_key = Some("0123abcd".into());
+        check_golden(&format!("{version}-join-control-plane.yaml"), &render(&cp, &patches(), &[]).unwrap());
+    }
+}
+
+/// A component's flags as name → value, whichever shape (map or v1beta4 list) they are in.
+fn flags(args: &serde_yaml::Value) -> BTreeMap<String, String> {
+    match args {
+        serde_yaml::Value::Mapping(m) => m.iter().map(|(k, v)| (k.as_str().unwrap().into(), v.as_str().unwrap().into())).collect(),
+        serde_yaml::Value::Sequence(items) => {
+            items.iter().map(|i| (i["name"].as_str().unwrap().into(), i["value"].as_str().unwrap().into())).collect()
+        }
+        _ => BTreeMap::new(),
+    }
 }
 
 #[test]
-fn golden_v1beta2_join() {
-    check_golden("v1beta2-join.yaml", &render(&params("v1.20.2", NodeJoin::Join { control_plane: false }), &[]).unwrap());
+fn the_same_patches_give_the_same_flags_on_every_version() {
+    let mut seen = Vec::new();
+    for version in ["v1.20.2", "v1.32.2", "v1.36.0"] {
+        let out = render(&params(version, NodeJoin::Init), &patches(), &[]).unwrap();
+        let docs: Vec<serde_yaml::Value> = out.split("\n---\n").map(|d| serde_yaml::from_str(d).unwrap()).collect();
+        let kubelet = flags(&docs[0]["nodeRegistration"]["kubeletExtraArgs"]);
+        let apiserver = flags(&docs[1]["apiServer"]["extraArgs"]);
+        assert_eq!(kubelet.get("node-ip").map(String::as_str), Some("172.18.0.2"), "{version}: berth's node-ip kept\n{out}");
+        assert!(docs[1]["apiServer"]["certSANs"].as_sequence().unwrap().len() == 5, "{version}: SANs added, not replaced\n{out}");
+        seen.push((version, kubelet, apiserver));
+    }
+    for (version, kubelet, apiserver) in &seen[1..] {
+        assert_eq!((kubelet, apiserver), (&seen[0].1, &seen[0].2), "{version} differs from {}", seen[0].0);
+    }
+    assert_eq!(seen[0].1.get("max-pods").map(String::as_str), Some("50"));
+    assert_eq!(seen[0].2.get("audit-log-maxage").map(String::as_str), Some("3"));
 }
 
 #[test]
-fn golden_v1beta3_init() {
-    check_golden("v1beta3-init.yaml", &render(&params("v1.27.3", NodeJoin::Init), &[]).unwrap());
+fn kube_proxy_none_renders_no_proxy_config_and_skips_its_phase() {
+    let p = Params { kube_proxy_mode: ProxyMode::None, ..params("v1.20.2", NodeJoin::Init) };
+    assert!(!render(&p, &[], &[]).unwrap().contains("KubeProxyConfiguration"));
+    assert_eq!(skipped_phases(ProxyMode::None), "--skip-phases=preflight,addon/kube-proxy");
+    assert_eq!(skipped_phases(ProxyMode::Ipvs), "--skip-phases=preflight");
 }
 
 #[test]
-fn golden_v1beta4_init() {
-    check_golden("v1beta4-init.yaml", &render(&params("v1.32.2", NodeJoin::Init), &[]).unwrap());
+fn nftables_needs_a_kube_proxy_that_has_it() {
+    let at = |version: &str, gate: bool| {
+        let mut p = Params { kube_proxy_mode: ProxyMode::Nftables, ..params(version, NodeJoin::Init) };
+        if gate {
+            p.feature_gates.insert("NFTablesProxyMode".into(), true);
+        }
+        render(&p, &[], &[])
+    };
+    let err = at("v1.20.2", true).unwrap_err();
+    assert!(err.to_string().contains("networking.kubeProxyMode: nftables needs Kubernetes 1.31"), "{err}");
+    assert!(at("v1.30.0", false).is_err());
+    assert!(at("v1.30.0", true).unwrap().contains("mode: nftables"));
+    assert!(at("v1.32.2", false).unwrap().contains("mode: nftables"));
 }
 
 #[test]
-fn golden_v1beta4_control_plane_join() {
-    let mut p = params("v1.32.2", NodeJoin::Join { control_plane: true });
-    p.certificate_key = Some("0123abcd".into());
-    check_golden("v1beta4-join-control-plane.yaml", &render(&p, &[]).unwrap());
+fn json6902_patches_reach_the_rendered_document() {
+    let p = crate::config::PatchJson6902 {
+        group: "kubeadm.k8s.io".into(),
+        version: "v1beta3".into(),
+        kind: "ClusterConfiguration".into(),
+        patch: "- {op: add, path: /apiServer/extraArgs/v, value: \"7\"}\n".into(),
+    };
+    let out = render(&params("v1.32.2", NodeJoin::Init), &[], std::slice::from_ref(&p)).unwrap();
+    assert!(out.contains("v: '7'") || out.contains("v: \"7\""), "{out}");
+    let old = render(&params("v1.20.2", NodeJoin::Init), &[], &[p]).unwrap();
+    assert!(!old.contains("'7'") && !old.contains("\"7\""), "a v1beta3 patch leaves 1.20's v1beta2 documents alone");
 }
 
 #[test]
 fn every_document_parses_back_with_kinds() {
-    let out = render(&params("v1.20.2", NodeJoin::Init), &[]).unwrap();
+    let out = render(&params("v1.20.2", NodeJoin::Init), &[], &[]).unwrap();
     let kinds: Vec<String> =
         out.split("\n---\n").map(|d| serde_yaml::from_str::<serde_yaml::Value>(d).unwrap()["kind"].as_str().unwrap().to_string()).collect();
     assert_eq!(kinds, ["InitConfiguration", "ClusterConfiguration", "KubeletConfiguration", "KubeProxyConfiguration"]);
@@ -122,7 +190,7 @@ fn feature_gates_runtime_config_and_patches_land() {
     p.feature_gates.insert("EphemeralContainers".into(), true);
     p.runtime_config.insert("api/alpha".into(), "false".into());
     let patch = "kind: KubeletConfiguration\nmaxPods: 50\n".to_string();
-    let out = render(&p, &[patch]).unwrap();
+    let out = render(&p, &[patch], &[]).unwrap();
     assert!(out.contains("feature-gates: EphemeralContainers=true"), "{out}");
     assert!(out.contains("runtime-config: api/alpha=false"), "{out}");
     assert!(out.contains("maxPods: 50"), "{out}");
@@ -131,7 +199,7 @@ fn feature_gates_runtime_config_and_patches_land() {
 
 #[test]
 fn v1beta4_extra_args_are_lists() {
-    let out = render(&params("v1.32.2", NodeJoin::Init), &[]).unwrap();
+    let out = render(&params("v1.36.0", NodeJoin::Init), &[], &[]).unwrap();
     let init: serde_yaml::Value = serde_yaml::from_str(out.split("\n---\n").next().unwrap()).unwrap();
     let args = &init["nodeRegistration"]["kubeletExtraArgs"];
     assert_eq!(args[0]["name"].as_str(), Some("node-ip"), "{out}");

@@ -164,6 +164,11 @@ impl Docker {
         Ok(info.repo_digests.unwrap_or_default())
     }
 
+    pub async fn image_labels(&self, image: &str) -> Result<std::collections::HashMap<String, String>> {
+        let info = self.api.inspect_image(image).await.map_err(RuntimeError::api(format!("inspecting image {image}")))?;
+        Ok(info.config.and_then(|c| c.labels).unwrap_or_default())
+    }
+
     /// Whether a node's containerd holds an image of this name (as containerd spells it:
     /// `busybox` is `docker.io/library/busybox:latest`). A name that is no image reference is
     /// held by no node.

@@ -135,6 +135,13 @@ impl Runtime for FakeRuntime {
     async fn repo_digests(&self, _image: &str) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
+    async fn image_labels(&self, image: &str) -> Result<HashMap<String, String>> {
+        let s = self.state.lock().unwrap();
+        if !s.images.contains(image) {
+            return Err(RuntimeError::Other(format!("no image {image} in the fake runtime")));
+        }
+        Ok(HashMap::from([("dev.berth.kubernetes-version".to_string(), "v1.20.2".to_string())]))
+    }
     async fn node_has_image(&self, _node: &str, _image: &str) -> Result<bool> {
         Ok(false)
     }

@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HostConfig, HostConfigCgroupnsModeEnum, Mount,
-    MountBindOptions, MountBindOptionsPropagationEnum, MountType, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HostConfig, HostConfigCgroupnsModeEnum, Mount, MountType,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 
 use super::{NodeMode, LABEL_CLUSTER, LABEL_ROLE};
-use crate::config;
+use crate::config::{self, Propagation};
 
 /// The port the API server listens on inside a control-plane node (and the load balancer).
 pub const API_SERVER_PORT: u16 = 6443;
@@ -38,6 +38,8 @@ pub struct NodeSpec {
     /// a berth node image carries, the moment the kubelet learns its pod CIDR (see
     /// [`RUNTIME_CNI_ENV`]). Only with berth's default pod network.
     pub runtime_cni: bool,
+    /// `networking.dnsSearch`: the node's resolv.conf search list (None: the host's).
+    pub dns_search: Option<Vec<String>>,
 }
 
 /// Tells a berth node image's entrypoint to turn on containerd's `conf_template`. Then the
@@ -45,6 +47,9 @@ pub struct NodeSpec {
 /// instead of waiting for the network agent's pod to start and the kubelet's next status
 /// rounds (up to 15 s). Images without berth's entrypoint ignore it.
 pub const RUNTIME_CNI_ENV: &str = "BERTH_RUNTIME_CNI";
+
+/// The entrypoint of kind's images (and berth's) rewrites resolv.conf's search line from this.
+pub const DNS_SEARCH_ENV: &str = "KIND_DNS_SEARCH";
 
 fn endpoint(spec: &NodeSpec) -> NetworkingConfig {
     NetworkingConfig {
@@ -83,6 +88,7 @@ pub fn node_container_body(spec: &NodeSpec) -> ContainerCreateBody {
         device_cgroup_rules: capabilities_mode(spec.mode).then(|| vec!["a *:* rwm".to_string()]),
         port_bindings: Some(bindings),
         mounts: Some(mounts(spec)),
+        binds: Some(binds(spec)),
         // Nodes come back after a daemon or host restart; a node the user stopped stays down.
         restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
         // What `--security-opt systempaths=unconfined` means to the docker CLI: no masked or
@@ -114,6 +120,9 @@ fn node_env(spec: &NodeSpec) -> Vec<String> {
     let mut env = vec!["container=docker".to_string()];
     if spec.runtime_cni {
         env.push(format!("{RUNTIME_CNI_ENV}=1"));
+    }
+    if let Some(search) = &spec.dns_search {
+        env.push(format!("{DNS_SEARCH_ENV}={}", search.join(" ")));
     }
     env
 }
@@ -185,7 +194,8 @@ fn port_bindings(spec: &NodeSpec) -> (Vec<String>, PortBindings) {
     }
     for m in &spec.port_mappings {
         let ip = m.listen_address.as_deref().unwrap_or("0.0.0.0");
-        add(format!("{}/{}", m.container_port, m.protocol.docker_suffix()), ip, m.host_port);
+        // The plan fixed every port (kind's 0 and -1 included); 0 here still means "Docker's pick".
+        add(format!("{}/{}", m.container_port, m.protocol.docker_suffix()), ip, u16::try_from(m.host_port).unwrap_or(0));
     }
     (exposed, bindings)
 }
@@ -193,26 +203,46 @@ fn port_bindings(spec: &NodeSpec) -> (Vec<String>, PortBindings) {
 fn mounts(spec: &NodeSpec) -> Vec<Mount> {
     let mut out = Vec::new();
     if spec.host_has_lib_modules {
-        out.push(bind("/lib/modules", "/lib/modules", true, None));
-    }
-    for m in &spec.mounts {
-        let propagation = match m.propagation.as_deref() {
-            Some("HostToContainer") => Some(MountBindOptionsPropagationEnum::RSLAVE),
-            Some("Bidirectional") => Some(MountBindOptionsPropagationEnum::RSHARED),
-            _ => None,
-        };
-        out.push(bind(&m.host_path, &m.container_path, m.read_only, propagation));
+        out.push(bind("/lib/modules", "/lib/modules", true));
     }
     out
 }
 
-fn bind(source: &str, target: &str, read_only: bool, propagation: Option<MountBindOptionsPropagationEnum>) -> Mount {
+/// The config's `extraMounts`, as `docker run --volume` takes them (kind's way): only this form
+/// creates a missing host directory and relabels for SELinux (`Z`), which the API's `Mounts`
+/// cannot.
+fn binds(spec: &NodeSpec) -> Vec<String> {
+    spec.mounts
+        .iter()
+        .map(|m| {
+            let mut options = Vec::new();
+            if m.read_only {
+                options.push("ro");
+            }
+            if m.selinux_relabel {
+                options.push("Z");
+            }
+            match m.propagation {
+                Some(Propagation::HostToContainer) => options.push("rslave"),
+                Some(Propagation::Bidirectional) => options.push("rshared"),
+                Some(Propagation::None) | None => {}
+            }
+            let bind = format!("{}:{}", m.host_path, m.container_path);
+            if options.is_empty() {
+                bind
+            } else {
+                format!("{bind}:{}", options.join(","))
+            }
+        })
+        .collect()
+}
+
+fn bind(source: &str, target: &str, read_only: bool) -> Mount {
     Mount {
         typ: Some(MountType::BIND),
         source: Some(source.to_string()),
         target: Some(target.to_string()),
         read_only: Some(read_only),
-        bind_options: propagation.map(|p| MountBindOptions { propagation: Some(p), ..Default::default() }),
         ..Default::default()
     }
 }
@@ -238,6 +268,7 @@ mod tests {
             labels: vec![],
             ip: Some("172.18.128.1".into()),
             runtime_cni: false,
+            dns_search: None,
         }
     }
 
@@ -308,5 +339,23 @@ mod tests {
         let m = node_container_body(&s).host_config.unwrap().mounts.unwrap();
         assert_eq!(m[0].target.as_deref(), Some("/lib/modules"));
         assert_eq!(m[0].read_only, Some(true));
+    }
+
+    #[test]
+    fn extra_mounts_are_binds_with_kinds_options() {
+        let mut s = spec(NodeMode::Privileged);
+        let mount = |read_only, selinux_relabel, propagation| config::Mount {
+            host_path: "/h".into(),
+            container_path: "/c".into(),
+            read_only,
+            selinux_relabel,
+            propagation,
+        };
+        s.mounts = vec![
+            mount(false, false, None),
+            mount(true, true, Some(Propagation::HostToContainer)),
+            mount(false, false, Some(Propagation::Bidirectional)),
+        ];
+        assert_eq!(node_container_body(&s).host_config.unwrap().binds.unwrap(), ["/h:/c", "/h:/c:ro,Z,rslave", "/h:/c:rshared"]);
     }
 }

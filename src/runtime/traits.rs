@@ -20,6 +20,8 @@ pub trait Runtime: Send + Sync {
     async fn image_exists(&self, image: &str) -> Result<bool>;
     /// The `repo@digest` names recorded for a local image.
     async fn repo_digests(&self, image: &str) -> Result<Vec<String>>;
+    /// A local image's labels.
+    async fn image_labels(&self, image: &str) -> Result<std::collections::HashMap<String, String>>;
     /// Whether a node's containerd holds an image of this name.
     async fn node_has_image(&self, node: &str, image: &str) -> Result<bool>;
     /// Makes sure the shared network exists; its subnet for pinned addresses, if it has one.
@@ -64,6 +66,9 @@ impl Runtime for super::Docker {
     }
     async fn repo_digests(&self, image: &str) -> Result<Vec<String>> {
         super::Docker::repo_digests(self, image).await
+    }
+    async fn image_labels(&self, image: &str) -> Result<std::collections::HashMap<String, String>> {
+        super::Docker::image_labels(self, image).await
     }
     async fn node_has_image(&self, node: &str, image: &str) -> Result<bool> {
         super::Docker::node_has_image(self, node, image).await

@@ -113,3 +113,128 @@ fn unreachable_docker_is_one_line_naming_the_socket_within_two_seconds() {
         assert!(stderr.contains("DOCKER_HOST"), "{args:?}: {stderr}");
     }
 }
+
+/// `create --dry-run` with no Docker at all: the version comes from the image's tag.
+fn dry_run(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut cmd = berth();
+    cmd.args(["create", "cluster", "--dry-run"]).args(args).env("DOCKER_HOST", "unix:///nonexistent.sock").env_remove("BERTH_CLUSTER_NAME");
+    let out = match stdin {
+        None => cmd.output().unwrap(),
+        Some(text) => {
+            use std::io::Write;
+            let mut child = cmd
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            child.wait_with_output().unwrap()
+        }
+    };
+    let (stdout, stderr) = text(&out);
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// The YAML documents of a dry run, by node: (the node's header line, its documents).
+fn documents(stdout: &str) -> Vec<(String, Vec<serde_yaml::Value>)> {
+    let mut nodes: Vec<(String, String)> = Vec::new();
+    let mut in_node = false;
+    for line in stdout.lines() {
+        if line.starts_with("# node ") {
+            nodes.push((line.to_string(), String::new()));
+            in_node = true;
+        } else if line.starts_with("# containerd config patches") {
+            in_node = false;
+        } else if in_node {
+            nodes.last_mut().unwrap().1.push_str(&format!("{line}\n"));
+        }
+    }
+    nodes
+        .into_iter()
+        .map(|(header, body)| {
+            let docs = body.split("---\n").filter(|d| !d.trim().is_empty()).map(|d| serde_yaml::from_str(d).unwrap()).collect();
+            (header, docs)
+        })
+        .collect()
+}
+
+/// kind's example config on the images users name: the documents a newer kubeadm reads, the
+/// patches applied in its shape, containerd's patch shown, and no Docker needed.
+#[test]
+fn dry_run_renders_every_node_for_versions_that_cannot_run_here() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/kind-compatible.yaml");
+    for (image, api, list_shaped) in [("kindest/node:v1.32.2", "v1beta3", false), ("kindest/node:v1.36.0", "v1beta4", true)] {
+        let (code, stdout, stderr) = dry_run(&["--config", config, "--image", image], None);
+        assert_eq!(code, 0, "{image}: {stderr}");
+        assert!(stdout.contains(&format!("kubeadm config API kubeadm.k8s.io/{api}")), "{stdout}");
+        assert!(stdout.contains("from the tag of kindest/node"), "{stdout}");
+        assert!(stdout.contains("#   [plugins.\"io.containerd.grpc.v1.cri\"]"), "containerd's patch is shown: {stdout}");
+        let nodes = documents(&stdout);
+        assert_eq!(nodes.len(), 2, "{stdout}");
+        assert!(nodes[0].0.contains("from-kind-control-plane (control-plane, kubeadm init"), "{}", nodes[0].0);
+        assert!(nodes[1].0.contains("from-kind-worker (worker, kubeadm join"), "{}", nodes[1].0);
+        let cluster = nodes[0].1.iter().find(|d| d["kind"] == "ClusterConfiguration").unwrap();
+        assert_eq!(cluster["apiVersion"].as_str(), Some(format!("kubeadm.k8s.io/{api}").as_str()));
+        let args = &cluster["apiServer"]["extraArgs"];
+        let range = if list_shaped {
+            args.as_sequence().unwrap().iter().find(|a| a["name"] == "service-node-port-range").map(|a| a["value"].clone())
+        } else {
+            args.get("service-node-port-range").cloned()
+        };
+        assert_eq!(range.and_then(|v| v.as_str().map(str::to_string)).as_deref(), Some("30000-30100"), "{image}: {cluster:?}");
+        let init = &nodes[0].1[0]["nodeRegistration"]["kubeletExtraArgs"];
+        let flat = serde_yaml::to_string(init).unwrap();
+        assert!(flat.contains("ingress-ready=true") && flat.contains("node-ip"), "the patch's label and berth's node-ip: {flat}");
+        let join = &nodes[1].1[0];
+        assert_eq!(join["kind"], "JoinConfiguration");
+        assert!(serde_yaml::to_string(join).unwrap().contains("tier=apps"), "{join:?}");
+        assert!(!stdout.contains(".0123") && stdout.contains("token: <token>"), "the token is a placeholder");
+    }
+}
+
+#[test]
+fn dry_run_reads_the_config_from_stdin_and_the_name_from_the_environment() {
+    let config = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- {}\n- role: worker\n";
+    let mut cmd = berth();
+    cmd.args(["create", "cluster", "--dry-run", "--config", "-", "--image", "kindest/node:v1.31.0"])
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .env("BERTH_CLUSTER_NAME", "from-env");
+    use std::io::Write;
+    let mut child =
+        cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(config.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("# node from-env-control-plane (control-plane, kubeadm init"), "a node without a role: {stdout}");
+    assert!(stdout.contains("# node from-env-worker (worker"), "{stdout}");
+}
+
+#[test]
+fn dry_run_refuses_what_cannot_work_naming_the_field() {
+    let base = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n";
+    let cases: &[(&str, &str, &str)] = &[
+        ("networking:\n  kubeProxyMode: nftables\n", "kindest/node:v1.20.7", "networking.kubeProxyMode: nftables needs Kubernetes 1.31"),
+        (
+            "kubeadmConfigPatchesJSON6902:\n- {group: kubeadm.k8s.io, version: v1beta3, kind: ClusterConfiguration, patch: '[{op: remove, path: /nothing}]'}\n",
+            "kindest/node:v1.32.2",
+            "kubeadmConfigPatchesJSON6902[0] does not apply to ClusterConfiguration",
+        ),
+        ("kubeadmConfigPatches:\n- |\n  kind: InitConfig\n", "kindest/node:v1.32.2", "kubeadmConfigPatches[0]: kind \"InitConfig\" is not a kubeadm document"),
+        (
+            "nodes:\n- role: worker\n  kubeadmConfigPatches: ['not: [a mapping']\n- role: control-plane\n",
+            "kindest/node:v1.32.2",
+            "nodes[0].kubeadmConfigPatches[0]: is not YAML",
+        ),
+        ("containerdConfigPatches: ['[unclosed']\n", "kindest/node:v1.32.2", "containerdConfigPatches[0]: is not TOML"),
+        ("networking:\n  ipFamily: ipv6\n", "kindest/node:v1.32.2", "networking.ipFamily: ipv6 is not supported"),
+        ("", "example.com/node:latest", "--image: cannot tell the Kubernetes version"),
+    ];
+    for (extra, image, expect) in cases {
+        let (code, stdout, stderr) = dry_run(&["--config", "-", "--image", image], Some(&format!("{base}{extra}")));
+        assert_eq!(code, 1, "{extra}: {stdout}{stderr}");
+        assert!(stderr.contains(expect), "{extra}: {stderr:?} lacks {expect:?}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    }
+}

@@ -12,6 +12,7 @@ mod cli;
 mod cluster;
 mod daemon_restart;
 mod first_hour;
+mod kind_config;
 mod multinode;
 mod node_image;
 mod registry;

@@ -3,10 +3,9 @@
 use futures_util::future::try_join_all;
 
 use super::super::Result;
-use super::kubeadm_init::{params_for, patches_for, run_kubeadm, KUBEADM_CONFIG_PATH};
+use super::kubeadm_init::{render_for, run_kubeadm, KUBEADM_CONFIG_PATH};
 use super::{Ctx, Initialized, PlannedNode, Provisioned};
 use crate::config::Role;
-use crate::kubeadm::{self, NodeJoin};
 
 /// kube-controller-manager signs cluster-info once its controllers run: seconds after
 /// `kubeadm init` returns (about 15 s on Kubernetes 1.20, whose IPAM start-up waits 10 s).
@@ -14,8 +13,8 @@ const SIGNED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
 
 pub async fn run(ctx: &Ctx<'_>, nodes: &Provisioned, cluster: &Initialized) -> Result<()> {
     let first_cp = ctx.control_plane().name.clone();
-    let joining: Vec<PlannedNode> = ctx.nodes.iter().filter(|n| n.name != first_cp).cloned().collect();
-    let token_id = ctx.token.split('.').next().unwrap_or_default();
+    let joining: Vec<PlannedNode> = ctx.plan.nodes.iter().filter(|n| n.name != first_cp).cloned().collect();
+    let token_id = ctx.plan.token.split('.').next().unwrap_or_default();
     let deadline = tokio::time::Instant::now() + SIGNED_TIMEOUT;
     crate::kube::wait_for_cluster_info_signed(&cluster.client, token_id, deadline).await?;
     let hash = cluster.ca_cert_hash.as_deref();
@@ -29,8 +28,7 @@ pub async fn run(ctx: &Ctx<'_>, nodes: &Provisioned, cluster: &Initialized) -> R
 }
 
 async fn join_one(ctx: &Ctx<'_>, nodes: &Provisioned, ca_cert_hash: Option<&str>, node: &PlannedNode) -> Result<()> {
-    let join = NodeJoin::Join { control_plane: node.role == Role::ControlPlane };
-    let rendered = kubeadm::render(&params_for(ctx, nodes, ca_cert_hash, node, join), &patches_for(ctx, node))?;
+    let rendered = render_for(ctx.opts, &ctx.plan, nodes, ca_cert_hash, node)?;
     ctx.docker.write_files(&node.name, &[(KUBEADM_CONFIG_PATH, rendered.as_bytes(), 0o600)]).await?;
     let config_flag = format!("--config={KUBEADM_CONFIG_PATH}");
     run_kubeadm(ctx, &node.name, "join", &["kubeadm", "join", "--skip-phases=preflight", &config_flag]).await?;

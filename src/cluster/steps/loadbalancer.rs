@@ -47,17 +47,18 @@ pub async fn provision(ctx: &Ctx<'_>, mode: NodeMode, ip: Option<String>) -> Res
         mode,
         network: NETWORK_NAME.to_string(),
         runtime: ctx.opts.runtime.clone(),
-        api_server: Some((cfg.api_server_address().to_string(), ctx.api_server_port)),
+        api_server: Some((cfg.api_server_address().to_string(), ctx.plan.api_server_port)),
         port_mappings: Vec::new(),
         mounts: Vec::new(),
         host_has_lib_modules: false,
         labels: ctx.labels(),
         ip,
         runtime_cni: false,
+        dns_search: None,
     };
     ctx.docker.create_container(&name, load_balancer_body(&spec)).await?;
     let control_planes: Vec<String> =
-        ctx.nodes.iter().filter(|n| n.role == crate::config::Role::ControlPlane).map(|n| n.name.clone()).collect();
+        ctx.plan.nodes.iter().filter(|n| n.role == crate::config::Role::ControlPlane).map(|n| n.name.clone()).collect();
     let config = haproxy_config(&control_planes);
     ctx.docker.write_files(&name, &[(LB_CONFIG_PATH, config.as_bytes(), 0o644)]).await?;
     ctx.docker.start_container(&name).await?;

@@ -13,6 +13,7 @@
 
 pub mod addons;
 pub mod cni;
+pub mod containerd;
 pub mod export_kubeconfig;
 pub mod join;
 pub mod kubeadm_init;
@@ -26,8 +27,8 @@ pub mod warm;
 use std::collections::BTreeMap;
 
 use super::options::{CreateOptions, PullPolicy};
+pub use super::plan::{Plan, PlannedNode};
 use super::{ClusterError, Result};
-use crate::config;
 use crate::image_ref::ImageRef;
 use crate::kubeadm::KubeVersion;
 use crate::runtime::{NodeMode, Runtime};
@@ -35,15 +36,6 @@ use crate::ui::Status;
 
 /// Label carrying the id of the `create` run that made a container.
 pub const LABEL_CREATE_ID: &str = "dev.berth.create-id";
-
-/// A node to be: its container name and which config node it comes from.
-#[derive(Debug, Clone)]
-pub struct PlannedNode {
-    pub name: String,
-    pub role: config::Role,
-    pub image: ImageRef,
-    pub index: usize,
-}
 
 /// What every step needs: fixed before the first step runs, except the warnings it collects
 /// and the roll-back's record of the kubeconfig merge.
@@ -54,14 +46,7 @@ pub struct Ctx<'a> {
     pub opts: &'a CreateOptions,
     pub status: &'a Status,
     pub create_id: String,
-    pub nodes: Vec<PlannedNode>,
-    /// A bootstrap token for joins, made fresh per cluster.
-    pub token: String,
-    /// Encrypts the control-plane certificates kubeadm uploads for other control planes (HA).
-    pub certificate_key: Option<String>,
-    /// The host port the API server is published on: the config's, else one chosen free now.
-    /// Never left to Docker, which would pick a new one at every start.
-    pub api_server_port: u16,
+    pub plan: Plan,
     pub warnings: Vec<String>,
     /// Set once the merge into the user's kubeconfig may have begun: the context that was
     /// current before it (roll-back makes it current again).
@@ -70,12 +55,11 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub fn control_plane(&self) -> &PlannedNode {
-        self.nodes.iter().find(|n| n.role == config::Role::ControlPlane).expect("validated: one control plane")
+        self.plan.control_plane()
     }
 
-    /// Several control planes: a load balancer fronts them and is the cluster's endpoint.
     pub fn is_ha(&self) -> bool {
-        self.nodes.iter().filter(|n| n.role == config::Role::ControlPlane).count() > 1
+        self.plan.is_ha()
     }
 
     pub fn warn(&mut self, message: String) {

@@ -15,7 +15,7 @@ use crate::wait::{self, Check, Ended};
 const SYSTEMD_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<Provisioned> {
-    let first_image = ctx.nodes[0].image.clone();
+    let first_image = ctx.plan.nodes[0].image.clone();
     let (mode, subnet) = tokio::try_join!(choose_mode(ctx, &first_image), async {
         ctx.docker.ensure_network(NETWORK_NAME).await.map_err(ClusterError::from)
     })?;
@@ -24,7 +24,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Provisioned> {
     // From choosing addresses until the containers holding them run, no other berth may choose.
     let lock = NetworkLock::acquire().await.map_err(|source| ClusterError::Io { context: "locking berth's network".into(), source })?;
     let mut addresses = allocate_addresses(ctx, subnet).await?.into_iter();
-    let mut specs: Vec<NodeSpec> = ctx.nodes.iter().map(|n| spec_for(ctx, n, mode)).collect();
+    let mut specs: Vec<NodeSpec> = ctx.plan.nodes.iter().map(|n| spec_for(ctx, n, mode)).collect();
     for spec in &mut specs {
         spec.ip = addresses.next();
     }
@@ -42,12 +42,12 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Provisioned> {
     };
     tokio::try_join!(nodes, balancer)?;
     drop(lock);
-    try_join_all(ctx.nodes.iter().map(|n| wait_for_systemd(ctx.docker, &n.name))).await?;
+    try_join_all(ctx.plan.nodes.iter().map(|n| wait_for_systemd(ctx.docker, &n.name))).await?;
 
     let cp = ctx.control_plane().name.clone();
     let version = ctx.docker.exec_ok(&cp, &["cat", "/kind/version"]).await?;
     let mut node_ips = std::collections::BTreeMap::new();
-    for n in &ctx.nodes {
+    for n in &ctx.plan.nodes {
         node_ips.insert(n.name.clone(), ctx.docker.container_ip(&n.name, NETWORK_NAME).await?);
     }
     Ok(Provisioned {
@@ -69,7 +69,7 @@ async fn allocate_addresses(ctx: &mut Ctx<'_>, subnet: Option<crate::config::Cid
         return Ok(Vec::new());
     };
     let used = ctx.docker.used_addresses(NETWORK_NAME).await?;
-    let count = ctx.nodes.len() + usize::from(ctx.is_ha());
+    let count = ctx.plan.nodes.len() + usize::from(ctx.is_ha());
     let picked = network::allocate(subnet, &used, count).ok_or_else(|| ClusterError::NoAddresses { subnet: subnet.to_string(), count })?;
     Ok(picked.into_iter().map(|ip| ip.to_string()).collect())
 }
@@ -91,7 +91,6 @@ async fn choose_mode(ctx: &Ctx<'_>, image: &crate::image_ref::ImageRef) -> Resul
 
 fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode) -> NodeSpec {
     let cfg = &ctx.opts.config;
-    let node_cfg = &cfg.nodes[node.index];
     let is_first_cp = node.name == ctx.control_plane().name;
     NodeSpec {
         name: node.name.clone(),
@@ -103,13 +102,14 @@ fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode) -> NodeSpec {
         runtime: ctx.opts.runtime.clone(),
         // With several control planes the load balancer publishes the API server instead.
         api_server: (is_first_cp && node.role == Role::ControlPlane && !ctx.is_ha())
-            .then(|| (cfg.api_server_address().to_string(), ctx.api_server_port)),
-        port_mappings: node_cfg.extra_port_mappings.clone(),
-        mounts: node_cfg.extra_mounts.clone(),
+            .then(|| (cfg.api_server_address().to_string(), ctx.plan.api_server_port)),
+        port_mappings: node.port_mappings.clone(),
+        mounts: node.mounts.clone(),
         host_has_lib_modules: std::path::Path::new("/lib/modules").is_dir(),
         labels: ctx.labels(),
         ip: None,
         runtime_cni: !cfg.networking.disable_default_cni,
+        dns_search: cfg.networking.dns_search.clone(),
     }
 }
 

@@ -16,7 +16,7 @@ pub async fn run(ctx: &Ctx<'_>, cluster: &Initialized, spec: &RegistrySpec) -> R
     registry::ensure_local_registry(ctx.docker, port, &registry::local_name(&image)).await?;
     let (path, body) = registry::containerd_hosts_toml(port);
     let file = [(path.as_str(), body.as_bytes(), 0o644)];
-    try_join_all(ctx.nodes.iter().map(|n| ctx.docker.write_files(&n.name, &file))).await?;
+    try_join_all(ctx.plan.nodes.iter().map(|n| ctx.docker.write_files(&n.name, &file))).await?;
     crate::kube::apply_manifest(&cluster.client, &registry::local_registry_hosting(port)).await?;
     Ok(())
 }

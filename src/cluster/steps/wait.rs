@@ -11,10 +11,10 @@ use crate::kube;
 pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
     let deadline = tokio::time::Instant::now() + ctx.opts.wait;
     let client = &cluster.client;
-    if let Err(e) = kube::wait_for_nodes_ready(client, ctx.nodes.len(), None, deadline).await {
+    if let Err(e) = kube::wait_for_nodes_ready(client, ctx.plan.nodes.len(), None, deadline).await {
         return Err(not_ready(ctx, client, e.to_string()).await);
     }
-    if ctx.opts.config.networking.kube_proxy_mode.as_deref() != Some("none") {
+    if ctx.opts.config.kube_proxy_mode() != crate::config::ProxyMode::None {
         if let Err(e) = kube::wait_for_daemonset(client, "kube-system", "kube-proxy", deadline).await {
             return Err(not_ready(ctx, client, e.to_string()).await);
         }
@@ -61,7 +61,7 @@ async fn report_coredns(ctx: &mut Ctx<'_>, client: &::kube::Client, deadline: to
 /// running, so the user sees why.
 async fn not_ready(ctx: &Ctx<'_>, client: &::kube::Client, what: String) -> ClusterError {
     let mut details = String::new();
-    for node in &ctx.nodes {
+    for node in &ctx.plan.nodes {
         let journal = ctx
             .docker
             .exec(&node.name, &["journalctl", "-u", "kubelet", "-n", "8", "--no-pager", "-o", "cat"])
