@@ -9,12 +9,12 @@ use crate::{kubeconfig, ui};
 
 #[derive(Debug, Subcommand)]
 pub enum GetWhat {
-    /// List clusters and their state (running, stopped, degraded)
+    /// List clusters: names, one per line; `-o wide` adds state (running, stopped, degraded) and nodes
     Clusters {
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },
-    /// List a cluster's node containers
+    /// List a cluster's node containers: names, one per line; `-o wide` adds role and state
     Nodes {
         #[command(flatten)]
         name: NameArg,
@@ -46,6 +46,9 @@ pub enum ExportWhat {
     Kubeconfig {
         #[command(flatten)]
         name: NameArg,
+        /// Address the API server by container name, for use from other containers on berth's network
+        #[arg(long)]
+        internal: bool,
         #[command(flatten)]
         kubeconfig: KubeconfigArg,
     },
@@ -58,8 +61,9 @@ pub async fn run(what: GetWhat) -> anyhow::Result<()> {
             let clusters = cluster::list(&docker).await?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&clusters)?),
-                Output::Text if clusters.is_empty() => eprintln!("No berth clusters found."),
-                Output::Text => {
+                _ if clusters.is_empty() => eprintln!("No berth clusters found."),
+                Output::Text => clusters.iter().for_each(|c| println!("{}", c.name)),
+                Output::Wide => {
                     println!("{:<30} {:<10} NODES", "NAME", "STATE");
                     for c in clusters {
                         println!("{:<30} {:<10} {}", c.name, c.state, c.nodes.len());
@@ -71,7 +75,8 @@ pub async fn run(what: GetWhat) -> anyhow::Result<()> {
             let nodes = cluster::nodes(&docker, &name.name).await?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&nodes)?),
-                Output::Text => {
+                Output::Text => nodes.iter().for_each(|n| println!("{}", n.name)),
+                Output::Wide => {
                     println!("{:<40} {:<24} STATE", "NAME", "ROLE");
                     for n in nodes {
                         println!("{:<40} {:<24} {}", n.name, n.role, n.state);
@@ -83,7 +88,7 @@ pub async fn run(what: GetWhat) -> anyhow::Result<()> {
             let doc = cluster::kubeconfig_for(&docker, &name.name, internal).await?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
-                Output::Text => print!("{}", serde_yaml::to_string(&doc)?),
+                Output::Text | Output::Wide => print!("{}", serde_yaml::to_string(&doc)?),
             }
         }
     }
@@ -92,8 +97,8 @@ pub async fn run(what: GetWhat) -> anyhow::Result<()> {
 
 pub async fn export(what: ExportWhat, status: &ui::Status) -> anyhow::Result<()> {
     let docker = Docker::connect().await?;
-    let (name, arg) = match what {
-        ExportWhat::Kubeconfig { name, kubeconfig } => (name, kubeconfig),
+    let (name, arg, internal) = match what {
+        ExportWhat::Kubeconfig { name, kubeconfig, internal } => (name, kubeconfig, internal),
         ExportWhat::Logs { dir, name } => {
             let dir = match dir {
                 Some(d) => d,
@@ -105,7 +110,7 @@ pub async fn export(what: ExportWhat, status: &ui::Status) -> anyhow::Result<()>
             return Ok(());
         }
     };
-    let doc = cluster::kubeconfig_for(&docker, &name.name, false).await?;
+    let doc = cluster::kubeconfig_for(&docker, &name.name, internal).await?;
     let path = kubeconfig::default_path(arg.kubeconfig.as_deref())?;
     kubeconfig::merge_into_file(&path, &doc)?;
     status.info(format!("Set kubectl context to {:?} in {}", kubeconfig::context_name(&name.name), path.display()));

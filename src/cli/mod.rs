@@ -89,11 +89,13 @@ pub enum Command {
     },
 }
 
-/// `-o` on the get commands.
-#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+/// `-o` on the get commands: names one per line by default, as kind prints them, so
+/// `for c in $(berth get clusters)` works; a table with `wide`; JSON with `json`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     #[default]
     Text,
+    Wide,
     Json,
 }
 

@@ -119,6 +119,28 @@ fn api_server_port(opts: &CreateOptions) -> Result<u16> {
     }
 }
 
+/// The proxy variables of berth's environment for the nodes, as kind passes them: each of
+/// HTTP_PROXY, HTTPS_PROXY and NO_PROXY (or its lower-case spelling) that is set, in both
+/// spellings; with any of them set, NO_PROXY also lists what must never go through the proxy —
+/// the cluster's subnets, berth's network, the nodes by name and in-cluster DNS names.
+pub fn proxy_env(cfg: &config::Cluster, get: impl Fn(&str) -> Option<String>, network: Option<&str>, nodes: &[String]) -> Vec<String> {
+    let mut vars: Vec<(&str, String)> = ["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"]
+        .into_iter()
+        .filter_map(|name| get(name).or_else(|| get(&name.to_lowercase())).filter(|v| !v.is_empty()).map(|v| (name, v)))
+        .collect();
+    if vars.is_empty() {
+        return Vec::new();
+    }
+    let mut no_proxy: Vec<String> = vars.iter().find(|(n, _)| *n == "NO_PROXY").map(|(_, v)| vec![v.clone()]).unwrap_or_default();
+    no_proxy.extend([cfg.service_subnet().to_string(), cfg.pod_subnet().to_string()]);
+    no_proxy.extend(network.map(str::to_string));
+    no_proxy.extend(nodes.iter().cloned());
+    no_proxy.extend([".svc", ".svc.cluster", ".svc.cluster.local"].map(String::from));
+    vars.retain(|(n, _)| *n != "NO_PROXY");
+    vars.push(("NO_PROXY", no_proxy.join(",")));
+    vars.iter().flat_map(|(name, value)| [format!("{name}={value}"), format!("{}={value}", name.to_lowercase())]).collect()
+}
+
 /// Docker binds only absolute paths; like kind, a relative `hostPath` is taken from the
 /// directory berth runs in.
 fn absolute(m: &config::Mount, cwd: &Path) -> config::Mount {
@@ -132,6 +154,19 @@ fn absolute(m: &config::Mount, cwd: &Path) -> config::Mount {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxies_pass_through_with_the_cluster_kept_off_them() {
+        let cfg = config::Cluster::default_config();
+        let nodes = ["c-control-plane".to_string()];
+        assert!(proxy_env(&cfg, |_| None, Some("172.30.0.0/16"), &nodes).is_empty(), "no proxy, no variables");
+        let env = proxy_env(&cfg, |n| (n == "https_proxy").then(|| "http://proxy:3128".to_string()), Some("172.30.0.0/16"), &nodes);
+        assert!(env.contains(&"HTTPS_PROXY=http://proxy:3128".to_string()) && env.contains(&"https_proxy=http://proxy:3128".to_string()));
+        let no_proxy = env.iter().find_map(|e| e.strip_prefix("NO_PROXY=")).unwrap();
+        assert_eq!(no_proxy, "10.96.0.0/16,10.244.0.0/16,172.30.0.0/16,c-control-plane,.svc,.svc.cluster,.svc.cluster.local");
+        let env = proxy_env(&cfg, |n| (n == "NO_PROXY").then(|| "corp.example".to_string()), None, &nodes);
+        assert!(env.iter().any(|e| e.starts_with("no_proxy=corp.example,10.96.0.0/16")), "{env:?}");
+    }
 
     #[test]
     fn tokens_have_kubeadms_shape() {

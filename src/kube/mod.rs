@@ -56,8 +56,11 @@ impl Connect for Dial {
 /// A client for the cluster whose entries `kubeconfig` holds (as made by `kubeconfig::for_cluster`).
 pub async fn client(kubeconfig: &serde_yaml::Value) -> Result<Client> {
     let kc: Kubeconfig = serde_yaml::from_value(kubeconfig.clone()).map_err(|e| KubeError::Config(e.to_string()))?;
-    let config =
+    let mut config =
         kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(|e| KubeError::Config(e.to_string()))?;
+    // The API server is published on this machine: a proxy from HTTPS_PROXY (which kube reads
+    // whatever NO_PROXY says) is for the nodes' pulls, never for reaching our own cluster.
+    config.proxy_url = None;
     Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
 }
 

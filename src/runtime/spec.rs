@@ -40,6 +40,8 @@ pub struct NodeSpec {
     pub runtime_cni: bool,
     /// `networking.dnsSearch`: the node's resolv.conf search list (None: the host's).
     pub dns_search: Option<Vec<String>>,
+    /// More `KEY=value` variables for the node (the user's proxy settings).
+    pub extra_env: Vec<String>,
 }
 
 /// Tells a berth node image's entrypoint to turn on containerd's `conf_template`. Then the
@@ -124,6 +126,7 @@ fn node_env(spec: &NodeSpec) -> Vec<String> {
     if let Some(search) = &spec.dns_search {
         env.push(format!("{DNS_SEARCH_ENV}={}", search.join(" ")));
     }
+    env.extend(spec.extra_env.iter().cloned());
     env
 }
 
@@ -269,6 +272,7 @@ mod tests {
             ip: Some("172.18.128.1".into()),
             runtime_cni: false,
             dns_search: None,
+            extra_env: Vec::new(),
         }
     }
 

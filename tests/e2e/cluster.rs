@@ -58,14 +58,25 @@ fn create_get_delete_one_node() {
     let coredns = kubectl_json(&kc, &["-n", "kube-system", "get", "deployment", "coredns"]).unwrap();
     assert_eq!(coredns["metadata"]["name"], "coredns");
 
+    // Names only, one per line, as kind prints them (`for c in $(berth get clusters)`); the
+    // table with -o wide.
     let listed = run_ok(berth(&kc).args(["get", "clusters"]));
-    assert!(listed.lines().any(|l| l.starts_with(name) && l.contains("running")), "{listed}");
+    assert!(listed.lines().any(|l| l == name), "{listed}");
+    assert!(listed.lines().all(|l| !l.contains(' ')), "{listed}");
+    let wide = run_ok(berth(&kc).args(["get", "clusters", "-o", "wide"]));
+    assert!(wide.lines().any(|l| l.starts_with(name.as_str()) && l.contains("running")), "{wide}");
     let json: serde_json::Value = serde_json::from_str(&run_ok(berth(&kc).args(["get", "clusters", "-o", "json"]))).unwrap();
     assert!(json.as_array().unwrap().iter().any(|c| c["name"] == name.as_str() && c["state"] == "running"));
     let nodes = run_ok(berth(&kc).args(["get", "nodes", "--name", name]));
-    assert!(nodes.contains(&node) && nodes.contains("control-plane"), "{nodes}");
+    assert_eq!(nodes.trim(), node, "{nodes}");
+    let nodes = run_ok(berth(&kc).args(["get", "nodes", "--name", name, "-o", "wide"]).env("BERTH_CLUSTER_NAME", "not-this-one"));
+    assert!(nodes.contains(&node) && nodes.contains("control-plane") && nodes.contains("running"), "{nodes}");
     let internal = run_ok(berth(&kc).args(["get", "kubeconfig", "--name", name, "--internal"]));
     assert!(internal.contains(&format!("server: https://{node}:6443")), "{internal}");
+    let exported = t.dir.path().join("internal-kubeconfig");
+    run_ok(berth(&kc).args(["export", "kubeconfig", "--name", name, "--internal", "--kubeconfig"]).arg(&exported));
+    let exported = std::fs::read_to_string(&exported).unwrap();
+    assert!(exported.contains(&format!("server: https://{node}:6443")), "export kubeconfig --internal: {exported}");
 
     let volumes = container_volumes(&node);
     assert!(!volumes.is_empty(), "the node has its /var volume");

@@ -57,8 +57,24 @@ fn kinds_example_config_works_field_by_field() {
     std::fs::create_dir(dir.join("shared")).unwrap();
     std::fs::write(dir.join("shared/hello.txt"), "from-the-host\n").unwrap();
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/kind-compatible.yaml");
-    run_ok(berth(&kc).current_dir(dir).args(["create", "cluster", "--name", name, "--config", config, "--image", &test_image()]));
+    // A proxy in the user's environment reaches the nodes, as kind passes it; the cluster's own
+    // traffic stays off it (nothing here answers at proxy.invalid, so a create that sent its
+    // joins through it would fail).
+    run_ok(berth(&kc).current_dir(dir).env("HTTPS_PROXY", "http://proxy.invalid:3128").args([
+        "create",
+        "cluster",
+        "--name",
+        name,
+        "--config",
+        config,
+        "--image",
+        &test_image(),
+    ]));
     let (cp, worker) = (format!("{name}-control-plane"), format!("{name}-worker"));
+    // containerd itself runs with it (what its pulls use).
+    let env = node_exec(&worker, &["sh", "-c", "tr '\\0' '\\n' < /proc/$(pidof containerd)/environ"]);
+    assert!(env.contains("HTTPS_PROXY=http://proxy.invalid:3128"), "{env}");
+    assert!(env.contains(&format!("{cp},{worker},.svc")) && env.contains("10.97.0.0/16,10.250.0.0/16"), "NO_PROXY: {env}");
 
     // extraMounts: the host's file, read-only, inside the worker.
     assert_eq!(node_exec(&worker, &["cat", "/host-shared/hello.txt"]).trim(), "from-the-host");

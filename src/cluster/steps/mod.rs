@@ -4,7 +4,8 @@
 //! Dependencies point one way: `create.rs` uses the steps; no step knows the orchestrator.
 //!
 //! ```text
-//! provision ──▶ Provisioned ──▶ kubeadm_init (beside warm) ──▶ Initialized
+//! Plan (cluster/plan.rs) ──▶ provision ──▶ Provisioned ──▶ containerd (if patched)
+//!                                   ──▶ kubeadm_init (beside warm) ──▶ Initialized
 //!                                   │
 //!     ┌──────────┬─────────┬────────┴─────┬──────────────────┬──────┬────────┐
 //!     ▼          ▼         ▼              ▼                  ▼      ▼        ▼

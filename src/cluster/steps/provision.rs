@@ -24,7 +24,13 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Provisioned> {
     // From choosing addresses until the containers holding them run, no other berth may choose.
     let lock = NetworkLock::acquire().await.map_err(|source| ClusterError::Io { context: "locking berth's network".into(), source })?;
     let mut addresses = allocate_addresses(ctx, subnet).await?.into_iter();
-    let mut specs: Vec<NodeSpec> = ctx.plan.nodes.iter().map(|n| spec_for(ctx, n, mode)).collect();
+    let mut names: Vec<String> = ctx.plan.nodes.iter().map(|n| n.name.clone()).collect();
+    if ctx.is_ha() {
+        names.push(super::loadbalancer::lb_name(&ctx.opts.name));
+    }
+    let network = subnet.map(|s| s.to_string());
+    let proxies = crate::cluster::plan::proxy_env(&ctx.opts.config, |k| std::env::var(k).ok(), network.as_deref(), &names);
+    let mut specs: Vec<NodeSpec> = ctx.plan.nodes.iter().map(|n| spec_for(ctx, n, mode, &proxies)).collect();
     for spec in &mut specs {
         spec.ip = addresses.next();
     }
@@ -89,7 +95,7 @@ async fn choose_mode(ctx: &Ctx<'_>, image: &crate::image_ref::ImageRef) -> Resul
     decide_mode(request, probe.as_ref()).map_err(ClusterError::NodeMode)
 }
 
-fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode) -> NodeSpec {
+fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode, proxies: &[String]) -> NodeSpec {
     let cfg = &ctx.opts.config;
     let is_first_cp = node.name == ctx.control_plane().name;
     NodeSpec {
@@ -110,6 +116,7 @@ fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode) -> NodeSpec {
         ip: None,
         runtime_cni: !cfg.networking.disable_default_cni,
         dns_search: cfg.networking.dns_search.clone(),
+        extra_env: proxies.to_vec(),
     }
 }
 
