@@ -9,6 +9,7 @@ mod delete;
 mod get;
 mod lifecycle;
 mod load;
+mod load_balancer;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -75,6 +76,8 @@ pub enum Command {
     },
     /// Print the Dashboard add-on's URL and login token
     Dashboard(dashboard::DashboardArgs),
+    /// Give a cluster's LoadBalancer Services addresses reachable from this host, until Ctrl-C
+    LoadBalancer(load_balancer::LoadBalancerArgs),
     /// Build a node image
     Build {
         #[command(subcommand)]
@@ -174,6 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export { what } => get::export(what, &status).await,
         Command::Build { what } => build::run(what, &status).await,
         Command::Dashboard(args) => dashboard::run(args, &status).await,
+        Command::LoadBalancer(args) => load_balancer::run(args, &status).await,
         Command::Version => {
             println!("berth {} ({} {})", env!("CARGO_PKG_VERSION"), std::env::consts::OS, std::env::consts::ARCH);
             Ok(())

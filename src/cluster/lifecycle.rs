@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 
 use super::{kubeconfig_for, nodes, NodeInfo, Result};
-use crate::runtime::{Docker, LOAD_BALANCER_ROLE};
+use crate::runtime::{Docker, LOAD_BALANCER_ROLE, SERVICE_LB_ROLE};
 use crate::ui::Status;
 use crate::wait;
 
@@ -18,11 +18,11 @@ fn by_role<'a>(nodes: &'a [NodeInfo], role: &str) -> Vec<&'a NodeInfo> {
     nodes.iter().filter(|n| n.role == role).collect()
 }
 
-/// Stops workers first, then control planes, then the load balancer: nothing loses its API
-/// server while it still runs.
+/// Stops the Services' load balancers, workers, then control planes, then the API server's load
+/// balancer: nothing loses its API server while it still runs.
 pub async fn stop(docker: &Docker, cluster: &str, status: &Status) -> Result<()> {
     let all = nodes(docker, cluster).await?;
-    for role in ["worker", "control-plane", LOAD_BALANCER_ROLE] {
+    for role in [SERVICE_LB_ROLE, "worker", "control-plane", LOAD_BALANCER_ROLE] {
         let group = by_role(&all, role);
         if group.is_empty() {
             continue;
@@ -41,7 +41,7 @@ pub async fn stop(docker: &Docker, cluster: &str, status: &Status) -> Result<()>
 pub async fn start(docker: &Docker, cluster: &str, wait: Duration, status: &Status) -> Result<()> {
     let all = nodes(docker, cluster).await?;
     let mut restarted = crate::kube::Restarted { since: std::time::SystemTime::now(), nodes: Default::default() };
-    for role in [LOAD_BALANCER_ROLE, "control-plane", "worker"] {
+    for role in [LOAD_BALANCER_ROLE, "control-plane", "worker", SERVICE_LB_ROLE] {
         let group: Vec<&NodeInfo> = by_role(&all, role).into_iter().filter(|n| n.state != "running").collect();
         if group.is_empty() {
             continue;
@@ -65,7 +65,7 @@ pub async fn start(docker: &Docker, cluster: &str, wait: Duration, status: &Stat
     .map_err(crate::kube::KubeError::from)?;
     let client = crate::kube::client(&doc).await?;
     crate::kube::wait_for_readyz(&client, deadline).await?;
-    let expected = all.iter().filter(|n| n.role != LOAD_BALANCER_ROLE).count();
+    let expected = all.iter().filter(|n| n.is_kubernetes_node()).count();
     crate::kube::wait_for_nodes_ready(&client, expected, Some(&restarted), deadline).await?;
     step.done();
     Ok(())

@@ -21,12 +21,8 @@ pub struct HostImage {
 /// Which of the cluster's running nodes to load into: all, or the named ones.
 async fn target_nodes(docker: &Docker, cluster: &str, only: &[String]) -> Result<Vec<String>> {
     // Nodes only: the load balancer of a multi-control-plane cluster runs no containerd.
-    let all: Vec<String> = nodes(docker, cluster)
-        .await?
-        .into_iter()
-        .filter(|n| n.state == "running" && n.role != crate::runtime::LOAD_BALANCER_ROLE)
-        .map(|n| n.name)
-        .collect();
+    let all: Vec<String> =
+        nodes(docker, cluster).await?.into_iter().filter(|n| n.state == "running" && n.is_kubernetes_node()).map(|n| n.name).collect();
     if only.is_empty() {
         return Ok(all);
     }

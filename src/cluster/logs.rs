@@ -22,7 +22,7 @@ pub async fn export(docker: &Docker, cluster: &str, dir: &Path) -> Result<Vec<Pa
         written.push(write(&node_dir.join("serial.log"), docker.logs_tail(&node.name, 100_000).await?.as_bytes())?);
         // The load balancer has no journal or pod logs (kind's haproxy image has no shell):
         // its inspect output and console log are all there is.
-        if node.state != "running" || node.role == crate::runtime::LOAD_BALANCER_ROLE {
+        if node.state != "running" || !node.is_kubernetes_node() {
             continue;
         }
         let files: [(&str, &[&str]); 4] = [

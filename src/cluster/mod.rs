@@ -11,6 +11,7 @@ pub mod logs;
 mod options;
 pub mod plan;
 pub mod render;
+pub mod service_lb;
 pub(crate) mod steps;
 
 use std::collections::BTreeMap;
@@ -109,6 +110,13 @@ pub struct NodeInfo {
     pub role: String,
     pub state: String,
     pub image: String,
+}
+
+impl NodeInfo {
+    /// A Kubernetes node (control plane or worker), not one of berth's balancers.
+    pub fn is_kubernetes_node(&self) -> bool {
+        self.role == "control-plane" || self.role == "worker"
+    }
 }
 
 /// One cluster as Docker reports it.

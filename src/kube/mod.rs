@@ -74,7 +74,7 @@ where
 }
 
 /// Changes to the objects of `api` (only the one called `name`, if given).
-fn changes<K>(api: Api<K>, name: Option<&str>) -> Changes
+pub fn changes<K>(api: Api<K>, name: Option<&str>) -> Changes
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default,

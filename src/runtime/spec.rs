@@ -156,6 +156,48 @@ pub fn load_balancer_body(spec: &NodeSpec) -> ContainerCreateBody {
 /// The role label of the load balancer container.
 pub const LOAD_BALANCER_ROLE: &str = "external-load-balancer";
 
+/// The role label of a LoadBalancer Service's forwarder (see `cluster::service_lb`).
+pub const SERVICE_LB_ROLE: &str = "service-load-balancer";
+
+/// A LoadBalancer Service's forwarder: a small container at the Service's address on berth's
+/// network whose kernel forwards (DNAT, then masquerade) each port to the nodes' NodePort.
+/// Only NET_ADMIN (for its own netfilter tables) and forwarding in its own network namespace.
+pub struct ServiceLbSpec {
+    pub name: String,
+    pub cluster: String,
+    /// An image with `sh` and `iptables`: the cluster's node image.
+    pub image: String,
+    pub network: String,
+    pub ip: String,
+    /// The script that installs the rules and then waits.
+    pub script: String,
+    pub labels: Vec<(String, String)>,
+}
+
+pub fn service_lb_body(spec: &ServiceLbSpec) -> ContainerCreateBody {
+    let mut labels: HashMap<String, String> = spec.labels.iter().cloned().collect();
+    labels.insert(LABEL_CLUSTER.into(), spec.cluster.clone());
+    labels.insert(LABEL_ROLE.into(), SERVICE_LB_ROLE.into());
+    let endpoint = EndpointSettings {
+        ipam_config: Some(EndpointIpamConfig { ipv4_address: Some(spec.ip.clone()), ..Default::default() }),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: Some(vec!["sh".into(), "-c".into(), spec.script.clone()]),
+        cmd: Some(Vec::new()),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            cap_add: Some(vec!["NET_ADMIN".into()]),
+            sysctls: Some(HashMap::from([("net.ipv4.ip_forward".to_string(), "1".to_string())])),
+            restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig { endpoints_config: Some(HashMap::from([(spec.network.clone(), endpoint)])) }),
+        ..Default::default()
+    }
+}
+
 fn capabilities_mode(mode: NodeMode) -> bool {
     mode == NodeMode::Capabilities
 }
