@@ -45,11 +45,12 @@ pub async fn run(what: DeleteWhat, status: &ui::Status) -> anyhow::Result<()> {
         }
         DeleteWhat::Clusters { names, kubeconfig, .. } => (names, kubeconfig),
     };
-    let path = kubeconfig::default_path(kubeconfig_arg.kubeconfig.as_deref())?;
+    // Entries are removed wherever kubectl would find them: every file of the list.
+    let paths = kubeconfig::paths(kubeconfig_arg.kubeconfig.as_deref())?;
     for name in names {
         crate::config::validate_cluster_name(&name).map_err(|e| anyhow::anyhow!("cluster name: {e}"))?;
         let step = status.step(format!("Deleting cluster {name:?}"));
-        let removed = cluster::delete(&docker, &name, &path).await?;
+        let removed = cluster::delete(&docker, &name, &paths).await?;
         step.done();
         if removed == 0 {
             status.info(format!("(there was no cluster named {name:?}; nothing to remove)"));

@@ -105,7 +105,8 @@ pub enum Output {
 /// `--kubeconfig`, shared by the commands that write or clean it.
 #[derive(Debug, clap::Args)]
 pub struct KubeconfigArg {
-    /// The kubeconfig file to update (default: first path of $KUBECONFIG, else ~/.kube/config)
+    /// The kubeconfig file to update (default, as kubectl chooses: the first file of $KUBECONFIG
+    /// that exists, else its last, else ~/.kube/config)
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
 }

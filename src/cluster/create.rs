@@ -29,6 +29,7 @@ pub struct CreateReport {
 async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) -> Result<Plan> {
     config::validate_cluster_name(&opts.name)
         .map_err(|problem| ClusterError::InvalidInput { field: "--name".into(), problem: problem.to_string() })?;
+    kubeconfig::check_unlocked(&opts.kubeconfig_path)?;
     if opts.config.control_planes().count() > 1 && !docker.image_exists(&opts.lb_image).await? {
         return Err(ClusterError::LoadBalancerImageMissing(opts.lb_image.clone()));
     }

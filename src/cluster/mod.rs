@@ -15,7 +15,7 @@ pub mod service_lb;
 pub(crate) mod steps;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -165,11 +165,14 @@ pub async fn nodes(docker: &dyn Runtime, cluster: &str) -> Result<Vec<NodeInfo>>
     list(docker).await?.into_iter().find(|c| c.name == cluster).map(|c| c.nodes).ok_or_else(|| ClusterError::NotFound(cluster.to_string()))
 }
 
-/// Removes every container of `cluster` (with its volumes) and its kubeconfig entries.
-/// Deleting a cluster that does not exist is not an error: the end state is what was asked.
-pub async fn delete(docker: &dyn Runtime, cluster: &str, kubeconfig_path: &Path) -> Result<usize> {
+/// Removes every container of `cluster` (with its volumes) and its kubeconfig entries from
+/// each of `kubeconfig_paths` that has them. Deleting a cluster that does not exist is not an
+/// error: the end state is what was asked.
+pub async fn delete(docker: &dyn Runtime, cluster: &str, kubeconfig_paths: &[PathBuf]) -> Result<usize> {
     let removed = remove_containers(docker, &format!("{LABEL_CLUSTER}={cluster}")).await?;
-    kubeconfig::remove_from_file(kubeconfig_path, cluster)?;
+    for path in kubeconfig_paths {
+        kubeconfig::remove_from_file(path, cluster)?;
+    }
     Ok(removed)
 }
 

@@ -11,12 +11,17 @@ pub struct FileLock {
     path: PathBuf,
 }
 
+/// `<target>.lock`, as client-go names it.
+pub fn lock_path(target: &Path) -> PathBuf {
+    let mut name = target.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
 impl FileLock {
     /// Takes the lock for `target`, retrying with backoff until `wait` has passed.
     pub fn acquire(target: &Path, wait: Duration) -> Result<FileLock, KubeconfigError> {
-        let mut name = target.as_os_str().to_owned();
-        name.push(".lock");
-        let path = PathBuf::from(name);
+        let path = lock_path(target);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| KubeconfigError::Write { path: target.into(), source })?;
         }

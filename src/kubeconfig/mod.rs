@@ -1,11 +1,14 @@
 //! The user's kubeconfig: merging a cluster's context in, taking it out, and reading it back.
 //!
-//! This module owns the file: which file (first path of `$KUBECONFIG`, else `~/.kube/config`),
-//! the lock (`<file>.lock`, created exclusively — the same convention kubectl/client-go use, so
-//! berth and kubectl never write at once), and the write (a 0600 temp file in the same
-//! directory, fsynced, then renamed over the old one). Entries are handled as YAML values, so
-//! every field berth does not know survives untouched. A file that cannot be read or parsed is
-//! never overwritten.
+//! This module owns the file: which file (kubectl's rules: `--kubeconfig`; else of the
+//! `$KUBECONFIG` list the first file that exists, or the last if none does; else
+//! `~/.kube/config`), the lock (`<file>.lock`, created exclusively — the same convention
+//! kubectl/client-go use, so berth and kubectl never write at once), and the write (a 0600 temp
+//! file in the target's directory, fsynced, then renamed over it — through a symlink to the file
+//! it points at, keeping the file's owner, and under `sudo` giving a new file to the invoking
+//! user when it lands in that user's directory). Entries are handled as YAML values, so every
+//! field berth does not know survives untouched. A file that cannot be read or parsed is never
+//! overwritten.
 
 mod lock;
 
@@ -42,19 +45,52 @@ pub fn context_name(cluster: &str) -> String {
     format!("berth-{cluster}")
 }
 
-/// The kubeconfig file to write: an explicit path, else the first of `$KUBECONFIG`, else
-/// `~/.kube/config` — the file kubectl itself would write to.
-pub fn default_path(explicit: Option<&Path>) -> Result<PathBuf> {
+/// The kubeconfig files kubectl would read: the explicit one, else `$KUBECONFIG`'s list (empty
+/// entries and repeats dropped), else `~/.kube/config`.
+pub fn paths(explicit: Option<&Path>) -> Result<Vec<PathBuf>> {
+    paths_from(explicit, std::env::var_os("KUBECONFIG"))
+}
+
+fn paths_from(explicit: Option<&Path>, env: Option<std::ffi::OsString>) -> Result<Vec<PathBuf>> {
     if let Some(p) = explicit {
-        return Ok(p.to_path_buf());
+        return Ok(vec![p.to_path_buf()]);
     }
-    if let Some(list) = std::env::var_os("KUBECONFIG") {
-        if let Some(first) = std::env::split_paths(&list).find(|p| !p.as_os_str().is_empty()) {
-            return Ok(first);
+    let mut list: Vec<PathBuf> = Vec::new();
+    for p in env.as_deref().map(std::env::split_paths).into_iter().flatten() {
+        if !p.as_os_str().is_empty() && !list.contains(&p) {
+            list.push(p);
         }
     }
-    let home = directories::BaseDirs::new().ok_or(KubeconfigError::NoHome)?;
-    Ok(home.home_dir().join(".kube").join("config"))
+    if list.is_empty() {
+        let home = directories::BaseDirs::new().ok_or(KubeconfigError::NoHome)?;
+        list.push(home.home_dir().join(".kube").join("config"));
+    }
+    Ok(list)
+}
+
+/// The file new entries go to, as kubectl decides: of [`paths`], the first that exists as a
+/// file, else the last.
+pub fn default_path(explicit: Option<&Path>) -> Result<PathBuf> {
+    Ok(path_for_merge(&paths(explicit)?))
+}
+
+fn path_for_merge(paths: &[PathBuf]) -> PathBuf {
+    paths.iter().find(|p| p.is_file()).or(paths.last()).cloned().unwrap_or_default()
+}
+
+/// Fails at once, naming the lock file, if another writer holds `path`'s lock for longer than
+/// any real write takes — checked before a create makes anything, so a lock left by a killed
+/// process is found in a second, not after the cluster is built.
+pub fn check_unlocked(path: &Path) -> Result<()> {
+    let lock = lock::lock_path(path);
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while lock.exists() {
+        if std::time::Instant::now() >= deadline {
+            return Err(KubeconfigError::Locked { path: path.into(), lock });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// Turns the admin kubeconfig kubeadm wrote into berth's entries: renames cluster, user and
@@ -187,19 +223,66 @@ pub fn read(path: &Path) -> Result<Value> {
     Ok(doc)
 }
 
-/// Writes atomically: a 0600 temp file beside the target, fsynced, renamed over it.
+/// The file a write must replace: `path`, or, through any symlinks, the file they point at
+/// (replacing the link itself would cut it from the user's dotfiles).
+fn write_target(path: &Path) -> PathBuf {
+    let mut target = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::read_link(&target) {
+            Ok(link) => target = target.parent().unwrap_or(Path::new("/")).join(link),
+            Err(_) => break,
+        }
+    }
+    target
+}
+
+/// Who should own the written file: its current owner if it exists; a new file under `sudo`
+/// whose directory belongs to the invoking user (`SUDO_UID`) goes to that user; else nobody
+/// in particular (the writer).
+fn owner_for(target: &Path, dir: &Path, sudo: Option<(u32, u32)>) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = std::fs::metadata(target) {
+        return Some((meta.uid(), meta.gid()));
+    }
+    let (uid, gid) = sudo?;
+    std::fs::metadata(dir).ok().filter(|m| m.uid() == uid).map(|_| (uid, gid))
+}
+
+/// `SUDO_UID`/`SUDO_GID` when berth runs as root under sudo.
+fn sudo_user() -> Option<(u32, u32)> {
+    let id = |k: &str| std::env::var(k).ok()?.parse::<u32>().ok();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    root.then(|| Some((id("SUDO_UID")?, id("SUDO_GID")?))).flatten()
+}
+
+/// Writes atomically: a 0600 temp file beside the target, fsynced, given the target's owner,
+/// renamed over it.
 fn write(path: &Path, doc: &Value) -> Result<()> {
+    write_as(path, doc, sudo_user())
+}
+
+fn write_as(path: &Path, doc: &Value, sudo: Option<(u32, u32)>) -> Result<()> {
     use std::io::Write;
     let werr = |source| KubeconfigError::Write { path: path.into(), source };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(werr)?;
+    let target = write_target(path);
+    let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    // A fresh ~/.kube made under sudo belongs to the user whose home it is in.
+    let dir_owner = dir.parent().filter(|_| !dir.exists()).and_then(|parent| owner_for(&dir, parent, sudo));
+    std::fs::create_dir_all(&dir).map_err(werr)?;
+    if let Some((uid, gid)) = dir_owner {
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(werr)?;
+    }
     let text = serde_yaml::to_string(doc).map_err(|e| KubeconfigError::Invalid(e.to_string()))?;
-    let mut tmp = tempfile::Builder::new().prefix(".berth-kubeconfig").tempfile_in(dir).map_err(werr)?;
+    let mut tmp = tempfile::Builder::new().prefix(".berth-kubeconfig").tempfile_in(&dir).map_err(werr)?;
     // tempfile creates files 0600 already; say so explicitly since credentials live here.
     set_private(tmp.path()).map_err(werr)?;
     tmp.write_all(text.as_bytes()).map_err(werr)?;
     tmp.as_file().sync_all().map_err(werr)?;
-    tmp.persist(path).map_err(|e| werr(e.error))?;
+    if let Some((uid, gid)) = owner_for(&target, &dir, sudo) {
+        std::os::unix::fs::chown(tmp.path(), Some(uid), Some(gid)).map_err(werr)?;
+    }
+    tmp.persist(&target).map_err(|e| werr(e.error))?;
     Ok(())
 }
 

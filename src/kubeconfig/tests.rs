@@ -257,3 +257,69 @@ fn unmerge_gives_back_the_users_current_context() {
     unmerge(&mut doc, "berth-demo", Some("other")).unwrap();
     assert_eq!(doc["current-context"].as_str(), Some("keep"));
 }
+
+#[test]
+fn the_file_written_follows_kubectls_rules_for_a_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+    let env = std::env::join_paths([&a, &b, &a, &c]).unwrap();
+    let list = paths_from(None, Some(env)).unwrap();
+    assert_eq!(list, [a.clone(), b.clone(), c.clone()], "repeats dropped, order kept");
+    assert_eq!(path_for_merge(&list), c, "none exists: the last");
+    std::fs::write(&b, "").unwrap();
+    assert_eq!(path_for_merge(&list), b, "the first that exists");
+    assert_eq!(paths_from(Some(&a), Some("x:y".into())).unwrap(), [a], "--kubeconfig alone");
+}
+
+#[test]
+fn a_symlinked_kubeconfig_stays_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("dotfiles/kubeconfig");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::write(&real, USER_FILE).unwrap();
+    let link = dir.path().join("config");
+    std::os::unix::fs::symlink("dotfiles/kubeconfig", &link).unwrap();
+    merge_into_file(&link, &entries("demo")).unwrap();
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced by a file");
+    let doc = read(&real).unwrap();
+    assert_eq!(names(&doc, "contexts"), ["prod", "berth-demo"], "written through the link");
+}
+
+#[test]
+fn the_owner_is_kept_and_sudo_gives_new_files_to_the_user() {
+    use std::os::unix::fs::MetadataExt;
+    // These tests run as root on CI; elsewhere chown to another user is not allowed.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to chown");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let existing = dir.path().join("existing");
+    std::fs::write(&existing, USER_FILE).unwrap();
+    std::os::unix::fs::chown(&existing, Some(65534), Some(65534)).unwrap();
+    write_as(&existing, &read(&existing).unwrap(), None).unwrap();
+    assert_eq!(std::fs::metadata(&existing).unwrap().uid(), 65534, "an existing file keeps its owner");
+
+    // Under sudo, a new ~/.kube/config in the invoking user's home is that user's.
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+    let path = home.join(".kube/config");
+    write_as(&path, &entries("demo"), Some((65534, 65534))).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().uid(), 65534);
+    assert_eq!(std::fs::metadata(home.join(".kube")).unwrap().uid(), 65534);
+    // ... but not one in a directory that is not theirs (root's own, say).
+    let roots = dir.path().join("root-owned/config");
+    write_as(&roots, &entries("demo"), Some((65534, 65534))).unwrap();
+    assert_eq!(std::fs::metadata(&roots).unwrap().uid(), 0);
+}
+
+#[test]
+fn a_lock_left_behind_is_named_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    check_unlocked(&path).unwrap();
+    std::fs::write(dir.path().join("config.lock"), "").unwrap();
+    let err = check_unlocked(&path).unwrap_err();
+    assert!(matches!(&err, KubeconfigError::Locked { lock, .. } if lock.ends_with("config.lock")), "{err}");
+}

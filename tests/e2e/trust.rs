@@ -257,3 +257,19 @@ fn probe_containers_of(pid: u32) -> Vec<String> {
     let prefix = format!("berth-probe-{pid}-");
     out.lines().filter(|n| n.starts_with(&prefix)).map(str::to_string).collect()
 }
+
+/// A `.lock` a killed kubectl or berth left beside the kubeconfig is found before anything is
+/// made, and named, rather than after the whole cluster is built.
+#[test]
+fn a_stale_kubeconfig_lock_is_named_before_anything_is_created() {
+    let Some(t) = test_cluster("a_stale_kubeconfig_lock_is_named_before_anything_is_created", "locked") else { return };
+    let lock = t.dir.path().join("kubeconfig.lock");
+    std::fs::write(&lock, "").unwrap();
+    let out = berth(&t.kubeconfig).args(["create", "cluster", "--name", &t.name, "--image", &test_image()]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&lock.display().to_string()) && stderr.contains("remove the lock file"), "{stderr}");
+    assert!(!stderr.contains("Creating nodes"), "refused before the first step, not rolled back after it: {stderr}");
+    assert!(cluster_containers(&t.name).is_empty(), "nothing was created");
+    assert!(!t.kubeconfig.exists(), "the kubeconfig was not written");
+}
