@@ -66,7 +66,8 @@ pub async fn run(what: GetWhat) -> anyhow::Result<()> {
                 Output::Wide => {
                     println!("{:<30} {:<10} NODES", "NAME", "STATE");
                     for c in clusters {
-                        println!("{:<30} {:<10} {}", c.name, c.state, c.nodes.len());
+                        let missing = if c.missing.is_empty() { String::new() } else { format!(" (missing: {})", c.missing.join(", ")) };
+                        println!("{:<30} {:<10} {}{missing}", c.name, c.state, c.nodes.len());
                     }
                 }
             }

@@ -14,7 +14,7 @@ pub mod render;
 pub mod service_lb;
 pub(crate) mod steps;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -23,7 +23,7 @@ use crate::config::ConfigError;
 use crate::kube::KubeError;
 use crate::kubeadm::KubeadmError;
 use crate::kubeconfig::{self, KubeconfigError};
-use crate::runtime::{Runtime, RuntimeError, LABEL_CLUSTER, LABEL_ROLE};
+use crate::runtime::{Runtime, RuntimeError, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE};
 
 pub use create::{create, CreateReport};
 pub use options::{CreateOptions, PullPolicy};
@@ -123,14 +123,19 @@ impl NodeInfo {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ClusterInfo {
     pub name: String,
-    /// running (every node running), stopped (none), or degraded (some).
+    /// running (every node running), stopped (none), degraded (some), or broken (a node of
+    /// the cluster's no longer exists: removed by hand).
     pub state: String,
     pub nodes: Vec<NodeInfo>,
+    /// Containers the cluster was created with that no longer exist.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
 }
 
-fn cluster_state(nodes: &[NodeInfo]) -> &'static str {
+fn cluster_state(nodes: &[NodeInfo], missing: &[String]) -> &'static str {
     let running = nodes.iter().filter(|n| n.state == "running").count();
     match running {
+        _ if !missing.is_empty() => "broken",
         0 => "stopped",
         n if n == nodes.len() => "running",
         _ => "degraded",
@@ -139,12 +144,14 @@ fn cluster_state(nodes: &[NodeInfo]) -> &'static str {
 
 /// All clusters, from container labels.
 pub async fn list(docker: &dyn Runtime) -> Result<Vec<ClusterInfo>> {
-    let mut by_cluster: BTreeMap<String, Vec<NodeInfo>> = BTreeMap::new();
+    let mut by_cluster: BTreeMap<String, (Vec<NodeInfo>, BTreeSet<String>)> = BTreeMap::new();
     for c in docker.list_containers(LABEL_CLUSTER).await? {
         let labels = c.labels.clone().unwrap_or_default();
         let Some(cluster) = labels.get(LABEL_CLUSTER) else { continue };
         let name = c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
-        by_cluster.entry(cluster.clone()).or_default().push(NodeInfo {
+        let (nodes, members) = by_cluster.entry(cluster.clone()).or_default();
+        members.extend(labels.get(LABEL_MEMBERS).into_iter().flat_map(|m| m.split(',')).filter(|m| !m.is_empty()).map(str::to_string));
+        nodes.push(NodeInfo {
             name,
             role: labels.get(LABEL_ROLE).cloned().unwrap_or_default(),
             state: c.state.map(|s| s.to_string()).unwrap_or_default(),
@@ -153,9 +160,10 @@ pub async fn list(docker: &dyn Runtime) -> Result<Vec<ClusterInfo>> {
     }
     Ok(by_cluster
         .into_iter()
-        .map(|(name, mut nodes)| {
+        .map(|(name, (mut nodes, members))| {
             nodes.sort_by(|a, b| a.name.cmp(&b.name));
-            ClusterInfo { state: cluster_state(&nodes).to_string(), name, nodes }
+            let missing: Vec<String> = members.into_iter().filter(|m| !nodes.iter().any(|n| &n.name == m)).collect();
+            ClusterInfo { state: cluster_state(&nodes, &missing).to_string(), name, nodes, missing }
         })
         .collect())
 }
@@ -239,6 +247,21 @@ mod tests {
     use super::*;
     use crate::config::Role;
 
+    #[tokio::test]
+    async fn a_node_removed_by_hand_makes_the_cluster_broken_and_delete_removes_the_rest() {
+        let fake = crate::runtime::fake::FakeRuntime::with_images(&[]);
+        let members = "demo-control-plane,demo-worker,demo-worker2";
+        for (name, role) in [("demo-control-plane", "control-plane"), ("demo-worker2", "worker")] {
+            fake.add_container(name, &[(LABEL_CLUSTER, "demo"), (LABEL_ROLE, role), (LABEL_MEMBERS, members)]);
+        }
+        let clusters = list(&fake).await.unwrap();
+        assert_eq!(clusters[0].state, "broken");
+        assert_eq!(clusters[0].missing, ["demo-worker"]);
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(delete(&fake, "demo", &[dir.path().join("config")]).await.unwrap(), 2);
+        assert!(fake.containers().is_empty());
+    }
+
     #[test]
     fn names_nodes_like_kind() {
         assert_eq!(node_name("demo", Role::ControlPlane, 0), "demo-control-plane");
@@ -260,8 +283,8 @@ mod tests {
     #[test]
     fn state_from_node_states() {
         let n = |state: &str| NodeInfo { name: "n".into(), role: "worker".into(), state: state.into(), image: "i".into() };
-        assert_eq!(cluster_state(&[n("running"), n("running")]), "running");
-        assert_eq!(cluster_state(&[n("exited"), n("exited")]), "stopped");
-        assert_eq!(cluster_state(&[n("running"), n("exited")]), "degraded");
+        assert_eq!(cluster_state(&[n("running"), n("running")], &[]), "running");
+        assert_eq!(cluster_state(&[n("exited"), n("exited")], &[]), "stopped");
+        assert_eq!(cluster_state(&[n("running"), n("exited")], &[]), "degraded");
     }
 }

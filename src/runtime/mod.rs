@@ -28,5 +28,8 @@ pub use traits::Runtime;
 /// nodes by these, so there is no state file to drift.
 pub const LABEL_CLUSTER: &str = "dev.berth.cluster";
 pub const LABEL_ROLE: &str = "dev.berth.role";
+/// Every container a create made for the cluster, comma-separated, on each of them: a node
+/// removed by hand is then missed, not silently forgotten.
+pub const LABEL_MEMBERS: &str = "dev.berth.members";
 /// The user-defined bridge network every berth node joins. Shared by clusters, like kind's.
 pub const NETWORK_NAME: &str = "berth";

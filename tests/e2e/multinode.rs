@@ -217,6 +217,14 @@ fn workers_network_restart_load_dashboard_and_logs() {
     let pod_log = walk_files(&logs.path().join(cp).join("pods")).into_iter().next().expect("a pod log");
     assert_eq!(mode(&pod_log), 0o600, "{}", pod_log.display());
     assert_eq!(mode(pod_log.parent().unwrap()), 0o700, "{}", pod_log.display());
+
+    // A node removed by hand: the cluster is broken, by name; delete removes the rest.
+    run_ok(Command::new("docker").args(["rm", "-f", w2]));
+    let wide = run_ok(berth(&kc).args(["get", "clusters", "-o", "wide"]));
+    let line = wide.lines().find(|l| l.starts_with(name.as_str())).unwrap_or_default();
+    assert!(line.contains("broken") && line.contains(&format!("missing: {w2}")), "{wide}");
+    run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
+    assert!(cluster_containers(name).is_empty(), "{:?}", cluster_containers(name));
 }
 
 #[test]

@@ -70,7 +70,11 @@ impl Ctx<'_> {
 
     /// The labels of every container this run makes, by which roll-back finds them.
     pub fn labels(&self) -> Vec<(String, String)> {
-        vec![(LABEL_CREATE_ID.to_string(), self.create_id.clone())]
+        let mut members: Vec<String> = self.plan.nodes.iter().map(|n| n.name.clone()).collect();
+        if self.is_ha() {
+            members.push(loadbalancer::lb_name(&self.opts.name));
+        }
+        vec![(LABEL_CREATE_ID.to_string(), self.create_id.clone()), (crate::runtime::LABEL_MEMBERS.to_string(), members.join(","))]
     }
 }
 
