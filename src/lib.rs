@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod containerd;
+pub mod host_ports;
 pub mod ids;
 pub mod image_ref;
 pub mod kube;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use futures_util::future::try_join_all;
 
-use super::{kubeconfig_for, nodes, NodeInfo, Result};
+use super::{kubeconfig_for, nodes, ClusterError, NodeInfo, Result};
+use crate::config::Protocol;
 use crate::runtime::{Docker, LOAD_BALANCER_ROLE, SERVICE_LB_ROLE};
 use crate::ui::Status;
 use crate::wait;
@@ -16,6 +17,32 @@ const STOP_TIMEOUT_SECS: i32 = 30;
 
 fn by_role<'a>(nodes: &'a [NodeInfo], role: &str) -> Vec<&'a NodeInfo> {
     nodes.iter().filter(|n| n.role == role).collect()
+}
+
+/// The fixed host ports the stopped containers publish must be free before they start: a port
+/// something else took while the cluster was stopped is named with what holds it, instead of
+/// Docker's "address already in use" halfway through the start.
+async fn check_published_ports(docker: &Docker, stopped: impl Iterator<Item = &NodeInfo>) -> Result<()> {
+    let mut taken = Vec::new();
+    for node in stopped {
+        let info = docker.inspect(&node.name).await?;
+        let bindings = info.host_config.and_then(|h| h.port_bindings).unwrap_or_default();
+        for (container_port, list) in bindings {
+            let protocol = if container_port.ends_with("/udp") { Protocol::Udp } else { Protocol::Tcp };
+            for b in list.into_iter().flatten() {
+                let Some(port) = b.host_port.as_deref().and_then(|p| p.parse::<u16>().ok()).filter(|p| *p != 0) else { continue };
+                let address = b.host_ip.filter(|a| !a.is_empty()).unwrap_or_else(|| "0.0.0.0".into());
+                if !crate::host_ports::is_free(&address, port, protocol) {
+                    taken.push(format!("{} ({container_port}): {}", node.name, crate::host_ports::describe_taken(&address, port)));
+                }
+            }
+        }
+    }
+    if taken.is_empty() {
+        Ok(())
+    } else {
+        Err(ClusterError::PortsTaken(taken.join("; ")))
+    }
 }
 
 /// Stops the Services' load balancers, workers, then control planes, then the API server's load
@@ -40,6 +67,7 @@ pub async fn stop(docker: &Docker, cluster: &str, status: &Status) -> Result<()>
 /// now); a node that was running already only needs to be Ready.
 pub async fn start(docker: &Docker, cluster: &str, wait: Duration, status: &Status) -> Result<()> {
     let all = nodes(docker, cluster).await?;
+    check_published_ports(docker, all.iter().filter(|n| n.state != "running")).await?;
     let mut restarted = crate::kube::Restarted { since: std::time::SystemTime::now(), nodes: Default::default() };
     for role in [LOAD_BALANCER_ROLE, "control-plane", "worker", SERVICE_LB_ROLE] {
         let group: Vec<&NodeInfo> = by_role(&all, role).into_iter().filter(|n| n.state != "running").collect();

@@ -67,6 +67,8 @@ pub enum ClusterError {
     ImageNotOnHost(String),
     #[error("cluster {0:?} has no running control-plane node; start it first (berth start cluster --name {0})")]
     NotRunning(String),
+    #[error("cannot start: {0}; free the port(s) and start again")]
+    PortsTaken(String),
     #[error("berth's network {subnet} has no {count} free addresses left")]
     NoAddresses { subnet: String, count: usize },
     #[error("containers labelled {0} keep appearing; remove them with `docker rm -f`")]

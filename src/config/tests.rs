@@ -116,7 +116,7 @@ fn ports_in_use_on_the_host_are_caught() {
     let c = parse(&text, "t").unwrap();
     let problems = check_host_ports(&c);
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(problems[0].contains("already in use"));
+    assert!(problems[0].contains("is taken by") && problems[0].contains(&format!("pid {}", std::process::id())), "{problems:?}");
     drop(listener);
     assert!(check_host_ports(&c).is_empty());
 }

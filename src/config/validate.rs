@@ -2,7 +2,7 @@
 //! each naming the field and what to do, so a user fixes a config in one pass.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::{Cluster, IpFamily, Protocol, BERTH_API_VERSION, KIND_API_VERSION};
 
@@ -251,12 +251,8 @@ pub fn check_host_ports(c: &Cluster) -> Vec<String> {
         if !checked.insert((addr.clone(), port, proto)) {
             continue;
         }
-        let free = match proto {
-            Protocol::Tcp | Protocol::Sctp => TcpListener::bind((addr.as_str(), port)).is_ok(),
-            Protocol::Udp => UdpSocket::bind((addr.as_str(), port)).is_ok(),
-        };
-        if !free {
-            problems.push(format!("{field}: port {port} on {addr} is already in use on this host; pick another or free it"));
+        if !crate::host_ports::is_free(&addr, port, proto) {
+            problems.push(format!("{field}: {}; pick another or free it", crate::host_ports::describe_taken(&addr, port)));
         }
     }
     problems

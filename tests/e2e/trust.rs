@@ -80,6 +80,17 @@ fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
     assert_eq!(cluster_state(&kc, name), "running");
     run_ok(berth(&kc).args(["stop", "cluster", "--name", name]));
     assert_eq!(cluster_state(&kc, name), "stopped");
+    // Something takes the API server's pinned port while the cluster is stopped: start names
+    // the port and what holds it, and starts nothing.
+    let api_port: u16 = port.trim().rsplit(':').next().unwrap().parse().unwrap();
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", api_port)).unwrap();
+    let out = berth(&kc).args(["start", "cluster", "--name", name]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    let expected = format!("port {api_port} on 127.0.0.1 is taken by");
+    assert!(stderr.contains(&expected) && stderr.contains(&format!("(pid {})", std::process::id())), "{stderr}");
+    assert_eq!(cluster_state(&kc, name), "stopped", "nothing was started");
+    drop(squatter);
     run_ok(berth(&kc).args(["start", "cluster", "--name", name, "--wait", "3m"]));
     assert_eq!(cluster_state(&kc, name), "running");
     eventually("Ready after start, through the same kubeconfig", Duration::from_secs(60), || all_ready(&kc, 2));
