@@ -146,6 +146,7 @@ pub async fn build(docker: &Docker, opts: &BuildOptions, status: &Status) -> Res
 /// as an archive in `dir` for preloading.
 async fn build_netd_image(docker: &Docker, base: &str, bin_dir: &Path, dir: &Path) -> Result<PathBuf> {
     let container = crate::ids::unique("berth-build-netd");
+    let own_name = format!("berth.dev/netd:{}", container.trim_start_matches("berth-build-netd-"));
     // No label marks build containers: `docker commit` would copy it into the image, and every
     // container made from that would carry it. Their names (berth-build-*) say what they are.
     let body = ContainerCreateBody { image: Some(base.to_string()), ..Default::default() };
@@ -156,7 +157,8 @@ async fn build_netd_image(docker: &Docker, base: &str, bin_dir: &Path, dir: &Pat
         docker
             .write_files(&container, &[("/usr/local/bin/kubectl", &kubectl, 0o755), ("/usr/local/bin/berth-netd", NETD_SCRIPT, 0o755)])
             .await?;
-        let (repo, tag) = ImageRef::parse(NETD_IMAGE).expect("a valid constant").repo_and_tag();
+        // A name of this build's own: two builds at once must not save each other's agent.
+        let (repo, tag) = ImageRef::parse(&own_name).expect("a valid name").repo_and_tag();
         let config = bollard::models::ContainerConfig {
             entrypoint: Some(vec!["/usr/local/bin/berth-netd".into()]),
             cmd: None,
@@ -169,9 +171,15 @@ async fn build_netd_image(docker: &Docker, base: &str, bin_dir: &Path, dir: &Pat
     .await;
     let _ = docker.remove_container(&container).await;
     committed?;
+    let saved = dir.join("berth-netd-own-name.tar");
     let path = dir.join("berth-netd.tar");
-    docker.save_images_to(&[NETD_IMAGE], &path).await?;
-    Ok(path)
+    let result = match docker.save_images_to(&[&own_name], &saved).await {
+        Ok(()) => archive::retag(&saved, &path, NETD_IMAGE),
+        Err(e) => Err(e.into()),
+    };
+    let _ = std::fs::remove_file(&saved);
+    let _ = docker.remove_image(&own_name).await;
+    result.map(|()| path)
 }
 
 fn io_err(context: impl Into<String>, source: std::io::Error) -> NodeImageError {

@@ -164,6 +164,15 @@ impl Docker {
         Ok(info.repo_digests.unwrap_or_default())
     }
 
+    /// Removes an image name (the image itself goes when no other name holds it).
+    pub async fn remove_image(&self, image: &str) -> Result<()> {
+        self.api
+            .remove_image(image, None::<bollard::query_parameters::RemoveImageOptions>, None)
+            .await
+            .map_err(RuntimeError::api(format!("removing image {image}")))?;
+        Ok(())
+    }
+
     pub async fn image_labels(&self, image: &str) -> Result<std::collections::HashMap<String, String>> {
         let info = self.api.inspect_image(image).await.map_err(RuntimeError::api(format!("inspecting image {image}")))?;
         Ok(info.config.and_then(|c| c.labels).unwrap_or_default())
