@@ -27,8 +27,12 @@ const PULL_STALL: Duration = Duration::from_secs(120);
 pub enum RegistryError {
     #[error("cannot pull {image} from {registry}: {reason}")]
     Pull { image: String, registry: String, reason: String },
-    #[error("a {REGISTRY_CONTAINER} container already runs on another port ({running}); use --registry {running} or `berth delete registry` first")]
+    #[error(
+        "berth's {REGISTRY_CONTAINER} container is set up for port {running}; use --registry {running} or `berth delete registry` first"
+    )]
     PortMismatch { running: u16 },
+    #[error("a container named {REGISTRY_CONTAINER} exists that berth did not make (it lacks the dev.berth.registry label); berth will neither use nor remove it: rename or remove it yourself")]
+    Foreign,
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
@@ -121,15 +125,49 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Starts the local registry, or reuses the one that runs; its data lives on a named volume so
-/// it outlives clusters.
+const LABEL_REGISTRY: &str = "dev.berth.registry";
+
+/// The registry container berth would use, as Docker describes it.
+#[derive(Debug, PartialEq)]
+pub struct ExistingRegistry {
+    /// The host port it is set up to publish (running or not).
+    pub port: Option<u16>,
+    pub running: bool,
+}
+
+/// What `info` (of the container named [`REGISTRY_CONTAINER`]) says: berth's registry, or a
+/// stranger's container that only shares the name.
+fn describe_existing(info: &bollard::models::ContainerInspectResponse) -> Result<ExistingRegistry, RegistryError> {
+    let ours = info.config.as_ref().and_then(|c| c.labels.as_ref()).is_some_and(|l| l.get(LABEL_REGISTRY).is_some_and(|v| v == "true"));
+    if !ours {
+        return Err(RegistryError::Foreign);
+    }
+    let port = info
+        .host_config
+        .as_ref()
+        .and_then(|h| h.port_bindings.as_ref())
+        .and_then(|b| b.get(&format!("{REGISTRY_INTERNAL_PORT}/tcp")).cloned().flatten())
+        .and_then(|b| b.into_iter().find_map(|b| b.host_port?.parse().ok()));
+    Ok(ExistingRegistry { port, running: info.state.as_ref().and_then(|s| s.running).unwrap_or(false) })
+}
+
+/// The local registry as it stands: none, berth's (checked to be set up for `port`, running or
+/// stopped), or an error for a foreign container of that name. Create calls it before making
+/// anything.
+pub async fn check_local_registry(docker: &dyn Runtime, port: u16) -> Result<Option<ExistingRegistry>, RegistryError> {
+    let Ok(info) = docker.inspect(REGISTRY_CONTAINER).await else { return Ok(None) };
+    let existing = describe_existing(&info)?;
+    if let Some(running) = existing.port.filter(|p| *p != port) {
+        return Err(RegistryError::PortMismatch { running });
+    }
+    Ok(Some(existing))
+}
+
+/// Starts the local registry, or reuses berth's (starting it if stopped); its data lives on a
+/// named volume so it outlives clusters.
 pub async fn ensure_local_registry(docker: &dyn Runtime, port: u16, image: &str) -> Result<(), RegistryError> {
-    if let Ok(info) = docker.inspect(REGISTRY_CONTAINER).await {
-        let running = docker.published_port(REGISTRY_CONTAINER, &format!("{REGISTRY_INTERNAL_PORT}/tcp")).await.ok();
-        if let Some(running) = running.filter(|p| *p != port) {
-            return Err(RegistryError::PortMismatch { running });
-        }
-        if !info.state.and_then(|s| s.running).unwrap_or(false) {
+    if let Some(existing) = check_local_registry(docker, port).await? {
+        if !existing.running {
             docker.start_container(REGISTRY_CONTAINER).await?;
         }
         return Ok(());
@@ -137,7 +175,7 @@ pub async fn ensure_local_registry(docker: &dyn Runtime, port: u16, image: &str)
     let key = format!("{REGISTRY_INTERNAL_PORT}/tcp");
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
-        labels: Some(HashMap::from([("dev.berth.registry".to_string(), "true".to_string())])),
+        labels: Some(HashMap::from([(LABEL_REGISTRY.to_string(), "true".to_string())])),
         exposed_ports: Some(vec![key.clone()]),
         host_config: Some(HostConfig {
             port_bindings: Some(HashMap::from([(
@@ -166,9 +204,14 @@ pub async fn ensure_local_registry(docker: &dyn Runtime, port: u16, image: &str)
     Ok(())
 }
 
-/// Removes the registry container and its data volume.
+/// Removes berth's registry container and its data volume; a foreign container of that name
+/// (and its volume) is left alone.
 pub async fn delete_local_registry(docker: &Docker) -> Result<bool, RegistryError> {
-    let existed = docker.inspect(REGISTRY_CONTAINER).await.is_ok();
+    let info = docker.inspect(REGISTRY_CONTAINER).await.ok();
+    if let Some(info) = &info {
+        describe_existing(info)?;
+    }
+    let existed = info.is_some();
     docker.remove_container(REGISTRY_CONTAINER).await?;
     docker.remove_volume(REGISTRY_VOLUME).await?;
     Ok(existed)
@@ -204,6 +247,21 @@ mod tests {
         assert_eq!((c.username.as_deref(), c.password.as_deref()), (Some("alice"), Some("s3cret")));
         assert!(credentials_for("ghcr.io").is_none());
         std::env::remove_var("DOCKER_CONFIG");
+    }
+
+    #[test]
+    fn a_registry_is_ours_by_label_and_its_port_is_read_even_when_stopped() {
+        let info = |labels: &[(&str, &str)], running: bool| -> bollard::models::ContainerInspectResponse {
+            serde_json::from_value(serde_json::json!({
+                "Config": {"Labels": labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>()},
+                "HostConfig": {"PortBindings": {"5000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "5002"}]}},
+                "State": {"Running": running},
+            }))
+            .unwrap()
+        };
+        let stopped = describe_existing(&info(&[(LABEL_REGISTRY, "true")], false)).unwrap();
+        assert_eq!(stopped, ExistingRegistry { port: Some(5002), running: false });
+        assert!(matches!(describe_existing(&info(&[("other", "x")], true)), Err(RegistryError::Foreign)));
     }
 
     #[test]

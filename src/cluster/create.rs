@@ -40,6 +40,9 @@ async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) 
     if !docker.list_containers(&format!("{LABEL_CLUSTER}={}", opts.name)).await?.is_empty() {
         return Err(ClusterError::Exists(opts.name.clone()));
     }
+    if let Some(registry) = &opts.config.registry {
+        crate::registry::check_local_registry(docker, registry.port.unwrap_or(crate::registry::DEFAULT_REGISTRY_PORT)).await?;
+    }
     let plan = super::plan::make(opts)?;
     let mut images: Vec<&ImageRef> = Vec::new();
     for node in &plan.nodes {

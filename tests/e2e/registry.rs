@@ -140,9 +140,27 @@ fn local_registry_serves_pods_and_node_images_are_pulled_from_a_registry() {
     // Deleting clusters leaves the registry; `delete registry` removes it and its data.
     run_ok(berth(&kc).args(["delete", "clusters", reg, pull]));
     assert!(docker(&["inspect", "berth-registry"]).status.success(), "the registry outlives clusters");
+
+    // Stopped, it still answers for its port: another port is refused before anything is made.
+    run_ok(Command::new("docker").args(["stop", "berth-registry"]));
+    let out = berth(&kc).args(["create", "cluster", "--name", pull2, "--image", &test_image(), "--registry", "5999"]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success() && stderr.contains(&format!("set up for port {PORT}")), "{stderr}");
+    assert!(!stderr.contains("Creating nodes") && cluster_containers(pull2).is_empty(), "refused before anything was made: {stderr}");
+
     run_ok(berth(&kc).args(["delete", "registry"]));
     assert!(!docker(&["inspect", "berth-registry"]).status.success());
     assert!(!volume_exists("berth-registry-data"));
+
+    // A container of that name that berth did not make is neither used nor removed.
+    run_ok(Command::new("docker").args(["create", "--name", "berth-registry", TOOLBOX, "true"]));
+    let out = berth(&kc).args(["delete", "registry"]).output().unwrap();
+    assert!(!out.status.success() && text(&out).1.contains("berth did not make"), "{}", text(&out).1);
+    let out = berth(&kc).args(["create", "cluster", "--name", pull2, "--image", &test_image(), "--registry", PORT]).output().unwrap();
+    assert!(!out.status.success() && text(&out).1.contains("berth did not make"), "{}", text(&out).1);
+    assert!(docker(&["inspect", "berth-registry"]).status.success(), "the stranger's container is still there");
+    assert!(cluster_containers(pull2).is_empty());
+    run_ok(Command::new("docker").args(["rm", "berth-registry"]));
     let _ = docker(&["rmi", &remote]);
     let _ = docker(&["rmi", &format!("127.0.0.1:{PORT}/berth-test/node@{digest}")]);
 }
