@@ -30,6 +30,9 @@ async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) 
     config::validate_cluster_name(&opts.name)
         .map_err(|problem| ClusterError::InvalidInput { field: "--name".into(), problem: problem.to_string() })?;
     kubeconfig::check_unlocked(&opts.kubeconfig_path)?;
+    if docker.is_remote() {
+        return Err(ClusterError::RemoteDaemon(std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the current docker context".into())));
+    }
     if opts.config.control_planes().count() > 1 && !docker.image_exists(&opts.lb_image).await? {
         return Err(ClusterError::LoadBalancerImageMissing(opts.lb_image.clone()));
     }
@@ -106,14 +109,22 @@ async fn create_until(
     status: &Status,
     interrupt: impl std::future::Future<Output = &'static str>,
 ) -> Result<CreateReport> {
-    let plan = preflight(docker, opts, status).await?;
+    tokio::pin!(interrupt);
+    // Preflight makes nothing (a pull lands whole or not at all), so an interrupt here just stops.
+    // `biased`: a signal that has arrived wins over work that is also ready.
+    let plan = tokio::select! {
+        biased;
+        which = &mut interrupt => return Err(ClusterError::Interrupted(which, "nothing had been created".into())),
+        r = preflight(docker, opts, status) => r?,
+    };
     let mut ctx = Ctx { docker, api, opts, status, create_id: create_id(), plan, warnings: Vec::new(), kubeconfig_merged: None };
     for warning in [exposure_warning(opts.config.api_server_address()), port_mapping_warning(&opts.config)].into_iter().flatten() {
         ctx.warn(warning);
     }
     let outcome = tokio::select! {
+        biased;
+        which = &mut interrupt => Err(ClusterError::Interrupted(which, String::new())),
         r = run_steps(&mut ctx) => r,
-        which = interrupt => Err(ClusterError::Interrupted(which, String::new())),
     };
     match outcome {
         Ok(mode) => Ok(CreateReport {
@@ -203,12 +214,17 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<NodeMode> {
     Ok(nodes.mode)
 }
 
-async fn interrupted() -> &'static str {
+/// Resolves to the signal's name at the first SIGINT or SIGTERM. The handlers are installed
+/// here, when it is called, not when the future is first polled: a signal that arrives between
+/// the two would otherwise kill berth outright and leave whatever it had made.
+fn interrupted() -> impl std::future::Future<Output = &'static str> {
     let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+    async move {
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
     }
 }
 
@@ -352,6 +368,16 @@ mod tests {
             assert!(matches!(&err, ClusterError::Interrupted("SIGINT", detail) if detail.contains("removed")), "{err}");
             assert!(fake.calls().iter().any(|c| c.contains("kubeadm init")), "interrupted while init ran: {:#?}", fake.calls());
             assert!(fake.containers().is_empty(), "left behind: {:?}", fake.containers().keys());
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn an_interrupt_that_came_before_the_first_step_makes_nothing() {
+            let dir = tempfile::tempdir().unwrap();
+            let fake = FakeRuntime::with_images(&[IMAGE]);
+            let opts = options(config::Cluster::default_config(), &dir.path().join("config"));
+            let err = create_until(&fake, &crate::kube::Dial, &opts, &Status::quiet(), async { "SIGTERM" }).await.unwrap_err();
+            assert!(matches!(&err, ClusterError::Interrupted("SIGTERM", detail) if detail.contains("nothing had been created")), "{err}");
+            assert!(fake.calls().is_empty(), "{:#?}", fake.calls());
         }
 
         #[tokio::test(start_paused = true)]

@@ -67,6 +67,8 @@ pub enum ClusterError {
     ImageNotOnHost(String),
     #[error("cluster {0:?} has no running control-plane node; start it first (berth start cluster --name {0})")]
     NotRunning(String),
+    #[error("the Docker daemon at {0} runs on another machine: berth publishes the API server and chooses free ports on this one, so it needs a daemon on this machine (a local socket, or tcp:// to localhost)")]
+    RemoteDaemon(String),
     #[error("cannot start: {0}; free the port(s) and start again")]
     PortsTaken(String),
     #[error("berth's network {subnet} has no {count} free addresses left")]

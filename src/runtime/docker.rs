@@ -20,7 +20,6 @@ const LABEL_SUBNET: &str = "dev.berth.subnet";
 
 /// How long berth waits for the daemon to answer at all before saying it is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -83,21 +82,36 @@ impl ExecOutput {
 pub struct Docker {
     api: bollard::Docker,
     host: String,
+    remote: bool,
 }
 
 impl Docker {
     /// Connects to `DOCKER_HOST` (or the default socket) and negotiates the API version.
     pub async fn connect() -> Result<Docker> {
-        let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_SOCKET.to_string());
-        let unreachable = |reason: String| RuntimeError::Unreachable { host: host.clone(), reason };
-        let api = bollard::Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
+        let endpoint = super::endpoint::resolve(&super::endpoint::Env::current())
+            .map_err(|e| RuntimeError::Unreachable { host: "(docker context)".into(), reason: e.to_string() })?;
+        let host = endpoint.host.clone();
+        let unreachable = |reason: String| RuntimeError::Unreachable { host: format!("{host} ({})", endpoint.source), reason };
+        let api = match &endpoint.tls {
+            Some(tls) => bollard::Docker::connect_with_ssl(&host, &tls.key, &tls.cert, &tls.ca, 120, bollard::API_DEFAULT_VERSION),
+            None if host.starts_with("ssh://") => {
+                return Err(unreachable("ssh:// endpoints are not supported; forward the daemon's socket or use tcp:// with TLS".into()))
+            }
+            None => bollard::Docker::connect_with_host(&host),
+        }
+        .map_err(|e| unreachable(e.to_string()))?;
         let api = tokio::time::timeout(CONNECT_TIMEOUT, api.negotiate_version())
             .await
             .map_err(|_| unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
             .map_err(|e| unreachable(e.to_string()))?;
         // Long operations (image commits, large uploads) must not hit bollard's 2-minute default.
         let api = api.with_timeout(Duration::from_secs(3600));
-        Ok(Docker { api, host })
+        Ok(Docker { api, host, remote: endpoint.is_remote() })
+    }
+
+    /// The daemon runs on another machine (see [`super::endpoint::Endpoint::is_remote`]).
+    pub fn is_remote(&self) -> bool {
+        self.remote
     }
 
     pub fn host(&self) -> &str {

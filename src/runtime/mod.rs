@@ -8,6 +8,7 @@
 //! containers, networks, images and execs, not Kubernetes.
 
 mod docker;
+pub mod endpoint;
 #[cfg(test)]
 pub mod fake;
 mod mode;

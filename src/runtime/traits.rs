@@ -53,6 +53,11 @@ pub trait Runtime: Send + Sync {
     /// Whether a privileged container from `image` can start here.
     async fn probe_privileged(&self, image: &str, runtime: Option<&str>, labels: &[(String, String)]) -> Result<ProbeOutcome>;
 
+    /// Whether the daemon runs on another machine than berth.
+    fn is_remote(&self) -> bool {
+        false
+    }
+
     /// Runs a command and returns its stdout; a non-zero exit is an error with its last lines.
     async fn exec_ok(&self, container: &str, cmd: &[&str]) -> Result<String> {
         self.exec(container, cmd).await?.into_stdout(container, cmd)
@@ -61,6 +66,9 @@ pub trait Runtime: Send + Sync {
 
 #[async_trait]
 impl Runtime for super::Docker {
+    fn is_remote(&self) -> bool {
+        super::Docker::is_remote(self)
+    }
     async fn image_exists(&self, image: &str) -> Result<bool> {
         super::Docker::image_exists(self, image).await
     }

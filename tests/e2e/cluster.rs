@@ -158,3 +158,38 @@ fn sigint_during_create_cleans_up() {
     assert!(cluster_containers(name).is_empty(), "left: {:?}", cluster_containers(name));
     assert!(!kc.exists() || !std::fs::read_to_string(&kc).unwrap().contains(&format!("berth-{name}")));
 }
+
+/// The current docker context is honoured, as the docker CLI honours it (rootless Docker and
+/// Docker Desktop set one): berth reaches the daemon through the context's endpoint, and when
+/// that endpoint is gone the error names it and the context.
+#[test]
+fn the_current_docker_context_is_the_daemon_berth_uses() {
+    if !require_e2e("the_current_docker_context_is_the_daemon_berth_uses") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    std::os::unix::fs::symlink("/var/run/docker.sock", &socket).unwrap();
+    let config = dir.path().join("docker-config");
+    let host = format!("host=unix://{}", socket.display());
+    for args in [&["context", "create", "berth-e2e", "--docker", &host][..], &["context", "use", "berth-e2e"][..]] {
+        run_ok(Command::new("docker").env("DOCKER_CONFIG", &config).env_remove("DOCKER_HOST").args(args));
+    }
+    let kc = dir.path().join("kubeconfig");
+    let get = || {
+        berth(&kc)
+            .env("DOCKER_CONFIG", &config)
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .args(["get", "clusters"])
+            .output()
+            .unwrap()
+    };
+    let out = get();
+    assert!(out.status.success(), "through the context's socket: {}", text(&out).1);
+    std::fs::remove_file(&socket).unwrap();
+    let out = get();
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&socket.display().to_string()) && stderr.contains("docker context \"berth-e2e\""), "{stderr}");
+}
