@@ -33,9 +33,12 @@ impl Tls {
     }
 }
 
+/// Looks up an environment variable (empty counts as unset).
+pub type Lookup = Box<dyn Fn(&str) -> Option<String>>;
+
 /// The environment the decision reads, injectable for tests.
 pub struct Env {
-    pub get: Box<dyn Fn(&str) -> Option<String>>,
+    pub get: Lookup,
     /// The docker CLI's config directory (`DOCKER_CONFIG`, else `~/.docker`).
     pub config_dir: Option<PathBuf>,
 }
