@@ -67,6 +67,7 @@ fn placeholder_facts(plan: &Plan, version: KubeVersion) -> Provisioned {
         cgroup_driver: if cgroup_v2 { "systemd" } else { "cgroupfs" }.into(),
         node_ips,
         default_storage: None,
+        rootless: false,
     }
 }
 

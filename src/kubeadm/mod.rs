@@ -22,6 +22,8 @@ pub enum KubeadmError {
     BadVersion(String),
     #[error("{0}")]
     Patch(String),
+    #[error("the Docker daemon runs rootless, which needs Kubernetes 1.22 or later (the kubelet's KubeletInUserNamespace gate); the node image has {0}")]
+    RootlessUnsupported(KubeVersion),
     #[error("networking.kubeProxyMode: nftables needs Kubernetes 1.31 or later (1.29 and 1.30 with featureGates NFTablesProxyMode: true); the node image has {0}")]
     NftablesUnsupported(KubeVersion),
 }
@@ -121,6 +123,9 @@ pub struct Params {
     /// kube-controller-manager's own host-path provisioner serves the node image's default
     /// StorageClass (provisioner `kubernetes.io/host-path`).
     pub hostpath_provisioner: bool,
+    /// The Docker daemon runs rootless: kind's settings for it (the kubelet's
+    /// `KubeletInUserNamespace` gate, Kubernetes 1.22 or later).
+    pub rootless: bool,
     /// A bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`, made fresh per cluster.
     pub token: String,
     /// `sha256:<hex>` of the cluster CA's public key, for joins (pins the CA).
@@ -136,6 +141,7 @@ const CRI_SOCKET_PATH: &str = "/run/containerd/containerd.sock";
 pub fn render(p: &Params, patches: &[String], json6902: &[PatchJson6902]) -> Result<String, KubeadmError> {
     let api = ApiVersion::for_kubernetes(p.version);
     check_proxy_mode(p)?;
+    let p = &with_rootless_gate(p)?;
     let mut docs = match p.join {
         NodeJoin::Init => {
             let mut docs = vec![init_configuration(p, api), cluster_configuration(p, api), kubelet_configuration(p)];
@@ -165,6 +171,19 @@ fn check_proxy_mode(p: &Params) -> Result<(), KubeadmError> {
         return Err(KubeadmError::NftablesUnsupported(p.version));
     }
     Ok(())
+}
+
+/// As kind does for a rootless daemon: the kubelet runs in a user namespace, which it must be
+/// told (Kubernetes 1.22+); kube-proxy already leaves conntrack sizing alone (`maxPerCore: 0`).
+fn with_rootless_gate(p: &Params) -> Result<Params, KubeadmError> {
+    let mut p = p.clone();
+    if p.rootless {
+        if !p.version.at_least(1, 22) {
+            return Err(KubeadmError::RootlessUnsupported(p.version));
+        }
+        p.feature_gates.insert("KubeletInUserNamespace".into(), true);
+    }
+    Ok(p)
 }
 
 /// kubeadm phases berth skips: preflight (the node is a container; its checks are berth's),

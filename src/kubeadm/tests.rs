@@ -24,6 +24,7 @@ fn params(version: &str, join: NodeJoin) -> Params {
         node_labels: BTreeMap::from([("tier".to_string(), "apps".to_string())]),
         schedulable_control_plane: true,
         hostpath_provisioner: false,
+        rootless: false,
         token: "abcdef.0123456789abcdef".into(),
         ca_cert_hash: Some("sha256:00ff".into()),
         certificate_key: None,
@@ -136,6 +137,16 @@ fn the_same_patches_give_the_same_flags_on_every_version() {
     }
     assert_eq!(seen[0].1.get("max-pods").map(String::as_str), Some("50"));
     assert_eq!(seen[0].2.get("audit-log-maxage").map(String::as_str), Some("3"));
+}
+
+#[test]
+fn a_rootless_daemon_gets_kinds_kubelet_gate_or_a_clear_refusal() {
+    let rootless = |v: &str| render(&Params { rootless: true, ..params(v, NodeJoin::Init) }, &[], &[]);
+    let out = rootless("v1.32.2").unwrap();
+    assert!(out.contains("KubeletInUserNamespace: true"), "{out}");
+    assert!(!render(&params("v1.32.2", NodeJoin::Init), &[], &[]).unwrap().contains("KubeletInUserNamespace"));
+    let err = rootless("v1.20.2").unwrap_err();
+    assert!(err.to_string().contains("rootless, which needs Kubernetes 1.22"), "{err}");
 }
 
 #[test]

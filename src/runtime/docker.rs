@@ -178,6 +178,12 @@ impl Docker {
         Ok(info.repo_digests.unwrap_or_default())
     }
 
+    /// Whether the daemon runs rootless (in a user namespace): it says so in `docker info`.
+    pub async fn rootless(&self) -> Result<bool> {
+        let info = self.api.info().await.map_err(RuntimeError::api("asking the daemon for its info"))?;
+        Ok(super::endpoint::is_rootless(&info.security_options.unwrap_or_default()))
+    }
+
     /// Removes an image name (the image itself goes when no other name holds it).
     pub async fn remove_image(&self, image: &str) -> Result<()> {
         self.api

@@ -130,6 +130,11 @@ impl Endpoint {
     }
 }
 
+/// Whether `docker info`'s security options describe a rootless daemon (`name=rootless`).
+pub fn is_rootless(security_options: &[String]) -> bool {
+    security_options.iter().any(|o| o.split(',').any(|kv| kv == "name=rootless"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +190,14 @@ mod tests {
         make_context(dir.path(), "remote", "tcp://10.0.0.5:2376", true);
         let e = resolve(&env(&[("DOCKER_CONTEXT", "remote")], dir.path())).unwrap();
         assert!(e.tls.unwrap().ca.ends_with("docker/ca.pem"));
+    }
+
+    #[test]
+    fn rootless_is_read_from_the_security_options() {
+        let opts = |o: &[&str]| o.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(is_rootless(&opts(&["name=seccomp,profile=default", "name=rootless", "name=cgroupns"])));
+        assert!(!is_rootless(&opts(&["name=apparmor", "name=seccomp,profile=default"])));
+        assert!(!is_rootless(&[]));
     }
 
     #[test]

@@ -58,6 +58,11 @@ pub trait Runtime: Send + Sync {
         false
     }
 
+    /// Whether the daemon runs rootless.
+    async fn rootless(&self) -> Result<bool> {
+        Ok(false)
+    }
+
     /// Runs a command and returns its stdout; a non-zero exit is an error with its last lines.
     async fn exec_ok(&self, container: &str, cmd: &[&str]) -> Result<String> {
         self.exec(container, cmd).await?.into_stdout(container, cmd)
@@ -68,6 +73,9 @@ pub trait Runtime: Send + Sync {
 impl Runtime for super::Docker {
     fn is_remote(&self) -> bool {
         super::Docker::is_remote(self)
+    }
+    async fn rootless(&self) -> Result<bool> {
+        super::Docker::rootless(self).await
     }
     async fn image_exists(&self, image: &str) -> Result<bool> {
         super::Docker::image_exists(self, image).await

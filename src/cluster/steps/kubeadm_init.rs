@@ -65,6 +65,7 @@ pub fn params_for(opts: &CreateOptions, plan: &Plan, nodes: &Provisioned, ca_cer
         node_labels: cfg.nodes[node.index].labels.clone().into_iter().collect::<BTreeMap<_, _>>(),
         schedulable_control_plane: !plan.nodes.iter().any(|n| n.role == Role::Worker),
         hostpath_provisioner: nodes.default_storage.as_deref().is_some_and(super::storage::uses_hostpath_provisioner),
+        rootless: nodes.rootless,
         token: plan.token.clone(),
         ca_cert_hash: ca_cert_hash.map(str::to_string),
         certificate_key: plan.certificate_key.clone(),

@@ -90,6 +90,8 @@ pub struct Provisioned {
     pub node_ips: BTreeMap<String, String>,
     /// The node image's default StorageClass manifest, if it carries one.
     pub default_storage: Option<String>,
+    /// The daemon runs rootless: the kubelet must know it is in a user namespace.
+    pub rootless: bool,
 }
 
 /// What [`kubeadm_init::run`] made: a control plane and the means to reach and join it.

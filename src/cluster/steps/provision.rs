@@ -62,6 +62,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Provisioned> {
         cgroup_driver: cgroup_driver(ctx.docker, &cp).await?,
         node_ips,
         default_storage: super::storage::read_manifest(ctx.docker, &cp).await?,
+        rootless: ctx.docker.rootless().await?,
     })
 }
 
