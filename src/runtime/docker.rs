@@ -208,10 +208,18 @@ impl Docker {
     }
 
     /// Creates the shared network if it does not exist, with a subnet of its own so nodes can
-    /// keep fixed addresses. Concurrent callers may each create one (Docker does not enforce
-    /// unique names); all then agree on the lowest ID and the extras are removed. Returns the
-    /// subnet where nodes may be pinned, or None for a network made without one (older berth).
+    /// keep fixed addresses. Creation happens under berth's network lock, looking again once
+    /// it is held: two creates at once would otherwise both see the name free and the same
+    /// subnet unused (Docker enforces neither a unique name nor, between two requests, a free
+    /// subnet). Should a berth on another host of the same daemon still make a second one, all
+    /// agree on the lowest ID and the extras are removed. Returns the subnet where nodes may be
+    /// pinned, or None for a network made without one (older berth).
     pub async fn ensure_network(&self, name: &str) -> Result<Option<crate::config::Cidr>> {
+        let _lock = if self.networks_named(name).await?.is_empty() {
+            Some(super::NetworkLock::acquire().await.map_err(|e| RuntimeError::Other(format!("locking berth's network: {e}")))?)
+        } else {
+            None
+        };
         if self.networks_named(name).await?.is_empty() {
             let taken = self.used_subnets().await?;
             let subnet = super::network::choose_subnet(&taken)

@@ -214,7 +214,7 @@ fn parallel_creates_succeed_and_a_name_clash_harms_no_one() {
         .chain(std::iter::once(&names[0]))
         .map(|n| {
             let child = berth(&kc)
-                .args(["create", "cluster", "--name", n, "--image", &test_image(), "--wait", "0"])
+                .args(["create", "cluster", "--name", n, "--image", &test_image()])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -239,8 +239,19 @@ fn parallel_creates_succeed_and_a_name_clash_harms_no_one() {
     let contexts = String::from_utf8_lossy(&kubectl(&kc, &["config", "get-contexts", "-o", "name"]).stdout).into_owned();
     for n in &names {
         assert!(contexts.lines().any(|c| c == format!("berth-{n}")), "context for {n} in {contexts}");
-        let out = kubectl(&kc, &["--context", &format!("berth-{n}"), "get", "nodes", "-o", "name"]);
-        assert!(out.status.success(), "{n}'s API answers: {}", String::from_utf8_lossy(&out.stderr));
+        // create waited for Ready (its default --wait): the node is Ready now, not eventually.
+        let ready = kubectl_ok(
+            &kc,
+            &[
+                "--context",
+                &format!("berth-{n}"),
+                "get",
+                "nodes",
+                "-o",
+                "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+            ],
+        );
+        assert_eq!(ready, "True", "{n}'s node is Ready");
     }
 }
 
@@ -283,4 +294,23 @@ fn a_stale_kubeconfig_lock_is_named_before_anything_is_created() {
     assert!(!stderr.contains("Creating nodes"), "refused before the first step, not rolled back after it: {stderr}");
     assert!(cluster_containers(&t.name).is_empty(), "nothing was created");
     assert!(!t.kubeconfig.exists(), "the kubeconfig was not written");
+}
+
+/// Creates that find no network race to make it: each asks under berth's lock and looks again
+/// once it holds it, so one network is made and every create gets its subnet. (A network of its
+/// own name, so the clusters of other tests running now are not disturbed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_creates_make_one_network() {
+    if !require_e2e("racing_creates_make_one_network") {
+        return;
+    }
+    let name = format!("berth-race-{}", std::process::id());
+    let daemon = berth::runtime::Docker::connect().await.unwrap();
+    let racers = (0..4).map(|_| daemon.ensure_network(&name));
+    let subnets = futures_util::future::join_all(racers).await;
+    let ids = run_ok(Command::new("docker").args(["network", "ls", "-q", "--filter", &format!("name=^{name}$")]));
+    let _ = docker(&["network", "rm", &name]);
+    let subnets: Vec<_> = subnets.into_iter().map(|s| s.unwrap().expect("a subnet of berth's")).collect();
+    assert!(subnets.iter().all(|s| *s == subnets[0]), "every racer got the same subnet: {subnets:?}");
+    assert_eq!(ids.lines().count(), 1, "one network named {name}: {ids}");
 }
