@@ -270,6 +270,8 @@ fn a_cluster_that_never_gets_ready_fails_with_the_kubelets_words() {
     assert!(stderr.contains("not ready within --wait"), "{stderr}");
     assert!(stderr.contains(&format!("kubelet on {name}-control-plane")), "{stderr}");
     assert!(stderr.to_lowercase().contains("cni") || stderr.contains("NetworkPluginNotReady"), "the kubelet's reason: {stderr}");
+    // And the pods that cannot run yet, by name: CoreDNS waits for a pod network.
+    assert!(stderr.contains("pods not running:") && stderr.contains("kube-system/coredns-"), "{stderr}");
     assert!(cluster_containers(name).is_empty(), "left {:?}", cluster_containers(name));
 }
 
