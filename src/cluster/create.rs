@@ -506,7 +506,7 @@ mod tests {
                 let signed_token_id = rendered.iter().find_map(|(_, conf)| {
                     conf.lines().find_map(|l| Some(l.trim().strip_prefix("token: ")?.split('.').next()?.to_string()))
                 });
-                Seen { signed_token_id, nodes: rendered.into_iter().map(|(name, _)| name).collect() }
+                Seen { signed_token_id, nodes: rendered.into_iter().map(|(name, _)| name).collect(), not_ready: false }
             })
         }
 
@@ -561,6 +561,52 @@ mod tests {
             let opts = options(&config_of(&["control-plane"], "  kubeProxyMode: none\n"), &dir.path().join("b"), 60);
             run(&fake, &api, &opts).await.unwrap();
             assert!(!api.requests().iter().any(|r| r.contains("kube-proxy")), "{:#?}", api.requests());
+        }
+
+        /// The user's kubeconfig before create: their context, current.
+        const USERS: &str = "apiVersion: v1\nkind: Config\nclusters: [{name: keep, cluster: {server: 'https://keep.example:6443'}}]\nusers: [{name: keep, user: {token: t}}]\ncontexts: [{name: keep, context: {cluster: keep, user: keep}}]\ncurrent-context: keep\n";
+
+        /// SIGINT at every step of a create with a worker and a containerd patch — each step
+        /// found by what it does — removes every container and leaves the user's kubeconfig as
+        /// it was (the e2e test does the same on real clusters for the steps of a default create).
+        #[tokio::test(start_paused = true)]
+        async fn an_interrupt_at_every_step_leaves_nothing() {
+            type Hit = Box<dyn Fn(&FakeRuntime, &FakeApi, &std::path::Path) -> bool + Send + Sync>;
+            let calls_have = |marker: &'static str| -> Hit { Box::new(move |f, _, _| f.calls().iter().any(|c| c.starts_with(marker))) };
+            let steps: Vec<(&str, Hit)> = vec![
+                ("Creating nodes", calls_have("create fake-control-plane")),
+                ("Configuring containerd", calls_have("exec fake-worker: systemctl restart containerd")),
+                ("Starting control plane", calls_have("exec fake-control-plane: kubeadm init")),
+                ("Joining nodes", calls_have("exec fake-worker: kubeadm join")),
+                ("Writing kubeconfig", Box::new(|_, _, kc| std::fs::read_to_string(kc).is_ok_and(|t| t.contains("berth-fake")))),
+                ("Waiting for Ready", Box::new(|_, api, _| api.requests().iter().any(|r| r.starts_with("GET /api/v1/nodes")))),
+            ];
+            let extra = "containerdConfigPatches: ['[plugins.x]']\n";
+            for (step, hit) in steps {
+                let dir = tempfile::tempdir().unwrap();
+                let kc = dir.path().join("config");
+                std::fs::write(&kc, USERS).unwrap();
+                let fake = Arc::new(FakeRuntime::healthy(&[IMAGE]));
+                fake.kubeadm_takes(std::time::Duration::from_secs(5));
+                let api = api_for(&fake);
+                let stuck = api.clone();
+                let api = FakeApi::new(move || Seen { not_ready: true, ..stuck.seen() });
+                let interrupt = {
+                    let (fake, api, kc) = (Arc::clone(&fake), api.clone(), kc.clone());
+                    async move {
+                        while !hit(&fake, &api, &kc) {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        "SIGINT"
+                    }
+                };
+                let opts = options(&config_of(&["control-plane", "worker"], extra), &kc, 60);
+                let err = create_until(fake.as_ref(), &api, &opts, &Status::quiet(), interrupt).await.unwrap_err();
+                assert!(matches!(&err, ClusterError::Interrupted("SIGINT", _)), "{step}: {err}");
+                assert!(fake.containers().is_empty(), "{step}: left {:?}", fake.containers().keys());
+                let now: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&kc).unwrap()).unwrap();
+                assert_eq!(now, serde_yaml::from_str::<serde_yaml::Value>(USERS).unwrap(), "{step}: the kubeconfig is not as it was");
+            }
         }
 
         #[tokio::test(start_paused = true)]

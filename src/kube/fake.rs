@@ -17,8 +17,10 @@ use super::{Connect, Result};
 pub struct Seen {
     /// The bootstrap token id whose signature `cluster-info` carries, once it does.
     pub signed_token_id: Option<String>,
-    /// Registered nodes, all Ready (and as many kube-proxy pods ready).
+    /// Registered nodes, all Ready (and as many kube-proxy pods ready) unless `not_ready`.
     pub nodes: Vec<String>,
+    /// The nodes report NotReady (a wait for them never ends).
+    pub not_ready: bool,
 }
 
 type Look = dyn Fn() -> Seen + Send + Sync;
@@ -33,6 +35,11 @@ pub struct FakeApi {
 impl FakeApi {
     pub fn new(look: impl Fn() -> Seen + Send + Sync + 'static) -> FakeApi {
         FakeApi { look: Arc::new(look), requests: Arc::default() }
+    }
+
+    /// What the test's look says now.
+    pub fn seen(&self) -> Seen {
+        (self.look)()
     }
 
     /// Every request so far, as "METHOD /path?query".
@@ -61,11 +68,11 @@ impl FakeApi {
             (&Method::GET, "/api/v1/namespaces/kube-public/configmaps/cluster-info") => seen.signed_token_id.map(cluster_info),
             (&Method::GET, "/api/v1/nodes") => Some(json!({
                 "apiVersion": "v1", "kind": "NodeList", "metadata": {},
-                "items": seen.nodes.iter().map(|n| node(n)).collect::<Vec<_>>(),
+                "items": seen.nodes.iter().map(|n| node(n, !seen.not_ready)).collect::<Vec<_>>(),
             })),
             (&Method::PATCH, path) if path.starts_with("/api/v1/nodes/") => {
                 let name = path.trim_start_matches("/api/v1/nodes/");
-                seen.nodes.iter().any(|n| n == name).then(|| node(name))
+                seen.nodes.iter().any(|n| n == name).then(|| node(name, !seen.not_ready))
             }
             (&Method::GET, "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy") => Some(kube_proxy(seen.nodes.len())),
             _ => None,
@@ -109,10 +116,11 @@ fn cluster_info(token_id: String) -> Value {
     })
 }
 
-fn node(name: &str) -> Value {
+fn node(name: &str, ready: bool) -> Value {
+    let status = if ready { "True" } else { "False" };
     json!({
         "apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
-        "status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-01-01T00:00:00Z"}]},
+        "status": {"conditions": [{"type": "Ready", "status": status, "lastHeartbeatTime": "2026-01-01T00:00:00Z"}]},
     })
 }
 

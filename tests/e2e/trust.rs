@@ -166,6 +166,8 @@ fn interrupting_create_at_each_step_leaves_nothing() {
             }
         }
         let pid = child.id();
+        // The nodes' /var volumes as the signal comes (none yet while the first step runs).
+        let volumes: Vec<String> = cluster_containers(&name).iter().flat_map(|c| container_volumes(c)).collect();
         run_ok(Command::new("kill").args([signal, &pid.to_string()]));
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
@@ -174,6 +176,9 @@ fn interrupting_create_at_each_step_leaves_nothing() {
         assert_eq!(status.code(), Some(1), "interrupted at {step:?}:\n{seen}");
         assert!(seen.contains("interrupted"), "at {step:?}:\n{seen}");
         assert!(cluster_containers(&name).is_empty(), "at {step:?} left {:?}", cluster_containers(&name));
+        for v in &volumes {
+            assert!(!volume_exists(v), "at {step:?} left volume {v}");
+        }
         // The privileged-mode probe is not labelled with the cluster; a create request still in
         // flight when the signal came lands late, so look once more after it would have.
         std::thread::sleep(Duration::from_secs(2));
