@@ -321,3 +321,41 @@ async fn racing_creates_make_one_network() {
     assert!(subnets.iter().all(|s| *s == subnets[0]), "every racer got the same subnet: {subnets:?}");
     assert_eq!(ids.lines().count(), 1, "one network named {name}: {ids}");
 }
+
+/// Another Unix user on the same host (one in Docker's group, not root) creates and deletes a
+/// cluster beside everyone else's: berth's shared files (the network lock, made by whoever
+/// came first) serve every user, and that user's kubeconfig is theirs, 0600.
+#[test]
+fn a_second_unix_user_creates_a_cluster() {
+    let Some(t) = test_cluster("a_second_unix_user_creates_a_cluster", "user2") else { return };
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert_eq!(effective_uid(), 0, "the suite runs as root, so it can act as another user");
+    let docker_gid = std::fs::metadata("/var/run/docker.sock").unwrap().gid();
+    let home = t.dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(t.dir.path(), Some(65534), Some(docker_gid)).unwrap();
+    std::os::unix::fs::chown(&home, Some(65534), Some(docker_gid)).unwrap();
+    let as_user = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", &format!("--regid={docker_gid}"), "--clear-groups", "env", "-u", "KUBECONFIG", "BERTH_PLAIN=1"])
+            .arg(format!("HOME={}", home.display()))
+            .arg(berth_bin())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = as_user(&["create", "cluster", "--name", &t.name, "--image", &test_image()]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let kc = home.join(".kube/config");
+    let meta = std::fs::metadata(&kc).unwrap();
+    assert_eq!((meta.uid(), meta.permissions().mode() & 0o777), (65534, 0o600), "the user's own kubeconfig");
+    assert!(std::fs::read_to_string(&kc).unwrap().contains(&format!("berth-{}", t.name)));
+    let out = as_user(&["delete", "cluster", "--name", &t.name]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(cluster_containers(&t.name).is_empty());
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
