@@ -68,6 +68,8 @@ pub async fn stop(docker: &Docker, cluster: &str, status: &Status) -> Result<()>
 pub async fn start(docker: &Docker, cluster: &str, wait: Duration, status: &Status) -> Result<()> {
     let all = nodes(docker, cluster).await?;
     check_published_ports(docker, all.iter().filter(|n| n.state != "running")).await?;
+    let t0 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
+    let began = tokio::time::Instant::now();
     let mut restarted = crate::kube::Restarted { since: std::time::SystemTime::now(), nodes: Default::default() };
     for role in [LOAD_BALANCER_ROLE, "control-plane", "worker", SERVICE_LB_ROLE] {
         let group: Vec<&NodeInfo> = by_role(&all, role).into_iter().filter(|n| n.state != "running").collect();
@@ -93,8 +95,18 @@ pub async fn start(docker: &Docker, cluster: &str, wait: Duration, status: &Stat
     .map_err(crate::kube::KubeError::from)?;
     let client = crate::kube::client(&doc).await?;
     crate::kube::wait_for_readyz(&client, deadline).await?;
+    let readyz = began.elapsed().as_secs_f64();
     let expected = all.iter().filter(|n| n.is_kubernetes_node()).count();
     crate::kube::wait_for_nodes_ready(&client, expected, Some(&restarted), deadline).await?;
+    let fresh = began.elapsed().as_secs_f64();
     step.done();
+    if tracing::enabled!(tracing::Level::INFO) {
+        // Where the seconds went (-v), node by node from their journals.
+        for node in all.iter().filter(|n| restarted.nodes.contains(&n.name) && n.is_kubernetes_node()) {
+            let milestones = super::timeline::of_node(docker, &node.name, t0).await;
+            tracing::info!("start of {}: {}", node.name, super::timeline::describe(&milestones));
+        }
+        tracing::info!("start: API server ready (/readyz) at {readyz:.1} s, every node freshly Ready at {fresh:.1} s");
+    }
     Ok(())
 }

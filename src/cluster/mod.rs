@@ -13,6 +13,7 @@ pub mod plan;
 pub mod render;
 pub mod service_lb;
 pub(crate) mod steps;
+pub mod timeline;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -1,0 +1,87 @@
+//! Where the seconds of a `start` go, read from each node's own journal: when systemd started
+//! containerd and the kubelet, when the kubelet was up, and when each static pod's container
+//! started — as seconds since the command began, shown at `-v`.
+
+use crate::runtime::Runtime;
+
+/// One moment in a node's start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Milestone {
+    pub what: String,
+    /// Seconds since the command began.
+    pub at: f64,
+}
+
+/// The milestones in `journal` (`journalctl -o short-unix` of the containerd and kubelet
+/// units), relative to `t0` (Unix seconds).
+pub fn parse(journal: &str, t0: f64) -> Vec<Milestone> {
+    let mut out = Vec::new();
+    let mut names: Vec<(String, String)> = Vec::new(); // container id → name
+    for line in journal.lines() {
+        let Some((stamp, rest)) = line.split_once(' ') else { continue };
+        let Ok(at) = stamp.parse::<f64>() else { continue };
+        let at = ((at - t0) * 10.0).round() / 10.0;
+        let mut mark = |what: String| {
+            if !out.iter().any(|m: &Milestone| m.what == what) {
+                out.push(Milestone { what, at });
+            }
+        };
+        if rest.contains("Started containerd.service") {
+            mark("containerd".into());
+        } else if rest.contains("Started kubelet.service") {
+            mark("kubelet process".into());
+        } else if rest.contains("] Started kubelet") {
+            mark("kubelet ready".into());
+        } else if let Some(name) = between(rest, "ContainerMetadata{Name:", ",") {
+            if let Some(id) = between(rest, "returns container id \\\"", "\\\"") {
+                names.push((id.to_string(), name.to_string()));
+            }
+        } else if let Some(id) = between(rest, "StartContainer for \\\"", "\\\" returns successfully") {
+            if let Some((_, name)) = names.iter().find(|(i, _)| i == id) {
+                mark(name.clone());
+            }
+        }
+    }
+    out
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(&text[from..from + len])
+}
+
+/// `node`'s milestones since `t0` (Unix seconds); empty if its journal cannot be read.
+pub async fn of_node(docker: &dyn Runtime, node: &str, t0: f64) -> Vec<Milestone> {
+    let since = format!("@{}", t0.floor() as i64);
+    let cmd = ["journalctl", "-o", "short-unix", "--no-pager", "--since", &since, "-u", "containerd", "-u", "kubelet"];
+    match docker.exec(node, &cmd).await {
+        Ok(out) => parse(&out.stdout, t0),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// "containerd 0.6 s, kubelet process 0.6 s, …"
+pub fn describe(milestones: &[Milestone]) -> String {
+    milestones.iter().map(|m| format!("{} {:.1} s", m.what, m.at)).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_milestones_of_a_start_from_the_journal() {
+        let journal = r#"1000.90 n systemd[1]: Started containerd.service - containerd container runtime.
+1000.93 n systemd[1]: Started kubelet.service - kubelet: The Kubernetes Node Agent.
+1006.62 n kubelet[112]: I1128 17:55:28.822570     112 server.go:1176] Started kubelet
+1007.10 n containerd[99]: time="x" level=info msg="CreateContainer within sandbox \"685e\" for &ContainerMetadata{Name:kube-apiserver,Attempt:1,} returns container id \"89d1\""
+1007.20 n containerd[99]: time="x" level=info msg="CreateContainer within sandbox \"3b2a\" for &ContainerMetadata{Name:etcd,Attempt:1,} returns container id \"e052\""
+1007.31 n containerd[99]: time="x" level=info msg="StartContainer for \"e052\" returns successfully"
+1007.44 n containerd[99]: time="x" level=info msg="StartContainer for \"89d1\" returns successfully"
+1008.00 n systemd[1]: Started kubelet.service - kubelet: The Kubernetes Node Agent.
+"#;
+        let m = parse(journal, 1000.4);
+        assert_eq!(describe(&m), "containerd 0.5 s, kubelet process 0.5 s, kubelet ready 6.2 s, etcd 6.9 s, kube-apiserver 7.0 s");
+    }
+}
