@@ -91,7 +91,15 @@ fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
     assert!(stderr.contains(&expected) && stderr.contains(&format!("(pid {})", std::process::id())), "{stderr}");
     assert_eq!(cluster_state(&kc, name), "stopped", "nothing was started");
     drop(squatter);
-    run_ok(berth(&kc).args(["start", "cluster", "--name", name, "--wait", "3m"]));
+    let out = berth(&kc).args(["-v", "start", "cluster", "--name", name, "--wait", "3m"]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    // -v says where the seconds went: each node's own milestones, then the cluster's.
+    for node in [cp, worker] {
+        let line = stderr.lines().find(|l| l.contains(&format!("start of {node}: "))).unwrap_or_default();
+        assert!(line.contains("containerd ") && line.contains("kubelet ready "), "{node}: {stderr}");
+    }
+    assert!(stderr.contains("kube-apiserver ") && stderr.contains("API server ready (/readyz) at "), "{stderr}");
     assert_eq!(cluster_state(&kc, name), "running");
     eventually("Ready after start, through the same kubeconfig", Duration::from_secs(60), || all_ready(&kc, 2));
     // Starting a cluster that runs succeeds: running nodes need no fresh report (their kubelets
