@@ -294,7 +294,12 @@ fn set_private(path: &Path) -> std::io::Result<()> {
 /// Read-modify-write under the lock. `change` returns whether it changed anything; nothing is
 /// written when it did not.
 pub fn update(path: &Path, change: impl FnOnce(&mut Value) -> Result<bool>) -> Result<()> {
-    let _lock = FileLock::acquire(path, LOCK_WAIT)?;
+    update_within(path, LOCK_WAIT, change)
+}
+
+/// [`update`], waiting at most `wait` for another writer's lock.
+fn update_within(path: &Path, wait: Duration, change: impl FnOnce(&mut Value) -> Result<bool>) -> Result<()> {
+    let _lock = FileLock::acquire(path, wait)?;
     let mut doc = read(path)?;
     if change(&mut doc)? {
         write(path, &doc)?;

@@ -162,6 +162,18 @@ fn an_unreadable_path_is_a_clear_error() {
 }
 
 #[test]
+fn a_merge_against_a_held_lock_fails_and_leaves_the_file_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    std::fs::write(&path, USER_FILE).unwrap();
+    let held = FileLock::acquire(&path, Duration::from_millis(10)).unwrap();
+    let err = update_within(&path, Duration::from_millis(200), |doc| merge(doc, &entries("demo")).map(|_| true)).unwrap_err();
+    assert!(matches!(err, KubeconfigError::Locked { .. }), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), USER_FILE, "not a byte changed");
+    drop(held);
+}
+
+#[test]
 fn a_held_lock_times_out_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config");

@@ -193,3 +193,34 @@ fn the_current_docker_context_is_the_daemon_berth_uses() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains(&socket.display().to_string()) && stderr.contains("docker context \"berth-e2e\""), "{stderr}");
 }
+
+/// `DOCKER_HOST=tcp://…` is reached: a relay on 127.0.0.1 passes each connection to the daemon's
+/// socket (this machine's dockerd listens on its socket only), and berth lists clusters through
+/// it. A loopback tcp endpoint is this machine's daemon, so create is not refused as remote.
+#[test]
+fn a_tcp_docker_host_is_reached() {
+    if !require_e2e("a_tcp_docker_host_is_reached") {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let unix = std::os::unix::net::UnixStream::connect("/var/run/docker.sock").unwrap();
+            let (mut tcp_r, mut unix_w) = (tcp.try_clone().unwrap(), unix.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut tcp_r, &mut unix_w));
+            let (mut unix_r, mut tcp_w) = (unix, tcp);
+            std::thread::spawn(move || std::io::copy(&mut unix_r, &mut tcp_w));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    let host = format!("tcp://127.0.0.1:{port}");
+    let out = berth(&kc).env("DOCKER_HOST", &host).args(["get", "clusters", "-o", "json"]).output().unwrap();
+    assert!(out.status.success(), "through {host}: {}", text(&out).1);
+    let listed: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+    assert!(listed.is_array(), "{listed}");
+    // Nothing listens at this port: the error names the endpoint.
+    let out = berth(&kc).env("DOCKER_HOST", "tcp://127.0.0.1:1").args(["get", "clusters"]).output().unwrap();
+    assert!(!out.status.success() && text(&out).1.contains("tcp://127.0.0.1:1"), "{}", text(&out).1);
+}
