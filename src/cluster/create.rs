@@ -80,7 +80,7 @@ fn port_mapping_warning(config: &config::Cluster) -> Option<String> {
         .iter()
         .flat_map(|n| &n.extra_port_mappings)
         .filter(|m| m.listen_address.as_deref().is_none_or(|a| a == "0.0.0.0" || a == "::"))
-        .map(|m| if m.host_port <= 0 { format!("(a free port)->{}", m.container_port) } else { m.host_port.to_string() })
+        .map(|m| m.host_port.map_or_else(|| format!("(a free port)->{}", m.container_port), |p| p.to_string()))
         .collect();
     (!open.is_empty()).then(|| {
         format!(

@@ -101,19 +101,19 @@ fn free_port(address: &str, protocol: config::Protocol) -> Result<u16> {
     Ok(port)
 }
 
-/// The mapping with its host port fixed: `0` and `-1` (kind's "any") become a free port.
+/// The mapping with its host port fixed: "any" (kind's `0` and `-1`) becomes a free port.
 fn with_host_port(m: &config::PortMapping) -> Result<config::PortMapping> {
     let mut m = m.clone();
-    if m.host_port <= 0 {
+    if m.host_port.is_none() {
         let address = m.listen_address.clone().unwrap_or_else(|| "0.0.0.0".into());
-        m.host_port = i32::from(free_port(&address, m.protocol)?);
+        m.host_port = Some(free_port(&address, m.protocol)?);
     }
     Ok(m)
 }
 
 /// The configured API server port, or a port free right now on its address (`0`, `-1`, absent).
 fn api_server_port(opts: &CreateOptions) -> Result<u16> {
-    match opts.config.networking.api_server_port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0) {
+    match opts.config.networking.api_server_port {
         Some(port) => Ok(port),
         None => free_port(opts.config.api_server_address(), config::Protocol::Tcp),
     }
@@ -185,8 +185,8 @@ mod tests {
         let opts = CreateOptions { config, ..CreateOptions::for_tests("plan") };
         let plan = make(&opts).unwrap();
         let node = &plan.nodes[0];
-        assert!(node.port_mappings[0].host_port > 0 && node.port_mappings[1].host_port > 0, "{:?}", node.port_mappings);
-        assert_eq!(node.port_mappings[2].host_port, 18443);
+        assert!(node.port_mappings[0].host_port.is_some() && node.port_mappings[1].host_port.is_some(), "{:?}", node.port_mappings);
+        assert_eq!(node.port_mappings[2].host_port, Some(18443));
         assert_ne!(plan.api_server_port, 0);
         let cwd = std::env::current_dir().unwrap();
         assert_eq!(node.mounts[0].host_path, cwd.join("data/x").display().to_string());

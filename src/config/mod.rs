@@ -1,16 +1,18 @@
 //! Cluster configuration: the file a user writes (`--config`), read into typed structs.
 //!
-//! This module owns the public, versioned shape of the config (kind's `kind.x-k8s.io/v1alpha4`
-//! and berth's own `berth.dev/v1alpha1`, which share one schema), strict decoding that rejects
-//! unknown fields, defaults, and validation. It knows nothing about Docker or kubeadm: the
-//! cluster module turns a validated [`Cluster`] into containers and kubeadm configs.
+//! This module owns the public, versioned shape of the config ([`v1alpha4`]: kind's
+//! `kind.x-k8s.io/v1alpha4` and berth's own `berth.dev/v1alpha1`, which share one schema),
+//! strict decoding that rejects unknown fields, the defaulted model berth works with
+//! ([`model`], filled in one place), and validation of both. It knows nothing about Docker:
+//! the cluster module turns a validated [`Cluster`] into containers and kubeadm configs.
 
-mod types;
+pub mod model;
+pub mod v1alpha4;
 mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use types::*;
+pub use model::*;
 pub use validate::{check_host_ports, fixed_host_ports, validate, validate_cluster_name, Cidr, MAX_CLUSTER_NAME};
 
 /// The apiVersions berth reads. kind's is accepted so a user's kind config works unchanged.
@@ -62,12 +64,12 @@ pub fn parse(text: &str, origin: &str) -> Result<Cluster, ConfigError> {
     if text.len() as u64 > MAX_CONFIG_BYTES {
         return Err(parse_err(format!("config is {} bytes; berth reads at most {MAX_CONFIG_BYTES}", text.len())));
     }
-    let mut cluster: Cluster = serde_yaml::from_str(text).map_err(|e| parse_err(describe_yaml_error(&e)))?;
-    let problems = validate::validate_document(&cluster);
+    let file: v1alpha4::Cluster = serde_yaml::from_str(text).map_err(|e| parse_err(describe_yaml_error(&e)))?;
+    let problems = validate::validate_document(&file);
     if !problems.is_empty() {
         return Err(ConfigError::Invalid { origin: origin.to_string(), problems });
     }
-    cluster.apply_defaults();
+    let cluster = Cluster::from_file(file);
     let problems = validate(&cluster);
     if !problems.is_empty() {
         return Err(ConfigError::Invalid { origin: origin.to_string(), problems });

@@ -27,7 +27,7 @@ fn examples_mean_what_they_say() {
     assert_eq!(kind.name.as_deref(), Some("from-kind"));
     assert_eq!(kind.pod_subnet(), "10.250.0.0/16");
     assert!(kind.nodes[1].extra_mounts[0].read_only);
-    assert_eq!(kind.nodes[0].extra_port_mappings[0].host_port, -1);
+    assert_eq!(kind.nodes[0].extra_port_mappings[0].host_port, None, "-1 is kind's \"any free port\"");
     assert_eq!(kind.containerd_config_patches.len(), 1);
 }
 

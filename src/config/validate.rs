@@ -4,14 +4,15 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{Cluster, IpFamily, Protocol, BERTH_API_VERSION, KIND_API_VERSION};
+use super::{v1alpha4, Cluster, IpFamily, Protocol, BERTH_API_VERSION, KIND_API_VERSION};
 
 /// Longest cluster name: node hostnames are `NAME-control-plane` (+ a number for HA), and a
 /// hostname label may not exceed 63 characters.
 pub const MAX_CLUSTER_NAME: usize = 63 - "-control-plane99".len();
 
-/// Checks that the document is a cluster config of a version berth reads.
-pub(super) fn validate_document(c: &Cluster) -> Vec<String> {
+/// Checks what only the file can say: that it is a cluster config of a version berth reads,
+/// and that its ports are ports (kind spells "any" as `0` or `-1`).
+pub(super) fn validate_document(c: &v1alpha4::Cluster) -> Vec<String> {
     let mut problems = Vec::new();
     if c.kind != "Cluster" {
         problems.push(format!("kind: is {:?}, expected \"Cluster\"", c.kind));
@@ -19,6 +20,19 @@ pub(super) fn validate_document(c: &Cluster) -> Vec<String> {
     if c.api_version != BERTH_API_VERSION && c.api_version != KIND_API_VERSION {
         problems
             .push(format!("apiVersion: {:?} is not supported; use {BERTH_API_VERSION:?} (or kind's {KIND_API_VERSION:?})", c.api_version));
+    }
+    if let Some(port) = c.networking.api_server_port.filter(|p| !(-1..=65535).contains(p)) {
+        problems.push(format!("networking.apiServerPort: {port} is not a port; use 1-65535, or 0 or -1 for a free one"));
+    }
+    for (i, node) in c.nodes.iter().enumerate() {
+        for (j, m) in node.extra_port_mappings.iter().enumerate() {
+            if !(-1..=65535).contains(&m.host_port) {
+                problems.push(format!(
+                    "nodes[{i}].extraPortMappings[{j}].hostPort: {} is not a port; use 1-65535, or 0 or -1 for a free one",
+                    m.host_port
+                ));
+            }
+        }
     }
     problems
 }
@@ -118,19 +132,14 @@ fn check_subnets(c: &Cluster, problems: &mut Vec<String>) {
 
 fn check_networking(c: &Cluster, problems: &mut Vec<String>) {
     let n = &c.networking;
-    if let Some(family @ (IpFamily::Ipv6 | IpFamily::Dual)) = n.ip_family {
+    if let family @ (IpFamily::Ipv6 | IpFamily::Dual) = n.ip_family {
         problems.push(format!(
             "networking.ipFamily: {} is not supported: berth's Docker network and its pod network are IPv4-only; use ipv4",
             if family == IpFamily::Ipv6 { "ipv6" } else { "dual" }
         ));
     }
-    if let Some(port) = n.api_server_port.filter(|p| !(-1..=65535).contains(p)) {
-        problems.push(format!("networking.apiServerPort: {port} is not a port; use 1-65535, or 0 or -1 for a free one"));
-    }
-    if let Some(addr) = &n.api_server_address {
-        if addr.parse::<IpAddr>().is_err() {
-            problems.push(format!("networking.apiServerAddress: {addr:?} is not an IP address"));
-        }
+    if n.api_server_address.parse::<IpAddr>().is_err() {
+        problems.push(format!("networking.apiServerAddress: {:?} is not an IP address", n.api_server_address));
     }
     for (i, domain) in n.dns_search.iter().flatten().enumerate() {
         if domain.is_empty() || domain.contains(char::is_whitespace) {
@@ -144,12 +153,6 @@ fn check_nodes(c: &Cluster, problems: &mut Vec<String>) {
         for (j, m) in node.extra_port_mappings.iter().enumerate() {
             if m.container_port == 0 {
                 problems.push(format!("nodes[{i}].extraPortMappings[{j}].containerPort: must be 1..65535"));
-            }
-            if !(-1..=65535).contains(&m.host_port) {
-                problems.push(format!(
-                    "nodes[{i}].extraPortMappings[{j}].hostPort: {} is not a port; use 1-65535, or 0 or -1 for a free one",
-                    m.host_port
-                ));
             }
             if let Some(addr) = &m.listen_address {
                 if addr.parse::<IpAddr>().is_err() {
@@ -213,13 +216,13 @@ fn check_kubeadm_patches(at: &str, merge: &[String], json6902: &[super::PatchJso
 /// The host ports the config asks for, fixed ones only: (listen address, port, protocol, field).
 pub fn fixed_host_ports(c: &Cluster) -> Vec<(String, u16, Protocol, String)> {
     let mut out = Vec::new();
-    if let Some(port) = c.networking.api_server_port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0) {
+    if let Some(port) = c.networking.api_server_port {
         // With several control planes the port goes to the load balancer, once.
         out.push((c.api_server_address().to_string(), port, Protocol::Tcp, "networking.apiServerPort".to_string()));
     }
     for (i, node) in c.nodes.iter().enumerate() {
         for (j, m) in node.extra_port_mappings.iter().enumerate() {
-            if let Some(port) = u16::try_from(m.host_port).ok().filter(|p| *p != 0) {
+            if let Some(port) = m.host_port {
                 let addr = m.listen_address.clone().unwrap_or_else(|| "0.0.0.0".into());
                 out.push((addr, port, m.protocol, format!("nodes[{i}].extraPortMappings[{j}].hostPort")));
             }

@@ -239,8 +239,8 @@ fn port_bindings(spec: &NodeSpec) -> (Vec<String>, PortBindings) {
     }
     for m in &spec.port_mappings {
         let ip = m.listen_address.as_deref().unwrap_or("0.0.0.0");
-        // The plan fixed every port (kind's 0 and -1 included); 0 here still means "Docker's pick".
-        add(format!("{}/{}", m.container_port, m.protocol.docker_suffix()), ip, u16::try_from(m.host_port).unwrap_or(0));
+        // The plan fixed every port (kind's 0 and -1 included); none here means "Docker's pick".
+        add(format!("{}/{}", m.container_port, m.protocol.docker_suffix()), ip, m.host_port.unwrap_or(0));
     }
     (exposed, bindings)
 }
@@ -307,7 +307,7 @@ mod tests {
             network: "berth".into(),
             runtime: None,
             api_server: Some(("127.0.0.1".into(), 0)),
-            port_mappings: vec![PortMapping { container_port: 80, host_port: 8080, listen_address: None, protocol: Protocol::Tcp }],
+            port_mappings: vec![PortMapping { container_port: 80, host_port: Some(8080), listen_address: None, protocol: Protocol::Tcp }],
             mounts: vec![],
             host_has_lib_modules: false,
             labels: vec![],

@@ -1,12 +1,11 @@
-//! The config file's types. Field names follow kind's v1alpha4 so kind configs decode as-is.
+//! The config file as users write it: kind's `kind.x-k8s.io/v1alpha4` schema (berth's
+//! `berth.dev/v1alpha1` is the same plus `addons` and `registry`), decoded strictly — an
+//! unknown field is an error naming its path. Everything is optional here, as in the file;
+//! [`super::model`] is what berth works with, defaulted in one place.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-
-pub const DEFAULT_POD_SUBNET: &str = "10.244.0.0/16";
-pub const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/16";
-pub const DEFAULT_API_SERVER_ADDRESS: &str = "127.0.0.1";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -102,20 +101,6 @@ pub struct Node {
     pub kubeadm_config_patches: Vec<String>,
     #[serde(default, rename = "kubeadmConfigPatchesJSON6902", skip_serializing_if = "Vec::is_empty")]
     pub kubeadm_config_patches_json6902: Vec<PatchJson6902>,
-}
-
-impl Node {
-    pub fn new(role: Role) -> Self {
-        Node {
-            role,
-            image: None,
-            labels: BTreeMap::new(),
-            extra_port_mappings: Vec::new(),
-            extra_mounts: Vec::new(),
-            kubeadm_config_patches: Vec::new(),
-            kubeadm_config_patches_json6902: Vec::new(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -223,65 +208,4 @@ pub struct Networking {
     /// The nodes' DNS search domains; absent: the host's; empty: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_search: Option<Vec<String>>,
-}
-
-impl Cluster {
-    /// The config used when the user gives none: one control-plane node.
-    pub fn default_config() -> Self {
-        let mut c = Cluster {
-            kind: "Cluster".into(),
-            api_version: super::BERTH_API_VERSION.into(),
-            name: None,
-            nodes: Vec::new(),
-            networking: Networking::default(),
-            feature_gates: BTreeMap::new(),
-            runtime_config: BTreeMap::new(),
-            kubeadm_config_patches: Vec::new(),
-            kubeadm_config_patches_json6902: Vec::new(),
-            containerd_config_patches: Vec::new(),
-            containerd_config_patches_json6902: Vec::new(),
-            addons: Vec::new(),
-            registry: None,
-        };
-        c.apply_defaults();
-        c
-    }
-
-    /// Fills what the user left out, as kind does: one control-plane node, loopback API address,
-    /// the usual subnets and iptables proxy mode.
-    pub fn apply_defaults(&mut self) {
-        if self.nodes.is_empty() {
-            self.nodes.push(Node::new(Role::ControlPlane));
-        }
-        let n = &mut self.networking;
-        n.ip_family.get_or_insert_with(IpFamily::default);
-        n.api_server_address.get_or_insert_with(|| DEFAULT_API_SERVER_ADDRESS.into());
-        n.pod_subnet.get_or_insert_with(|| DEFAULT_POD_SUBNET.into());
-        n.service_subnet.get_or_insert_with(|| DEFAULT_SERVICE_SUBNET.into());
-        n.kube_proxy_mode.get_or_insert_with(ProxyMode::default);
-    }
-
-    pub fn kube_proxy_mode(&self) -> ProxyMode {
-        self.networking.kube_proxy_mode.unwrap_or_default()
-    }
-
-    pub fn control_planes(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.iter().filter(|n| n.role == Role::ControlPlane)
-    }
-
-    pub fn workers(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.iter().filter(|n| n.role == Role::Worker)
-    }
-
-    pub fn pod_subnet(&self) -> &str {
-        self.networking.pod_subnet.as_deref().unwrap_or(DEFAULT_POD_SUBNET)
-    }
-
-    pub fn service_subnet(&self) -> &str {
-        self.networking.service_subnet.as_deref().unwrap_or(DEFAULT_SERVICE_SUBNET)
-    }
-
-    pub fn api_server_address(&self) -> &str {
-        self.networking.api_server_address.as_deref().unwrap_or(DEFAULT_API_SERVER_ADDRESS)
-    }
 }
