@@ -218,8 +218,9 @@ fn workers_network_restart_load_dashboard_and_logs() {
     assert_eq!(mode(&pod_log), 0o600, "{}", pod_log.display());
     assert_eq!(mode(pod_log.parent().unwrap()), 0o700, "{}", pod_log.display());
 
-    // A node removed by hand: the cluster is broken, by name; delete removes the rest.
-    run_ok(Command::new("docker").args(["rm", "-f", w2]));
+    // A node removed by hand: the cluster is broken, by name; delete removes the rest. (`-v`:
+    // the node's /var is an anonymous volume, which only its container's removal can name.)
+    run_ok(Command::new("docker").args(["rm", "-f", "-v", w2]));
     let wide = run_ok(berth(&kc).args(["get", "clusters", "-o", "wide"]));
     let line = wide.lines().find(|l| l.starts_with(name.as_str())).unwrap_or_default();
     assert!(line.contains("broken") && line.contains(&format!("missing: {w2}")), "{wide}");
