@@ -219,3 +219,16 @@ pub fn test_inputs() -> std::collections::HashMap<String, String> {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; run scripts/build-test-node-image", path.display()));
     text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
+
+/// `GET /` from the host at `ip:port`: the response if it was a 200, else what came back.
+pub fn http_get(ip: &str, port: u16) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let address = format!("{ip}:{port}").parse().map_err(|e| format!("{ip}:{port}: {e}"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(3)).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    let ok = response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200");
+    ok.then(|| response.clone()).ok_or(response)
+}

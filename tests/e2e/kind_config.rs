@@ -1,24 +1,10 @@
 //! kind's example config (`configs/kind-compatible.yaml`), unchanged, on a real cluster: every
 //! field it uses is checked for its effect, not for being accepted.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use crate::common::*;
-
-/// `GET /` on 127.0.0.1:port from the host, the body if it answered 200.
-fn http_get(port: u16) -> Result<String, String> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
-    if response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200") {
-        Ok(response)
-    } else {
-        Err(response)
-    }
-}
 
 fn node_exec(node: &str, cmd: &[&str]) -> String {
     let mut args = vec!["exec", node];
@@ -115,7 +101,7 @@ fn kinds_example_config_works_field_by_field() {
     let applied = kubectl_cmd(&kc).args(["apply", "-f", "-"]).stdin(std::process::Stdio::piped()).output_with_stdin(WEB);
     assert!(applied.status.success(), "{:?}", text(&applied));
     kubectl_ok(&kc, &["wait", "--for=condition=Available", "deployment/web", "--timeout=120s"]);
-    let body = eventually("the NodePort answers on the mapped host port", Duration::from_secs(120), || http_get(port));
+    let body = eventually("the NodePort answers on the mapped host port", Duration::from_secs(120), || http_get("127.0.0.1", port));
     assert!(body.contains("served-through-the-port-mapping"), "{body}");
 }
 

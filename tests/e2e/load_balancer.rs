@@ -2,8 +2,8 @@
 //! that follow scaling, port changes and deletion, survive a stop/start, differ between two
 //! clusters, and leave nothing behind.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::io::Write;
+use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -41,17 +41,6 @@ spec:
   selector: {app: web}
   ports: [{port: 53, targetPort: 9000, protocol: UDP}]
 "#;
-
-fn http_get(ip: &str, port: u16) -> Result<String, String> {
-    let mut stream =
-        TcpStream::connect_timeout(&format!("{ip}:{port}").parse().unwrap(), Duration::from_secs(3)).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
-    let ok = response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200");
-    ok.then(|| response.clone()).ok_or(response)
-}
 
 fn udp_echo(ip: &str, port: u16) -> Result<String, String> {
     let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
