@@ -29,7 +29,11 @@ pub struct CreateReport {
 async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) -> Result<Plan> {
     config::validate_cluster_name(&opts.name)
         .map_err(|problem| ClusterError::InvalidInput { field: "--name".into(), problem: problem.to_string() })?;
-    kubeconfig::check_unlocked(&opts.kubeconfig_path)?;
+    // It may wait a moment for a writer's lock: off the async workers, so a signal still lands.
+    let path = opts.kubeconfig_path.clone();
+    tokio::task::spawn_blocking(move || kubeconfig::check_unlocked(&path))
+        .await
+        .map_err(|e| ClusterError::Io { context: "checking the kubeconfig lock".into(), source: std::io::Error::other(e) })??;
     if docker.is_remote() {
         return Err(ClusterError::RemoteDaemon(std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the current docker context".into())));
     }

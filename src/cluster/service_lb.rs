@@ -199,7 +199,8 @@ async fn reconcile(docker: &dyn Runtime, cluster: &str, client: &kube::Client, s
     for reason in skipped {
         said.say(status, reason);
     }
-    let node_ips = node_addresses(docker, cluster).await?;
+    let cluster_nodes = nodes(docker, cluster).await?;
+    let node_ips = node_addresses(docker, &cluster_nodes).await?;
     let existing = forwarders(docker, cluster).await?;
     let subnet = docker.ensure_network(NETWORK_NAME).await?;
     for w in &wanted {
@@ -242,7 +243,7 @@ async fn reconcile(docker: &dyn Runtime, cluster: &str, client: &kube::Client, s
                 let spec = ServiceLbSpec {
                     name: name.clone(),
                     cluster: cluster.to_string(),
-                    image: node_image(docker, cluster).await?,
+                    image: node_image(&cluster_nodes, cluster)?,
                     network: NETWORK_NAME.to_string(),
                     ip: ip.clone(),
                     script,
@@ -257,7 +258,7 @@ async fn reconcile(docker: &dyn Runtime, cluster: &str, client: &kube::Client, s
             }
         };
         if w.current_ip.as_deref() != Some(ip.as_str()) {
-            set_ingress(client, w, Some(&ip)).await?;
+            set_ingress(client, &w.namespace, &w.name, Some(&ip)).await?;
         }
     }
     for f in existing.iter().filter(|f| !wanted.iter().any(|w| w.key() == f.service)) {
@@ -268,21 +269,21 @@ async fn reconcile(docker: &dyn Runtime, cluster: &str, client: &kube::Client, s
 }
 
 /// Writes (or, with `None`, clears) the Service's load balancer ingress.
-async fn set_ingress(client: &kube::Client, w: &Wanted, ip: Option<&str>) -> Result<()> {
-    let api: Api<Service> = Api::namespaced(client.clone(), &w.namespace);
+async fn set_ingress(client: &kube::Client, namespace: &str, name: &str, ip: Option<&str>) -> Result<()> {
+    let api: Api<Service> = Api::namespaced(client.clone(), namespace);
     let ingress = match ip {
         Some(ip) => serde_json::json!([{ "ip": ip }]),
         None => serde_json::json!([]),
     };
     let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": ingress}}});
-    api.patch_status(&w.name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(crate::kube::KubeError::from)?;
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(crate::kube::KubeError::from)?;
     Ok(())
 }
 
-/// The cluster's running Kubernetes nodes' addresses on berth's network.
-async fn node_addresses(docker: &dyn Runtime, cluster: &str) -> Result<Vec<String>> {
+/// The Kubernetes nodes' addresses on berth's network.
+async fn node_addresses(docker: &dyn Runtime, cluster_nodes: &[super::NodeInfo]) -> Result<Vec<String>> {
     let mut ips = Vec::new();
-    for n in nodes(docker, cluster).await?.into_iter().filter(|n| n.is_kubernetes_node()) {
+    for n in cluster_nodes.iter().filter(|n| n.is_kubernetes_node()) {
         ips.push(docker.container_ip(&n.name, NETWORK_NAME).await?);
     }
     ips.sort();
@@ -290,9 +291,8 @@ async fn node_addresses(docker: &dyn Runtime, cluster: &str) -> Result<Vec<Strin
 }
 
 /// The image of the cluster's first control plane: it has `sh` and `iptables`, and it is here.
-async fn node_image(docker: &dyn Runtime, cluster: &str) -> Result<String> {
-    let all = nodes(docker, cluster).await?;
-    let cp = all.iter().find(|n| n.role == "control-plane").ok_or_else(|| super::ClusterError::NotFound(cluster.to_string()))?;
+fn node_image(cluster_nodes: &[super::NodeInfo], cluster: &str) -> Result<String> {
+    let cp = cluster_nodes.iter().find(|n| n.role == "control-plane").ok_or_else(|| super::ClusterError::NotFound(cluster.to_string()))?;
     Ok(cp.image.clone())
 }
 
@@ -337,8 +337,7 @@ async fn release(docker: &dyn Runtime, cluster: &str, client: Option<&kube::Clie
     for f in &made {
         docker.remove_container(&f.name).await?;
         if let (Some(client), Some((namespace, name))) = (client, f.service.split_once('/')) {
-            let w = Wanted { namespace: namespace.into(), name: name.into(), ports: Vec::new(), requested_ip: None, current_ip: None };
-            if let Err(e) = set_ingress(client, &w, None).await {
+            if let Err(e) = set_ingress(client, namespace, name, None).await {
                 tracing::debug!("clearing the address of {}: {e}", f.service);
             }
         }
