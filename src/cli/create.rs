@@ -62,6 +62,10 @@ pub struct CreateClusterArgs {
     /// Install an add-on (repeatable): dashboard, metrics-server
     #[arg(long = "addon", value_name = "NAME", value_parser = ["dashboard", "metrics-server"])]
     pub addons: Vec<String>,
+    /// Restore the cluster saved as this snapshot (berth snapshot save) instead of creating one:
+    /// its nodes, names, addresses and API port, with their state (etcd's data, images)
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with_all = ["config", "dry_run", "image", "registry", "addons", "retain", "node_mode", "runtime"])]
+    pub from_snapshot: Option<String>,
     #[command(flatten)]
     pub kubeconfig: KubeconfigArg,
 }
@@ -79,6 +83,9 @@ pub(super) fn parse_wait(s: &str) -> Result<Duration, String> {
 
 pub async fn run(what: CreateWhat, status: &ui::Status) -> anyhow::Result<()> {
     let CreateWhat::Cluster(args) = what;
+    if let Some(snapshot) = args.from_snapshot.clone() {
+        return restore(args, snapshot, status).await;
+    }
     let dry_run = args.dry_run;
     let opts = options(args)?;
     if dry_run {
@@ -96,6 +103,24 @@ pub async fn run(what: CreateWhat, status: &ui::Status) -> anyhow::Result<()> {
         ctx = report.context,
         path = report.kubeconfig_path.display(),
         mode = report.mode,
+    ));
+    Ok(())
+}
+
+async fn restore(args: CreateClusterArgs, snapshot: String, status: &ui::Status) -> anyhow::Result<()> {
+    let opts = cluster::restore::RestoreOptions {
+        snapshot,
+        name: args.name,
+        wait: args.wait,
+        kubeconfig_path: kubeconfig::default_path(args.kubeconfig.kubeconfig.as_deref()).context("choosing the kubeconfig file")?,
+    };
+    let docker = Docker::connect().await?;
+    status.info(format!("Restoring snapshot {:?} ...", opts.snapshot));
+    let report = cluster::restore::restore(&docker, &opts, status).await?;
+    status.info(format!(
+        "Set kubectl context to {ctx:?} (in {path}).\nYou can now use your cluster with:\n\n  kubectl cluster-info --context {ctx}\n",
+        ctx = report.context,
+        path = report.kubeconfig_path.display(),
     ));
     Ok(())
 }

@@ -10,6 +10,7 @@ mod get;
 mod lifecycle;
 mod load;
 mod load_balancer;
+mod snapshot;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -78,6 +79,11 @@ pub enum Command {
     Dashboard(dashboard::DashboardArgs),
     /// Give a cluster's LoadBalancer Services addresses reachable from this host, until Ctrl-C
     LoadBalancer(load_balancer::LoadBalancerArgs),
+    /// Save a cluster as a snapshot, list snapshots, delete one (restore: create cluster --from-snapshot)
+    Snapshot {
+        #[command(subcommand)]
+        what: snapshot::SnapshotWhat,
+    },
     /// Build a node image
     Build {
         #[command(subcommand)]
@@ -177,6 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Load { what } => load::run(what, &status).await,
         Command::Export { what } => get::export(what, &status).await,
         Command::Build { what } => build::run(what, &status).await,
+        Command::Snapshot { what } => snapshot::run(what, &status).await,
         Command::Dashboard(args) => dashboard::run(args, &status).await,
         Command::LoadBalancer(args) => load_balancer::run(args, &status).await,
         Command::Version => {

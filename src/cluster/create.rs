@@ -29,14 +29,7 @@ pub struct CreateReport {
 async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) -> Result<Plan> {
     config::validate_cluster_name(&opts.name)
         .map_err(|problem| ClusterError::InvalidInput { field: "--name".into(), problem: problem.to_string() })?;
-    // It may wait a moment for a writer's lock: off the async workers, so a signal still lands.
-    let path = opts.kubeconfig_path.clone();
-    tokio::task::spawn_blocking(move || kubeconfig::check_unlocked(&path))
-        .await
-        .map_err(|e| ClusterError::Io { context: "checking the kubeconfig lock".into(), source: std::io::Error::other(e) })??;
-    if docker.is_remote() {
-        return Err(ClusterError::RemoteDaemon(std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the current docker context".into())));
-    }
+    check_kubeconfig_and_daemon(docker, &opts.kubeconfig_path).await?;
     if opts.config.control_planes().count() > 1 && !docker.image_exists(&opts.lb_image).await? {
         return Err(ClusterError::LoadBalancerImageMissing(opts.lb_image.clone()));
     }
@@ -66,6 +59,20 @@ async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) 
         super::render::render(opts, &plan, version)?;
     }
     Ok(plan)
+}
+
+/// What every create and restore checks first: the kubeconfig is not locked by another writer,
+/// and the daemon runs on this machine.
+pub(super) async fn check_kubeconfig_and_daemon(docker: &dyn Runtime, kubeconfig_path: &std::path::Path) -> Result<()> {
+    // It may wait a moment for a writer's lock: off the async workers, so a signal still lands.
+    let path = kubeconfig_path.to_path_buf();
+    tokio::task::spawn_blocking(move || kubeconfig::check_unlocked(&path))
+        .await
+        .map_err(|e| ClusterError::Io { context: "checking the kubeconfig lock".into(), source: std::io::Error::other(e) })??;
+    if docker.is_remote() {
+        return Err(ClusterError::RemoteDaemon(std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the current docker context".into())));
+    }
+    Ok(())
 }
 
 /// The API server is published on loopback unless the config says otherwise; then say so.
@@ -115,21 +122,12 @@ async fn create_until(
 ) -> Result<CreateReport> {
     tokio::pin!(interrupt);
     // Preflight makes nothing (a pull lands whole or not at all), so an interrupt here just stops.
-    // `biased`: a signal that has arrived wins over work that is also ready.
-    let plan = tokio::select! {
-        biased;
-        which = &mut interrupt => return Err(ClusterError::Interrupted(which, "nothing had been created".into())),
-        r = preflight(docker, opts, status) => r?,
-    };
+    let plan = unless_interrupted(&mut interrupt, NOTHING_MADE, preflight(docker, opts, status)).await?;
     let mut ctx = Ctx { docker, api, opts, status, create_id: create_id(), plan, warnings: Vec::new(), kubeconfig_merged: None };
     for warning in [exposure_warning(opts.config.api_server_address()), port_mapping_warning(&opts.config)].into_iter().flatten() {
         ctx.warn(warning);
     }
-    let outcome = tokio::select! {
-        biased;
-        which = &mut interrupt => Err(ClusterError::Interrupted(which, String::new())),
-        r = run_steps(&mut ctx) => r,
-    };
+    let outcome = unless_interrupted(&mut interrupt, "", run_steps(&mut ctx)).await;
     match outcome {
         Ok(mode) => Ok(CreateReport {
             context: kubeconfig::context_name(&opts.name),
@@ -145,16 +143,35 @@ async fn create_until(
             Err(err)
         }
         Err(err) => {
-            let cleanup = roll_back(&ctx).await;
-            Err(match (err, cleanup) {
-                (ClusterError::Interrupted(which, _), Ok(())) => {
-                    ClusterError::Interrupted(which, "everything it had created was removed".into())
-                }
-                (ClusterError::Interrupted(which, _), Err(e)) => ClusterError::Interrupted(which, format!("cleaning up failed too: {e}")),
-                (err, Ok(())) => err,
-                (err, Err(e)) => ClusterError::CleanupFailed { error: Box::new(err), cleanup: Box::new(e) },
-            })
+            let cleanup = undo(docker, status, &ctx.create_id, &opts.kubeconfig_path, &opts.name, ctx.kubeconfig_merged.as_ref()).await;
+            Err(after_undo(err, cleanup))
         }
+    }
+}
+
+pub(super) const NOTHING_MADE: &str = "nothing had been created";
+
+/// `work`'s outcome, unless `interrupt` resolves first: then `Interrupted(signal, detail)`.
+/// Biased: a signal that has arrived wins over work that is also ready.
+pub(super) async fn unless_interrupted<T>(
+    interrupt: &mut std::pin::Pin<&mut impl std::future::Future<Output = &'static str>>,
+    detail: &str,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::select! {
+        biased;
+        which = interrupt => Err(ClusterError::Interrupted(which, detail.to_string())),
+        r = work => r,
+    }
+}
+
+/// The error a failed create (or restore) reports once [`undo`] has run.
+pub(super) fn after_undo(err: ClusterError, cleanup: Result<()>) -> ClusterError {
+    match (err, cleanup) {
+        (ClusterError::Interrupted(which, _), Ok(())) => ClusterError::Interrupted(which, "everything it had created was removed".into()),
+        (ClusterError::Interrupted(which, _), Err(e)) => ClusterError::Interrupted(which, format!("cleaning up failed too: {e}")),
+        (err, Ok(())) => err,
+        (err, Err(e)) => ClusterError::CleanupFailed { error: Box::new(err), cleanup: Box::new(e) },
     }
 }
 
@@ -221,7 +238,7 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<NodeMode> {
 /// Resolves to the signal's name at the first SIGINT or SIGTERM. The handlers are installed
 /// here, when it is called, not when the future is first polled: a signal that arrives between
 /// the two would otherwise kill berth outright and leave whatever it had made.
-fn interrupted() -> impl std::future::Future<Output = &'static str> {
+pub(super) fn interrupted() -> impl std::future::Future<Output = &'static str> {
     let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     async move {
@@ -232,10 +249,18 @@ fn interrupted() -> impl std::future::Future<Output = &'static str> {
     }
 }
 
-/// Removes this run's containers and, if it had merged them, its kubeconfig entries. A second
-/// signal during cleanup is ignored: stopping halfway would leave exactly the mess this prevents.
-async fn roll_back(ctx: &Ctx<'_>) -> Result<()> {
-    let step = ctx.status.step("Removing what this create made");
+/// Removes this run's containers and volumes and, if it had merged them (`kubeconfig_merged`
+/// holds the context that was current before), its kubeconfig entries. A second signal during
+/// cleanup is ignored: stopping halfway would leave exactly the mess this prevents.
+pub(super) async fn undo(
+    docker: &dyn Runtime,
+    status: &Status,
+    create_id: &str,
+    kubeconfig_path: &std::path::Path,
+    cluster: &str,
+    kubeconfig_merged: Option<&Option<String>>,
+) -> Result<()> {
+    let step = status.step("Removing what this create made");
     let guard = tokio::spawn(async {
         let mut int = signal(SignalKind::interrupt()).ok();
         let mut term = signal(SignalKind::terminate()).ok();
@@ -246,15 +271,19 @@ async fn roll_back(ctx: &Ctx<'_>) -> Result<()> {
             }
         }
     });
-    let removed = sweep_settled(ctx.docker, &format!("{LABEL_CREATE_ID}={}", ctx.create_id)).await;
-    let kube = match &ctx.kubeconfig_merged {
-        Some(previous) => kubeconfig::unmerge_from_file(&ctx.opts.kubeconfig_path, &ctx.opts.name, previous.as_deref())
-            .map(|_| ())
-            .map_err(ClusterError::from),
+    let label = format!("{LABEL_CREATE_ID}={create_id}");
+    let removed = sweep_settled(docker, &label).await;
+    // Volumes go after the containers that use them.
+    let volumes = docker.remove_volumes(&label).await.map(|_| ()).map_err(ClusterError::from);
+    let kube = match kubeconfig_merged {
+        Some(previous) => {
+            kubeconfig::unmerge_from_file(kubeconfig_path, cluster, previous.as_deref()).map(|_| ()).map_err(ClusterError::from)
+        }
         None => Ok(()),
     };
     guard.abort();
     removed?;
+    volumes?;
     kube?;
     step.done();
     Ok(())
@@ -510,7 +539,7 @@ mod tests {
                 let signed_token_id = rendered.iter().find_map(|(_, conf)| {
                     conf.lines().find_map(|l| Some(l.trim().strip_prefix("token: ")?.split('.').next()?.to_string()))
                 });
-                Seen { signed_token_id, nodes: rendered.into_iter().map(|(name, _)| name).collect(), not_ready: false }
+                Seen { signed_token_id, nodes: rendered.into_iter().map(|(name, _)| name).collect(), not_ready: false, leases: Vec::new() }
             })
         }
 

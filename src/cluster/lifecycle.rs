@@ -61,24 +61,25 @@ pub async fn stop(docker: &Docker, cluster: &str, status: &Status) -> Result<()>
     Ok(())
 }
 
-/// Starts the load balancer, then control planes, then workers, and waits up to `wait` for
+/// Starts every stopped container of the cluster at once, and waits up to `wait` for
 /// the API server's `/readyz` and every node Ready — each node it started by a status its
 /// kubelet posted after this start (the Ready condition from before the stop says nothing about
-/// now); a node that was running already only needs to be Ready.
+/// now); a node that was running already only needs to be Ready. Once the API server answers,
+/// the leader leases the stopped scheduler and controller-manager left are released; once the
+/// nodes are Ready, it waits for the restarted controller-manager's controllers, so what is
+/// applied next runs at once.
 pub async fn start(docker: &Docker, cluster: &str, wait: Duration, status: &Status) -> Result<()> {
     let all = nodes(docker, cluster).await?;
     check_published_ports(docker, all.iter().filter(|n| n.state != "running")).await?;
-    let t0 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
     let began = tokio::time::Instant::now();
     let mut restarted = crate::kube::Restarted { since: std::time::SystemTime::now(), nodes: Default::default() };
-    for role in [LOAD_BALANCER_ROLE, "control-plane", "worker", SERVICE_LB_ROLE] {
-        let group: Vec<&NodeInfo> = by_role(&all, role).into_iter().filter(|n| n.state != "running").collect();
-        if group.is_empty() {
-            continue;
-        }
-        restarted.nodes.extend(group.iter().map(|n| n.name.clone()));
-        let step = status.step(format!("Starting {} node(s): {role}", group.len()));
-        try_join_all(group.iter().map(|n| docker.start_container(&n.name))).await?;
+    // All at once: a kubelet or a balancer that comes up before its API server retries, so no
+    // order is needed, and starting them together saves a round per role.
+    let stopped: Vec<&NodeInfo> = all.iter().filter(|n| n.state != "running").collect();
+    restarted.nodes.extend(stopped.iter().map(|n| n.name.clone()));
+    if !stopped.is_empty() {
+        let step = status.step(format!("Starting {} node(s)", stopped.len()));
+        try_join_all(stopped.iter().map(|n| docker.start_container(&n.name))).await?;
         step.done();
     }
     if wait.is_zero() {
@@ -96,17 +97,22 @@ pub async fn start(docker: &Docker, cluster: &str, wait: Duration, status: &Stat
     let client = crate::kube::client(&doc).await?;
     crate::kube::wait_for_readyz(&client, deadline).await?;
     let readyz = began.elapsed().as_secs_f64();
+    let released = crate::kube::release_stale_leases(&client, restarted.since).await?;
+    tracing::info!("stale leader leases released: {released:?}");
     let expected = all.iter().filter(|n| n.is_kubernetes_node()).count();
     crate::kube::wait_for_nodes_ready(&client, expected, Some(&restarted), deadline).await?;
     let fresh = began.elapsed().as_secs_f64();
     step.done();
-    if tracing::enabled!(tracing::Level::INFO) {
-        // Where the seconds went (-v), node by node from their journals.
-        for node in all.iter().filter(|n| restarted.nodes.contains(&n.name) && n.is_kubernetes_node()) {
-            let milestones = super::timeline::of_node(docker, &node.name, t0).await;
-            tracing::info!("start of {}: {}", node.name, super::timeline::describe(&milestones));
-        }
-        tracing::info!("start: API server ready (/readyz) at {readyz:.1} s, every node freshly Ready at {fresh:.1} s");
+    if restarted.nodes.iter().any(|n| all.iter().any(|a| &a.name == n && a.role == "control-plane")) {
+        let step = status.step("Waiting for the controllers");
+        crate::kube::wait_for_controllers(&client, deadline).await?;
+        step.done();
     }
+    let started = all.iter().filter(|n| restarted.nodes.contains(&n.name) && n.is_kubernetes_node()).map(|n| n.name.as_str());
+    super::timeline::log_nodes(docker, "start", started, restarted.since).await;
+    tracing::info!(
+        "start: API server ready (/readyz) at {readyz:.1} s, every node freshly Ready at {fresh:.1} s, controllers running at {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
     Ok(())
 }

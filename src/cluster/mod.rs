@@ -11,7 +11,9 @@ pub mod logs;
 mod options;
 pub mod plan;
 pub mod render;
+pub mod restore;
 pub mod service_lb;
+pub mod snapshot;
 pub(crate) mod steps;
 pub mod timeline;
 
@@ -91,6 +93,15 @@ pub enum ClusterError {
     NotReady { what: String, details: String },
     #[error("patching containerd's config on {node}: {source}")]
     ContainerdConfig { node: String, source: crate::containerd::ContainerdPatchError },
+    #[error("no snapshot named {name:?}; {}", if have.is_empty() { "there are none (berth snapshot save NAME makes one)".to_string() } else { format!("there are: {}", have.join(", ")) })]
+    SnapshotNotFound { name: String, have: Vec<String> },
+    #[error("a snapshot named {0:?} exists already; delete it first (berth snapshot delete {0}) or pick another name")]
+    SnapshotExists(String),
+    #[error("snapshot {name:?} is in use by cluster(s) restored from it: {}; delete them first (berth delete cluster --name …)", clusters.join(", "))]
+    SnapshotInUse { name: String, clusters: Vec<String> },
+    /// A restore would collide with what exists: each entry names what is in the way.
+    #[error("cannot restore: {}", .0.join("; "))]
+    RestoreConflict(Vec<String>),
     #[error("create was interrupted ({0}); {1}")]
     Interrupted(&'static str, String),
 }
@@ -183,6 +194,8 @@ pub async fn nodes(docker: &dyn Runtime, cluster: &str) -> Result<Vec<NodeInfo>>
 /// error: the end state is what was asked.
 pub async fn delete(docker: &dyn Runtime, cluster: &str, kubeconfig_paths: &[PathBuf]) -> Result<usize> {
     let removed = remove_containers(docker, &format!("{LABEL_CLUSTER}={cluster}")).await?;
+    // The /var volumes of restored nodes are named, so removing their containers leaves them.
+    docker.remove_volumes(&format!("{LABEL_CLUSTER}={cluster}")).await?;
     for path in kubeconfig_paths {
         kubeconfig::remove_from_file(path, cluster)?;
     }

@@ -61,6 +61,19 @@ pub async fn of_node(docker: &dyn Runtime, node: &str, t0: f64) -> Vec<Milestone
     }
 }
 
+/// At `-v`: where the seconds of a `what` (start, restore) that began at `since` went, node by
+/// node from their journals.
+pub async fn log_nodes<'a>(docker: &dyn Runtime, what: &str, nodes: impl IntoIterator<Item = &'a str>, since: std::time::SystemTime) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    let t0 = since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
+    for node in nodes {
+        let milestones = of_node(docker, node, t0).await;
+        tracing::info!("{what} of {node}: {}", describe(&milestones));
+    }
+}
+
 /// "containerd 0.6 s, kubelet process 0.6 s, …"
 pub fn describe(milestones: &[Milestone]) -> String {
     milestones.iter().map(|m| format!("{} {:.1} s", m.what, m.at)).collect::<Vec<_>>().join(", ")

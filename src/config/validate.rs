@@ -106,6 +106,11 @@ impl Cidr {
         (start, start | !mask)
     }
 
+    pub fn contains(self, ip: Ipv4Addr) -> bool {
+        let (start, end) = self.range();
+        (start..=end).contains(&u32::from(ip))
+    }
+
     pub fn overlaps(self, other: Cidr) -> bool {
         let (a0, a1) = self.range();
         let (b0, b1) = other.range();

@@ -21,6 +21,8 @@ pub struct Seen {
     pub nodes: Vec<String>,
     /// The nodes report NotReady (a wait for them never ends).
     pub not_ready: bool,
+    /// Leader leases in kube-system: (name, renewTime as RFC 3339, resourceVersion).
+    pub leases: Vec<(String, String, String)>,
 }
 
 type Look = dyn Fn() -> Seen + Send + Sync;
@@ -51,15 +53,20 @@ impl FakeApi {
         let api = self.clone();
         let service = tower::service_fn(move |request: Request<Body>| {
             let api = api.clone();
-            async move { Ok::<_, std::convert::Infallible>(api.answer(&request)) }
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = body.collect_bytes().await.unwrap_or_default();
+                Ok::<_, std::convert::Infallible>(api.answer(&Request::from_parts(parts, body)))
+            }
         });
         Client::new(service, "default")
     }
 
-    fn answer(&self, request: &Request<Body>) -> Response<Body> {
+    fn answer(&self, request: &Request<bytes::Bytes>) -> Response<Body> {
         let uri = request.uri();
         let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
-        self.requests.lock().unwrap().push(format!("{} {target}", request.method()));
+        let sent = if request.body().is_empty() { String::new() } else { format!(" {}", String::from_utf8_lossy(request.body())) };
+        self.requests.lock().unwrap().push(format!("{} {target}{sent}", request.method()));
         let seen = (self.look)();
         let watch = uri.query().is_some_and(|q| q.contains("watch=true"));
         let body = match (request.method(), uri.path()) {
@@ -75,6 +82,27 @@ impl FakeApi {
                 seen.nodes.iter().any(|n| n == name).then(|| node(name, !seen.not_ready))
             }
             (&Method::GET, "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy") => Some(kube_proxy(seen.nodes.len())),
+            (method, path) if path.starts_with(LEASES) => {
+                let name = path.trim_start_matches(LEASES);
+                let lease = seen.leases.iter().find(|(n, _, _)| n == name);
+                match (method, lease) {
+                    (&Method::GET, Some((name, renewed, rv))) => Some(lease_object(name, renewed, rv)),
+                    // A delete's precondition is honoured: another resourceVersion is a conflict.
+                    (&Method::DELETE, Some((name, renewed, rv))) => {
+                        let wanted: Value = serde_json::from_slice(request.body()).unwrap_or_default();
+                        match wanted.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
+                            Some(asked) if asked != rv => {
+                                return respond(
+                                    StatusCode::CONFLICT,
+                                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "precondition failed"}),
+                                )
+                            }
+                            _ => Some(lease_object(name, renewed, rv)),
+                        }
+                    }
+                    _ => None,
+                }
+            }
             _ => None,
         };
         match body {
@@ -99,6 +127,16 @@ fn respond(status: StatusCode, body: &Value) -> Response<Body> {
     *response.status_mut() = status;
     response.headers_mut().insert(http::header::CONTENT_TYPE, "application/json".parse().unwrap());
     response
+}
+
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/";
+
+fn lease_object(name: &str, renewed: &str, rv: &str) -> Value {
+    json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": name, "namespace": "kube-system", "resourceVersion": rv},
+        "spec": {"holderIdentity": format!("{name}_old"), "leaseDurationSeconds": 15, "renewTime": renewed},
+    })
 }
 
 fn version() -> Value {

@@ -183,6 +183,80 @@ pub async fn wait_for_nodes_ready(client: &Client, expected: usize, restarted: O
     .await
 }
 
+/// The leader-election leases of the control plane's singletons.
+const SINGLETON_LEASES: [&str; 2] = ["kube-scheduler", "kube-controller-manager"];
+
+/// Deletes the scheduler's and controller-manager's leader leases if nobody renewed them since
+/// `since` — left by the processes that ran before a stop or a snapshot. A restarted candidate
+/// otherwise waits out a full lease (15 s) from the moment it first sees the old holder, and
+/// nothing is scheduled meanwhile; without the lease it takes the lock at its next try (≤ 2 s).
+/// Safe with any number of control planes: the delete carries the stale lease's
+/// resourceVersion as a precondition, so a lease a new leader has renewed in the meantime is
+/// left alone (the delete fails with a conflict, which is fine). Returns the names deleted.
+pub async fn release_stale_leases(client: &Client, since: SystemTime) -> Result<Vec<String>> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::api::{DeleteParams, Preconditions};
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+    let since = since.duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+    let mut released = Vec::new();
+    for name in SINGLETON_LEASES {
+        let Some(lease) = leases.get_opt(name).await? else { continue };
+        let renewed = lease.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0.as_microsecond());
+        if renewed.is_some_and(|r| r >= since) {
+            continue;
+        }
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { resource_version: lease.metadata.resource_version.clone(), uid: None }),
+            ..Default::default()
+        };
+        match leases.delete(name, &params).await {
+            Ok(_) => released.push(name.to_string()),
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(released)
+}
+
+/// Waits until kube-controller-manager's controllers run, by asking one of them: a ReplicaSet
+/// of no replicas, made for the purpose in kube-system, counts once the ReplicaSet controller
+/// has recorded it (`status.observedGeneration`), and is then deleted. The API server being
+/// ready says nothing about them: a restarted controller-manager first waits for its leader
+/// lease and then, up to Kubernetes 1.2x, 10 s in the node-IPAM controller's start before any
+/// controller (deployments and replica sets included) gets its first event. A fresh create
+/// never sees that gap (its nodes are Ready only once node-IPAM gave them pod CIDRs); a
+/// restored cluster's nodes are Ready before it, so without this wait a Deployment applied
+/// right after would sit unscheduled for ~10 s.
+pub async fn wait_for_controllers(client: &Client, deadline: Instant) -> Result<()> {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use kube::api::{DeleteParams, PostParams};
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), "kube-system");
+    let name = crate::ids::unique("berth-controllers-check");
+    let probe: ReplicaSet = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "berth"}},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"berth.dev/controllers-check": name}},
+            "template": {
+                "metadata": {"labels": {"berth.dev/controllers-check": name}},
+                "spec": {"containers": [{"name": "none", "image": "none"}]},
+            },
+        },
+    }))
+    .map_err(|e| KubeError::Manifest(e.to_string()))?;
+    api.create(&PostParams::default(), &probe).await?;
+    let seen = wait_until("kube-controller-manager's controllers ran", deadline, changes(api.clone(), Some(&name)), || async {
+        let rs = api.get(&name).await.map_err(|e| e.to_string())?;
+        Ok(rs.status.and_then(|s| s.observed_generation).is_some_and(|g| g >= 1).then_some(()))
+    })
+    .await;
+    let deleted = api.delete(&name, &DeleteParams::default()).await;
+    seen?;
+    deleted?;
+    Ok(())
+}
+
 /// Removes a label from a node (a no-op where the node does not carry it).
 pub async fn remove_node_label(client: &Client, node: &str, key: &str) -> Result<()> {
     use kube::api::{Patch, PatchParams};
@@ -364,5 +438,38 @@ mod tests {
         let others = Restarted { since: start, nodes: ["n2".to_string()].into() };
         assert!(!others.stale(&before), "a node that was already running needs no fresh report");
         assert_eq!(describe_not_ready(&node("False", "2023-11-14T22:13:21Z"), None), "n1 (kubelet is posting ready status)");
+    }
+
+    #[tokio::test]
+    async fn only_leases_nobody_renewed_since_the_start_are_deleted_and_only_at_the_version_read() {
+        use super::fake::{FakeApi, Seen};
+        let leases = vec![
+            ("kube-scheduler".to_string(), "2026-01-01T00:00:00.000000Z".to_string(), "41".to_string()),
+            ("kube-controller-manager".to_string(), "2026-01-01T00:10:00.000000Z".to_string(), "42".to_string()),
+        ];
+        let api = FakeApi::new(move || Seen { leases: leases.clone(), ..Default::default() });
+        // The start began at 00:05: the scheduler's lease is stale, the controller-manager's fresh.
+        let since = UNIX_EPOCH + Duration::from_secs(1_767_225_600 + 300);
+        let released = release_stale_leases(&api.client(), since).await.unwrap();
+        assert_eq!(released, ["kube-scheduler"]);
+        let deletes: Vec<String> = api.requests().into_iter().filter(|r| r.starts_with("DELETE")).collect();
+        assert_eq!(deletes.len(), 1, "{deletes:?}");
+        assert!(deletes[0].contains("/leases/kube-scheduler") && deletes[0].contains(r#""resourceVersion":"41""#), "{deletes:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lease_renewed_between_the_read_and_the_delete_is_left_alone() {
+        use super::fake::{FakeApi, Seen};
+        // The fake answers the read with version 7 but holds 8 by the time the delete comes: a
+        // conflict, which is not an error and releases nothing.
+        let looks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = looks.clone();
+        let api = FakeApi::new(move || {
+            let rv = if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 { "7" } else { "8" };
+            Seen { leases: vec![("kube-scheduler".into(), "2020-01-01T00:00:00Z".into(), rv.into())], ..Default::default() }
+        });
+        let released = release_stale_leases(&api.client(), SystemTime::now()).await.unwrap();
+        assert!(released.is_empty(), "{released:?}");
+        assert!(api.requests().iter().any(|r| r.starts_with("DELETE")), "the delete was tried");
     }
 }

@@ -182,9 +182,11 @@ pub fn unmerge(existing: &mut Value, name: &str, previous: Option<&str>) -> Resu
     Ok(removed)
 }
 
-/// The file's current-context, if it names one.
+/// The file's current-context as written — an empty one too (`kubectl config delete-context`
+/// and `berth delete` leave `current-context: ""`), so that putting it back after a roll-back
+/// leaves the file exactly as it was.
 pub fn current_context(path: &Path) -> Result<Option<String>> {
-    Ok(read(path)?.get("current-context").and_then(Value::as_str).filter(|c| !c.is_empty()).map(str::to_string))
+    Ok(read(path)?.get("current-context").and_then(Value::as_str).map(str::to_string))
 }
 
 fn ensure_config_mapping(doc: &mut Value) -> Result<&mut Mapping> {

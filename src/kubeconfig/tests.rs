@@ -245,6 +245,20 @@ mod fuzz {
 }
 
 #[test]
+fn a_roll_back_puts_back_an_empty_current_context_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    let before = "apiVersion: v1\nkind: Config\npreferences: {}\nclusters: []\nusers: []\ncontexts: []\ncurrent-context: ''\n";
+    std::fs::write(&path, before).unwrap();
+    let previous = current_context(&path).unwrap();
+    assert_eq!(previous.as_deref(), Some(""));
+    merge_into_file(&path, &for_cluster(ADMIN_CONF, "demo", "https://127.0.0.1:1234").unwrap()).unwrap();
+    unmerge_from_file(&path, "demo", previous.as_deref()).unwrap();
+    let after: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(after, serde_yaml::from_str::<Value>(before).unwrap(), "the file is as it was");
+}
+
+#[test]
 fn unmerge_gives_back_the_users_current_context() {
     let mut doc: Value = serde_yaml::from_str(
         "apiVersion: v1\nkind: Config\nclusters: [{name: keep, cluster: {server: 'https://k:6443'}}]\nusers: [{name: keep, user: {token: t}}]\ncontexts: [{name: keep, context: {cluster: keep, user: keep}}]\ncurrent-context: keep\n",

@@ -126,6 +126,12 @@ impl Docker {
         }
     }
 
+    /// A local image's size in bytes.
+    pub async fn image_size(&self, image: &str) -> Result<i64> {
+        let info = self.api.inspect_image(image).await.map_err(RuntimeError::api(format!("inspecting image {image}")))?;
+        Ok(info.size.unwrap_or(0))
+    }
+
     /// The ID of a local image (the digest of its config), or None if it is not present.
     pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
         match self.api.inspect_image(image).await {
@@ -169,6 +175,83 @@ impl Docker {
             Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             Err(e) => Err(RuntimeError::api(format!("removing volume {name}"))(e)),
         }
+    }
+
+    /// Creates a named volume carrying `labels`.
+    pub async fn create_volume(&self, name: &str, labels: &[(String, String)]) -> Result<()> {
+        let request = bollard::models::VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels.iter().cloned().collect()),
+            ..Default::default()
+        };
+        self.api.create_volume(request).await.map_err(RuntimeError::api(format!("creating volume {name}")))?;
+        Ok(())
+    }
+
+    /// Volumes carrying `label` (or `label=value`): their names and labels.
+    pub async fn list_volumes(&self, label: &str) -> Result<Vec<(String, HashMap<String, String>)>> {
+        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let opts = bollard::query_parameters::ListVolumesOptionsBuilder::default().filters(&filters).build();
+        let list = self.api.list_volumes(Some(opts)).await.map_err(RuntimeError::api("listing volumes"))?;
+        Ok(list.volumes.unwrap_or_default().into_iter().map(|v| (v.name, v.labels)).collect())
+    }
+
+    /// Local images carrying `label` (or `label=value`).
+    pub async fn list_images(&self, label: &str) -> Result<Vec<bollard::models::ImageSummary>> {
+        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let opts = bollard::query_parameters::ListImagesOptionsBuilder::default().filters(&filters).build();
+        self.api.list_images(Some(opts)).await.map_err(RuntimeError::api("listing images"))
+    }
+
+    /// Copies the contents of volume `from` into the empty volume `to` — ownership, modes,
+    /// device nodes and every extended attribute kept — in a throwaway container from `image`
+    /// (which needs `cp` and `du`). Returns the bytes copied. The container carries `labels`, so
+    /// a caller interrupted mid-copy can sweep it up.
+    pub async fn copy_volume(&self, image: &str, from: &str, to: &str, labels: &[(String, String)]) -> Result<u64> {
+        use bollard::models::{HostConfig, Mount, MountType, MountVolumeOptions};
+        let name = crate::ids::unique("berth-copy");
+        // `no_copy`: Docker must not seed either volume from the image's own /var.
+        let volume = |source: &str, target: &str, read_only: bool| Mount {
+            source: Some(source.to_string()),
+            target: Some(target.to_string()),
+            typ: Some(MountType::VOLUME),
+            read_only: Some(read_only),
+            volume_options: Some(MountVolumeOptions { no_copy: Some(true), ..Default::default() }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            entrypoint: Some(vec!["sh".into(), "-c".into(), "cp -a /var/. /to/ && du -sb /to | cut -f1".into()]),
+            cmd: Some(Vec::new()),
+            labels: Some(labels.iter().cloned().collect()),
+            host_config: Some(HostConfig {
+                // The source is mounted over the image's /var (so Docker makes no anonymous
+                // volume for it); containerd's snapshots keep opaque directories in trusted.*
+                // extended attributes, which only CAP_SYS_ADMIN may read and write.
+                mounts: Some(vec![volume(from, "/var", true), volume(to, "/to", false)]),
+                cap_add: Some(vec!["SYS_ADMIN".into()]),
+                ..Default::default()
+            }),
+            network_disabled: Some(true),
+            ..Default::default()
+        };
+        self.create_container(&name, body).await?;
+        let outcome = async {
+            self.start_container(&name).await?;
+            let code = self.wait_exit(&name).await?;
+            let log = self.logs_tail(&name, 20).await.unwrap_or_default();
+            if code != 0 {
+                return Err(RuntimeError::Other(format!("copying volume {from} to {to} failed (exit code {code}):\n{}", log.trim_end())));
+            }
+            log.trim()
+                .lines()
+                .last()
+                .and_then(|l| l.trim().parse::<u64>().ok())
+                .ok_or_else(|| RuntimeError::Other(format!("copying volume {from}: no size in {log:?}")))
+        }
+        .await;
+        self.remove_container(&name).await?;
+        outcome
     }
 
     /// The `repo@digest` names Docker recorded for a local image (empty for one never pushed
@@ -542,6 +625,41 @@ impl Docker {
         let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default().path(path).build();
         let context = format!("copying {container}:{path}");
         self.api.download_from_container(container, Some(opts)).map_err(move |e| RuntimeError::Api { context: context.clone(), source: e })
+    }
+
+    /// One file of a container, running or stopped (through Docker's archive API, not an exec).
+    pub async fn read_file(&self, container: &str, path: &str) -> Result<Vec<u8>> {
+        use std::io::Read;
+        let chunks: Vec<bytes::Bytes> = self.download_tar(container, path).try_collect().await?;
+        let archive = chunks.concat();
+        let mut tar = tar::Archive::new(archive.as_slice());
+        let mut entries = tar.entries().map_err(|e| RuntimeError::Other(format!("reading {container}:{path}: {e}")))?;
+        let mut entry = entries
+            .next()
+            .ok_or_else(|| RuntimeError::Other(format!("{container}:{path} is empty")))?
+            .map_err(|e| RuntimeError::Other(format!("reading {container}:{path}: {e}")))?;
+        let mut out = Vec::new();
+        entry.read_to_end(&mut out).map_err(|e| RuntimeError::Other(format!("reading {container}:{path}: {e}")))?;
+        Ok(out)
+    }
+
+    /// Which container holds each address on `network` (running, or pinned by a stopped one).
+    pub async fn address_holders(&self, network: &str) -> Result<std::collections::BTreeMap<std::net::Ipv4Addr, String>> {
+        let filters = HashMap::from([("network".to_string(), vec![network.to_string()])]);
+        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let mut holders = std::collections::BTreeMap::new();
+        for c in self.api.list_containers(Some(opts)).await.map_err(RuntimeError::api("listing containers"))? {
+            let name = c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
+            let endpoint = c.network_settings.and_then(|n| n.networks).and_then(|mut n| n.remove(network));
+            let Some(endpoint) = endpoint else { continue };
+            let pinned = endpoint.ipam_config.and_then(|i| i.ipv4_address);
+            for ip in [pinned, endpoint.ip_address].into_iter().flatten() {
+                if let Ok(ip) = ip.parse::<std::net::Ipv4Addr>() {
+                    holders.insert(ip, name.clone());
+                }
+            }
+        }
+        Ok(holders)
     }
 
     /// The container's own log (its console), last `lines` lines.

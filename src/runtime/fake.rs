@@ -188,6 +188,10 @@ impl Runtime for FakeRuntime {
         }
         Ok(())
     }
+    async fn remove_volumes(&self, _label: &str) -> Result<usize> {
+        // The fake makes no named volumes (only restores do).
+        Ok(0)
+    }
     async fn list_containers(&self, label: &str) -> Result<Vec<ContainerSummary>> {
         let mut s = self.state.lock().unwrap();
         s.lists += 1;

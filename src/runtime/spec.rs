@@ -54,16 +54,17 @@ pub const RUNTIME_CNI_ENV: &str = "BERTH_RUNTIME_CNI";
 pub const DNS_SEARCH_ENV: &str = "KIND_DNS_SEARCH";
 
 fn endpoint(spec: &NodeSpec) -> NetworkingConfig {
-    NetworkingConfig {
-        endpoints_config: Some(HashMap::from([(
-            spec.network.clone(),
-            EndpointSettings {
-                aliases: Some(vec![spec.name.clone()]),
-                ipam_config: spec.ip.as_ref().map(|ip| EndpointIpamConfig { ipv4_address: Some(ip.clone()), ..Default::default() }),
-                ..Default::default()
-            },
-        )])),
-    }
+    network_endpoint(&spec.network, &spec.name, spec.ip.as_deref())
+}
+
+/// A container's place on `network`: reachable by `name`, at `ip` if it is pinned.
+pub fn network_endpoint(network: &str, name: &str, ip: Option<&str>) -> NetworkingConfig {
+    let settings = EndpointSettings {
+        aliases: Some(vec![name.to_string()]),
+        ipam_config: ip.map(|ip| EndpointIpamConfig { ipv4_address: Some(ip.to_string()), ..Default::default() }),
+        ..Default::default()
+    };
+    NetworkingConfig { endpoints_config: Some(HashMap::from([(network.to_string(), settings)])) }
 }
 
 pub fn node_container_body(spec: &NodeSpec) -> ContainerCreateBody {

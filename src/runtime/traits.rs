@@ -32,6 +32,8 @@ pub trait Runtime: Send + Sync {
     async fn stop_container(&self, name: &str, timeout_secs: i32) -> Result<()>;
     /// Removes a container and its anonymous volumes; an absent one is not an error.
     async fn remove_container(&self, name: &str) -> Result<()>;
+    /// Removes every volume carrying `label` (or `label=value`); returns how many.
+    async fn remove_volumes(&self, label: &str) -> Result<usize>;
     /// Containers (running or not) carrying `label`, or `label=value`.
     async fn list_containers(&self, label: &str) -> Result<Vec<ContainerSummary>>;
     async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse>;
@@ -109,6 +111,13 @@ impl Runtime for super::Docker {
     }
     async fn list_containers(&self, label: &str) -> Result<Vec<ContainerSummary>> {
         super::Docker::list_containers(self, label).await
+    }
+    async fn remove_volumes(&self, label: &str) -> Result<usize> {
+        let volumes = super::Docker::list_volumes(self, label).await?;
+        for (name, _) in &volumes {
+            super::Docker::remove_volume(self, name).await?;
+        }
+        Ok(volumes.len())
     }
     async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse> {
         super::Docker::inspect(self, name).await

@@ -232,3 +232,41 @@ pub fn http_get(ip: &str, port: u16) -> Result<String, String> {
     let ok = response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200");
     ok.then(|| response.clone()).ok_or(response)
 }
+
+/// Creates Deployment `name` (one pod, no pinning, no tolerations) and returns how long its pod
+/// took to be scheduled.
+pub fn time_to_schedule(kc: &Path, name: &str) -> Duration {
+    kubectl_ok(kc, &["create", "deployment", name, "--image", TOOLBOX, "--", "sleep", "infinity"]);
+    let created = Instant::now();
+    let selector = format!("app={name}");
+    eventually(&format!("Deployment {name}'s pod is scheduled"), Duration::from_secs(60), || {
+        let node = kubectl_ok(kc, &["get", "pods", "-l", &selector, "-o", "jsonpath={.items[*].spec.nodeName}"]);
+        if node.is_empty() {
+            Err("not scheduled".to_string())
+        } else {
+            Ok(())
+        }
+    });
+    created.elapsed()
+}
+
+/// Deletes the cluster restored from a snapshot, then the snapshot (which Docker will not remove
+/// while a node runs on its image), when dropped.
+pub struct SnapshotGuard {
+    pub snapshot: String,
+    pub cluster: String,
+    pub kubeconfig: PathBuf,
+}
+
+impl Drop for SnapshotGuard {
+    fn drop(&mut self) {
+        let _ = berth(&self.kubeconfig).args(["delete", "cluster", "--name", &self.cluster]).output();
+        let _ = berth(&self.kubeconfig).args(["snapshot", "delete", &self.snapshot]).output();
+    }
+}
+
+/// Names of the volumes carrying `label` (or `label=value`).
+pub fn volumes_labelled(label: &str) -> Vec<String> {
+    let out = docker(&["volume", "ls", "-q", "--filter", &format!("label={label}")]);
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}

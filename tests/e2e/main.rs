@@ -17,4 +17,5 @@ mod load_balancer;
 mod multinode;
 mod node_image;
 mod registry;
+mod snapshot;
 mod trust;

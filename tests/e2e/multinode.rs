@@ -166,6 +166,19 @@ fn workers_network_restart_load_dashboard_and_logs() {
     });
     check_network("after restart");
 
+    // The three nodes saved and restored: all freshly Ready, the pods back, the pod network
+    // across nodes and the Service working again.
+    let snapshot = format!("multi-{name}");
+    let _snapshot_guard = SnapshotGuard { snapshot: snapshot.clone(), cluster: name.clone(), kubeconfig: kc.clone() };
+    run_ok(berth(&kc).args(["snapshot", "save", &snapshot, "--name", name]));
+    assert_eq!(volumes_labelled(&format!("dev.berth.snapshot={snapshot}")).len(), 3, "a /var volume per node");
+    run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
+    let since = now_rfc3339();
+    run_ok(berth(&kc).args(["create", "cluster", "--from-snapshot", &snapshot]));
+    all_ready_since(&kc, 3, &since).unwrap();
+    wait_pods_ready(&kc, &["web", "client", "on-cp"]);
+    check_network("after a restore");
+
     // Dashboard: objects exist and the printed token is a working credential.
     for obj in [
         "deployment/kubernetes-dashboard",
@@ -226,6 +239,9 @@ fn workers_network_restart_load_dashboard_and_logs() {
     assert!(line.contains("broken") && line.contains(&format!("missing: {w2}")), "{wide}");
     run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
     assert!(cluster_containers(name).is_empty(), "{:?}", cluster_containers(name));
+    assert_eq!(volumes_labelled(&format!("dev.berth.cluster={name}")), Vec::<String>::new(), "the restored nodes' volumes are gone");
+    run_ok(berth(&kc).args(["snapshot", "delete", &snapshot]));
+    assert_eq!(volumes_labelled(&format!("dev.berth.snapshot={snapshot}")), Vec::<String>::new(), "snapshot delete left volumes");
 }
 
 #[test]

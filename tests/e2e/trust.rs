@@ -102,6 +102,10 @@ fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
     assert!(stderr.contains("kube-apiserver ") && stderr.contains("API server ready (/readyz) at "), "{stderr}");
     assert_eq!(cluster_state(&kc, name), "running");
     eventually("Ready after start, through the same kubeconfig", Duration::from_secs(60), || all_ready(&kc, 2));
+    // What is applied right after start runs at once: the leases the stopped scheduler and
+    // controller-manager left were released (not waited out for 15 s) and the controllers run.
+    let took = time_to_schedule(&kc, "after-start");
+    assert!(took < Duration::from_secs(5), "scheduling right after start took {took:?}");
     // Starting a cluster that runs succeeds: running nodes need no fresh report (their kubelets
     // post status only on change, so waiting for one would run into --wait).
     run_ok(berth(&kc).args(["start", "cluster", "--name", name, "--wait", "30s"]));

@@ -1,0 +1,359 @@
+//! `create cluster --from-snapshot`: a cluster from a snapshot (`snapshot.rs`), as named steps.
+//!
+//! ```text
+//! check (nothing made) ──▶ copy_volumes ──▶ start_nodes ──▶ kubeconfig merged ──▶ waits:
+//!   /readyz ──▶ stale leader leases released ──▶ nodes freshly Ready ──▶ controllers running
+//! ```
+//!
+//! Every node comes back at once under its saved name, address and host config (so the API
+//! server keeps its port, and certificates, etcd's membership and kubeadm's config stay valid),
+//! on a fresh copy of its saved `/var`: two restores of one snapshot share nothing. Conflicts are
+//! found before anything is made; a failure or SIGINT/SIGTERM afterwards removes what this
+//! restore made, volumes included, and leaves the kubeconfig as it was — the same undo as create.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use bollard::models::{ContainerCreateBody, Mount, MountType, MountVolumeOptions};
+use futures_util::future::try_join_all;
+
+use super::create::{after_undo, undo, unless_interrupted, CreateReport, NOTHING_MADE};
+use super::snapshot::{SavedNode, Snapshot, LABEL_RESTORED_FROM};
+use super::steps::LABEL_CREATE_ID;
+use super::{ClusterError, Result};
+use crate::config::Protocol;
+use crate::kubeconfig;
+use crate::runtime::{network_endpoint, Docker, NetworkLock, NodeMode, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE, NETWORK_NAME};
+use crate::ui::Status;
+
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub snapshot: String,
+    /// The cluster name asked for; it must be the snapshot's (None: the snapshot's).
+    pub name: Option<String>,
+    pub wait: Duration,
+    pub kubeconfig_path: PathBuf,
+}
+
+/// Restores `opts.snapshot`; SIGINT or SIGTERM stops it and removes what it made.
+pub async fn restore(docker: &Docker, opts: &RestoreOptions, status: &Status) -> Result<CreateReport> {
+    restore_until(docker, opts, status, super::create::interrupted()).await
+}
+
+/// What a restore has made so far, for the undo.
+struct Made {
+    create_id: String,
+    kubeconfig_merged: Option<Option<String>>,
+    warnings: Vec<String>,
+}
+
+async fn restore_until(
+    docker: &Docker,
+    opts: &RestoreOptions,
+    status: &Status,
+    interrupt: impl std::future::Future<Output = &'static str>,
+) -> Result<CreateReport> {
+    tokio::pin!(interrupt);
+    let snapshot = unless_interrupted(&mut interrupt, NOTHING_MADE, check(docker, opts)).await?;
+    let mut made = Made { create_id: crate::ids::unique("restore"), kubeconfig_merged: None, warnings: Vec::new() };
+    if let Some(warning) = expiry_warning(&snapshot, SystemTime::now()) {
+        status.warn(&warning);
+        made.warnings.push(warning);
+    }
+    let outcome = unless_interrupted(&mut interrupt, "", run_steps(docker, opts, &snapshot, &mut made, status)).await;
+    match outcome {
+        Ok(()) => Ok(CreateReport {
+            context: kubeconfig::context_name(&snapshot.cluster),
+            kubeconfig_path: opts.kubeconfig_path.clone(),
+            mode: if snapshot.nodes.iter().any(|n| n.host_config.privileged == Some(true)) {
+                NodeMode::Privileged
+            } else {
+                NodeMode::Capabilities
+            },
+            warnings: made.warnings,
+        }),
+        Err(err) => {
+            let cleanup =
+                undo(docker, status, &made.create_id, &opts.kubeconfig_path, &snapshot.cluster, made.kubeconfig_merged.as_ref()).await;
+            Err(after_undo(err, cleanup))
+        }
+    }
+}
+
+async fn run_steps(docker: &Docker, opts: &RestoreOptions, snapshot: &Snapshot, made: &mut Made, status: &Status) -> Result<()> {
+    let began = SystemTime::now();
+    let clock = tokio::time::Instant::now();
+    let step = status.step(format!("Copying {} node(s)' saved /var", snapshot.nodes.iter().filter(|n| n.volume.is_some()).count()));
+    let volumes = copy_volumes(docker, snapshot, &made.create_id).await?;
+    step.done();
+
+    let step = status.step(format!("Starting {} node(s) from snapshot {:?}", snapshot.nodes.len(), snapshot.name));
+    start_nodes(docker, snapshot, &volumes, &made.create_id).await?;
+    step.done();
+
+    let step = status.step("Writing kubeconfig");
+    let deadline = tokio::time::Instant::now() + opts.wait.max(Duration::from_secs(60));
+    let entries = admin_kubeconfig(docker, &snapshot.cluster, deadline).await?;
+    made.kubeconfig_merged = Some(kubeconfig::current_context(&opts.kubeconfig_path)?);
+    let (path, merged) = (opts.kubeconfig_path.clone(), entries.clone());
+    tokio::task::spawn_blocking(move || kubeconfig::merge_into_file(&path, &merged))
+        .await
+        .map_err(|e| ClusterError::Io { context: "writing the kubeconfig".into(), source: std::io::Error::other(e) })??;
+    step.done();
+
+    if opts.wait.is_zero() {
+        return Ok(());
+    }
+    let step = status.step("Waiting for Ready");
+    let deadline = tokio::time::Instant::now() + opts.wait;
+    let client = crate::kube::client(&entries).await?;
+    crate::kube::wait_for_readyz(&client, deadline).await?;
+    let readyz = clock.elapsed().as_secs_f64();
+    let released = crate::kube::release_stale_leases(&client, began).await?;
+    tracing::info!("stale leader leases released: {released:?}");
+    let kube_nodes: Vec<&SavedNode> = snapshot.nodes.iter().filter(|n| is_kubernetes_node(n)).collect();
+    let restarted = crate::kube::Restarted { since: began, nodes: kube_nodes.iter().map(|n| n.name.clone()).collect() };
+    crate::kube::wait_for_nodes_ready(&client, kube_nodes.len(), Some(&restarted), deadline).await?;
+    let ready = clock.elapsed().as_secs_f64();
+    step.done();
+    let step = status.step("Waiting for the controllers");
+    crate::kube::wait_for_controllers(&client, deadline).await?;
+    step.done();
+    super::timeline::log_nodes(docker, "restore", kube_nodes.iter().map(|n| n.name.as_str()), began).await;
+    tracing::info!(
+        "restore: API server ready (/readyz) at {readyz:.1} s, every node freshly Ready at {ready:.1} s, controllers running at {:.1} s",
+        clock.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn is_kubernetes_node(node: &SavedNode) -> bool {
+    node.role == "control-plane" || node.role == "worker"
+}
+
+/// Everything that would stand in a restore's way, found before anything is made: the name,
+/// the cluster, the node containers' names, their addresses, their published host ports.
+async fn check(docker: &Docker, opts: &RestoreOptions) -> Result<Snapshot> {
+    let snapshot = super::snapshot::find(docker, &opts.snapshot).await?;
+    if let Some(name) = opts.name.as_deref().filter(|n| *n != snapshot.cluster) {
+        return Err(ClusterError::InvalidInput {
+            field: "--name".into(),
+            problem: format!(
+                "snapshot {:?} is of cluster {:?}; restoring under another name ({name:?}) is not supported: node names, certificates and etcd's membership are the snapshot's. Restore it as {:?} (omit --name), or delete that cluster first",
+                snapshot.name, snapshot.cluster, snapshot.cluster
+            ),
+        });
+    }
+    super::create::check_kubeconfig_and_daemon(docker, &opts.kubeconfig_path).await?;
+    if !docker.list_containers(&format!("{LABEL_CLUSTER}={}", snapshot.cluster)).await?.is_empty() {
+        return Err(ClusterError::Exists(snapshot.cluster.clone()));
+    }
+    let mut conflicts = Vec::new();
+    for node in &snapshot.nodes {
+        if docker.inspect(&node.name).await.is_ok() {
+            conflicts.push(format!("a container named {} exists (docker rm -f {} if it is not needed)", node.name, node.name));
+        }
+    }
+    let subnet = docker.ensure_network(NETWORK_NAME).await?;
+    let holders = docker.address_holders(NETWORK_NAME).await?;
+    for node in &snapshot.nodes {
+        let Some(address) = &node.address else { continue };
+        let Ok(ip) = address.parse::<std::net::Ipv4Addr>() else { continue };
+        if let Some(holder) = holders.get(&ip) {
+            conflicts.push(format!("address {ip} of {} is taken on network {NETWORK_NAME} by container {holder}", node.name));
+        } else if subnet.is_some_and(|s| !s.contains(ip)) {
+            conflicts.push(format!(
+                "address {ip} of {} is outside network {NETWORK_NAME}'s subnet {} (the network was made again since the save); restoring at other addresses is not supported",
+                node.name,
+                subnet.map(|s| s.to_string()).unwrap_or_default()
+            ));
+        }
+    }
+    conflicts.extend(taken_ports(&snapshot));
+    if conflicts.is_empty() {
+        Ok(snapshot)
+    } else {
+        Err(ClusterError::RestoreConflict(conflicts))
+    }
+}
+
+/// Host ports the saved nodes publish that something holds now, each with its holder.
+fn taken_ports(snapshot: &Snapshot) -> Vec<String> {
+    let mut taken = Vec::new();
+    for node in &snapshot.nodes {
+        for (container_port, list) in node.host_config.port_bindings.clone().unwrap_or_default() {
+            let protocol = if container_port.ends_with("/udp") { Protocol::Udp } else { Protocol::Tcp };
+            for b in list.into_iter().flatten() {
+                let Some(port) = b.host_port.as_deref().and_then(|p| p.parse::<u16>().ok()).filter(|p| *p != 0) else { continue };
+                let address = b.host_ip.filter(|a| !a.is_empty()).unwrap_or_else(|| "0.0.0.0".into());
+                if !crate::host_ports::is_free(&address, port, protocol) {
+                    taken.push(format!(
+                        "host port {port} ({} {container_port}) is taken: {}",
+                        node.name,
+                        crate::host_ports::describe_taken(&address, port)
+                    ));
+                }
+            }
+        }
+    }
+    taken
+}
+
+/// A warning when the snapshot's certificates have expired or expire within 30 days.
+fn expiry_warning(snapshot: &Snapshot, now: SystemTime) -> Option<String> {
+    let expires = snapshot.certificates_expire()?;
+    let now = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let left = expires - now;
+    if left > super::snapshot::EXPIRY_WARNING.as_secs() as i64 {
+        return None;
+    }
+    let when = humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(expires.max(0) as u64));
+    Some(if left <= 0 {
+        format!(
+            "snapshot {:?}'s certificates expired at {when}: the API server will refuse clients; save a fresh snapshot from a new cluster",
+            snapshot.name
+        )
+    } else {
+        format!(
+            "snapshot {:?}'s certificates expire at {when} (in {} days); save a fresh snapshot from a new cluster before then",
+            snapshot.name,
+            left / 86_400
+        )
+    })
+}
+
+/// A fresh volume per node holding a copy of its saved /var, all at once. Returns node → volume.
+async fn copy_volumes(docker: &Docker, snapshot: &Snapshot, create_id: &str) -> Result<HashMap<String, String>> {
+    let labels = vec![
+        (LABEL_CLUSTER.to_string(), snapshot.cluster.clone()),
+        (LABEL_CREATE_ID.to_string(), create_id.to_string()),
+        (LABEL_RESTORED_FROM.to_string(), snapshot.name.clone()),
+    ];
+    let helper_labels = vec![(LABEL_CREATE_ID.to_string(), create_id.to_string())];
+    let copies = snapshot.nodes.iter().filter_map(|node| node.volume.as_ref().map(|saved| (node, saved))).map(|(node, saved)| {
+        let (labels, helper_labels) = (&labels, &helper_labels);
+        async move {
+            let volume = format!("{}-var-{}", node.name, &create_id[create_id.len().saturating_sub(8)..]);
+            docker.create_volume(&volume, labels).await?;
+            docker.copy_volume(&node.image, saved, &volume, helper_labels).await?;
+            Ok::<_, ClusterError>((node.name.clone(), volume))
+        }
+    });
+    Ok(try_join_all(copies).await?.into_iter().collect())
+}
+
+/// Creates and starts every node at once, under berth's network lock (the addresses are taken
+/// the moment the containers exist).
+async fn start_nodes(docker: &Docker, snapshot: &Snapshot, volumes: &HashMap<String, String>, create_id: &str) -> Result<()> {
+    let lock = NetworkLock::acquire().await.map_err(|source| ClusterError::Io { context: "locking berth's network".into(), source })?;
+    let members: Vec<String> = snapshot.nodes.iter().map(|n| n.name.clone()).collect();
+    let bodies: Vec<(String, ContainerCreateBody)> = snapshot
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), node_body(snapshot, n, volumes.get(&n.name).map(String::as_str), create_id, &members)))
+        .collect();
+    try_join_all(bodies.into_iter().map(|(name, body)| async move { docker.create_container(&name, body).await })).await?;
+    try_join_all(snapshot.nodes.iter().map(|n| docker.start_container(&n.name))).await?;
+    drop(lock);
+    Ok(())
+}
+
+/// A restored node's container: the saved image and host config, its /var on `volume`, its
+/// saved address.
+fn node_body(snapshot: &Snapshot, node: &SavedNode, volume: Option<&str>, create_id: &str, members: &[String]) -> ContainerCreateBody {
+    let labels = HashMap::from([
+        (LABEL_CLUSTER.to_string(), snapshot.cluster.clone()),
+        (LABEL_ROLE.to_string(), node.role.clone()),
+        (LABEL_MEMBERS.to_string(), members.join(",")),
+        (LABEL_CREATE_ID.to_string(), create_id.to_string()),
+        (LABEL_RESTORED_FROM.to_string(), snapshot.name.clone()),
+    ]);
+    let mut host_config = node.host_config.clone();
+    let mut mounts: Vec<Mount> =
+        host_config.mounts.take().unwrap_or_default().into_iter().filter(|m| m.target.as_deref() != Some("/var")).collect();
+    if let Some(volume) = volume {
+        mounts.push(Mount {
+            source: Some(volume.to_string()),
+            target: Some("/var".into()),
+            typ: Some(MountType::VOLUME),
+            volume_options: Some(MountVolumeOptions { no_copy: Some(true), ..Default::default() }),
+            ..Default::default()
+        });
+    }
+    host_config.mounts = Some(mounts);
+    ContainerCreateBody {
+        image: Some(node.image.clone()),
+        hostname: Some(node.name.clone()),
+        labels: Some(labels),
+        tty: Some(true),
+        host_config: Some(host_config),
+        networking_config: Some(network_endpoint(NETWORK_NAME, &node.name, node.address.as_deref())),
+        ..Default::default()
+    }
+}
+
+/// The cluster's kubeconfig entries, once the control plane's admin.conf can be read (systemd
+/// must have mounted the node's filesystems first).
+async fn admin_kubeconfig(docker: &Docker, cluster: &str, deadline: tokio::time::Instant) -> Result<serde_yaml::Value> {
+    let what = "the control plane's admin.conf could be read";
+    crate::wait::until_some(what, deadline, Duration::from_millis(200), crate::wait::poll_only(), || async {
+        super::kubeconfig_for(docker, cluster, false).await.map(Some).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| crate::kube::KubeError::from(e).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(expires: Option<i64>) -> Snapshot {
+        Snapshot {
+            name: "warm".into(),
+            cluster: "ci".into(),
+            kubernetes_version: "v1.20.2".into(),
+            created: 0,
+            nodes: vec![SavedNode {
+                name: "ci-control-plane".into(),
+                role: "control-plane".into(),
+                image: "berth-snapshot/warm:ci-control-plane".into(),
+                volume: Some("berth-snapshot-warm-ci-control-plane-var".into()),
+                address: Some("172.18.128.1".into()),
+                host_config: bollard::models::HostConfig {
+                    mounts: Some(vec![Mount { target: Some("/lib/modules".into()), ..Default::default() }]),
+                    ..Default::default()
+                },
+                node_image: "berth-test/node:v1.20.2".into(),
+                bytes: 0,
+                certificates_expire: expires,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_restored_node_keeps_its_name_address_and_mounts_and_gets_its_own_var() {
+        let s = snapshot(None);
+        let body = node_body(&s, &s.nodes[0], Some("ci-control-plane-var-abc"), "restore-1", &["ci-control-plane".into()]);
+        assert_eq!(body.hostname.as_deref(), Some("ci-control-plane"));
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[LABEL_CLUSTER], "ci");
+        assert_eq!(labels[LABEL_CREATE_ID], "restore-1");
+        let mounts = body.host_config.unwrap().mounts.unwrap();
+        let targets: Vec<_> = mounts.iter().map(|m| (m.target.clone().unwrap(), m.source.clone())).collect();
+        assert_eq!(targets, [("/lib/modules".into(), None), ("/var".into(), Some("ci-control-plane-var-abc".into()))]);
+        let ep = &body.networking_config.unwrap().endpoints_config.unwrap()[NETWORK_NAME];
+        assert_eq!(ep.ipam_config.as_ref().unwrap().ipv4_address.as_deref(), Some("172.18.128.1"));
+    }
+
+    #[test]
+    fn warns_of_certificates_that_expire_soon_or_have() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        assert_eq!(expiry_warning(&snapshot(None), now), None);
+        assert_eq!(expiry_warning(&snapshot(Some(1_000_000_000 + 365 * 86_400)), now), None);
+        let soon = expiry_warning(&snapshot(Some(1_000_000_000 + 10 * 86_400)), now).unwrap();
+        assert!(soon.contains("in 10 days"), "{soon}");
+        let gone = expiry_warning(&snapshot(Some(999_999_000)), now).unwrap();
+        assert!(gone.contains("expired"), "{gone}");
+    }
+}

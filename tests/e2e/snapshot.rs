@@ -1,0 +1,164 @@
+//! Warm clusters: `berth snapshot save`, `create cluster --from-snapshot`, `snapshot delete`, on
+//! the default one-node cluster with a plain Deployment (no pinning, no tolerations).
+//!
+//! One cluster is saved once and restored three times over: the objects and the app come back,
+//! a new Deployment schedules within 5 s (the old leader leases do not hold the scheduler up), a
+//! change in one copy is absent from the next, a taken name or address is refused with nothing
+//! made, SIGINT mid-restore (early, and after the kubeconfig was written) leaves nothing and the
+//! kubeconfig as it was, and `delete cluster` / `snapshot delete` leave no volume behind.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+fn images_labelled(label: &str) -> Vec<String> {
+    let out = docker(&["images", "-q", "--filter", &format!("label={label}")]);
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// Nothing of `cluster` is left: no container, no volume, no copy helper.
+fn assert_nothing_of(cluster: &str, when: &str) {
+    assert_eq!(cluster_containers(cluster), Vec::<String>::new(), "{when}: containers left");
+    assert_eq!(volumes_labelled(&format!("dev.berth.cluster={cluster}")), Vec::<String>::new(), "{when}: volumes left");
+    let helpers = docker(&["ps", "-aq", "--filter", "name=berth-copy"]);
+    assert_eq!(String::from_utf8_lossy(&helpers.stdout).trim(), "", "{when}: copy helpers left");
+}
+
+fn restore(kc: &Path, snapshot: &str) -> std::process::Output {
+    berth(kc).args(["create", "cluster", "--from-snapshot", snapshot]).output().unwrap()
+}
+
+fn restore_ok(kc: &Path, snapshot: &str) {
+    let out = restore(kc, snapshot);
+    assert!(out.status.success(), "restore failed:\n{}", text(&out).1);
+}
+
+/// SIGINT to a restore once `ready` says so; it must exit failing, saying it was interrupted.
+fn interrupt_restore(kc: &Path, snapshot: &str, what: &str, ready: impl Fn() -> bool) {
+    let mut child =
+        berth(kc).args(["create", "cluster", "--from-snapshot", snapshot]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let began = Instant::now();
+    while !ready() {
+        assert!(began.elapsed() < Duration::from_secs(90), "{what}: the moment to interrupt never came");
+        assert!(child.try_wait().unwrap().is_none(), "{what}: restore ended before the interrupt");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what}: an interrupted restore must fail");
+    assert!(stderr.contains("interrupted") && stderr.contains("removed"), "{what}: {stderr}");
+}
+
+#[test]
+fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own() {
+    let Some(t) = test_cluster("a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own", "snap") else { return };
+    let (name, kc) = (&t.name, t.kubeconfig.clone());
+    let snapshot = format!("warm-{name}");
+    let _snapshot_guard = SnapshotGuard { snapshot: snapshot.clone(), cluster: name.clone(), kubeconfig: kc.clone() };
+
+    run_ok(berth(&kc).args(["create", "cluster", "--name", name, "--image", &test_image()]));
+    run_ok(berth(&kc).args(["load", "docker-image", TOOLBOX, "--name", name]));
+    kubectl_ok(&kc, &["create", "configmap", "kept", "--from-literal=answer=42"]);
+    let serve = "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 8080 -h /www";
+    kubectl_ok(&kc, &["create", "deployment", "web", "--image", TOOLBOX, "--", "sh", "-c", serve]);
+    kubectl_ok(&kc, &["wait", "--for=condition=Available", "deployment/web", "--timeout=120s"]);
+
+    // Save: the cluster stops, and the snapshot is listed with its node.
+    let out = berth(&kc).args(["snapshot", "save", &snapshot, "--name", name]).output().unwrap();
+    assert!(out.status.success(), "save failed:\n{}", text(&out).1);
+    let states =
+        run_ok(Command::new("docker").args(["ps", "-a", "--filter", &format!("label=dev.berth.cluster={name}"), "--format", "{{.State}}"]));
+    assert_eq!(states.trim(), "exited", "save leaves the cluster stopped");
+    let listed = run_ok(berth(&kc).args(["snapshot", "list", "-o", "wide"]));
+    let row = listed.lines().find(|l| l.starts_with(&format!("{snapshot} "))).unwrap_or_else(|| panic!("not listed:\n{listed}"));
+    assert!(row.contains(name.as_str()) && row.contains("v1.20.2"), "{row}");
+    assert_eq!(volumes_labelled(&format!("dev.berth.snapshot={snapshot}")).len(), 1, "one /var volume for the one node");
+
+    run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
+    assert_nothing_of(name, "after deleting the saved cluster");
+    assert_eq!(volumes_labelled(&format!("dev.berth.snapshot={snapshot}")).len(), 1, "deleting the cluster keeps the snapshot");
+
+    // First copy: everything is back, and the scheduler works at once.
+    restore_ok(&kc, &snapshot);
+    assert_eq!(kubectl_ok(&kc, &["get", "configmap", "kept", "-o", "jsonpath={.data.answer}"]), "42");
+    kubectl_ok(&kc, &["wait", "--for=condition=Available", "deployment/web", "--timeout=60s"]);
+    eventually("the restored app serves", Duration::from_secs(60), || {
+        let o = kubectl(&kc, &["exec", "deploy/web", "--", "curl", "-s", "--max-time", "5", "http://127.0.0.1:8080/"]);
+        let body = String::from_utf8_lossy(&o.stdout).into_owned();
+        if body.contains("hello-from-web") {
+            Ok(())
+        } else {
+            Err(format!("{body}{}", String::from_utf8_lossy(&o.stderr)))
+        }
+    });
+    let took = time_to_schedule(&kc, "fresh");
+    assert!(took < Duration::from_secs(5), "scheduling right after the restore took {took:?}");
+    kubectl_ok(&kc, &["create", "configmap", "only-in-the-first-copy"]);
+    let out = berth(&kc).args(["snapshot", "delete", &snapshot]).output().unwrap();
+    assert!(!out.status.success() && text(&out).1.contains("in use by cluster"), "deleting a snapshot in use: {}", text(&out).1);
+
+    // A second restore while the first copy exists is refused, and makes nothing.
+    let volumes_before = volumes_labelled("dev.berth.restored-from").len();
+    let out = restore(&kc, &snapshot);
+    assert!(!out.status.success() && text(&out).1.contains("already exists"), "{}", text(&out).1);
+    assert_eq!(volumes_labelled("dev.berth.restored-from").len(), volumes_before, "a refused restore made a volume");
+
+    run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
+    assert_nothing_of(name, "after deleting the first copy");
+
+    // An address taken by another container is refused by name, with nothing made.
+    let address = run_ok(Command::new("docker").args([
+        "image",
+        "inspect",
+        &format!("berth-snapshot/{snapshot}:{name}-control-plane"),
+        "--format",
+        "{{index .Config.Labels \"dev.berth.snapshot.address\"}}",
+    ]));
+    let blocker = format!("{name}-blocker");
+    run_ok(Command::new("docker").args([
+        "run",
+        "-d",
+        "--name",
+        &blocker,
+        "--network",
+        "berth",
+        "--ip",
+        address.trim(),
+        TOOLBOX,
+        "sleep",
+        "600",
+    ]));
+    let out = restore(&kc, &snapshot);
+    let _ = docker(&["rm", "-f", &blocker]);
+    let stderr = text(&out).1;
+    assert!(!out.status.success() && stderr.contains(address.trim()) && stderr.contains(&blocker), "{stderr}");
+    assert_nothing_of(name, "after a refused restore");
+
+    // SIGINT while the volumes are copied, and again once the kubeconfig has the context: each
+    // time nothing is left and the kubeconfig is as it was.
+    let kubeconfig_before = std::fs::read(&kc).unwrap_or_default();
+    interrupt_restore(&kc, &snapshot, "during the copy", || !volumes_labelled(&format!("dev.berth.cluster={name}")).is_empty());
+    assert_nothing_of(name, "after SIGINT during the copy");
+    interrupt_restore(&kc, &snapshot, "while waiting for Ready", || {
+        std::fs::read_to_string(&kc).is_ok_and(|k| k.contains(&format!("berth-{name}")))
+    });
+    assert_nothing_of(name, "after SIGINT while waiting");
+    assert_eq!(std::fs::read(&kc).unwrap_or_default(), kubeconfig_before, "the kubeconfig is as it was");
+
+    // Second copy: the snapshot's objects, not the first copy's change.
+    let since = now_rfc3339();
+    restore_ok(&kc, &snapshot);
+    all_ready_since(&kc, 1, &since).unwrap();
+    assert_eq!(kubectl_ok(&kc, &["get", "configmap", "kept", "-o", "jsonpath={.data.answer}"]), "42");
+    let out = kubectl(&kc, &["get", "configmap", "only-in-the-first-copy"]);
+    assert!(!out.status.success(), "a change made in the first copy leaked into the second");
+
+    run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
+    assert_nothing_of(name, "after deleting the second copy");
+    run_ok(berth(&kc).args(["snapshot", "delete", &snapshot]));
+    assert_eq!(volumes_labelled(&format!("dev.berth.snapshot={snapshot}")), Vec::<String>::new(), "snapshot delete left volumes");
+    assert_eq!(images_labelled(&format!("dev.berth.snapshot={snapshot}")), Vec::<String>::new(), "snapshot delete left images");
+}
