@@ -89,7 +89,7 @@ pub async fn start(docker: &Docker, cluster: &str, wait: Duration, status: &Stat
     let deadline = tokio::time::Instant::now() + wait;
     // admin.conf can be read only once systemd has mounted the node's filesystems.
     let what = "the control plane's admin.conf could be read";
-    let doc = wait::until_some(what, deadline, Duration::from_millis(500), wait::poll_only(), || async {
+    let doc = wait::until_some(what, deadline, Duration::from_millis(200), wait::poll_only(), || async {
         kubeconfig_for(docker, cluster, false).await.map(Some).map_err(|e| e.to_string())
     })
     .await

@@ -93,39 +93,63 @@ async fn run_steps(docker: &Docker, opts: &RestoreOptions, snapshot: &Snapshot, 
     step.done();
 
     let step = status.step("Writing kubeconfig");
-    let deadline = tokio::time::Instant::now() + opts.wait.max(Duration::from_secs(60));
-    let entries = admin_kubeconfig(docker, &snapshot.cluster, deadline).await?;
-    made.kubeconfig_merged = Some(kubeconfig::current_context(&opts.kubeconfig_path)?);
-    let (path, merged) = (opts.kubeconfig_path.clone(), entries.clone());
-    tokio::task::spawn_blocking(move || kubeconfig::merge_into_file(&path, &merged))
-        .await
-        .map_err(|e| ClusterError::Io { context: "writing the kubeconfig".into(), source: std::io::Error::other(e) })??;
+    let entries = merge_kubeconfig(docker, opts, snapshot, made).await?;
     step.done();
 
     if opts.wait.is_zero() {
         return Ok(());
     }
-    let step = status.step("Waiting for Ready");
     let deadline = tokio::time::Instant::now() + opts.wait;
     let client = crate::kube::client(&entries).await?;
-    crate::kube::wait_for_readyz(&client, deadline).await?;
-    let readyz = clock.elapsed().as_secs_f64();
-    let released = crate::kube::release_stale_leases(&client, began).await?;
-    tracing::info!("stale leader leases released: {released:?}");
-    let kube_nodes: Vec<&SavedNode> = snapshot.nodes.iter().filter(|n| is_kubernetes_node(n)).collect();
-    let restarted = crate::kube::Restarted { since: began, nodes: kube_nodes.iter().map(|n| n.name.clone()).collect() };
-    crate::kube::wait_for_nodes_ready(&client, kube_nodes.len(), Some(&restarted), deadline).await?;
-    let ready = clock.elapsed().as_secs_f64();
+    let step = status.step("Waiting for Ready");
+    let (readyz, ready) = wait_ready(&client, snapshot, began, clock, deadline).await?;
     step.done();
     let step = status.step("Waiting for the controllers");
     crate::kube::wait_for_controllers(&client, deadline).await?;
     step.done();
-    super::timeline::log_nodes(docker, "restore", kube_nodes.iter().map(|n| n.name.as_str()), began).await;
+    super::timeline::log_nodes(docker, "restore", snapshot.nodes.iter().filter(|n| is_kubernetes_node(n)).map(|n| n.name.as_str()), began)
+        .await;
     tracing::info!(
         "restore: API server ready (/readyz) at {readyz:.1} s, every node freshly Ready at {ready:.1} s, controllers running at {:.1} s",
         clock.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Merges the cluster's context into the user's kubeconfig once the control plane's admin.conf
+/// can be read; `made` records the context that was current, for the undo. Returns the entries.
+async fn merge_kubeconfig(docker: &Docker, opts: &RestoreOptions, snapshot: &Snapshot, made: &mut Made) -> Result<serde_yaml::Value> {
+    let deadline = tokio::time::Instant::now() + opts.wait.max(Duration::from_secs(60));
+    let entries = admin_kubeconfig(docker, &snapshot.cluster, deadline).await?;
+    // Marked before writing: if the write is interrupted halfway, the undo still removes it.
+    made.kubeconfig_merged = Some(kubeconfig::current_context(&opts.kubeconfig_path)?);
+    let (path, merged) = (opts.kubeconfig_path.clone(), entries.clone());
+    tokio::task::spawn_blocking(move || kubeconfig::merge_into_file(&path, &merged))
+        .await
+        .map_err(|e| ClusterError::Io { context: "writing the kubeconfig".into(), source: std::io::Error::other(e) })??;
+    Ok(entries)
+}
+
+/// Waits for `/readyz`, releases the leader leases the saved processes left, and waits for
+/// every node Ready by a status posted since `began`. Returns the seconds since `clock` at
+/// which the API server, then the nodes, were ready.
+async fn wait_ready(
+    client: &::kube::Client,
+    snapshot: &Snapshot,
+    began: SystemTime,
+    clock: tokio::time::Instant,
+    deadline: tokio::time::Instant,
+) -> Result<(f64, f64)> {
+    crate::kube::wait_for_readyz(client, deadline).await?;
+    let readyz = clock.elapsed().as_secs_f64();
+    let released = crate::kube::release_stale_leases(client, began).await?;
+    tracing::info!("stale leader leases released: {released:?}");
+    let nodes: std::collections::BTreeSet<String> =
+        snapshot.nodes.iter().filter(|n| is_kubernetes_node(n)).map(|n| n.name.clone()).collect();
+    let expected = nodes.len();
+    let restarted = crate::kube::Restarted { since: began, nodes };
+    crate::kube::wait_for_nodes_ready(client, expected, Some(&restarted), deadline).await?;
+    Ok((readyz, clock.elapsed().as_secs_f64()))
 }
 
 fn is_kubernetes_node(node: &SavedNode) -> bool {

@@ -19,7 +19,7 @@ use futures_util::future::try_join_all;
 use serde::Serialize;
 
 use super::{nodes, ClusterError, NodeInfo, Result};
-use crate::runtime::{Docker, LABEL_ROLE, SERVICE_LB_ROLE};
+use crate::runtime::{Docker, SERVICE_LB_ROLE};
 use crate::ui::Status;
 
 pub const LABEL_SNAPSHOT: &str = "dev.berth.snapshot";
@@ -286,13 +286,10 @@ async fn save_node(docker: &Docker, name: &str, cluster: &str, save_id: &str, no
             labels.insert(LABEL_CERTS_EXPIRE.into(), expires.to_string());
         }
     }
-    let mut image_config: bollard::models::ContainerConfig = serde_json::from_value(serde_json::to_value(&config).unwrap_or_default())
-        .map_err(|e| ClusterError::Io { context: format!("reading {}'s config", node.name), source: std::io::Error::other(e) })?;
-    let mut all_labels = config.labels.clone().unwrap_or_default();
-    all_labels.extend(labels);
-    // The role label stays as it was: it is the cluster's, and restore sets it again.
-    all_labels.entry(LABEL_ROLE.into()).or_insert_with(|| node.role.clone());
-    image_config.labels = Some(all_labels);
+    // The container's own config (entrypoint, environment, the /var volume) with the snapshot's
+    // labels added: what a restored node is created from.
+    let mut image_config = config;
+    image_config.labels.get_or_insert_with(HashMap::new).extend(labels);
     docker.commit(&node.name, &image_repo(name), &node.name, image_config).await?;
     Ok(())
 }
