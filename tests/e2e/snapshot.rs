@@ -1,9 +1,10 @@
 //! Warm clusters: `berth snapshot save`, `create cluster --from-snapshot`, `snapshot delete`, on
 //! the default one-node cluster with a plain Deployment (no pinning, no tolerations).
 //!
-//! One cluster is saved once and restored three times over: the objects and the app come back,
-//! a new Deployment schedules within 5 s (the old leader leases do not hold the scheduler up), a
-//! change in one copy is absent from the next, a taken name or address is refused with nothing
+//! One cluster is saved once and restored three times over: the objects, the app and a claim's
+//! data come back, a new Deployment schedules within 5 s (the old leader leases and the
+//! controller-manager's restart do not hold it up), a change in one copy (an object, a file in
+//! the claim) is absent from the next, a taken name or address is refused with nothing
 //! made, SIGINT mid-restore (early, and after the kubeconfig was written) leaves nothing and the
 //! kubeconfig as it was, and `delete cluster` / `snapshot delete` leave no volume behind.
 
@@ -24,6 +25,19 @@ fn assert_nothing_of(cluster: &str, when: &str) {
     assert_eq!(volumes_labelled(&format!("dev.berth.cluster={cluster}")), Vec::<String>::new(), "{when}: volumes left");
     let helpers = docker(&["ps", "-aq", "--filter", "name=berth-copy"]);
     assert_eq!(String::from_utf8_lossy(&helpers.stdout).trim(), "", "{when}: copy helpers left");
+}
+
+/// `/data/FILE` as the restarted `keeper` pod reads it, once it runs again.
+fn read_note(kc: &Path, file: &str) -> String {
+    let path = format!("/data/{file}");
+    eventually("the keeper pod runs again and reads its claim", Duration::from_secs(120), || {
+        let o = kubectl(kc, &["exec", "keeper", "--", "cat", &path]);
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).into_owned())
+        }
+    })
 }
 
 fn restore(kc: &Path, snapshot: &str) -> std::process::Output {
@@ -65,6 +79,14 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     let serve = "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 8080 -h /www";
     kubectl_ok(&kc, &["create", "deployment", "web", "--image", TOOLBOX, "--", "sh", "-c", serve]);
     kubectl_ok(&kc, &["wait", "--for=condition=Available", "deployment/web", "--timeout=120s"]);
+    // A claim with data in it (the default StorageClass keeps volumes on the node's /var).
+    let claim = format!(
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: data}}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {{requests: {{storage: 10Mi}}}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: keeper}}\nspec:\n  containers:\n  - name: main\n    image: {TOOLBOX}\n    command: [sh, -c, 'echo saved-with-the-snapshot > /data/note && exec sleep infinity']\n    volumeMounts: [{{name: data, mountPath: /data}}]\n  volumes:\n  - name: data\n    persistentVolumeClaim: {{claimName: data}}\n"
+    );
+    let manifest = t.dir.path().join("claim.yaml");
+    std::fs::write(&manifest, claim).unwrap();
+    run_ok(kubectl_cmd(&kc).args(["apply", "-f"]).arg(&manifest));
+    kubectl_ok(&kc, &["wait", "--for=condition=Ready", "pod/keeper", "--timeout=120s"]);
 
     // Save: the cluster stops, and the snapshot is listed with its node.
     let out = berth(&kc).args(["snapshot", "save", &snapshot, "--name", name]).output().unwrap();
@@ -96,6 +118,8 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     });
     let took = time_to_schedule(&kc, "fresh");
     assert!(took < Duration::from_secs(5), "scheduling right after the restore took {took:?}");
+    assert_eq!(read_note(&kc, "note"), "saved-with-the-snapshot", "the claim's data came back");
+    kubectl_ok(&kc, &["exec", "keeper", "--", "sh", "-c", "echo first > /data/only-in-the-first-copy"]);
     kubectl_ok(&kc, &["create", "configmap", "only-in-the-first-copy"]);
     let out = berth(&kc).args(["snapshot", "delete", &snapshot]).output().unwrap();
     assert!(!out.status.success() && text(&out).1.contains("in use by cluster"), "deleting a snapshot in use: {}", text(&out).1);
@@ -155,6 +179,9 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     assert_eq!(kubectl_ok(&kc, &["get", "configmap", "kept", "-o", "jsonpath={.data.answer}"]), "42");
     let out = kubectl(&kc, &["get", "configmap", "only-in-the-first-copy"]);
     assert!(!out.status.success(), "a change made in the first copy leaked into the second");
+    assert_eq!(read_note(&kc, "note"), "saved-with-the-snapshot");
+    let out = kubectl(&kc, &["exec", "keeper", "--", "cat", "/data/only-in-the-first-copy"]);
+    assert!(!out.status.success(), "a file written in the first copy's claim is in the second's");
 
     run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
     assert_nothing_of(name, "after deleting the second copy");
