@@ -301,6 +301,19 @@ fn ha_control_planes_survive_losing_one() {
         }
     });
     assert_eq!(after.lines().count(), 4, "{after}");
+
+    // Three control planes, a worker and the balancer saved (the stopped one too) and restored:
+    // etcd's three members find each other again, every node is freshly Ready through the
+    // balancer, and a new Deployment is scheduled at once.
+    let snapshot = format!("ha-{name}");
+    let _snapshot_guard = SnapshotGuard { snapshot: snapshot.clone(), cluster: name.clone(), kubeconfig: kc.clone() };
+    run_ok(berth(&kc).args(["snapshot", "save", &snapshot, "--name", name]));
+    run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
+    let since = now_rfc3339();
+    run_ok(berth(&kc).args(["create", "cluster", "--from-snapshot", &snapshot]));
+    all_ready_since(&kc, 4, &since).unwrap();
+    let took = time_to_schedule(&kc, "after-restore");
+    assert!(took < Duration::from_secs(5), "scheduling right after the restore took {took:?}");
 }
 
 /// kind runs every node --privileged; where the default runtime cannot, a PATH shim adds the
