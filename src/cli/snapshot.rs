@@ -30,6 +30,10 @@ pub enum SnapshotWhat {
 }
 
 pub async fn run(what: SnapshotWhat, status: &ui::Status) -> anyhow::Result<()> {
+    // Bad input is named before Docker is asked anything.
+    if let SnapshotWhat::Save { snapshot, .. } | SnapshotWhat::Delete { snapshot } = &what {
+        snapshot::check_name(snapshot)?;
+    }
     let docker = Docker::connect().await?;
     match what {
         SnapshotWhat::Save { snapshot, name } => {

@@ -88,6 +88,11 @@ impl Snapshot {
     }
 }
 
+/// A snapshot's name must be usable in image and volume names: a cluster name's rules.
+pub fn check_name(name: &str) -> Result<()> {
+    invalid_name(name).map_or(Ok(()), Err)
+}
+
 fn invalid_name(name: &str) -> Option<ClusterError> {
     crate::config::validate_cluster_name(name).err().map(|problem| ClusterError::InvalidInput {
         field: "snapshot NAME".into(),

@@ -238,3 +238,16 @@ fn dry_run_refuses_what_cannot_work_naming_the_field() {
         assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     }
 }
+
+#[test]
+fn snapshot_input_is_checked_before_docker_is_asked() {
+    // An unreachable daemon: the answer must come from the check, not from a connection.
+    let out = berth().env("DOCKER_HOST", "unix:///nonexistent/docker.sock").args(["snapshot", "save", "Not_Valid"]).output().unwrap();
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("snapshot NAME") && stderr.contains("lower-case"), "{stderr}");
+    // --from-snapshot restores a saved cluster: the flags that shape a new one conflict with it.
+    let out = berth().args(["create", "cluster", "--from-snapshot", "warm", "--config", "x.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
+    assert!(text(&out).1.contains("cannot be used with"), "{}", text(&out).1);
+}
