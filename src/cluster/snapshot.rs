@@ -224,11 +224,9 @@ async fn save_until(
         Ok(()) => find(docker, name).await,
         Err(err) => {
             let step = status.step("Removing what this save made");
-            let cleanup = remove_labelled(docker, &format!("{LABEL_SAVE_ID}={save_id}")).await;
-            // Copy containers are labelled too.
-            let helpers = super::remove_containers(docker, &format!("{LABEL_SAVE_ID}={save_id}")).await;
+            let cleanup = sweep_save(docker, &save_id).await;
             step.done();
-            match (err, cleanup.and(helpers)) {
+            match (err, cleanup) {
                 (ClusterError::Interrupted(which, _), Ok(_)) => {
                     Err(ClusterError::Interrupted(which, "what the save had made was removed; the cluster is stopped".into()))
                 }
@@ -237,6 +235,21 @@ async fn save_until(
             }
         }
     }
+}
+
+/// Removes what save `save_id` made: copy helpers first (they hold the volumes), then images
+/// and volumes; then once more after a pause, for a commit or copy that was still in flight
+/// inside dockerd when the save stopped waiting for it.
+async fn sweep_save(docker: &Docker, save_id: &str) -> Result<()> {
+    let label = format!("{LABEL_SAVE_ID}={save_id}");
+    for pass in 0..2 {
+        if pass > 0 {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        super::remove_containers(docker, &label).await?;
+        remove_labelled(docker, &label).await?;
+    }
+    Ok(())
 }
 
 async fn save_nodes(docker: &Docker, name: &str, cluster: &str, save_id: &str, status: &Status) -> Result<()> {
