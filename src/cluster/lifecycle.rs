@@ -97,7 +97,7 @@ pub async fn start(docker: &Docker, cluster: &str, wait: Duration, status: &Stat
     let client = crate::kube::client(&doc).await?;
     crate::kube::wait_for_readyz(&client, deadline).await?;
     let readyz = began.elapsed().as_secs_f64();
-    let released = crate::kube::release_stale_leases(&client, restarted.since).await?;
+    let released = crate::kube::release_stale_leases(&client, restarted.since, &restarted.nodes).await?;
     tracing::info!("stale leader leases released: {released:?}");
     let expected = all.iter().filter(|n| n.is_kubernetes_node()).count();
     crate::kube::wait_for_nodes_ready(&client, expected, Some(&restarted), deadline).await?;

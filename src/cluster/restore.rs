@@ -142,10 +142,10 @@ async fn wait_ready(
 ) -> Result<(f64, f64)> {
     crate::kube::wait_for_readyz(client, deadline).await?;
     let readyz = clock.elapsed().as_secs_f64();
-    let released = crate::kube::release_stale_leases(client, began).await?;
-    tracing::info!("stale leader leases released: {released:?}");
     let nodes: std::collections::BTreeSet<String> =
         snapshot.nodes.iter().filter(|n| is_kubernetes_node(n)).map(|n| n.name.clone()).collect();
+    let released = crate::kube::release_stale_leases(client, began, &nodes).await?;
+    tracing::info!("stale leader leases released: {released:?}");
     let expected = nodes.len();
     let restarted = crate::kube::Restarted { since: began, nodes };
     crate::kube::wait_for_nodes_ready(client, expected, Some(&restarted), deadline).await?;

@@ -131,11 +131,12 @@ fn respond(status: StatusCode, body: &Value) -> Response<Body> {
 
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/";
 
+/// A leader lease held by a process on `demo-control-plane`.
 fn lease_object(name: &str, renewed: &str, rv: &str) -> Value {
     json!({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {"name": name, "namespace": "kube-system", "resourceVersion": rv},
-        "spec": {"holderIdentity": format!("{name}_old"), "leaseDurationSeconds": 15, "renewTime": renewed},
+        "spec": {"holderIdentity": "demo-control-plane_5f3c2a1e-0000-4000-8000-000000000000", "leaseDurationSeconds": 15, "renewTime": renewed},
     })
 }
 

@@ -189,14 +189,20 @@ pub async fn wait_for_nodes_ready(client: &Client, expected: usize, restarted: O
 /// The leader-election leases of the control plane's singletons.
 const SINGLETON_LEASES: [&str; 2] = ["kube-scheduler", "kube-controller-manager"];
 
-/// Deletes the scheduler's and controller-manager's leader leases if nobody renewed them since
-/// `since` — left by the processes that ran before a stop or a snapshot. A restarted candidate
-/// otherwise waits out a full lease (15 s) from the moment it first sees the old holder, and
-/// nothing is scheduled meanwhile; without the lease it takes the lock at its next try (≤ 2 s).
-/// Safe with any number of control planes: the delete carries the stale lease's
-/// resourceVersion as a precondition, so a lease a new leader has renewed in the meantime is
-/// left alone (the delete fails with a conflict, which is fine). Returns the names deleted.
-pub async fn release_stale_leases(client: &Client, since: SystemTime) -> Result<Vec<String>> {
+/// Deletes the scheduler's and controller-manager's leader leases left by processes that are
+/// gone: held by one of the `restarted` nodes (a holder's identity is its node's hostname, then
+/// `_` and a per-process id) and not renewed since `since`, when the nodes were started. A
+/// restarted candidate otherwise waits out a full lease (15 s) from the moment it first sees the
+/// old holder, and nothing is scheduled meanwhile; without the lease it takes the lock at its
+/// next try (≤ 2 s). Safe with any number of control planes: a lease held from a node that kept
+/// running is never touched, and the delete carries the stale lease's resourceVersion as a
+/// precondition, so a lease a new leader has taken in the meantime is left alone (the delete
+/// fails with a conflict, which is fine). Returns the names deleted.
+pub async fn release_stale_leases(
+    client: &Client,
+    since: SystemTime,
+    restarted: &std::collections::BTreeSet<String>,
+) -> Result<Vec<String>> {
     use k8s_openapi::api::coordination::v1::Lease;
     use kube::api::{DeleteParams, Preconditions};
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
@@ -204,8 +210,10 @@ pub async fn release_stale_leases(client: &Client, since: SystemTime) -> Result<
     let mut released = Vec::new();
     for name in SINGLETON_LEASES {
         let Some(lease) = leases.get_opt(name).await? else { continue };
-        let renewed = lease.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0.as_microsecond());
-        if renewed.is_some_and(|r| r >= since) {
+        let spec = lease.spec.as_ref();
+        let holder_node = spec.and_then(|s| s.holder_identity.as_deref()).and_then(|h| h.rsplit_once('_')).map(|(node, _)| node);
+        let renewed = spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0.as_microsecond());
+        if !holder_node.is_some_and(|n| restarted.contains(n)) || renewed.is_some_and(|r| r >= since) {
             continue;
         }
         let params = DeleteParams {
@@ -453,7 +461,7 @@ mod tests {
         let api = FakeApi::new(move || Seen { leases: leases.clone(), ..Default::default() });
         // The start began at 00:05: the scheduler's lease is stale, the controller-manager's fresh.
         let since = UNIX_EPOCH + Duration::from_secs(1_767_225_600 + 300);
-        let released = release_stale_leases(&api.client(), since).await.unwrap();
+        let released = release_stale_leases(&api.client(), since, &["demo-control-plane".to_string()].into()).await.unwrap();
         assert_eq!(released, ["kube-scheduler"]);
         let deletes: Vec<String> = api.requests().into_iter().filter(|r| r.starts_with("DELETE")).collect();
         assert_eq!(deletes.len(), 1, "{deletes:?}");
@@ -471,8 +479,19 @@ mod tests {
             let rv = if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 { "7" } else { "8" };
             Seen { leases: vec![("kube-scheduler".into(), "2020-01-01T00:00:00Z".into(), rv.into())], ..Default::default() }
         });
-        let released = release_stale_leases(&api.client(), SystemTime::now()).await.unwrap();
+        let released = release_stale_leases(&api.client(), SystemTime::now(), &["demo-control-plane".to_string()].into()).await.unwrap();
         assert!(released.is_empty(), "{released:?}");
         assert!(api.requests().iter().any(|r| r.starts_with("DELETE")), "the delete was tried");
+    }
+
+    #[tokio::test]
+    async fn a_lease_held_from_a_node_that_kept_running_is_never_touched() {
+        use super::fake::{FakeApi, Seen};
+        let leases = vec![("kube-scheduler".to_string(), "2020-01-01T00:00:00Z".to_string(), "5".to_string())];
+        let api = FakeApi::new(move || Seen { leases: leases.clone(), ..Default::default() });
+        // The holder is on demo-control-plane, which this start did not restart.
+        let released = release_stale_leases(&api.client(), SystemTime::now(), &["demo-control-plane2".to_string()].into()).await.unwrap();
+        assert!(released.is_empty(), "{released:?}");
+        assert!(!api.requests().iter().any(|r| r.starts_with("DELETE")), "{:?}", api.requests());
     }
 }

@@ -106,6 +106,9 @@ fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
     // controller-manager left were released (not waited out for 15 s) and the controllers run.
     let took = time_to_schedule(&kc, "after-start");
     assert!(took < Duration::from_secs(5), "scheduling right after start took {took:?}");
+    // Its image is not in this cluster's nodes: gone again, so it does not churn on the worker.
+    kubectl_ok(&kc, &["delete", "deployment", "after-start", "--wait=true"]);
+    kubectl_ok(&kc, &["wait", "--for=delete", "pod", "-l", "app=after-start", "--timeout=60s"]);
     // Starting a cluster that runs succeeds: running nodes need no fresh report (their kubelets
     // post status only on change, so waiting for one would run into --wait).
     run_ok(berth(&kc).args(["start", "cluster", "--name", name, "--wait", "30s"]));
