@@ -359,8 +359,9 @@ impl Docker {
             .collect())
     }
 
-    /// Addresses on `network` that are taken: by running endpoints, and pinned by any container
-    /// (a stopped node still owns its address).
+    /// Addresses on `network` that are taken: by running endpoints, pinned by any container (a
+    /// stopped node still owns its address), and, on berth's network, held for a snapshot's
+    /// nodes (a restore puts them back at their saved addresses).
     pub async fn used_addresses(&self, network: &str) -> Result<std::collections::BTreeSet<std::net::Ipv4Addr>> {
         let mut used = std::collections::BTreeSet::new();
         let net = self
@@ -384,6 +385,12 @@ impl Docker {
                 .and_then(|i| i.ipv4_address)
                 .and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok());
             used.extend(pinned);
+        }
+        if network == super::NETWORK_NAME {
+            // A snapshot's nodes come back at their saved addresses: no new node may take them.
+            for image in self.list_images(super::LABEL_RESERVED_ADDRESS).await? {
+                used.extend(image.labels.get(super::LABEL_RESERVED_ADDRESS).and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok()));
+            }
         }
         Ok(used)
     }

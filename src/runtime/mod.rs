@@ -33,5 +33,8 @@ pub const LABEL_ROLE: &str = "dev.berth.role";
 /// Every container a create made for the cluster, comma-separated, on each of them: a node
 /// removed by hand is then missed, not silently forgotten.
 pub const LABEL_MEMBERS: &str = "dev.berth.members";
+/// On a snapshot's images: the node's saved address on berth's network, which new nodes leave
+/// free so the snapshot can be restored.
+pub const LABEL_RESERVED_ADDRESS: &str = "dev.berth.snapshot.address";
 /// The user-defined bridge network every berth node joins. Shared by clusters, like kind's.
 pub const NETWORK_NAME: &str = "berth";

@@ -103,8 +103,29 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     assert_nothing_of(name, "after deleting the saved cluster");
     assert_eq!(volumes_labelled(&format!("dev.berth.snapshot={snapshot}")).len(), 1, "deleting the cluster keeps the snapshot");
 
+    // A cluster made meanwhile leaves the snapshot's address free (the last full suite once saw
+    // a parallel test's node take it, and the restore was refused), and runs beside the copy.
+    let saved_address = run_ok(Command::new("docker").args([
+        "image",
+        "inspect",
+        &format!("berth-snapshot/{snapshot}:{name}-control-plane"),
+        "--format",
+        "{{index .Config.Labels \"dev.berth.snapshot.address\"}}",
+    ]));
+    let neighbour = format!("{name}-n");
+    let _neighbour_guard = ClusterGuard { name: neighbour.clone(), kubeconfig: kc.clone() };
+    run_ok(berth(&kc).args(["create", "cluster", "--name", &neighbour, "--image", &test_image(), "--wait", "0"]));
+    let taken = run_ok(Command::new("docker").args([
+        "inspect",
+        &format!("{neighbour}-control-plane"),
+        "--format",
+        "{{(index .NetworkSettings.Networks \"berth\").IPAddress}}",
+    ]));
+    assert_ne!(taken.trim(), saved_address.trim(), "a new node took the snapshot's address");
+
     // First copy: everything is back, and the scheduler works at once.
     restore_ok(&kc, &snapshot);
+    run_ok(berth(&kc).args(["delete", "cluster", "--name", &neighbour]));
     assert_eq!(kubectl_ok(&kc, &["get", "configmap", "kept", "-o", "jsonpath={.data.answer}"]), "42");
     kubectl_ok(&kc, &["wait", "--for=condition=Available", "deployment/web", "--timeout=60s"]);
     eventually("the restored app serves", Duration::from_secs(60), || {
