@@ -19,6 +19,23 @@ fn by_role<'a>(nodes: &'a [NodeInfo], role: &str) -> Vec<&'a NodeInfo> {
     nodes.iter().filter(|n| n.role == role).collect()
 }
 
+/// The fixed host ports in `bindings` (a container's port bindings) that something holds now,
+/// each named with `node`, the container port and what holds it.
+pub(super) fn taken_host_ports(node: &str, bindings: &bollard::models::PortMap) -> Vec<String> {
+    let mut taken = Vec::new();
+    for (container_port, list) in bindings {
+        let protocol = if container_port.ends_with("/udp") { Protocol::Udp } else { Protocol::Tcp };
+        for b in list.iter().flatten() {
+            let Some(port) = b.host_port.as_deref().and_then(|p| p.parse::<u16>().ok()).filter(|p| *p != 0) else { continue };
+            let address = b.host_ip.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| "0.0.0.0".into());
+            if !crate::host_ports::is_free(&address, port, protocol) {
+                taken.push(format!("{node} ({container_port}): {}", crate::host_ports::describe_taken(&address, port)));
+            }
+        }
+    }
+    taken
+}
+
 /// The fixed host ports the stopped containers publish must be free before they start: a port
 /// something else took while the cluster was stopped is named with what holds it, instead of
 /// Docker's "address already in use" halfway through the start.
@@ -27,16 +44,7 @@ async fn check_published_ports(docker: &Docker, stopped: impl Iterator<Item = &N
     for node in stopped {
         let info = docker.inspect(&node.name).await?;
         let bindings = info.host_config.and_then(|h| h.port_bindings).unwrap_or_default();
-        for (container_port, list) in bindings {
-            let protocol = if container_port.ends_with("/udp") { Protocol::Udp } else { Protocol::Tcp };
-            for b in list.into_iter().flatten() {
-                let Some(port) = b.host_port.as_deref().and_then(|p| p.parse::<u16>().ok()).filter(|p| *p != 0) else { continue };
-                let address = b.host_ip.filter(|a| !a.is_empty()).unwrap_or_else(|| "0.0.0.0".into());
-                if !crate::host_ports::is_free(&address, port, protocol) {
-                    taken.push(format!("{} ({container_port}): {}", node.name, crate::host_ports::describe_taken(&address, port)));
-                }
-            }
-        }
+        taken.extend(taken_host_ports(&node.name, &bindings));
     }
     if taken.is_empty() {
         Ok(())

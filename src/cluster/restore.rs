@@ -22,7 +22,6 @@ use super::create::{after_undo, undo, unless_interrupted, CreateReport, NOTHING_
 use super::snapshot::{SavedNode, Snapshot, LABEL_RESTORED_FROM};
 use super::steps::LABEL_CREATE_ID;
 use super::{ClusterError, Result};
-use crate::config::Protocol;
 use crate::kubeconfig;
 use crate::runtime::{network_endpoint, Docker, NetworkLock, NodeMode, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE, NETWORK_NAME};
 use crate::ui::Status;
@@ -204,24 +203,13 @@ async fn check(docker: &Docker, opts: &RestoreOptions) -> Result<Snapshot> {
 
 /// Host ports the saved nodes publish that something holds now, each with its holder.
 fn taken_ports(snapshot: &Snapshot) -> Vec<String> {
-    let mut taken = Vec::new();
-    for node in &snapshot.nodes {
-        for (container_port, list) in node.host_config.port_bindings.clone().unwrap_or_default() {
-            let protocol = if container_port.ends_with("/udp") { Protocol::Udp } else { Protocol::Tcp };
-            for b in list.into_iter().flatten() {
-                let Some(port) = b.host_port.as_deref().and_then(|p| p.parse::<u16>().ok()).filter(|p| *p != 0) else { continue };
-                let address = b.host_ip.filter(|a| !a.is_empty()).unwrap_or_else(|| "0.0.0.0".into());
-                if !crate::host_ports::is_free(&address, port, protocol) {
-                    taken.push(format!(
-                        "host port {port} ({} {container_port}) is taken: {}",
-                        node.name,
-                        crate::host_ports::describe_taken(&address, port)
-                    ));
-                }
-            }
-        }
-    }
-    taken
+    let no_ports = bollard::models::PortMap::new();
+    snapshot
+        .nodes
+        .iter()
+        .flat_map(|n| super::lifecycle::taken_host_ports(&n.name, n.host_config.port_bindings.as_ref().unwrap_or(&no_ports)))
+        .map(|taken| format!("host port taken: {taken}"))
+        .collect()
 }
 
 /// A warning when the snapshot's certificates have expired or expire within 30 days.
