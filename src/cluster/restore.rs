@@ -1,13 +1,16 @@
 //! `create cluster --from-snapshot`: a cluster from a snapshot (`snapshot.rs`), as named steps.
 //!
 //! ```text
-//! check (nothing made) ──▶ copy_volumes ──▶ start_nodes ──▶ kubeconfig merged ──▶ waits:
-//!   /readyz ──▶ stale leader leases released ──▶ nodes freshly Ready ──▶ controllers running
+//! check (nothing made) ──▶ make_volumes ──▶ copy_volumes ──▶ create_nodes ──▶ nodes started ──▶
+//!   kubeconfig merged ──▶ waits: /readyz ──▶ stale leader leases released ──▶
+//!   nodes freshly Ready ──▶ controllers running
 //! ```
 //!
 //! Every node comes back at once under its saved name, address and host config (so the API
 //! server keeps its port, and certificates, etcd's membership and kubeadm's config stay valid),
-//! on a fresh copy of its saved `/var`: two restores of one snapshot share nothing. Conflicts are
+//! on a fresh copy of its saved `/var`: two restores of one snapshot share no file that either
+//! may write — only containerd's image layers, which nothing writes, are hard-linked from the
+//! snapshot instead of copied (most of a node's /var; see `Docker::copy_volumes`). Conflicts are
 //! found before anything is made; a failure or SIGINT/SIGTERM afterwards removes what this
 //! restore made, volumes included, and leaves the kubeconfig as it was — the same undo as create.
 
@@ -23,7 +26,7 @@ use super::snapshot::{SavedNode, Snapshot, LABEL_RESTORED_FROM};
 use super::steps::LABEL_CREATE_ID;
 use super::{ClusterError, Result};
 use crate::kubeconfig;
-use crate::runtime::{network_endpoint, Docker, NetworkLock, NodeMode, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE, NETWORK_NAME};
+use crate::runtime::{network_endpoint, Docker, NetworkLock, NodeMode, VolumeCopy, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE, NETWORK_NAME};
 use crate::ui::Status;
 
 #[derive(Debug, Clone)]
@@ -84,11 +87,17 @@ async fn run_steps(docker: &Docker, opts: &RestoreOptions, snapshot: &Snapshot, 
     let began = SystemTime::now();
     let clock = tokio::time::Instant::now();
     let step = status.step(format!("Copying {} node(s)' saved /var", snapshot.nodes.iter().filter(|n| n.volume.is_some()).count()));
-    let volumes = copy_volumes(docker, snapshot, &made.create_id).await?;
+    let volumes = make_volumes(docker, snapshot, &made.create_id).await?;
+    copy_volumes(docker, snapshot, &volumes, &made.create_id).await?;
     step.done();
 
     let step = status.step(format!("Starting {} node(s) from snapshot {:?}", snapshot.nodes.len(), snapshot.name));
-    start_nodes(docker, snapshot, &volumes, &made.create_id).await?;
+    // Under berth's network lock from the containers' creation to their start: the addresses
+    // are taken the moment the containers exist.
+    let lock = NetworkLock::acquire().await.map_err(|source| ClusterError::Io { context: "locking berth's network".into(), source })?;
+    create_nodes(docker, snapshot, &volumes, &made.create_id).await?;
+    try_join_all(snapshot.nodes.iter().map(|n| docker.start_container(&n.name))).await?;
+    drop(lock);
     step.done();
 
     let step = status.step("Writing kubeconfig");
@@ -235,30 +244,40 @@ fn expiry_warning(snapshot: &Snapshot, now: SystemTime) -> Option<String> {
     })
 }
 
-/// A fresh volume per node holding a copy of its saved /var, all at once. Returns node → volume.
-async fn copy_volumes(docker: &Docker, snapshot: &Snapshot, create_id: &str) -> Result<HashMap<String, String>> {
+/// An empty volume per saved /var, labelled as the restore's. Returns node → volume.
+async fn make_volumes(docker: &Docker, snapshot: &Snapshot, create_id: &str) -> Result<HashMap<String, String>> {
     let labels = vec![
         (LABEL_CLUSTER.to_string(), snapshot.cluster.clone()),
         (LABEL_CREATE_ID.to_string(), create_id.to_string()),
         (LABEL_RESTORED_FROM.to_string(), snapshot.name.clone()),
     ];
-    let helper_labels = vec![(LABEL_CREATE_ID.to_string(), create_id.to_string())];
-    let copies = snapshot.nodes.iter().filter_map(|node| node.volume.as_ref().map(|saved| (node, saved))).map(|(node, saved)| {
-        let (labels, helper_labels) = (&labels, &helper_labels);
+    let made = snapshot.nodes.iter().filter(|node| node.volume.is_some()).map(|node| {
+        let labels = &labels;
         async move {
             let volume = format!("{}-var-{}", node.name, &create_id[create_id.len().saturating_sub(8)..]);
             docker.create_volume(&volume, labels).await?;
-            docker.copy_volume(&node.image, saved, &volume, helper_labels).await?;
             Ok::<_, ClusterError>((node.name.clone(), volume))
         }
     });
-    Ok(try_join_all(copies).await?.into_iter().collect())
+    Ok(try_join_all(made).await?.into_iter().collect())
 }
 
-/// Creates and starts every node at once, under berth's network lock (the addresses are taken
-/// the moment the containers exist).
-async fn start_nodes(docker: &Docker, snapshot: &Snapshot, volumes: &HashMap<String, String>, create_id: &str) -> Result<()> {
-    let lock = NetworkLock::acquire().await.map_err(|source| ClusterError::Io { context: "locking berth's network".into(), source })?;
+/// Copies every node's saved /var into its volume, all at once in one helper; the image layers
+/// are shared with the snapshot where Docker allows (see `Docker::copy_volumes`).
+async fn copy_volumes(docker: &Docker, snapshot: &Snapshot, volumes: &HashMap<String, String>, create_id: &str) -> Result<()> {
+    let copies: Vec<VolumeCopy> = snapshot
+        .nodes
+        .iter()
+        .filter_map(|node| Some(VolumeCopy { from: node.volume.as_deref()?, to: volumes.get(&node.name)?, link: &node.image_layers }))
+        .collect();
+    // Any saved node's image has the shell and cp the copy needs.
+    let Some(image) = snapshot.nodes.iter().find(|n| n.volume.is_some()).map(|n| n.image.as_str()) else { return Ok(()) };
+    docker.copy_volumes(image, &copies, &[(LABEL_CREATE_ID.to_string(), create_id.to_string())]).await?;
+    Ok(())
+}
+
+/// Creates every node's container at once (not started).
+async fn create_nodes(docker: &Docker, snapshot: &Snapshot, volumes: &HashMap<String, String>, create_id: &str) -> Result<()> {
     let members: Vec<String> = snapshot.nodes.iter().map(|n| n.name.clone()).collect();
     let bodies: Vec<(String, ContainerCreateBody)> = snapshot
         .nodes
@@ -266,8 +285,6 @@ async fn start_nodes(docker: &Docker, snapshot: &Snapshot, volumes: &HashMap<Str
         .map(|n| (n.name.clone(), node_body(snapshot, n, volumes.get(&n.name).map(String::as_str), create_id, &members)))
         .collect();
     try_join_all(bodies.into_iter().map(|(name, body)| async move { docker.create_container(&name, body).await })).await?;
-    try_join_all(snapshot.nodes.iter().map(|n| docker.start_container(&n.name))).await?;
-    drop(lock);
     Ok(())
 }
 
@@ -339,6 +356,7 @@ mod tests {
                 node_image: "berth-test/node:v1.20.2".into(),
                 bytes: 0,
                 certificates_expire: expires,
+                image_layers: Vec::new(),
             }],
         }
     }

@@ -8,8 +8,8 @@
 //! layer format would turn the whiteouts and opaque directories of containerd's own overlay
 //! snapshots into deletions. What a restore needs to know — node, role, address, the container's
 //! host config (ports, mounts, capabilities), Kubernetes version, node image, when the
-//! certificates expire — rides on the image as labels. Snapshot volumes carry no cluster label,
-//! so deleting the cluster never takes them.
+//! certificates expire, which of containerd's snapshots are image layers — rides on the image as
+//! labels. Snapshot volumes carry no cluster label, so deleting the cluster never takes them.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -38,6 +38,10 @@ const LABEL_NODE_IMAGE: &str = "dev.berth.snapshot.node-image";
 const LABEL_CERTS_EXPIRE: &str = "dev.berth.snapshot.certificates-expire";
 /// Marks what one save made, so a failed or interrupted save removes exactly that.
 const LABEL_SAVE_ID: &str = "dev.berth.snapshot.save-id";
+/// The containerd overlay snapshots (by number) that held image layers when the node was saved.
+const LABEL_IMAGE_LAYERS: &str = "dev.berth.snapshot.image-layers";
+/// Where containerd's overlay snapshotter keeps its snapshots, relative to a node's /var.
+const CONTAINERD_SNAPSHOTS: &str = "lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots";
 
 /// The repository a snapshot's node images are committed to; the tag is the node's name.
 pub fn image_repo(snapshot: &str) -> String {
@@ -64,6 +68,10 @@ pub struct SavedNode {
     /// Bytes of /var saved, plus the committed layer.
     pub bytes: u64,
     pub certificates_expire: Option<i64>,
+    /// Directories of the saved /var (relative to it) that hold image layers: containerd never
+    /// writes them again, so a restore may share them instead of copying.
+    #[serde(skip)]
+    pub image_layers: Vec<String>,
 }
 
 /// A snapshot as Docker holds it.
@@ -131,6 +139,7 @@ pub async fn list(docker: &Docker) -> Result<Vec<Snapshot>> {
             node_image: get(LABEL_NODE_IMAGE),
             bytes: var_bytes + layer,
             certificates_expire: get(LABEL_CERTS_EXPIRE).parse().ok(),
+            image_layers: layer_dirs(&get(LABEL_IMAGE_LAYERS)),
         });
     }
     let mut out: Vec<Snapshot> = by_name.into_values().collect();
@@ -253,12 +262,14 @@ async fn sweep_save(docker: &Docker, save_id: &str) -> Result<()> {
 }
 
 async fn save_nodes(docker: &Docker, name: &str, cluster: &str, save_id: &str, status: &Status) -> Result<()> {
-    super::lifecycle::stop(docker, cluster, status).await?;
     // Service forwarders are remade by `berth load-balancer`; they hold nothing of the cluster.
     let all: Vec<NodeInfo> = nodes(docker, cluster).await?.into_iter().filter(|n| n.role != SERVICE_LB_ROLE).collect();
+    // Asked while the nodes run: only a running node's mounts tell image layers apart.
+    let layers = futures_util::future::join_all(all.iter().map(|n| image_layers(docker, &n.name))).await;
+    super::lifecycle::stop(docker, cluster, status).await?;
     let version = kubernetes_version(docker, &all).await;
     let step = status.step(format!("Saving {} node(s) as snapshot {name:?}", all.len()));
-    try_join_all(all.iter().map(|n| save_node(docker, name, cluster, save_id, n, &version))).await?;
+    try_join_all(all.iter().zip(&layers).map(|(n, layers)| save_node(docker, name, cluster, save_id, n, &version, layers))).await?;
     step.done();
     Ok(())
 }
@@ -268,7 +279,15 @@ async fn kubernetes_version(docker: &Docker, all: &[NodeInfo]) -> String {
     docker.read_file(&cp.name, "/kind/version").await.map(|v| String::from_utf8_lossy(&v).trim().to_string()).unwrap_or_default()
 }
 
-async fn save_node(docker: &Docker, name: &str, cluster: &str, save_id: &str, node: &NodeInfo, version: &str) -> Result<()> {
+async fn save_node(
+    docker: &Docker,
+    name: &str,
+    cluster: &str,
+    save_id: &str,
+    node: &NodeInfo,
+    version: &str,
+    image_layers: &str,
+) -> Result<()> {
     let info = docker.inspect(&node.name).await?;
     let config = info.config.clone().unwrap_or_default();
     let host_config = info.host_config.clone().unwrap_or_default();
@@ -295,9 +314,12 @@ async fn save_node(docker: &Docker, name: &str, cluster: &str, save_id: &str, no
         ];
         docker.create_volume(&volume, &volume_labels).await?;
         let image = info.image.clone().unwrap_or_default();
-        let bytes = docker.copy_volume(&image, &from, &volume, &[(LABEL_SAVE_ID.to_string(), save_id.to_string())]).await?;
+        // A full copy: the snapshot must not share a file with the cluster it was saved from.
+        let copy = crate::runtime::VolumeCopy { from: &from, to: &volume, link: &[] };
+        let bytes = docker.copy_volumes(&image, &[copy], &[(LABEL_SAVE_ID.to_string(), save_id.to_string())]).await?[0];
         labels.insert(LABEL_VOLUME.into(), volume);
         labels.insert(LABEL_VAR_BYTES.into(), bytes.to_string());
+        labels.insert(LABEL_IMAGE_LAYERS.into(), image_layers.to_string());
     }
     if node.role == "control-plane" {
         if let Some(expires) = certificate_expiry(docker, &node.name).await {
@@ -310,6 +332,40 @@ async fn save_node(docker: &Docker, name: &str, cluster: &str, save_id: &str, no
     image_config.labels.get_or_insert_with(HashMap::new).extend(labels);
     docker.commit(&node.name, &image_repo(name), &node.name, image_config).await?;
     Ok(())
+}
+
+/// The numbers of the containerd snapshots that `node`'s overlay mounts use as lower layers,
+/// space-separated ("" when the node is not running or has none).
+async fn image_layers(docker: &Docker, node: &str) -> String {
+    match docker.exec(node, &["cat", "/proc/mounts"]).await {
+        Ok(out) if out.code == 0 => lower_layers(&out.stdout).join(" "),
+        _ => String::new(),
+    }
+}
+
+/// The containerd snapshots named as `lowerdir`s in `mounts` (a /proc/mounts): committed image
+/// layers. overlayfs never writes a lower layer and containerd never writes a committed
+/// snapshot, so their files stay as they were saved.
+fn lower_layers(mounts: &str) -> Vec<String> {
+    let prefix = format!("/var/{CONTAINERD_SNAPSHOTS}/");
+    let mut ids: Vec<u64> = mounts
+        .lines()
+        .filter(|line| line.split_whitespace().nth(2) == Some("overlay"))
+        .filter_map(|line| line.split_whitespace().nth(3))
+        .flat_map(|options| options.split(','))
+        .filter_map(|option| option.strip_prefix("lowerdir="))
+        .flat_map(|dirs| dirs.split(':'))
+        .filter_map(|dir| dir.strip_prefix(&prefix)?.strip_suffix("/fs")?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter().map(|id| id.to_string()).collect()
+}
+
+/// The directories (relative to /var) of the image layers a label names; anything but numbers
+/// is dropped, so a label cannot point a restore elsewhere.
+fn layer_dirs(label: &str) -> Vec<String> {
+    label.split_whitespace().filter(|id| id.parse::<u64>().is_ok()).map(|id| format!("{CONTAINERD_SNAPSHOTS}/{id}")).collect()
 }
 
 /// The address a node is pinned to on berth's network.
@@ -343,6 +399,18 @@ pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_layers_are_the_lower_dirs_of_containerd_overlay_mounts() {
+        let mounts = "overlay / overlay rw,lowerdir=/var/lib/docker/overlay2/l/DK6:/var/lib/docker/overlay2/l/UFD,upperdir=/x/diff,workdir=/x/work 0 0
+/dev/vda /var ext4 rw,relatime 0 0
+overlay /run/containerd/io.containerd.runtime.v2.task/k8s.io/703e/rootfs overlay rw,relatime,lowerdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/10/fs:/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/2/fs,upperdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/56/fs,workdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/56/work 0 0
+overlay /run/containerd/io.containerd.runtime.v2.task/k8s.io/8a1c/rootfs overlay rw,relatime,lowerdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/2/fs,upperdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/57/fs,workdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/57/work 0 0
+";
+        // The upper (active, written) snapshots 56 and 57 and Docker's own layers are not among them.
+        assert_eq!(lower_layers(mounts), vec!["2", "10"]);
+        assert_eq!(layer_dirs("2 10 ../etc x"), vec![format!("{CONTAINERD_SNAPSHOTS}/2"), format!("{CONTAINERD_SNAPSHOTS}/10")]);
+    }
 
     #[test]
     fn reads_a_certificates_expiry() {

@@ -18,7 +18,7 @@ mod traits;
 
 pub use network::NetworkLock;
 
-pub use docker::{Docker, ExecOutput, RuntimeError};
+pub use docker::{Docker, ExecOutput, RuntimeError, VolumeCopy};
 pub use mode::{decide_mode, sweep_orphaned_probes, ModeRequest, NodeMode, ProbeOutcome, LABEL_PROBE};
 pub use spec::{
     load_balancer_body, network_endpoint, node_container_body, service_lb_body, NodeSpec, ServiceLbSpec, API_SERVER_PORT,

@@ -3,8 +3,9 @@
 //!
 //! One cluster is saved once and restored three times over: the objects, the app and a claim's
 //! data come back, a new Deployment schedules within 5 s (the old leader leases and the
-//! controller-manager's restart do not hold it up), a change in one copy (an object, a file in
-//! the claim) is absent from the next, a taken name or address is refused with nothing
+//! controller-manager's restart do not hold it up), image layers are shared with the snapshot
+//! rather than copied, a change in one copy (an object, a file in the claim, a file of a
+//! container's image) is absent from the next, a taken name or address is refused with nothing
 //! made, SIGINT mid-restore (early, and after the kubeconfig was written) leaves nothing and the
 //! kubeconfig as it was, and `delete cluster` / `snapshot delete` leave no volume behind.
 
@@ -142,6 +143,21 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     assert_eq!(read_note(&kc, "note"), "saved-with-the-snapshot", "the claim's data came back");
     kubectl_ok(&kc, &["exec", "keeper", "--", "sh", "-c", "echo first > /data/only-in-the-first-copy"]);
     kubectl_ok(&kc, &["create", "configmap", "only-in-the-first-copy"]);
+    // Image layers are shared with the snapshot, not copied (a restore's copy was most of its
+    // /var); a container that changes a file of its image changes its own copy of it.
+    let node = format!("{name}-control-plane");
+    let shared = run_ok(Command::new("docker").args([
+        "exec",
+        &node,
+        "find",
+        "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots",
+        "-path",
+        "*/fs/usr/local/bin/kube-apiserver",
+        "-links",
+        "+1",
+    ]));
+    assert!(!shared.trim().is_empty(), "the API server's image layer was copied, not shared with the snapshot");
+    kubectl_ok(&kc, &["exec", "deploy/web", "--", "sh", "-c", "echo changed-in-the-first-copy >> /etc/passwd"]);
     let out = berth(&kc).args(["snapshot", "delete", &snapshot]).output().unwrap();
     assert!(!out.status.success() && text(&out).1.contains("in use by cluster"), "deleting a snapshot in use: {}", text(&out).1);
 
@@ -203,6 +219,9 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     assert_eq!(read_note(&kc, "note"), "saved-with-the-snapshot");
     let out = kubectl(&kc, &["exec", "keeper", "--", "cat", "/data/only-in-the-first-copy"]);
     assert!(!out.status.success(), "a file written in the first copy's claim is in the second's");
+    kubectl_ok(&kc, &["wait", "--for=condition=Available", "deployment/web", "--timeout=60s"]);
+    let passwd = kubectl_ok(&kc, &["exec", "deploy/web", "--", "cat", "/etc/passwd"]);
+    assert!(!passwd.contains("changed-in-the-first-copy"), "a change to an image's file in the first copy reached the snapshot");
 
     run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
     assert_nothing_of(name, "after deleting the second copy");
