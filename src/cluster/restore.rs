@@ -1,9 +1,10 @@
 //! `create cluster --from-snapshot`: a cluster from a snapshot (`snapshot.rs`), as named steps.
 //!
 //! ```text
-//! check (nothing made) ──▶ make_volumes ──▶ copy_volumes ──▶ create_nodes ──▶ nodes started ──▶
-//!   kubeconfig merged ──▶ waits: /readyz ──▶ stale leader leases released ──▶
+//! check (nothing made) ──▶ make_volumes ──▶ start_nodes(control planes) ──▶ start_nodes(workers)
+//!   ──▶ kubeconfig merged ──▶ waits: /readyz ──▶ stale leader leases released ──▶
 //!   nodes freshly Ready ──▶ controllers running
+//! (start_nodes: copy_volumes ──▶ containers created and started)
 //! ```
 //!
 //! Every node comes back at once under its saved name, address and host config (so the API
@@ -86,19 +87,19 @@ async fn restore_until(
 async fn run_steps(docker: &Docker, opts: &RestoreOptions, snapshot: &Snapshot, made: &mut Made, status: &Status) -> Result<()> {
     let began = SystemTime::now();
     let clock = tokio::time::Instant::now();
-    let step = status.step(format!("Copying {} node(s)' saved /var", snapshot.nodes.iter().filter(|n| n.volume.is_some()).count()));
     let volumes = make_volumes(docker, snapshot, &made.create_id).await?;
-    copy_volumes(docker, snapshot, &volumes, &made.create_id).await?;
-    step.done();
-
-    let step = status.step(format!("Starting {} node(s) from snapshot {:?}", snapshot.nodes.len(), snapshot.name));
-    // Under berth's network lock from the containers' creation to their start: the addresses
-    // are taken the moment the containers exist.
-    let lock = NetworkLock::acquire().await.map_err(|source| ClusterError::Io { context: "locking berth's network".into(), source })?;
-    create_nodes(docker, snapshot, &volumes, &made.create_id).await?;
-    try_join_all(snapshot.nodes.iter().map(|n| docker.start_container(&n.name))).await?;
-    drop(lock);
-    step.done();
+    // Control planes (and their load balancer) first: the API server's start is what everything
+    // waits for, and the workers' copy then overlaps the control planes' kubelet start-up (on
+    // 1.20 five idle seconds, see README). Workers' kubelets are ready long before the API server.
+    let (first, workers): (Vec<&SavedNode>, Vec<&SavedNode>) = snapshot.nodes.iter().partition(|n| n.role != "worker");
+    for (group, what) in [(first, "control-plane node(s)"), (workers, "worker(s)")] {
+        if group.is_empty() {
+            continue;
+        }
+        let step = status.step(format!("Starting {} {what} from snapshot {:?}", group.len(), snapshot.name));
+        start_nodes(docker, snapshot, &group, &volumes, &made.create_id).await?;
+        step.done();
+    }
 
     let step = status.step("Writing kubeconfig");
     let entries = merge_kubeconfig(docker, opts, snapshot, made).await?;
@@ -262,29 +263,33 @@ async fn make_volumes(docker: &Docker, snapshot: &Snapshot, create_id: &str) -> 
     Ok(try_join_all(made).await?.into_iter().collect())
 }
 
-/// Copies every node's saved /var into its volume, all at once in one helper; the image layers
+/// Copies `nodes`' saved /var into their volumes, then creates and starts their containers.
+async fn start_nodes(docker: &Docker, snapshot: &Snapshot, nodes: &[&SavedNode], volumes: &HashMap<String, String>, create_id: &str) -> Result<()> {
+    copy_volumes(docker, nodes, volumes, create_id).await?;
+    // Under berth's network lock from the containers' creation to their start: the addresses
+    // are taken the moment the containers exist.
+    let lock = NetworkLock::acquire().await.map_err(|source| ClusterError::Io { context: "locking berth's network".into(), source })?;
+    let members: Vec<String> = snapshot.nodes.iter().map(|n| n.name.clone()).collect();
+    let created = nodes.iter().map(|n| {
+        let body = node_body(snapshot, n, volumes.get(&n.name).map(String::as_str), create_id, &members);
+        docker.create_container(&n.name, body)
+    });
+    try_join_all(created).await?;
+    try_join_all(nodes.iter().map(|n| docker.start_container(&n.name))).await?;
+    drop(lock);
+    Ok(())
+}
+
+/// Copies `nodes`' saved /var into their volumes, all at once in one helper; the image layers
 /// are shared with the snapshot where Docker allows (see `Docker::copy_volumes`).
-async fn copy_volumes(docker: &Docker, snapshot: &Snapshot, volumes: &HashMap<String, String>, create_id: &str) -> Result<()> {
-    let copies: Vec<VolumeCopy> = snapshot
-        .nodes
+async fn copy_volumes(docker: &Docker, nodes: &[&SavedNode], volumes: &HashMap<String, String>, create_id: &str) -> Result<()> {
+    let copies: Vec<VolumeCopy> = nodes
         .iter()
         .filter_map(|node| Some(VolumeCopy { from: node.volume.as_deref()?, to: volumes.get(&node.name)?, link: &node.image_layers }))
         .collect();
     // Any saved node's image has the shell and cp the copy needs.
-    let Some(image) = snapshot.nodes.iter().find(|n| n.volume.is_some()).map(|n| n.image.as_str()) else { return Ok(()) };
+    let Some(image) = nodes.iter().find(|n| n.volume.is_some()).map(|n| n.image.as_str()) else { return Ok(()) };
     docker.copy_volumes(image, &copies, &[(LABEL_CREATE_ID.to_string(), create_id.to_string())]).await?;
-    Ok(())
-}
-
-/// Creates every node's container at once (not started).
-async fn create_nodes(docker: &Docker, snapshot: &Snapshot, volumes: &HashMap<String, String>, create_id: &str) -> Result<()> {
-    let members: Vec<String> = snapshot.nodes.iter().map(|n| n.name.clone()).collect();
-    let bodies: Vec<(String, ContainerCreateBody)> = snapshot
-        .nodes
-        .iter()
-        .map(|n| (n.name.clone(), node_body(snapshot, n, volumes.get(&n.name).map(String::as_str), create_id, &members)))
-        .collect();
-    try_join_all(bodies.into_iter().map(|(name, body)| async move { docker.create_container(&name, body).await })).await?;
     Ok(())
 }
 
