@@ -264,7 +264,13 @@ async fn make_volumes(docker: &Docker, snapshot: &Snapshot, create_id: &str) -> 
 }
 
 /// Copies `nodes`' saved /var into their volumes, then creates and starts their containers.
-async fn start_nodes(docker: &Docker, snapshot: &Snapshot, nodes: &[&SavedNode], volumes: &HashMap<String, String>, create_id: &str) -> Result<()> {
+async fn start_nodes(
+    docker: &Docker,
+    snapshot: &Snapshot,
+    nodes: &[&SavedNode],
+    volumes: &HashMap<String, String>,
+    create_id: &str,
+) -> Result<()> {
     copy_volumes(docker, nodes, volumes, create_id).await?;
     // Under berth's network lock from the containers' creation to their start: the addresses
     // are taken the moment the containers exist.
