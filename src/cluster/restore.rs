@@ -9,9 +9,10 @@
 //!
 //! The control planes come back at once, then the workers at once, under their saved names,
 //! addresses and host config (so the API server keeps its port, and certificates, etcd's
-//! membership and kubeadm's config stay valid), each on a fresh copy of its saved `/var`: two restores of one snapshot share no file that either
-//! may write — only containerd's image layers, which nothing writes, are hard-linked from the
-//! snapshot instead of copied (most of a node's /var; see `Docker::copy_volumes`). Conflicts are
+//! membership and kubeadm's config stay valid), each on a fresh copy of its saved `/var`: two
+//! restores of one snapshot share no file that either may write — only containerd's image
+//! layers, which nothing writes, are hard-linked from the snapshot instead of copied (most of a
+//! node's /var; see `Docker::copy_volumes`). Conflicts are
 //! found before anything is made; a failure or SIGINT/SIGTERM afterwards removes what this
 //! restore made, volumes included, and leaves the kubeconfig as it was — the same undo as create.
 

@@ -272,7 +272,8 @@ impl Docker {
         let outcome = async {
             self.start_container(&name).await?;
             let code = self.wait_exit(&name).await?;
-            let log = self.logs_tail(&name, 40).await.unwrap_or_default();
+            // A line per copy, after whatever cp said.
+            let log = self.logs_tail(&name, copies.len() + 20).await.unwrap_or_default();
             if code != 0 {
                 return Err(RuntimeError::Other(format!("copying volume {what} failed (exit code {code}):\n{}", log.trim_end())));
             }
