@@ -171,13 +171,7 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     assert_nothing_of(name, "after deleting the first copy");
 
     // An address taken by another container is refused by name, with nothing made.
-    let address = run_ok(Command::new("docker").args([
-        "image",
-        "inspect",
-        &format!("berth-snapshot/{snapshot}:{name}-control-plane"),
-        "--format",
-        "{{index .Config.Labels \"dev.berth.snapshot.address\"}}",
-    ]));
+    let address = &saved_address;
     let blocker = format!("{name}-blocker");
     run_ok(Command::new("docker").args([
         "run",
