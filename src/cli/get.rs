@@ -4,7 +4,7 @@ use clap::Subcommand;
 
 use super::{KubeconfigArg, NameArg, Output};
 use crate::cluster;
-use crate::runtime::Docker;
+use crate::runtime::{Docker, SERVICE_LB_ROLE};
 use crate::{kubeconfig, ui};
 
 #[derive(Debug, Subcommand)]
@@ -67,7 +67,9 @@ pub async fn run(what: GetWhat) -> anyhow::Result<()> {
                     println!("{:<30} {:<10} NODES", "NAME", "STATE");
                     for c in clusters {
                         let missing = if c.missing.is_empty() { String::new() } else { format!(" (missing: {})", c.missing.join(", ")) };
-                        println!("{:<30} {:<10} {}{missing}", c.name, c.state, c.nodes.len());
+                        // Service forwarders are not nodes (`get nodes` lists them, by role).
+                        let nodes = c.nodes.iter().filter(|n| n.role != SERVICE_LB_ROLE).count();
+                        println!("{:<30} {:<10} {nodes}{missing}", c.name, c.state);
                     }
                 }
             }

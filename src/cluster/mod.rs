@@ -14,6 +14,7 @@ pub mod render;
 pub mod restore;
 pub mod service_lb;
 pub mod snapshot;
+mod spare;
 pub(crate) mod steps;
 pub mod timeline;
 
@@ -193,9 +194,16 @@ pub async fn nodes(docker: &dyn Runtime, cluster: &str) -> Result<Vec<NodeInfo>>
 /// each of `kubeconfig_paths` that has them. Deleting a cluster that does not exist is not an
 /// error: the end state is what was asked.
 pub async fn delete(docker: &dyn Runtime, cluster: &str, kubeconfig_paths: &[PathBuf]) -> Result<usize> {
-    let removed = remove_containers(docker, &format!("{LABEL_CLUSTER}={cluster}")).await?;
+    let label = format!("{LABEL_CLUSTER}={cluster}");
+    // A restored node's /var may be a spare its restore claimed, which only the container names.
+    let claimed: Vec<String> =
+        docker.list_containers(&label).await?.into_iter().filter_map(|c| c.labels?.remove(spare::LABEL_VAR_VOLUME)).collect();
+    let removed = remove_containers(docker, &label).await?;
     // The /var volumes of restored nodes are named, so removing their containers leaves them.
-    docker.remove_volumes(&format!("{LABEL_CLUSTER}={cluster}")).await?;
+    docker.remove_volumes(&label).await?;
+    for volume in &claimed {
+        docker.remove_volume(volume).await?;
+    }
     for path in kubeconfig_paths {
         kubeconfig::remove_from_file(path, cluster)?;
     }

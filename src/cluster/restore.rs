@@ -1,10 +1,11 @@
 //! `create cluster --from-snapshot`: a cluster from a snapshot (`snapshot.rs`), as named steps.
 //!
 //! ```text
-//! check (nothing made) ──▶ make_volumes ──▶ start_nodes(control planes) ──▶ start_nodes(workers)
-//!   ──▶ kubeconfig merged ──▶ waits: /readyz ──▶ stale leader leases released ──▶
-//!   nodes freshly Ready ──▶ controllers running
-//! (start_nodes: copy_volumes ──▶ containers created and started)
+//! check (nothing made) ──▶ node_volumes (spares claimed, else empty volumes) ──▶
+//!   start_nodes(control planes) ──▶ start_nodes(workers) ──▶ kubeconfig merged ──▶
+//!   waits: /readyz ──▶ stale leader leases released ──▶ nodes freshly Ready ──▶
+//!   controllers running, meanwhile the next spares made
+//! (start_nodes: copy_volumes where no spare was claimed ──▶ containers created and started)
 //! ```
 //!
 //! The control planes come back at once, then the workers at once, under their saved names,
@@ -12,9 +13,10 @@
 //! membership and kubeadm's config stay valid), each on a fresh copy of its saved `/var`: two
 //! restores of one snapshot share no file that either may write — only containerd's image
 //! layers, which nothing writes, are hard-linked from the snapshot instead of copied (most of a
-//! node's /var; see `Docker::copy_volumes`). Conflicts are
-//! found before anything is made; a failure or SIGINT/SIGTERM afterwards removes what this
-//! restore made, volumes included, and leaves the kubeconfig as it was — the same undo as create.
+//! node's /var; see `Docker::copy_volumes`). The copy is normally made before the restore asks
+//! for it: a spare (`spare.rs`). Conflicts are found before anything is made; a failure or
+//! SIGINT/SIGTERM afterwards removes what this restore made, volumes and claimed spares
+//! included, and leaves the kubeconfig as it was — the same undo as create.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,6 +27,7 @@ use futures_util::future::try_join_all;
 
 use super::create::{after_undo, undo, unless_interrupted, CreateReport, NOTHING_MADE};
 use super::snapshot::{SavedNode, Snapshot, LABEL_RESTORED_FROM};
+use super::spare;
 use super::steps::LABEL_CREATE_ID;
 use super::{ClusterError, Result};
 use crate::kubeconfig;
@@ -48,6 +51,8 @@ pub async fn restore(docker: &Docker, opts: &RestoreOptions, status: &Status) ->
 /// What a restore has made so far, for the undo.
 struct Made {
     create_id: String,
+    /// Spares taken as nodes' /var: they carry the snapshot's labels, not this restore's.
+    claimed: Vec<String>,
     kubeconfig_merged: Option<Option<String>>,
     warnings: Vec<String>,
 }
@@ -60,7 +65,7 @@ async fn restore_until(
 ) -> Result<CreateReport> {
     tokio::pin!(interrupt);
     let snapshot = unless_interrupted(&mut interrupt, NOTHING_MADE, check(docker, opts)).await?;
-    let mut made = Made { create_id: crate::ids::unique("restore"), kubeconfig_merged: None, warnings: Vec::new() };
+    let mut made = Made { create_id: crate::ids::unique("restore"), claimed: Vec::new(), kubeconfig_merged: None, warnings: Vec::new() };
     if let Some(warning) = expiry_warning(&snapshot, SystemTime::now()) {
         status.warn(&warning);
         made.warnings.push(warning);
@@ -78,8 +83,11 @@ async fn restore_until(
             warnings: made.warnings,
         }),
         Err(err) => {
-            let cleanup =
+            let mut cleanup =
                 undo(docker, status, &made.create_id, &opts.kubeconfig_path, &snapshot.cluster, made.kubeconfig_merged.as_ref()).await;
+            for volume in &made.claimed {
+                cleanup = cleanup.and(docker.remove_volume(volume).await.map_err(ClusterError::from));
+            }
             Err(after_undo(err, cleanup))
         }
     }
@@ -88,7 +96,7 @@ async fn restore_until(
 async fn run_steps(docker: &Docker, opts: &RestoreOptions, snapshot: &Snapshot, made: &mut Made, status: &Status) -> Result<()> {
     let began = SystemTime::now();
     let clock = tokio::time::Instant::now();
-    let volumes = make_volumes(docker, snapshot, &made.create_id).await?;
+    let vars = node_volumes(docker, snapshot, made).await?;
     // Control planes (and their load balancer) first: the API server's start is what everything
     // waits for, and the workers' copy then overlaps the control planes' kubelet start-up (on
     // 1.20 five idle seconds, see README). Workers' kubelets are ready long before the API server.
@@ -98,7 +106,7 @@ async fn run_steps(docker: &Docker, opts: &RestoreOptions, snapshot: &Snapshot, 
             continue;
         }
         let step = status.step(format!("Starting {} {what} from snapshot {:?}", group.len(), snapshot.name));
-        start_nodes(docker, snapshot, &group, &volumes, &made.create_id).await?;
+        start_nodes(docker, snapshot, &group, &vars, &made.create_id).await?;
         step.done();
     }
 
@@ -115,8 +123,17 @@ async fn run_steps(docker: &Docker, opts: &RestoreOptions, snapshot: &Snapshot, 
     let (readyz, ready) = wait_ready(&client, snapshot, began, clock, deadline).await?;
     step.done();
     let step = status.step("Waiting for the controllers");
-    crate::kube::wait_for_controllers(&client, deadline).await?;
+    // The next restore's spares are made meanwhile: the controllers take seconds to start, and
+    // no one waits on the copy.
+    let labels = [(LABEL_CREATE_ID.to_string(), made.create_id.clone())];
+    let (controllers, spares) = tokio::join!(crate::kube::wait_for_controllers(&client, deadline), spare::make(docker, snapshot, &labels));
+    controllers?;
     step.done();
+    if let Err(e) = spares {
+        let warning = format!("no spare copy was made for the next restore of {:?} (it will copy first): {e}", snapshot.name);
+        status.warn(&warning);
+        made.warnings.push(warning);
+    }
     super::timeline::log_nodes(docker, "restore", snapshot.nodes.iter().filter(|n| is_kubernetes_node(n)).map(|n| n.name.as_str()), began)
         .await;
     tracing::info!(
@@ -246,14 +263,30 @@ fn expiry_warning(snapshot: &Snapshot, now: SystemTime) -> Option<String> {
     })
 }
 
-/// An empty volume per saved /var, labelled as the restore's. Returns node → volume.
-async fn make_volumes(docker: &Docker, snapshot: &Snapshot, create_id: &str) -> Result<HashMap<String, String>> {
+/// Each saved node's /var volume, and which of them still need the saved /var copied in.
+struct NodeVolumes {
+    by_node: HashMap<String, String>,
+    to_copy: Vec<String>,
+}
+
+/// A volume per saved /var: a ready spare claimed (recorded in `made`), or else an empty one
+/// labelled as the restore's, to copy into.
+async fn node_volumes(docker: &Docker, snapshot: &Snapshot, made: &mut Made) -> Result<NodeVolumes> {
+    let spares = spare::ready(docker, &snapshot.name).await?;
+    let mut vars = NodeVolumes { by_node: HashMap::new(), to_copy: Vec::new() };
+    for node in snapshot.nodes.iter().filter(|node| node.volume.is_some()) {
+        if let Some(volume) = spare::claim(docker, &spares, &node.name).await? {
+            made.claimed.push(volume.clone());
+            vars.by_node.insert(node.name.clone(), volume);
+        }
+    }
+    let create_id = &made.create_id;
     let labels = vec![
         (LABEL_CLUSTER.to_string(), snapshot.cluster.clone()),
-        (LABEL_CREATE_ID.to_string(), create_id.to_string()),
+        (LABEL_CREATE_ID.to_string(), create_id.clone()),
         (LABEL_RESTORED_FROM.to_string(), snapshot.name.clone()),
     ];
-    let made = snapshot.nodes.iter().filter(|node| node.volume.is_some()).map(|node| {
+    let fresh = snapshot.nodes.iter().filter(|node| node.volume.is_some() && !vars.by_node.contains_key(&node.name)).map(|node| {
         let labels = &labels;
         async move {
             let volume = format!("{}-var-{}", node.name, &create_id[create_id.len().saturating_sub(8)..]);
@@ -261,24 +294,24 @@ async fn make_volumes(docker: &Docker, snapshot: &Snapshot, create_id: &str) -> 
             Ok::<_, ClusterError>((node.name.clone(), volume))
         }
     });
-    Ok(try_join_all(made).await?.into_iter().collect())
+    for (node, volume) in try_join_all(fresh).await? {
+        vars.to_copy.push(node.clone());
+        vars.by_node.insert(node, volume);
+    }
+    Ok(vars)
 }
 
-/// Copies `nodes`' saved /var into their volumes, then creates and starts their containers.
-async fn start_nodes(
-    docker: &Docker,
-    snapshot: &Snapshot,
-    nodes: &[&SavedNode],
-    volumes: &HashMap<String, String>,
-    create_id: &str,
-) -> Result<()> {
-    copy_volumes(docker, nodes, volumes, create_id).await?;
+/// Copies `nodes`' saved /var into their volumes (but where a spare was claimed), then creates
+/// and starts their containers.
+async fn start_nodes(docker: &Docker, snapshot: &Snapshot, nodes: &[&SavedNode], vars: &NodeVolumes, create_id: &str) -> Result<()> {
+    let to_copy: Vec<&SavedNode> = nodes.iter().copied().filter(|n| vars.to_copy.contains(&n.name)).collect();
+    copy_volumes(docker, &to_copy, &vars.by_node, create_id).await?;
     // Under berth's network lock from the containers' creation to their start: the addresses
     // are taken the moment the containers exist.
     let lock = NetworkLock::acquire().await.map_err(|source| ClusterError::Io { context: "locking berth's network".into(), source })?;
     let members: Vec<String> = snapshot.nodes.iter().map(|n| n.name.clone()).collect();
     let created = nodes.iter().map(|n| {
-        let body = node_body(snapshot, n, volumes.get(&n.name).map(String::as_str), create_id, &members);
+        let body = node_body(snapshot, n, vars.by_node.get(&n.name).map(String::as_str), create_id, &members);
         docker.create_container(&n.name, body)
     });
     try_join_all(created).await?;
@@ -303,13 +336,17 @@ async fn copy_volumes(docker: &Docker, nodes: &[&SavedNode], volumes: &HashMap<S
 /// A restored node's container: the saved image and host config, its /var on `volume`, its
 /// saved address.
 fn node_body(snapshot: &Snapshot, node: &SavedNode, volume: Option<&str>, create_id: &str, members: &[String]) -> ContainerCreateBody {
-    let labels = HashMap::from([
+    let mut labels = HashMap::from([
         (LABEL_CLUSTER.to_string(), snapshot.cluster.clone()),
         (LABEL_ROLE.to_string(), node.role.clone()),
         (LABEL_MEMBERS.to_string(), members.join(",")),
         (LABEL_CREATE_ID.to_string(), create_id.to_string()),
         (LABEL_RESTORED_FROM.to_string(), snapshot.name.clone()),
     ]);
+    if let Some(volume) = volume {
+        // Deleting the cluster removes it: a claimed spare carries no cluster label.
+        labels.insert(spare::LABEL_VAR_VOLUME.to_string(), volume.to_string());
+    }
     let mut host_config = node.host_config.clone();
     let mut mounts: Vec<Mount> =
         host_config.mounts.take().unwrap_or_default().into_iter().filter(|m| m.target.as_deref() != Some("/var")).collect();

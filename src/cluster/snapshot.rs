@@ -10,6 +10,7 @@
 //! host config (ports, mounts, capabilities), Kubernetes version, node image, when the
 //! certificates expire, which of containerd's snapshots are image layers — rides on the image as
 //! labels. Snapshot volumes carry no cluster label, so deleting the cluster never takes them.
+//! Beside them are spare copies of each /var for the next restore (`spare.rs`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -65,7 +66,7 @@ pub struct SavedNode {
     #[serde(skip)]
     pub host_config: HostConfig,
     pub node_image: String,
-    /// Bytes of /var saved, plus the committed layer.
+    /// Bytes of /var saved, plus the committed layer, plus the spare copy's own bytes.
     pub bytes: u64,
     pub certificates_expire: Option<i64>,
     /// Directories of the saved /var (relative to it) that hold image layers: containerd never
@@ -111,13 +112,20 @@ fn invalid_name(name: &str) -> Option<ClusterError> {
 /// Every snapshot, from image labels.
 pub async fn list(docker: &Docker) -> Result<Vec<Snapshot>> {
     let mut by_name: std::collections::BTreeMap<String, Snapshot> = Default::default();
+    // Nodes of a snapshot share their node image: inspected once each.
+    let mut parent_sizes: HashMap<String, i64> = HashMap::new();
     for image in docker.list_images(LABEL_SNAPSHOT).await? {
         let labels = &image.labels;
         let (Some(name), Some(node)) = (labels.get(LABEL_SNAPSHOT), labels.get(LABEL_NODE)) else { continue };
         let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
         let host_config = serde_json::from_str(&get(LABEL_HOST_CONFIG)).unwrap_or_default();
         let var_bytes: u64 = get(LABEL_VAR_BYTES).parse().unwrap_or(0);
-        let layer = (image.size - parent_size(docker, &get(LABEL_NODE_IMAGE)).await).max(0) as u64;
+        let node_image = get(LABEL_NODE_IMAGE);
+        let parent = match parent_sizes.get(&node_image) {
+            Some(size) => *size,
+            None => *parent_sizes.entry(node_image.clone()).or_insert(parent_size(docker, &node_image).await),
+        };
+        let layer = (image.size - parent).max(0) as u64;
         let snapshot = by_name.entry(name.clone()).or_insert_with(|| Snapshot {
             name: name.clone(),
             cluster: get(LABEL_CLUSTER),
@@ -145,6 +153,11 @@ pub async fn list(docker: &Docker) -> Result<Vec<Snapshot>> {
     let mut out: Vec<Snapshot> = by_name.into_values().collect();
     for s in &mut out {
         s.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        for spare in super::spare::ready(docker, &s.name).await? {
+            if let Some(node) = s.nodes.iter_mut().find(|n| n.name == spare.node) {
+                node.bytes += spare.bytes;
+            }
+        }
     }
     Ok(out)
 }
@@ -270,6 +283,8 @@ async fn save_nodes(docker: &Docker, name: &str, cluster: &str, save_id: &str, s
     let version = kubernetes_version(docker, &all).await;
     let step = status.step(format!("Saving {} node(s) as snapshot {name:?}", all.len()));
     try_join_all(all.iter().zip(&layers).map(|(n, layers)| save_node(docker, name, cluster, save_id, n, &version, layers))).await?;
+    // The first restore's /var copies, made now rather than on its way to a running cluster.
+    super::spare::make(docker, &find(docker, name).await?, &[(LABEL_SAVE_ID.to_string(), save_id.to_string())]).await?;
     step.done();
     Ok(())
 }

@@ -177,6 +177,16 @@ impl Docker {
         }
     }
 
+    /// Removes a volume if it is there; true if this call removed it. Docker removes a volume
+    /// once, so of callers racing for one, exactly one gets true.
+    pub async fn remove_volume_if_there(&self, name: &str) -> Result<bool> {
+        match self.api.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
+            Ok(()) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(e) => Err(RuntimeError::api(format!("removing volume {name}"))(e)),
+        }
+    }
+
     /// Creates a named volume carrying `labels`.
     pub async fn create_volume(&self, name: &str, labels: &[(String, String)]) -> Result<()> {
         let request = bollard::models::VolumeCreateRequest {
@@ -205,8 +215,10 @@ impl Docker {
 
     /// Copies the contents of each volume `from` into its empty volume `to`, all at once in one
     /// throwaway container from `image` (which needs `sh`, `cp` and `du`) — ownership, modes,
-    /// device nodes and every extended attribute kept. Returns the bytes in each `to`, in
-    /// order. The container carries `labels`, so a caller interrupted mid-copy can sweep it up.
+    /// device nodes and every extended attribute kept; runs of zeros become holes (etcd's
+    /// preallocated 64 MB write-ahead files: a restored node, measured, starts no slower). Returns
+    /// the bytes of disk each `to` takes beyond the files it shares with its `from`, in order. The container
+    /// carries `labels`, so a caller interrupted mid-copy can sweep it up.
     ///
     /// The directories in `link` (relative to the volume's root, without whitespace) must be
     /// ones that are never written once made — containerd's committed image layers: they are
@@ -795,8 +807,8 @@ copy() {
     mkdir -p "$to/${dir%/*}"
     cp -al "$dir" "$to/$dir" 2>/dev/null || { rm -rf "$to/$dir"; cp -a "$dir" "$to/$dir"; }
   done
-  cp -a $keep . "$to/"
-  du -sb "$to" | cut -f1
+  cp -a --sparse=always $keep . "$to/"
+  du -s -B1 "$from" "$to" | tail -n 1 | cut -f1
 }
 n=0; pids=
 while [ $# -gt 0 ]; do

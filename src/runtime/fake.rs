@@ -192,6 +192,9 @@ impl Runtime for FakeRuntime {
         // The fake makes no named volumes (only restores do).
         Ok(0)
     }
+    async fn remove_volume(&self, _name: &str) -> Result<()> {
+        Ok(())
+    }
     async fn list_containers(&self, label: &str) -> Result<Vec<ContainerSummary>> {
         let mut s = self.state.lock().unwrap();
         s.lists += 1;

@@ -34,6 +34,8 @@ pub trait Runtime: Send + Sync {
     async fn remove_container(&self, name: &str) -> Result<()>;
     /// Removes every volume carrying `label` (or `label=value`); returns how many.
     async fn remove_volumes(&self, label: &str) -> Result<usize>;
+    /// Removes a volume; an absent one is not an error.
+    async fn remove_volume(&self, name: &str) -> Result<()>;
     /// Containers (running or not) carrying `label`, or `label=value`.
     async fn list_containers(&self, label: &str) -> Result<Vec<ContainerSummary>>;
     async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse>;
@@ -118,6 +120,9 @@ impl Runtime for super::Docker {
             super::Docker::remove_volume(self, name).await?;
         }
         Ok(volumes.len())
+    }
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        super::Docker::remove_volume(self, name).await
     }
     async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse> {
         super::Docker::inspect(self, name).await

@@ -151,8 +151,13 @@ fn load_balancer_services_get_addresses_the_host_reaches() {
     let log = std::fs::read_to_string(a.dir.path().join("lb.log")).unwrap();
     assert!(log.contains(&format!("default/web: {web} (80/TCP)")) && log.contains("Removed"), "{log}");
 
-    // delete cluster removes a running forwarder with the nodes.
+    // Forwarders are not nodes: `get clusters -o wide` counts the one node.
     assert_eq!(forwarders(&b.name).len(), 2);
+    let wide = run_ok(berth(&kb).args(["get", "clusters", "-o", "wide"]));
+    let row = wide.lines().find(|l| l.split_whitespace().next() == Some(b.name.as_str())).unwrap_or_else(|| panic!("{wide}"));
+    assert_eq!(row.split_whitespace().nth(2), Some("1"), "NODES of a one-node cluster with two forwarders: {row}");
+
+    // delete cluster removes a running forwarder with the nodes.
     run_ok(berth(&kb).args(["delete", "cluster", "--name", &b.name]));
     assert!(cluster_containers(&b.name).is_empty(), "{:?}", cluster_containers(&b.name));
     interrupt(serving_b);

@@ -5,9 +5,12 @@
 //! data come back, a new Deployment schedules within 5 s (the old leader leases and the
 //! controller-manager's restart do not hold it up), image layers are shared with the snapshot
 //! rather than copied, a change in one copy (an object, a file in the claim, a file of a
-//! container's image) is absent from the next, a taken name or address is refused with nothing
-//! made, SIGINT mid-restore (early, and after the kubeconfig was written) leaves nothing and the
-//! kubeconfig as it was, and `delete cluster` / `snapshot delete` leave no volume behind.
+//! container's image) is absent from the next, each restore runs on the spare /var copy made
+//! before it (by the save, then by the restore before) and a restore without one copies, a
+//! taken name or address is refused with nothing made, SIGINT mid-restore (on a spare, during
+//! the copy, and after the kubeconfig was written) leaves nothing and the kubeconfig as it was,
+//! SIGINT mid-save leaves nothing of that snapshot and a cluster that starts again, and
+//! `delete cluster` / `snapshot delete` leave no volume behind.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -50,21 +53,70 @@ fn restore_ok(kc: &Path, snapshot: &str) {
     assert!(out.status.success(), "restore failed:\n{}", text(&out).1);
 }
 
-/// SIGINT to a restore once `ready` says so; it must exit failing, saying it was interrupted.
-fn interrupt_restore(kc: &Path, snapshot: &str, what: &str, ready: impl Fn() -> bool) {
-    let mut child =
-        berth(kc).args(["create", "cluster", "--from-snapshot", snapshot]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+/// The snapshot's ready spare /var copies, by marker: (spare volume, marker volume).
+fn ready_spares(snapshot: &str) -> Vec<(String, String)> {
+    let out = docker(&[
+        "volume",
+        "ls",
+        "--filter",
+        &format!("label=dev.berth.snapshot={snapshot}"),
+        "--filter",
+        "label=dev.berth.spare.ready",
+        "--format",
+        "{{.Label \"dev.berth.spare.ready\"}} {{.Name}}",
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(spare, marker)| (spare.to_string(), marker.to_string())))
+        .collect()
+}
+
+/// The snapshot holds its saved /var of `node` and exactly one ready spare of it, and no other
+/// spare but the one a running restored node uses (`in_use`): none claimed by a restore that is
+/// gone, none cut short. Returns the ready spare.
+fn assert_one_ready_spare(snapshot: &str, node: &str, in_use: Option<&str>, when: &str) -> String {
+    let ready = ready_spares(snapshot);
+    assert_eq!(ready.len(), 1, "{when}: ready spares {ready:?}");
+    let (spare, marker) = &ready[0];
+    let mut all = volumes_labelled(&format!("dev.berth.snapshot={snapshot}"));
+    all.sort();
+    let mut expected = vec![format!("berth-snapshot-{snapshot}-{node}-var"), spare.clone(), marker.clone()];
+    expected.extend(in_use.map(str::to_string));
+    expected.sort();
+    assert_eq!(all, expected, "{when}: the snapshot's volumes");
+    spare.clone()
+}
+
+/// The named volume a node's container keeps its /var on.
+fn var_volume_of(node: &str) -> String {
+    let out = run_ok(Command::new("docker").args([
+        "inspect",
+        node,
+        "--format",
+        "{{range .Mounts}}{{if eq .Destination \"/var\"}}{{.Name}}{{end}}{{end}}",
+    ]));
+    out.trim().to_string()
+}
+
+/// SIGINT to berth running `args` once `ready` says so; it must exit failing, saying it was
+/// interrupted and what it removed.
+fn interrupt(kc: &Path, args: &[&str], what: &str, ready: impl Fn() -> bool) {
+    let mut child = berth(kc).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let began = Instant::now();
     while !ready() {
         assert!(began.elapsed() < Duration::from_secs(90), "{what}: the moment to interrupt never came");
-        assert!(child.try_wait().unwrap().is_none(), "{what}: restore ended before the interrupt");
+        assert!(child.try_wait().unwrap().is_none(), "{what}: berth ended before the interrupt");
         std::thread::sleep(Duration::from_millis(100));
     }
     run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{what}: an interrupted restore must fail");
+    assert!(!out.status.success(), "{what}: an interrupted command must fail");
     assert!(stderr.contains("interrupted") && stderr.contains("removed"), "{what}: {stderr}");
+}
+
+fn interrupt_restore(kc: &Path, snapshot: &str, what: &str, ready: impl Fn() -> bool) {
+    interrupt(kc, &["create", "cluster", "--from-snapshot", snapshot], what, ready);
 }
 
 #[test]
@@ -98,11 +150,12 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     let listed = run_ok(berth(&kc).args(["snapshot", "list", "-o", "wide"]));
     let row = listed.lines().find(|l| l.starts_with(&format!("{snapshot} "))).unwrap_or_else(|| panic!("not listed:\n{listed}"));
     assert!(row.contains(name.as_str()) && row.contains("v1.20.2"), "{row}");
-    assert_eq!(volumes_labelled(&format!("dev.berth.snapshot={snapshot}")).len(), 1, "one /var volume for the one node");
+    let node = format!("{name}-control-plane");
+    let made_by_save = assert_one_ready_spare(&snapshot, &node, None, "after the save");
 
     run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
     assert_nothing_of(name, "after deleting the saved cluster");
-    assert_eq!(volumes_labelled(&format!("dev.berth.snapshot={snapshot}")).len(), 1, "deleting the cluster keeps the snapshot");
+    assert_one_ready_spare(&snapshot, &node, None, "deleting the cluster keeps the snapshot");
 
     // A cluster made meanwhile leaves the snapshot's address free (the last full suite once saw
     // a parallel test's node take it, and the restore was refused), and runs beside the copy.
@@ -124,8 +177,11 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     ]));
     assert_ne!(taken.trim(), saved_address.trim(), "a new node took the snapshot's address");
 
-    // First copy: everything is back, and the scheduler works at once.
+    // First copy: everything is back, and the scheduler works at once. It runs on the spare the
+    // save made, and has made the next one.
     restore_ok(&kc, &snapshot);
+    assert_eq!(var_volume_of(&node), made_by_save, "the first restore did not run on the save's spare");
+    let made_by_first = assert_one_ready_spare(&snapshot, &node, Some(made_by_save.as_str()), "after the first restore");
     run_ok(berth(&kc).args(["delete", "cluster", "--name", &neighbour]));
     assert_eq!(kubectl_ok(&kc, &["get", "configmap", "kept", "-o", "jsonpath={.data.answer}"]), "42");
     kubectl_ok(&kc, &["wait", "--for=condition=Available", "deployment/web", "--timeout=60s"]);
@@ -145,7 +201,6 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     kubectl_ok(&kc, &["create", "configmap", "only-in-the-first-copy"]);
     // Image layers are shared with the snapshot, not copied (a restore's copy was most of its
     // /var); a container that changes a file of its image changes its own copy of it.
-    let node = format!("{name}-control-plane");
     let shared = run_ok(Command::new("docker").args([
         "exec",
         &node,
@@ -166,9 +221,38 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     let out = restore(&kc, &snapshot);
     assert!(!out.status.success() && text(&out).1.contains("already exists"), "{}", text(&out).1);
     assert_eq!(volumes_labelled("dev.berth.restored-from").len(), volumes_before, "a refused restore made a volume");
+    assert_eq!(
+        assert_one_ready_spare(&snapshot, &node, Some(made_by_save.as_str()), "after a refused restore"),
+        made_by_first,
+        "a refused restore took the spare"
+    );
 
     run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
     assert_nothing_of(name, "after deleting the first copy");
+    assert_eq!(
+        assert_one_ready_spare(&snapshot, &node, None, "after deleting the first copy"),
+        made_by_first,
+        "the claimed spare was not removed"
+    );
+
+    // Second copy, on the spare the first restore made: the snapshot's objects, not the first
+    // copy's change.
+    let since = now_rfc3339();
+    restore_ok(&kc, &snapshot);
+    assert_eq!(var_volume_of(&node), made_by_first, "the second restore did not run on the first's spare");
+    all_ready_since(&kc, 1, &since).unwrap();
+    assert_eq!(kubectl_ok(&kc, &["get", "configmap", "kept", "-o", "jsonpath={.data.answer}"]), "42");
+    let out = kubectl(&kc, &["get", "configmap", "only-in-the-first-copy"]);
+    assert!(!out.status.success(), "a change made in the first copy leaked into the second");
+    assert_eq!(read_note(&kc, "note"), "saved-with-the-snapshot");
+    let out = kubectl(&kc, &["exec", "keeper", "--", "cat", "/data/only-in-the-first-copy"]);
+    assert!(!out.status.success(), "a file written in the first copy's claim is in the second's");
+    kubectl_ok(&kc, &["wait", "--for=condition=Available", "deployment/web", "--timeout=60s"]);
+    let passwd = kubectl_ok(&kc, &["exec", "deploy/web", "--", "cat", "/etc/passwd"]);
+    assert!(!passwd.contains("changed-in-the-first-copy"), "a change to an image's file in the first copy reached the snapshot");
+    run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
+    assert_nothing_of(name, "after deleting the second copy");
+    assert_one_ready_spare(&snapshot, &node, None, "after deleting the second copy");
 
     // An address taken by another container is refused by name, with nothing made.
     let address = &saved_address;
@@ -192,9 +276,14 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     assert!(!out.status.success() && stderr.contains(address.trim()) && stderr.contains(&blocker), "{stderr}");
     assert_nothing_of(name, "after a refused restore");
 
-    // SIGINT while the volumes are copied, and again once the kubeconfig has the context: each
-    // time nothing is left and the kubeconfig is as it was.
+    // SIGINT once the node runs on a spare, then (no spare left) while the volumes are copied,
+    // and again once the kubeconfig has the context: each time nothing is left, the claimed spare
+    // included, and the kubeconfig is as it was.
     let kubeconfig_before = std::fs::read(&kc).unwrap_or_default();
+    interrupt_restore(&kc, &snapshot, "on a spare", || !cluster_containers(name).is_empty());
+    assert_nothing_of(name, "after SIGINT on a spare");
+    assert!(ready_spares(&snapshot).is_empty(), "an interrupted restore left a spare ready");
+    assert_eq!(volumes_labelled(&format!("dev.berth.snapshot={snapshot}")).len(), 1, "the claimed spare was left behind");
     interrupt_restore(&kc, &snapshot, "during the copy", || !volumes_labelled(&format!("dev.berth.cluster={name}")).is_empty());
     assert_nothing_of(name, "after SIGINT during the copy");
     interrupt_restore(&kc, &snapshot, "while waiting for Ready", || {
@@ -203,22 +292,27 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     assert_nothing_of(name, "after SIGINT while waiting");
     assert_eq!(std::fs::read(&kc).unwrap_or_default(), kubeconfig_before, "the kubeconfig is as it was");
 
-    // Second copy: the snapshot's objects, not the first copy's change.
-    let since = now_rfc3339();
+    // Without a spare a restore copies, and still makes the next one.
     restore_ok(&kc, &snapshot);
+    assert!(!var_volume_of(&node).starts_with("berth-spare-"), "restored on a spare when none was ready");
+    kubectl_ok(&kc, &["wait", "--for=condition=Available", "deployment/web", "--timeout=60s"]);
+    assert_one_ready_spare(&snapshot, &node, None, "after a restore that copied");
+
+    // SIGINT while a save copies /var removes what it made; the cluster stays, and starts again.
+    let cut = format!("{snapshot}-cut");
+    interrupt(&kc, &["snapshot", "save", &cut, "--name", name], "during a save", || {
+        !volumes_labelled(&format!("dev.berth.snapshot={cut}")).is_empty()
+    });
+    assert_eq!(volumes_labelled(&format!("dev.berth.snapshot={cut}")), Vec::<String>::new(), "an interrupted save left volumes");
+    assert_eq!(images_labelled(&format!("dev.berth.snapshot={cut}")), Vec::<String>::new(), "an interrupted save left images");
+    let helpers = docker(&["ps", "-aq", "--filter", "name=berth-copy"]);
+    assert_eq!(String::from_utf8_lossy(&helpers.stdout).trim(), "", "an interrupted save left a copy helper");
+    let since = now_rfc3339();
+    run_ok(berth(&kc).args(["start", "cluster", "--name", name]));
     all_ready_since(&kc, 1, &since).unwrap();
     assert_eq!(kubectl_ok(&kc, &["get", "configmap", "kept", "-o", "jsonpath={.data.answer}"]), "42");
-    let out = kubectl(&kc, &["get", "configmap", "only-in-the-first-copy"]);
-    assert!(!out.status.success(), "a change made in the first copy leaked into the second");
-    assert_eq!(read_note(&kc, "note"), "saved-with-the-snapshot");
-    let out = kubectl(&kc, &["exec", "keeper", "--", "cat", "/data/only-in-the-first-copy"]);
-    assert!(!out.status.success(), "a file written in the first copy's claim is in the second's");
-    kubectl_ok(&kc, &["wait", "--for=condition=Available", "deployment/web", "--timeout=60s"]);
-    let passwd = kubectl_ok(&kc, &["exec", "deploy/web", "--", "cat", "/etc/passwd"]);
-    assert!(!passwd.contains("changed-in-the-first-copy"), "a change to an image's file in the first copy reached the snapshot");
-
     run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
-    assert_nothing_of(name, "after deleting the second copy");
+    assert_nothing_of(name, "after deleting the third copy");
     run_ok(berth(&kc).args(["snapshot", "delete", &snapshot]));
     assert_eq!(volumes_labelled(&format!("dev.berth.snapshot={snapshot}")), Vec::<String>::new(), "snapshot delete left volumes");
     assert_eq!(images_labelled(&format!("dev.berth.snapshot={snapshot}")), Vec::<String>::new(), "snapshot delete left images");
