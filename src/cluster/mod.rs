@@ -100,6 +100,8 @@ pub enum ClusterError {
     SnapshotExists(String),
     #[error("snapshot {name:?} is in use by cluster(s) restored from it: {}; delete them first (berth delete cluster --name …)", clusters.join(", "))]
     SnapshotInUse { name: String, clusters: Vec<String> },
+    #[error("snapshot {name:?} cannot be restored: its volume(s) {} are gone (`docker volume prune` on Docker before 23.0 removes unused named volumes); delete it (berth snapshot delete {name}) and save a new one", missing.join(", "))]
+    SnapshotBroken { name: String, missing: Vec<String> },
     /// A restore would collide with what exists: each entry names what is in the way.
     #[error("cannot restore: {}", .0.join("; "))]
     RestoreConflict(Vec<String>),

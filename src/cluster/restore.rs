@@ -196,6 +196,16 @@ async fn check(docker: &Docker, opts: &RestoreOptions) -> Result<Snapshot> {
             ),
         });
     }
+    // Docker would make a missing volume afresh, empty, and the node would boot without its /var.
+    let mut missing = Vec::new();
+    for volume in snapshot.nodes.iter().filter_map(|n| n.volume.as_deref()) {
+        if !docker.volume_exists(volume).await? {
+            missing.push(volume.to_string());
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ClusterError::SnapshotBroken { name: snapshot.name.clone(), missing });
+    }
     super::create::check_kubeconfig_and_daemon(docker, &opts.kubeconfig_path).await?;
     if !docker.list_containers(&format!("{LABEL_CLUSTER}={}", snapshot.cluster)).await?.is_empty() {
         return Err(ClusterError::Exists(snapshot.cluster.clone()));

@@ -187,6 +187,15 @@ impl Docker {
         }
     }
 
+    /// Whether a volume of this name exists.
+    pub async fn volume_exists(&self, name: &str) -> Result<bool> {
+        match self.api.inspect_volume(name).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(e) => Err(RuntimeError::api(format!("inspecting volume {name}"))(e)),
+        }
+    }
+
     /// Creates a named volume carrying `labels`.
     pub async fn create_volume(&self, name: &str, labels: &[(String, String)]) -> Result<()> {
         let request = bollard::models::VolumeCreateRequest {

@@ -171,11 +171,19 @@ fn workers_network_restart_load_dashboard_and_logs() {
     let snapshot = format!("multi-{name}");
     let _snapshot_guard = SnapshotGuard { snapshot: snapshot.clone(), cluster: name.clone(), kubeconfig: kc.clone() };
     run_ok(berth(&kc).args(["snapshot", "save", &snapshot, "--name", name]));
-    assert_eq!(volumes_labelled(&format!("dev.berth.snapshot={snapshot}")).len(), 3, "a /var volume per node");
+    // A saved /var and a ready spare copy of it per node.
+    let saved = volumes_labelled(&format!("dev.berth.snapshot={snapshot}"));
+    assert_eq!(saved.iter().filter(|v| v.starts_with("berth-snapshot-")).count(), 3, "{saved:?}");
+    let spares = volumes_labelled("dev.berth.spare.ready");
+    assert_eq!(spares.iter().filter(|v| v.contains(&snapshot)).count(), 3, "ready spares: {spares:?}");
     run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
     let since = now_rfc3339();
     run_ok(berth(&kc).args(["create", "cluster", "--from-snapshot", &snapshot]));
     all_ready_since(&kc, 3, &since).unwrap();
+    for node in cluster_containers(name) {
+        let var = run_ok(Command::new("docker").args(["inspect", &node, "--format", "{{index .Config.Labels \"dev.berth.var-volume\"}}"]));
+        assert!(var.trim().starts_with("berth-spare-"), "{node} restored on {var:?}, not on a spare");
+    }
     wait_pods_ready(&kc, &["web", "client", "on-cp"]);
     check_network("after a restore");
 

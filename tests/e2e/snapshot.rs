@@ -9,8 +9,9 @@
 //! before it (by the save, then by the restore before) and a restore without one copies, a
 //! taken name or address is refused with nothing made, SIGINT mid-restore (on a spare, during
 //! the copy, and after the kubeconfig was written) leaves nothing and the kubeconfig as it was,
-//! SIGINT mid-save leaves nothing of that snapshot and a cluster that starts again, and
-//! `delete cluster` / `snapshot delete` leave no volume behind.
+//! SIGINT mid-save leaves nothing of that snapshot and a cluster that starts again, a snapshot
+//! whose saved /var was pruned is refused by name, and `delete cluster` / `snapshot delete`
+//! leave no volume behind.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -313,6 +314,12 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     assert_eq!(kubectl_ok(&kc, &["get", "configmap", "kept", "-o", "jsonpath={.data.answer}"]), "42");
     run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));
     assert_nothing_of(name, "after deleting the third copy");
+    // A snapshot whose saved /var was pruned is refused by name, with nothing made.
+    run_ok(Command::new("docker").args(["volume", "rm", &format!("berth-snapshot-{snapshot}-{node}-var")]));
+    let out = restore(&kc, &snapshot);
+    let stderr = text(&out).1;
+    assert!(!out.status.success() && stderr.contains("are gone") && stderr.contains(&format!("{node}-var")), "{stderr}");
+    assert_nothing_of(name, "after refusing a pruned snapshot");
     run_ok(berth(&kc).args(["snapshot", "delete", &snapshot]));
     assert_eq!(volumes_labelled(&format!("dev.berth.snapshot={snapshot}")), Vec::<String>::new(), "snapshot delete left volumes");
     assert_eq!(images_labelled(&format!("dev.berth.snapshot={snapshot}")), Vec::<String>::new(), "snapshot delete left images");
