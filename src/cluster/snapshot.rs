@@ -123,7 +123,11 @@ pub async fn list(docker: &Docker) -> Result<Vec<Snapshot>> {
         let node_image = get(LABEL_NODE_IMAGE);
         let parent = match parent_sizes.get(&node_image) {
             Some(size) => *size,
-            None => *parent_sizes.entry(node_image.clone()).or_insert(parent_size(docker, &node_image).await),
+            None => {
+                let size = parent_size(docker, &node_image).await;
+                parent_sizes.insert(node_image.clone(), size);
+                size
+            }
         };
         let layer = (image.size - parent).max(0) as u64;
         let snapshot = by_name.entry(name.clone()).or_insert_with(|| Snapshot {
@@ -150,14 +154,14 @@ pub async fn list(docker: &Docker) -> Result<Vec<Snapshot>> {
             image_layers: layer_dirs(&get(LABEL_IMAGE_LAYERS)),
         });
     }
+    for (of, spare) in super::spare::all_ready(docker).await? {
+        if let Some(node) = by_name.get_mut(&of).and_then(|s| s.nodes.iter_mut().find(|n| n.name == spare.node)) {
+            node.bytes += spare.bytes;
+        }
+    }
     let mut out: Vec<Snapshot> = by_name.into_values().collect();
     for s in &mut out {
         s.nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        for spare in super::spare::ready(docker, &s.name).await? {
-            if let Some(node) = s.nodes.iter_mut().find(|n| n.name == spare.node) {
-                node.bytes += spare.bytes;
-            }
-        }
     }
     Ok(out)
 }

@@ -37,10 +37,18 @@ pub struct Spare {
     pub bytes: u64,
 }
 
-/// The ready spares of `snapshot`, from their markers.
+/// The ready spares of every snapshot, from their markers: (snapshot, spare).
+pub async fn all_ready(docker: &Docker) -> Result<Vec<(String, Spare)>> {
+    let markers = docker.list_volumes(LABEL_SPARE_READY).await?;
+    Ok(markers
+        .into_iter()
+        .filter_map(|(name, labels)| Some((labels.get(LABEL_SNAPSHOT)?.clone(), spare_of_marker(name, &labels)?)))
+        .collect())
+}
+
+/// The ready spares of `snapshot`.
 pub async fn ready(docker: &Docker, snapshot: &str) -> Result<Vec<Spare>> {
-    let markers = docker.list_volumes(&format!("{LABEL_SNAPSHOT}={snapshot}")).await?;
-    Ok(markers.into_iter().filter_map(|(name, labels)| spare_of_marker(name, &labels)).collect())
+    Ok(all_ready(docker).await?.into_iter().filter(|(of, _)| of == snapshot).map(|(_, spare)| spare).collect())
 }
 
 fn spare_of_marker(marker: String, labels: &std::collections::HashMap<String, String>) -> Option<Spare> {
