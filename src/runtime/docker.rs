@@ -171,10 +171,7 @@ impl Docker {
 
     /// Removes a volume; an absent one is not an error.
     pub async fn remove_volume(&self, name: &str) -> Result<()> {
-        match self.api.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
-            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
-            Err(e) => Err(RuntimeError::api(format!("removing volume {name}"))(e)),
-        }
+        self.remove_volume_if_there(name).await.map(|_| ())
     }
 
     /// Removes a volume if it is there; true if this call removed it. Docker removes a volume
@@ -225,9 +222,9 @@ impl Docker {
     /// Copies the contents of each volume `from` into its empty volume `to`, all at once in one
     /// throwaway container from `image` (which needs `sh`, `cp` and `du`) — ownership, modes,
     /// device nodes and every extended attribute kept; runs of zeros become holes (etcd's
-    /// preallocated 64 MB write-ahead files: a restored node, measured, starts no slower). Returns
-    /// the bytes of disk each `to` takes beyond the files it shares with its `from`, in order. The container
-    /// carries `labels`, so a caller interrupted mid-copy can sweep it up.
+    /// preallocated 64 MB write-ahead files: a restored node, measured, starts no slower).
+    /// Returns the bytes of disk each `to` takes beyond the files it shares with its `from`, in
+    /// order. The container carries `labels`, so a caller interrupted mid-copy can sweep it up.
     ///
     /// The directories in `link` (relative to the volume's root, without whitespace) must be
     /// ones that are never written once made — containerd's committed image layers: they are
