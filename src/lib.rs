@@ -13,6 +13,7 @@ pub mod containerd;
 pub mod host_ports;
 pub mod ids;
 pub mod image_ref;
+pub mod interrupt;
 pub mod kube;
 pub mod kubeadm;
 pub mod kubeconfig;

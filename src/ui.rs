@@ -38,7 +38,7 @@ impl Status {
             None
         };
         tracing::debug!("step started: {title}");
-        Step { title, bar, started: Instant::now(), finished: false, quiet: self.quiet }
+        Step { title, bar, started: Instant::now(), finished: false, quiet: self.quiet, plain_tenths: Default::default() }
     }
 
     /// A line for the user, e.g. the final "use kubectl --context ..." hint.
@@ -60,12 +60,39 @@ pub struct Step {
     started: Instant,
     finished: bool,
     quiet: bool,
+    /// On plain output, the last tenth of the work reported, so a long step says how far it
+    /// got a few times rather than once per item.
+    plain_tenths: std::sync::atomic::AtomicU64,
 }
 
 impl Step {
     pub fn set_detail(&self, detail: impl AsRef<str>) {
         if let Some(bar) = &self.bar {
             bar.set_message(format!("{} · {}", self.title, detail.as_ref()));
+        }
+    }
+
+    /// Turns the spinner into a bar: `done` of `total` items, the latest named in `detail`.
+    /// Without a terminal, a line at every tenth of the way.
+    pub fn set_progress(&self, done: u64, total: u64, detail: &str) {
+        if let Some(bar) = &self.bar {
+            if bar.length() != Some(total) {
+                bar.set_style(
+                    ProgressStyle::with_template(" {spinner} {prefix} [{bar:25}] {pos}/{len} {wide_msg} ({elapsed})")
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                );
+                bar.set_prefix(self.title.clone());
+                bar.set_length(total);
+            }
+            bar.set_position(done);
+            bar.set_message(detail.to_string());
+        } else if !self.quiet && total > 0 {
+            let tenths = done * 10 / total;
+            let before = self.plain_tenths.fetch_max(tenths, std::sync::atomic::Ordering::Relaxed);
+            if tenths > before {
+                eprintln!("   {} {}% ({done}/{total})", self.title, tenths * 10);
+            }
         }
     }
 

@@ -10,7 +10,8 @@ use crate::ui;
 
 #[derive(Debug, Subcommand)]
 pub enum BuildWhat {
-    /// Build a node image from a base image, Kubernetes binaries and image archives
+    /// Build a node image from a base image, Kubernetes (compiled from Go modules, local
+    /// binaries, or a release download) and image archives
     NodeImage(NodeImageArgs),
 }
 
@@ -19,6 +20,11 @@ pub struct NodeImageArgs {
     /// A Debian-like image with systemd, containerd, runc, iptables and the CNI plugins
     #[arg(long, value_name = "IMAGE")]
     pub base_image: String,
+    /// Compile this Kubernetes release from its Go modules with the local Go (`go` on PATH, or
+    /// BERTH_GO), with the component images its kubeadm names (etcd, CoreDNS and pause
+    /// included), e.g. v1.37.2; builds are cached by version under ~/.cache/berth
+    #[arg(long, value_name = "VERSION", conflicts_with_all = ["kube_bin", "kube_version"])]
+    pub kubernetes_version: Option<String>,
     /// A directory holding kubeadm, kubelet and kubectl
     #[arg(long, value_name = "DIR", conflicts_with = "kube_version")]
     pub kube_bin: Option<PathBuf>,
@@ -50,6 +56,7 @@ pub async fn run(what: BuildWhat, status: &ui::Status) -> anyhow::Result<()> {
     let BuildWhat::NodeImage(args) = what;
     let opts = BuildOptions {
         base_image: args.base_image,
+        kubernetes_version: args.kubernetes_version,
         kube_bin: args.kube_bin,
         kube_version: args.kube_version,
         kube_base_url: args.kube_base_url,

@@ -17,14 +17,11 @@ pub async fn run(args: LoadBalancerArgs, status: &ui::Status) -> anyhow::Result<
     status.info(format!(
         "Serving the LoadBalancer Services of cluster {name:?} at addresses on berth's Docker network (reachable from this host); Ctrl-C stops and removes them"
     ));
-    let stop = async {
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).expect("a SIGINT handler");
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-    };
-    cluster::service_lb::serve(&docker, name, status, stop).await?;
+    // Installed now, before the first pass: a Ctrl-C during it still removes what it made.
+    let stop = crate::interrupt::interrupted();
+    cluster::service_lb::serve(&docker, name, status, async {
+        stop.await;
+    })
+    .await?;
     Ok(())
 }

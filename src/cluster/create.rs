@@ -1,11 +1,9 @@
 //! `create cluster`: checks everything that can be checked before touching Docker, then runs
-//! the steps in order. If a step fails, or SIGINT/SIGTERM arrives, everything this run created
+//! the steps in order. If a step fails, or SIGINT/SIGTERM/SIGHUP arrives, everything this run created
 //! is removed (unless `--retain`): its containers are found by a label unique to this run, so a
 //! concurrent create of the same name never loses its nodes to our cleanup.
 
 use std::path::PathBuf;
-
-use tokio::signal::unix::{signal, SignalKind};
 
 use super::options::CreateOptions;
 use super::steps::{self, ensure_image, Ctx, Plan, LABEL_CREATE_ID};
@@ -180,6 +178,11 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<NodeMode> {
     let step = ctx.status.step("Creating nodes");
     let nodes = steps::provision::run(ctx).await?;
     step.done();
+    if nodes.cgroup == crate::kubeadm::CgroupVersion::V1 {
+        if let Some(warning) = crate::kubeadm::cgroup_v1_warning(nodes.version) {
+            ctx.warn(warning);
+        }
+    }
 
     let cfg = &ctx.opts.config;
     if !cfg.containerd_config_patches.is_empty() || !cfg.containerd_config_patches_json6902.is_empty() {
@@ -235,18 +238,9 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<NodeMode> {
     Ok(nodes.mode)
 }
 
-/// Resolves to the signal's name at the first SIGINT or SIGTERM. The handlers are installed
-/// here, when it is called, not when the future is first polled: a signal that arrives between
-/// the two would otherwise kill berth outright and leave whatever it had made.
+/// Resolves at the first signal that stops a command (see [`crate::interrupt`]).
 pub(super) fn interrupted() -> impl std::future::Future<Output = &'static str> {
-    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    async move {
-        tokio::select! {
-            _ = int.recv() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        }
-    }
+    crate::interrupt::interrupted()
 }
 
 /// Removes this run's containers and volumes and, if it had merged them (`kubeconfig_merged`
@@ -261,16 +255,7 @@ pub(super) async fn undo(
     kubeconfig_merged: Option<&Option<String>>,
 ) -> Result<()> {
     let step = status.step("Removing what this create made");
-    let guard = tokio::spawn(async {
-        let mut int = signal(SignalKind::interrupt()).ok();
-        let mut term = signal(SignalKind::terminate()).ok();
-        loop {
-            tokio::select! {
-                _ = async { if let Some(s) = int.as_mut() { s.recv().await } else { std::future::pending().await } } => {}
-                _ = async { if let Some(s) = term.as_mut() { s.recv().await } else { std::future::pending().await } } => {}
-            }
-        }
-    });
+    let guard = crate::interrupt::Shielded::new();
     let label = format!("{LABEL_CREATE_ID}={create_id}");
     let removed = sweep_settled(docker, &label).await;
     // Volumes go after the containers that use them.
@@ -281,7 +266,7 @@ pub(super) async fn undo(
         }
         None => Ok(()),
     };
-    guard.abort();
+    drop(guard);
     removed?;
     volumes?;
     kube?;

@@ -64,7 +64,7 @@ fn placeholder_facts(plan: &Plan, version: KubeVersion) -> Provisioned {
     Provisioned {
         mode: NodeMode::Privileged,
         version,
-        cgroup_driver: if cgroup_v2 { "systemd" } else { "cgroupfs" }.into(),
+        cgroup: if cgroup_v2 { crate::kubeadm::CgroupVersion::V2 } else { crate::kubeadm::CgroupVersion::V1 },
         node_ips,
         default_storage: None,
         rootless: false,

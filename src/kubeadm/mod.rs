@@ -59,6 +59,50 @@ impl std::fmt::Display for KubeVersion {
     }
 }
 
+/// The cgroup hierarchy a node sees (its host's): it decides the kubelet's cgroup driver, which
+/// must match the node's containerd (the entrypoint sets that from the same test), and whether
+/// current kubelets must be told to run on v1 at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
+impl CgroupVersion {
+    /// `stat -fc %T /sys/fs/cgroup` in a node: `cgroup2fs` on v2, `tmpfs` (holding the v1
+    /// hierarchies) otherwise.
+    pub fn from_fs_type(fs: &str) -> CgroupVersion {
+        if fs.trim() == "cgroup2fs" {
+            CgroupVersion::V2
+        } else {
+            CgroupVersion::V1
+        }
+    }
+
+    /// systemd owns the tree on v2; on v1 berth's nodes use cgroupfs.
+    pub fn driver(self) -> &'static str {
+        match self {
+            CgroupVersion::V1 => "cgroupfs",
+            CgroupVersion::V2 => "systemd",
+        }
+    }
+}
+
+/// Kubernetes 1.35 made the kubelet refuse cgroup v1 unless told otherwise (KEP-5573,
+/// `failCgroupV1` defaults to true); the code that runs on v1 goes no earlier than 1.38.
+pub fn refuses_cgroup_v1_by_default(v: KubeVersion) -> bool {
+    v.at_least(1, 35)
+}
+
+/// The one warning a create on a cgroup v1 host gets when its Kubernetes refuses v1 by default.
+pub fn cgroup_v1_warning(v: KubeVersion) -> Option<String> {
+    refuses_cgroup_v1_by_default(v).then(|| {
+        format!(
+            "this host mounts cgroup v1, which Kubernetes {v} deprecates: its kubelet refuses v1 unless told otherwise, so berth sets the kubelet's failCgroupV1: false; support for cgroup v1 is expected to be removed in Kubernetes 1.38, so move this machine to cgroup v2 (systemd.unified_cgroup_hierarchy=1) before then"
+        )
+    })
+}
+
 /// kubeadm's config API for a Kubernetes version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiVersion {
@@ -110,8 +154,8 @@ pub struct Params {
     pub control_plane_endpoint: String,
     pub pod_subnet: String,
     pub service_subnet: String,
-    /// "cgroupfs" on cgroup v1 nodes, "systemd" on v2, matching the node's containerd.
-    pub cgroup_driver: String,
+    /// The nodes' cgroup hierarchy (the kubelet's driver and its cgroup v1 setting follow it).
+    pub cgroup: CgroupVersion,
     pub kube_proxy_mode: ProxyMode,
     pub cert_sans: Vec<String>,
     pub feature_gates: BTreeMap<String, bool>,
@@ -136,6 +180,28 @@ pub struct Params {
 }
 
 const CRI_SOCKET_PATH: &str = "/run/containerd/containerd.sock";
+
+/// Where berth puts kubeadm's own patches (`patches.directory`) in the first control plane.
+pub const PATCHES_DIR: &str = "/kind/patches";
+
+/// kubeadm's `corednsdeployment` patch target (1.32+): CoreDNS's readiness probe every second
+/// instead of every 10 s. Its first probe comes as it starts, before it has read the API, so
+/// with kubeadm's period the cluster's DNS answered pods up to 10 s after it could have; a
+/// create waits for cluster DNS.
+const COREDNS_PATCH: (&str, &str) = (
+    "corednsdeployment+strategic.yaml",
+    "spec:\n  template:\n    spec:\n      containers:\n      - name: coredns\n        readinessProbe:\n          periodSeconds: 1\n",
+);
+
+/// The files of kubeadm's patches directory for `version` (file name, contents); the init
+/// configuration names [`PATCHES_DIR`] when there are any.
+pub fn patch_files(version: KubeVersion) -> Vec<(&'static str, &'static str)> {
+    if version.at_least(1, 32) {
+        vec![COREDNS_PATCH]
+    } else {
+        Vec::new()
+    }
+}
 
 /// Renders this node's kubeadm config file (YAML documents separated by `---`), patches applied.
 pub fn render(p: &Params, patches: &[String], json6902: &[PatchJson6902]) -> Result<String, KubeadmError> {
@@ -234,6 +300,7 @@ fn node_registration(p: &Params, api: ApiVersion) -> Value {
 }
 
 fn init_configuration(p: &Params, api: ApiVersion) -> Value {
+    let patches = (!patch_files(p.version).is_empty()).then(|| json!({"directory": PATCHES_DIR}));
     json!({
         "apiVersion": api.as_str(),
         "kind": "InitConfiguration",
@@ -241,6 +308,7 @@ fn init_configuration(p: &Params, api: ApiVersion) -> Value {
         "localAPIEndpoint": {"advertiseAddress": p.node_ip, "bindPort": 6443},
         "nodeRegistration": node_registration(p, api),
         "certificateKey": p.certificate_key,
+        "patches": patches,
     })
     .without_nulls()
 }
@@ -301,10 +369,10 @@ fn cluster_configuration(p: &Params, api: ApiVersion) -> Value {
 }
 
 fn kubelet_configuration(p: &Params) -> Value {
-    json!({
+    let mut config = json!({
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
-        "cgroupDriver": p.cgroup_driver,
+        "cgroupDriver": p.cgroup.driver(),
         // A node shares the host's disk with everything else; disk-pressure evictions would
         // evict workloads for space the node does not own.
         "evictionHard": {"nodefs.available": "0%", "nodefs.inodesFree": "0%", "imagefs.available": "0%"},
@@ -325,7 +393,13 @@ fn kubelet_configuration(p: &Params) -> Value {
         // and wait 10 s to be retried. It also spares the control plane's kubelet the restart
         // kubeadm init ends with to switch to a rotating certificate.
         "rotateCertificates": false,
-    })
+    });
+    if p.cgroup == CgroupVersion::V1 && refuses_cgroup_v1_by_default(p.version) {
+        // Without it a 1.35+ kubelet exits at start on a v1 host ("cgroup v1 support is
+        // unsupported"); create warns (cgroup_v1_warning).
+        config["failCgroupV1"] = json!(false);
+    }
+    config
 }
 
 fn kube_proxy_configuration(p: &Params) -> Value {

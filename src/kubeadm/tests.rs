@@ -16,7 +16,7 @@ fn params(version: &str, join: NodeJoin) -> Params {
         control_plane_endpoint: "golden-control-plane:6443".into(),
         pod_subnet: "10.244.0.0/16".into(),
         service_subnet: "10.96.0.0/16".into(),
-        cgroup_driver: "cgroupfs".into(),
+        cgroup: CgroupVersion::V1,
         kube_proxy_mode: ProxyMode::Iptables,
         cert_sans: vec!["localhost".into(), "127.0.0.1".into(), "golden-control-plane".into(), "172.18.0.2".into()],
         feature_gates: BTreeMap::new(),
@@ -94,11 +94,12 @@ fn patches() -> Vec<String> {
     PATCHES.iter().map(|p| p.to_string()).collect()
 }
 
-/// Golden files per Kubernetes version (one per kubeadm API version kind and berth choose),
-/// for init, a worker's join and a control plane's join, with [`PATCHES`] applied.
+/// Golden files per Kubernetes version (one per kubeadm API version kind and berth choose, and
+/// the version the test image runs), for init, a worker's join and a control plane's join, with
+/// [`PATCHES`] applied, on a cgroup v1 host like these machines.
 #[test]
-fn golden_files_with_patches_for_1_20_1_32_and_1_36() {
-    for version in ["v1.20.2", "v1.32.2", "v1.36.0"] {
+fn golden_files_with_patches_for_1_20_1_32_1_36_and_1_37() {
+    for version in ["v1.20.2", "v1.32.2", "v1.36.0", "v1.37.2"] {
         let init = render(&params(version, NodeJoin::Init), &patches(), &[]).unwrap();
         check_golden(&format!("{version}-init.yaml"), &init);
         let worker = render(&params(version, NodeJoin::Join { control_plane: false }), &patches(), &[]).unwrap();
@@ -147,6 +148,30 @@ fn a_rootless_daemon_gets_kinds_kubelet_gate_or_a_clear_refusal() {
     assert!(!render(&params("v1.32.2", NodeJoin::Init), &[], &[]).unwrap().contains("KubeletInUserNamespace"));
     let err = rootless("v1.20.2").unwrap_err();
     assert!(err.to_string().contains("rootless, which needs Kubernetes 1.22"), "{err}");
+}
+
+#[test]
+fn current_kubelets_are_told_to_run_on_cgroup_v1_and_only_there() {
+    let kubelet = |version: &str, cgroup: CgroupVersion| -> serde_yaml::Value {
+        let out = render(&Params { cgroup, ..params(version, NodeJoin::Init) }, &[], &[]).unwrap();
+        out.split("\n---\n")
+            .map(|d| serde_yaml::from_str::<serde_yaml::Value>(d).unwrap())
+            .find(|d| d["kind"] == "KubeletConfiguration")
+            .unwrap()
+    };
+    for version in ["v1.35.0", "v1.37.2"] {
+        let v1 = kubelet(version, CgroupVersion::V1);
+        assert_eq!(v1["failCgroupV1"].as_bool(), Some(false), "{version} on v1: {v1:?}");
+        assert_eq!(v1["cgroupDriver"].as_str(), Some("cgroupfs"));
+        let v2 = kubelet(version, CgroupVersion::V2);
+        assert!(v2.get("failCgroupV1").is_none(), "{version} on v2 keeps the kubelet's default: {v2:?}");
+        assert_eq!(v2["cgroupDriver"].as_str(), Some("systemd"));
+        assert!(cgroup_v1_warning(KubeVersion::parse(version).unwrap()).unwrap().contains("1.38"));
+    }
+    assert!(kubelet("v1.34.4", CgroupVersion::V1).get("failCgroupV1").is_none(), "1.34 runs on v1 by default");
+    assert_eq!(cgroup_v1_warning(KubeVersion::parse("v1.34.4").unwrap()), None);
+    assert_eq!(CgroupVersion::from_fs_type("cgroup2fs\n"), CgroupVersion::V2);
+    assert_eq!(CgroupVersion::from_fs_type("tmpfs"), CgroupVersion::V1);
 }
 
 #[test]

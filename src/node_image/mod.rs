@@ -2,12 +2,17 @@
 //! binaries and image archives into a node image.
 //!
 //! This module owns the build container's life (create, copy in, import, commit, remove — the
-//! container is removed on every path, success or not) and the checks on its inputs. The files
-//! that go into every node image live in `node-image/` at the repository root and are embedded
-//! here at compile time. Fetching release binaries for `--kube-version` is `download.rs`.
+//! container is removed on every path, success or not — failure and interrupt included) and
+//! the checks on its inputs. The files that go into every node image live in `node-image/` at
+//! the repository root and are embedded here at compile time. Where the Kubernetes binaries come
+//! from: `--kube-bin` (a directory), `--kubernetes-version` (compiled from Go modules with the
+//! local Go: `kubernetes.rs` over `go.rs`), or `--kube-version` (release downloads:
+//! `download.rs`).
 
 mod archive;
 mod download;
+pub mod go;
+mod kubernetes;
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +37,7 @@ const NODE_FILES: &[(&str, &[u8], u32)] = &[
         0o644,
     ),
     ("/etc/systemd/system.conf.d/10-berth.conf", include_bytes!("../../node-image/files/etc/systemd/system.conf.d/10-berth.conf"), 0o644),
+    ("/etc/crictl.yaml", include_bytes!("../../node-image/files/etc/crictl.yaml"), 0o644),
     ("/etc/tmpfiles.d/berth-hostpath.conf", include_bytes!("../../node-image/files/etc/tmpfiles.d/berth-hostpath.conf"), 0o644),
     ("/kind/setup.sh", include_bytes!("../../node-image/setup.sh"), 0o755),
     ("/kind/manifests/default-cni.yaml", include_bytes!("../../node-image/manifests/default-cni.yaml"), 0o644),
@@ -60,8 +66,26 @@ pub enum NodeImageError {
     Download { url: String, reason: String },
     #[error("base image {0} is not present; build or pull it first (scripts/build-test-node-image makes one)")]
     BaseImageMissing(String),
-    #[error("give either --kube-bin (local binaries) or --kube-version (download), not both and not neither")]
+    #[error("give one of --kubernetes-version (build from Go modules), --kube-bin (local binaries) or --kube-version (download)")]
     SourceChoice,
+    #[error(
+        "--kubernetes-version needs Go ({go}: {reason}); install Go 1.26 or later (https://go.dev/doc/install), or name it with BERTH_GO"
+    )]
+    GoMissing { go: String, reason: String },
+    #[error("{module} {version} is not served by the Go module proxy (`go env GOPROXY`): {reason}")]
+    UnservedVersion { module: String, version: String, reason: String },
+    #[error("{what} failed; go's last lines:\n{tail}")]
+    GoFailed { what: String, tail: String },
+    #[error("kubeadm {version} names the image {image}, which berth does not know how to build")]
+    UnknownComponent { version: String, image: String },
+    #[error("building pause needs a C compiler ({cc}: {reason}); install one with static libc (Debian: apt-get install gcc libc6-dev), or name it with CC")]
+    NoCCompiler { cc: String, reason: String },
+    #[error("compiling {what} failed:\n{tail}")]
+    CompilerFailed { what: String, tail: String },
+    #[error("--kubernetes-version builds for this machine ({host}); --arch {arch} needs --kube-version (release downloads)")]
+    CrossBuild { host: String, arch: String },
+    #[error("the build was interrupted ({0}); the build containers and temporary images were removed and no image was tagged")]
+    Interrupted(&'static str),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
     #[error("--tag: {0}")]
@@ -76,6 +100,8 @@ type Result<T, E = NodeImageError> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub base_image: String,
+    /// Build Kubernetes from its Go modules at this version.
+    pub kubernetes_version: Option<String>,
     pub kube_bin: Option<PathBuf>,
     pub kube_version: Option<String>,
     pub kube_base_url: String,
@@ -92,6 +118,8 @@ pub enum KubeSource {
     Local(PathBuf),
     /// `--kube-version vX.Y.Z`, downloaded.
     Download(String),
+    /// `--kubernetes-version vX.Y.Z`, compiled from Go modules.
+    Modules(String),
 }
 
 /// Checks the flags that need no Docker: the binaries' source, the archives, the tag. The CLI
@@ -99,86 +127,203 @@ pub enum KubeSource {
 pub fn check_inputs(opts: &BuildOptions) -> Result<(KubeSource, Vec<PathBuf>)> {
     ImageRef::parse(&opts.tag)?;
     let archives = collect_archives(&opts.image_dirs)?;
-    let source = match (&opts.kube_bin, &opts.kube_version) {
-        (Some(dir), None) => {
+    let source = match (&opts.kubernetes_version, &opts.kube_bin, &opts.kube_version) {
+        (None, Some(dir), None) => {
             check_binaries(dir)?;
             KubeSource::Local(dir.clone())
         }
-        (None, Some(version)) => KubeSource::Download(parse_version(version)?),
+        (None, None, Some(version)) => KubeSource::Download(parse_version(version)?),
+        (Some(version), None, None) => {
+            let host = host_arch();
+            if opts.arch != host {
+                return Err(NodeImageError::CrossBuild { host: host.into(), arch: opts.arch.clone() });
+            }
+            KubeSource::Modules(parse_version(version)?)
+        }
         _ => return Err(NodeImageError::SourceChoice),
     };
     Ok((source, archives))
 }
 
-/// Builds the node image and returns its ID.
+/// Go's name for this machine's architecture, which builds from modules target.
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Builds the node image and returns its ID. SIGINT, SIGTERM or SIGHUP stops it; then, as on
+/// failure, the build's containers and temporary images are removed and nothing is tagged.
 pub async fn build(docker: &Docker, opts: &BuildOptions, status: &Status) -> Result<String> {
+    build_until(docker, opts, status, crate::interrupt::interrupted()).await
+}
+
+async fn build_until(
+    docker: &Docker,
+    opts: &BuildOptions,
+    status: &Status,
+    interrupt: impl std::future::Future<Output = &'static str>,
+) -> Result<String> {
+    let scaffolding = Scaffolding::default();
+    let result = tokio::select! {
+        biased;
+        which = interrupt => Err(NodeImageError::Interrupted(which)),
+        r = build_steps(docker, opts, status, &scaffolding) => r,
+    };
+    let _shield = crate::interrupt::Shielded::new();
+    scaffolding.remove(docker).await;
+    result
+}
+
+/// What a build makes only to throw away: containers and images under names of its own.
+/// Removed whatever the build's outcome, interrupts included.
+#[derive(Default)]
+struct Scaffolding {
+    containers: std::sync::Mutex<Vec<String>>,
+    images: std::sync::Mutex<Vec<String>>,
+}
+
+impl Scaffolding {
+    fn container(&self, name: &str) {
+        self.containers.lock().expect("not poisoned").push(name.to_string());
+    }
+
+    fn image(&self, name: &str) {
+        self.images.lock().expect("not poisoned").push(name.to_string());
+    }
+
+    async fn remove(&self, docker: &Docker) {
+        let containers = std::mem::take(&mut *self.containers.lock().expect("not poisoned"));
+        for c in containers {
+            if let Err(e) = docker.remove_container(&c).await {
+                tracing::warn!("removing build container {c}: {e}");
+            }
+        }
+        let images = std::mem::take(&mut *self.images.lock().expect("not poisoned"));
+        for i in images {
+            if let Err(e) = docker.remove_image(&i).await {
+                tracing::debug!("removing temporary image {i}: {e}");
+            }
+        }
+    }
+}
+
+async fn build_steps(docker: &Docker, opts: &BuildOptions, status: &Status, scaffolding: &Scaffolding) -> Result<String> {
     let step = status.step("Checking inputs");
     let (source, mut archives) = check_inputs(opts)?;
     if !docker.image_exists(&opts.base_image).await? {
         return Err(NodeImageError::BaseImageMissing(opts.base_image.clone()));
     }
+    let go = match &source {
+        KubeSource::Modules(_) => Some(go::Go::find().await?),
+        _ => None,
+    };
     step.done();
 
-    let download_dir = tempfile::tempdir().map_err(|e| io_err("creating a download directory", e))?;
+    let work_dir = tempfile::tempdir().map_err(|e| io_err("creating a work directory", e))?;
+    let mut over_base = vec![netd_image()];
     let bin_dir = match source {
         KubeSource::Local(dir) => dir,
         KubeSource::Download(version) => {
             let step = status.step(format!("Downloading Kubernetes {version}"));
-            let fetched = download::fetch_release(&opts.kube_base_url, &version, &opts.arch, download_dir.path()).await?;
+            let fetched = download::fetch_release(&opts.kube_base_url, &version, &opts.arch, work_dir.path()).await?;
             archives.extend(fetched);
             step.done();
-            download_dir.path().join("bin")
+            work_dir.path().join("bin")
+        }
+        KubeSource::Modules(version) => {
+            let go = go.expect("found above");
+            let built = kubernetes::build(&go, &version, status).await?;
+            archives.extend(built.archives);
+            over_base.push(OverBase {
+                name: built.kube_proxy,
+                files: vec![("/usr/local/bin/kube-proxy".into(), built.bin_dir.join("kube-proxy"))],
+                entrypoint: None,
+            });
+            built.bin_dir
         }
     };
 
-    let step = status.step("Building the network agent image");
-    archives.push(build_netd_image(docker, &opts.base_image, &bin_dir, download_dir.path()).await?);
+    let step =
+        status.step(format!("Building {} over the base image", over_base.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")));
+    archives.push(build_over_base(docker, &opts.base_image, &bin_dir, &over_base, work_dir.path(), scaffolding).await?);
     step.done();
 
     let container = crate::ids::unique("berth-build");
-    let result = build_in_container(docker, opts, &container, &bin_dir, &archives, status).await;
-    // The build container is scaffolding: it goes whether the build worked or not.
-    let _ = docker.remove_container(&container).await;
-    result
+    scaffolding.container(&container);
+    build_in_container(docker, opts, &container, &bin_dir, &archives, status).await
 }
 
-/// Builds [`NETD_IMAGE`] (the base image plus kubectl and the berth-netd script) and saves it
-/// as an archive in `dir` for preloading.
-async fn build_netd_image(docker: &Docker, base: &str, bin_dir: &Path, dir: &Path) -> Result<PathBuf> {
-    let container = crate::ids::unique("berth-build-netd");
-    let own_name = format!("berth.dev/netd:{}", container.trim_start_matches("berth-build-netd-"));
-    // No label marks build containers: `docker commit` would copy it into the image, and every
-    // container made from that would carry it. Their names (berth-build-*) say what they are.
-    let body = ContainerCreateBody { image: Some(base.to_string()), ..Default::default() };
-    docker.create_container(&container, body).await?;
-    let committed = async {
-        let kubectl = bin_dir.join("kubectl");
-        let kubectl = tokio::fs::read(&kubectl).await.map_err(|e| io_err(format!("reading {}", kubectl.display()), e))?;
-        docker
-            .write_files(&container, &[("/usr/local/bin/kubectl", &kubectl, 0o755), ("/usr/local/bin/berth-netd", NETD_SCRIPT, 0o755)])
-            .await?;
-        // A name of this build's own: two builds at once must not save each other's agent.
+/// An image made from the base image plus files: (path in the image, file on the host).
+struct OverBase {
+    name: String,
+    files: Vec<(String, PathBuf)>,
+    entrypoint: Option<Vec<String>>,
+}
+
+/// berth's network agent: the base image plus kubectl and the berth-netd script.
+fn netd_image() -> OverBase {
+    OverBase {
+        name: NETD_IMAGE.into(),
+        files: vec![("/usr/local/bin/kubectl".into(), PathBuf::from("kubectl"))],
+        entrypoint: Some(vec!["/usr/local/bin/berth-netd".into()]),
+    }
+}
+
+/// Builds each image of `images` over `base` (files relative to `bin_dir` unless absolute;
+/// [`NETD_IMAGE`] also gets the berth-netd script) and saves them all in one archive in `dir`,
+/// so the base's layers are in it once.
+async fn build_over_base(
+    docker: &Docker,
+    base: &str,
+    bin_dir: &Path,
+    images: &[OverBase],
+    dir: &Path,
+    scaffolding: &Scaffolding,
+) -> Result<PathBuf> {
+    let mut renames = Vec::new();
+    for image in images {
+        let container = crate::ids::unique("berth-build-image");
+        // Names of this build's own: two builds at once must not save each other's images.
+        let own_name = format!("berth.dev/build-image:{}", container.trim_start_matches("berth-build-image-"));
+        // No label marks build containers: `docker commit` would copy it into the image, and
+        // every container made from that would carry it. Their names (berth-build-*) say what
+        // they are.
+        let body = ContainerCreateBody { image: Some(base.to_string()), ..Default::default() };
+        scaffolding.container(&container);
+        docker.create_container(&container, body).await?;
+        let mut files: Vec<(String, Vec<u8>, u32)> = Vec::new();
+        for (at, from) in &image.files {
+            let from = bin_dir.join(from);
+            let bytes = tokio::fs::read(&from).await.map_err(|e| io_err(format!("reading {}", from.display()), e))?;
+            files.push((at.clone(), bytes, 0o755));
+        }
+        if image.name == NETD_IMAGE {
+            files.push(("/usr/local/bin/berth-netd".into(), NETD_SCRIPT.to_vec(), 0o755));
+        }
+        let refs: Vec<(&str, &[u8], u32)> = files.iter().map(|(p, c, m)| (p.as_str(), c.as_slice(), *m)).collect();
+        docker.write_files(&container, &refs).await?;
         let (repo, tag) = ImageRef::parse(&own_name).expect("a valid name").repo_and_tag();
         let config = bollard::models::ContainerConfig {
-            entrypoint: Some(vec!["/usr/local/bin/berth-netd".into()]),
+            entrypoint: image.entrypoint.clone(),
             cmd: None,
-            labels: Some([("dev.berth.netd".to_string(), "true".to_string())].into()),
+            labels: Some([("dev.berth.built-by".to_string(), "berth build node-image".to_string())].into()),
             ..Default::default()
         };
+        scaffolding.image(&own_name);
         docker.commit(&container, &repo, &tag, config).await?;
-        Ok::<_, NodeImageError>(())
+        docker.remove_container(&container).await?;
+        renames.push((own_name, image.name.clone()));
     }
-    .await;
-    let _ = docker.remove_container(&container).await;
-    committed?;
-    let saved = dir.join("berth-netd-own-name.tar");
-    let path = dir.join("berth-netd.tar");
-    let result = match docker.save_images_to(&[&own_name], &saved).await {
-        Ok(()) => archive::retag(&saved, &path, NETD_IMAGE),
-        Err(e) => Err(e.into()),
-    };
+    let saved = dir.join("over-base-own-names.tar");
+    let path = dir.join("over-base.tar");
+    let own: Vec<&str> = renames.iter().map(|(own, _)| own.as_str()).collect();
+    docker.save_images_to(&own, &saved).await?;
+    let pairs: Vec<(&str, &str)> = renames.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let result = archive::retag(&saved, &path, &pairs);
     let _ = std::fs::remove_file(&saved);
-    let _ = docker.remove_image(&own_name).await;
     result.map(|()| path)
 }
 

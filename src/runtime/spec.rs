@@ -42,7 +42,15 @@ pub struct NodeSpec {
     pub dns_search: Option<Vec<String>>,
     /// More `KEY=value` variables for the node (the user's proxy settings).
     pub extra_env: Vec<String>,
+    /// The cluster's Service subnet when kube-proxy serves it (see [`SERVICE_SUBNET_ENV`]).
+    pub service_subnet: Option<String>,
 }
+
+/// Tells a berth node image's entrypoint the Service subnet kube-proxy serves: connections to a
+/// ClusterIP that kube-proxy has not programmed yet are refused at once instead of vanishing
+/// into Docker's network (a client would wait out its connect timeout, 30 s for CoreDNS's first
+/// look at the API server). Images without berth's entrypoint ignore it.
+pub const SERVICE_SUBNET_ENV: &str = "BERTH_SERVICE_SUBNET";
 
 /// Tells a berth node image's entrypoint to turn on containerd's `conf_template`. Then the
 /// kubelet's first status update after the pod CIDR arrives already finds the network ready,
@@ -126,6 +134,9 @@ fn node_env(spec: &NodeSpec) -> Vec<String> {
     }
     if let Some(search) = &spec.dns_search {
         env.push(format!("{DNS_SEARCH_ENV}={}", search.join(" ")));
+    }
+    if let Some(subnet) = &spec.service_subnet {
+        env.push(format!("{SERVICE_SUBNET_ENV}={subnet}"));
     }
     env.extend(spec.extra_env.iter().cloned());
     env
@@ -316,6 +327,7 @@ mod tests {
             runtime_cni: false,
             dns_search: None,
             extra_env: Vec::new(),
+            service_subnet: None,
         }
     }
 

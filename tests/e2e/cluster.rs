@@ -22,6 +22,7 @@ fn contexts(kubeconfig: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn create_get_delete_one_node() {
     let Some(t) = test_cluster("create_get_delete_one_node", "one") else { return };
     let (name, kc) = (&t.name, t.kubeconfig.clone());
@@ -109,6 +110,7 @@ fn broken_image() -> String {
 }
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn failed_create_cleans_up_unless_retain() {
     let Some(t) = test_cluster("failed_create_cleans_up_unless_retain", "fail") else { return };
     let (name, kc) = (&t.name, t.kubeconfig.clone());
@@ -130,6 +132,7 @@ fn failed_create_cleans_up_unless_retain() {
 }
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn sigint_during_create_cleans_up() {
     let Some(t) = test_cluster("sigint_during_create_cleans_up", "sigint") else { return };
     let (name, kc) = (&t.name, t.kubeconfig.clone());
@@ -163,6 +166,7 @@ fn sigint_during_create_cleans_up() {
 /// Docker Desktop set one): berth reaches the daemon through the context's endpoint, and when
 /// that endpoint is gone the error names it and the context.
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn the_current_docker_context_is_the_daemon_berth_uses() {
     if !require_e2e("the_current_docker_context_is_the_daemon_berth_uses") {
         return;
@@ -198,6 +202,7 @@ fn the_current_docker_context_is_the_daemon_berth_uses() {
 /// socket (this machine's dockerd listens on its socket only), and berth lists clusters through
 /// it. A loopback tcp endpoint is this machine's daemon, so create is not refused as remote.
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn a_tcp_docker_host_is_reached() {
     if !require_e2e("a_tcp_docker_host_is_reached") {
         return;

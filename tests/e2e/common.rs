@@ -1,15 +1,15 @@
 //! Shared helpers for berth's integration and end-to-end tests.
 //!
-//! Tests that need Docker and the test node image run when `BERTH_E2E=1` (as `.ci/run` sets
-//! it) and then *fail* if either is missing, so CI can never pass by skipping them. Without
-//! `BERTH_E2E`, plain `cargo test` prints that they were skipped and passes.
+//! Tests that need Docker and the test node image are compiled `#[ignore]`d unless
+//! `BERTH_E2E=1` (build.rs turns it into the `berth_e2e` cfg), so plain `cargo test` reports
+//! them as ignored, never as passed. With `BERTH_E2E=1` (as `scripts/test` sets it) they run
+//! and *fail* if Docker or the test image is missing, so CI can never pass by skipping them.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-pub const DEFAULT_TEST_IMAGE: &str = "berth-test/node:v1.20.2";
 /// The test workload image scripts/build-test-node-image makes (busybox httpd, curl, ping).
 pub const TOOLBOX: &str = "berth-test/toolbox:1";
 
@@ -19,8 +19,19 @@ pub fn cluster_name(base: &str) -> String {
     format!("e2e-{base}-{}", std::process::id())
 }
 
+/// The test node image: `BERTH_TEST_IMAGE`, else the one scripts/build-test-node-image made.
 pub fn test_image() -> String {
-    std::env::var("BERTH_TEST_IMAGE").unwrap_or_else(|_| DEFAULT_TEST_IMAGE.to_string())
+    std::env::var("BERTH_TEST_IMAGE").unwrap_or_else(|_| {
+        test_inputs().remove("NODE_IMAGE").expect("test-inputs.env names NODE_IMAGE; run scripts/build-test-node-image")
+    })
+}
+
+/// The Kubernetes version of the test image (`vX.Y.Z`), from its label.
+pub fn test_image_version() -> String {
+    let out = docker(&["image", "inspect", "-f", "{{index .Config.Labels \"dev.berth.kubernetes-version\"}}", &test_image()]);
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(version.starts_with('v'), "{} carries no dev.berth.kubernetes-version label", test_image());
+    version
 }
 
 /// Whether this run must exercise real containers. Any value but `1` is a mistake (`true`,
@@ -33,13 +44,11 @@ pub fn e2e_enabled() -> bool {
     }
 }
 
-/// Returns false (and says so) when e2e tests are off; panics when they are on but Docker or
-/// the node image is missing.
+/// Checks what an end-to-end test needs, failing the test when something is missing: Docker and
+/// the node image. (Without BERTH_E2E these tests are ignored; run by name with `--ignored`
+/// anyway, they fail here rather than pass.) Returns true, for the tests' `if !...` openings.
 pub fn require_e2e(test: &str) -> bool {
-    if !e2e_enabled() {
-        eprintln!("skipped {test}: set BERTH_E2E=1 (with Docker and {}) to run it", test_image());
-        return false;
-    }
+    assert!(e2e_enabled(), "{test} is an end-to-end test: run it with BERTH_E2E=1 (with Docker and the test image)");
     let info = Command::new("docker").arg("info").output().expect("running docker info");
     assert!(info.status.success(), "BERTH_E2E=1 but Docker does not answer: {}", String::from_utf8_lossy(&info.stderr));
     let image = Command::new("docker").args(["image", "inspect", &test_image()]).output().unwrap();

@@ -30,6 +30,7 @@ fn wait_pod_ready(kc: &Path, pod: &str) {
 }
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn a_newcomers_first_commands_work_on_the_default_cluster() {
     let Some(t) = test_cluster("a_newcomers_first_commands_work_on_the_default_cluster", "first") else { return };
     let (name, kc, dir) = (&t.name, t.kubeconfig.clone(), &t.dir);

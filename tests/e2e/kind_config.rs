@@ -36,6 +36,7 @@ spec:
 ";
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn kinds_example_config_works_field_by_field() {
     let Some(t) = test_cluster("kinds_example_config_works_field_by_field", "kindcfg") else { return };
     let (name, kc, dir) = (&t.name, t.kubeconfig.clone(), t.dir.path());

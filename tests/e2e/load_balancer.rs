@@ -84,6 +84,7 @@ fn forwarders(cluster: &str) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn load_balancer_services_get_addresses_the_host_reaches() {
     let Some(a) = test_cluster("load_balancer_services_get_addresses_the_host_reaches", "lb-a") else { return };
     let b = test_cluster("load_balancer_services_get_addresses_the_host_reaches", "lb-b").unwrap();

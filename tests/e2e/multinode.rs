@@ -72,6 +72,7 @@ fn token_kubeconfig(kc: &Path, token: &str, dir: &Path) -> std::path::PathBuf {
 }
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn workers_network_restart_load_dashboard_and_logs() {
     let Some(t) = test_cluster("workers_network_restart_load_dashboard_and_logs", "multi") else { return };
     let (name, kc, dir) = (&t.name, t.kubeconfig.clone(), &t.dir);
@@ -253,6 +254,7 @@ fn workers_network_restart_load_dashboard_and_logs() {
 }
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn ha_control_planes_survive_losing_one() {
     let Some(t) = test_cluster("ha_control_planes_survive_losing_one", "ha") else { return };
     let (name, kc) = (&t.name, t.kubeconfig.clone());
@@ -346,6 +348,7 @@ fn kind_env() -> Option<tempfile::TempDir> {
 }
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn real_kind_creates_a_cluster_from_the_test_image() {
     if !require_e2e("real_kind_creates_a_cluster_from_the_test_image") {
         return;

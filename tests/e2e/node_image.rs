@@ -56,6 +56,7 @@ fn privileged_works(runtime: Option<&str>) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 async fn default_runtime_detected_mode_boots_a_ready_node() {
     if !require_e2e("default_runtime_detected_mode_boots_a_ready_node") {
         return;
@@ -67,6 +68,7 @@ async fn default_runtime_detected_mode_boots_a_ready_node() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 async fn privileged_mode_boots_a_ready_node() {
     if !require_e2e("privileged_mode_boots_a_ready_node") {
         return;
@@ -90,13 +92,13 @@ fn build_cmd(base: &str) -> Command {
     c
 }
 
-/// Build containers of berth process `pid` (named `berth-build-[netd-]PID-...`): another test
+/// Build containers of berth process `pid` (named `berth-build-[image-]PID-...`): another test
 /// may be building at the same time.
 fn build_containers_of(pid: u32) -> Vec<String> {
     let out = docker(&["ps", "-a", "--filter", "name=berth-build-", "--format", "{{.Names}}"]);
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|n| n.starts_with(&format!("berth-build-{pid}-")) || n.starts_with(&format!("berth-build-netd-{pid}-")))
+        .filter(|n| n.starts_with(&format!("berth-build-{pid}-")) || n.starts_with(&format!("berth-build-image-{pid}-")))
         .map(str::to_string)
         .collect()
 }
@@ -150,6 +152,7 @@ impl Drop for HttpServer {
 }
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn build_node_image_rejects_bad_input_and_leaves_nothing() {
     if !require_e2e("build_node_image_rejects_bad_input_and_leaves_nothing") {
         return;
@@ -204,6 +207,7 @@ fn sha256_file(path: &Path) -> String {
 }
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn build_node_image_downloads_a_release_from_a_base_url() {
     if !require_e2e("build_node_image_downloads_a_release_from_a_base_url") {
         return;

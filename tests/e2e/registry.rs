@@ -11,6 +11,7 @@ use crate::common::*;
 const PORT: &str = "5001";
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn an_unreachable_registry_fails_in_one_line_and_creates_nothing() {
     if !require_e2e("an_unreachable_registry_fails_in_one_line_and_creates_nothing") {
         return;
@@ -34,6 +35,7 @@ fn an_unreachable_registry_fails_in_one_line_and_creates_nothing() {
 }
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn local_registry_serves_pods_and_node_images_are_pulled_from_a_registry() {
     if !require_e2e("local_registry_serves_pods_and_node_images_are_pulled_from_a_registry") {
         return;

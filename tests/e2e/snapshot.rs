@@ -121,6 +121,7 @@ fn interrupt_restore(kc: &Path, snapshot: &str, what: &str, ready: impl Fn() -> 
 }
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own() {
     let Some(t) = test_cluster("a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own", "snap") else { return };
     let (name, kc) = (&t.name, t.kubeconfig.clone());

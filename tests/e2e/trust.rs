@@ -47,6 +47,7 @@ fn cluster_state(kc: &Path, name: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
     let Some(t) = test_cluster("stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets", "life") else { return };
     let (name, kc, dir) = (&t.name, t.kubeconfig.clone(), &t.dir);
@@ -145,6 +146,7 @@ fn stop_start_and_restarts_keep_the_cluster_and_logs_keep_secrets() {
 const STEPS: &[&str] = &["Creating nodes", "Starting control plane", "Installing pod network", "Writing kubeconfig", "Waiting for Ready"];
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn interrupting_create_at_each_step_leaves_nothing() {
     if !require_e2e("interrupting_create_at_each_step_leaves_nothing") {
         return;
@@ -220,6 +222,7 @@ fn interrupting_create_at_each_step_leaves_nothing() {
 const USERS_KUBECONFIG: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: keep\n  cluster: {server: 'https://keep.example:6443'}\nusers:\n- name: keep\n  user: {token: t}\ncontexts:\n- name: keep\n  context: {cluster: keep, user: keep}\ncurrent-context: keep\n";
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn parallel_creates_succeed_and_a_name_clash_harms_no_one() {
     if !require_e2e("parallel_creates_succeed_and_a_name_clash_harms_no_one") {
         return;
@@ -276,6 +279,7 @@ fn parallel_creates_succeed_and_a_name_clash_harms_no_one() {
 }
 
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn a_cluster_that_never_gets_ready_fails_with_the_kubelets_words() {
     let Some(t) = test_cluster("a_cluster_that_never_gets_ready_fails_with_the_kubelets_words", "notready") else { return };
     let (name, kc, dir) = (&t.name, t.kubeconfig.clone(), &t.dir);
@@ -305,6 +309,7 @@ fn probe_containers_of(pid: u32) -> Vec<String> {
 /// A `.lock` a killed kubectl or berth left beside the kubeconfig is found before anything is
 /// made, and named, rather than after the whole cluster is built.
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn a_stale_kubeconfig_lock_is_named_before_anything_is_created() {
     let Some(t) = test_cluster("a_stale_kubeconfig_lock_is_named_before_anything_is_created", "locked") else { return };
     let lock = t.dir.path().join("kubeconfig.lock");
@@ -322,6 +327,7 @@ fn a_stale_kubeconfig_lock_is_named_before_anything_is_created() {
 /// once it holds it, so one network is made and every create gets its subnet. (A network of its
 /// own name, so the clusters of other tests running now are not disturbed.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 async fn racing_creates_make_one_network() {
     if !require_e2e("racing_creates_make_one_network") {
         return;
@@ -341,6 +347,7 @@ async fn racing_creates_make_one_network() {
 /// cluster beside everyone else's: berth's shared files (the network lock, made by whoever
 /// came first) serve every user, and that user's kubeconfig is theirs, 0600.
 #[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn a_second_unix_user_creates_a_cluster() {
     let Some(t) = test_cluster("a_second_unix_user_creates_a_cluster", "user2") else { return };
     use std::os::unix::fs::{MetadataExt, PermissionsExt};

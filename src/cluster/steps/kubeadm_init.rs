@@ -57,7 +57,7 @@ pub fn params_for(opts: &CreateOptions, plan: &Plan, nodes: &Provisioned, ca_cer
         control_plane_endpoint: format!("{endpoint}:{API_SERVER_PORT}"),
         pod_subnet: cfg.pod_subnet().to_string(),
         service_subnet: cfg.service_subnet().to_string(),
-        cgroup_driver: nodes.cgroup_driver.clone(),
+        cgroup: nodes.cgroup,
         kube_proxy_mode: cfg.kube_proxy_mode(),
         cert_sans,
         feature_gates: cfg.feature_gates.clone(),
@@ -120,7 +120,11 @@ pub fn ca_cert_hash_from(output: &str) -> Option<String> {
 pub async fn run(ctx: &Ctx<'_>, nodes: &Provisioned) -> Result<Initialized> {
     let cp = ctx.control_plane().clone();
     let rendered = render_for(ctx.opts, &ctx.plan, nodes, None, &cp)?;
-    ctx.docker.write_files(&cp.name, &[(KUBEADM_CONFIG_PATH, rendered.as_bytes(), 0o600)]).await?;
+    let patches: Vec<(String, &str)> =
+        kubeadm::patch_files(nodes.version).into_iter().map(|(name, text)| (format!("{}/{name}", kubeadm::PATCHES_DIR), text)).collect();
+    let mut files = vec![(KUBEADM_CONFIG_PATH, rendered.as_bytes(), 0o600)];
+    files.extend(patches.iter().map(|(path, text)| (path.as_str(), text.as_bytes(), 0o644)));
+    ctx.docker.write_files(&cp.name, &files).await?;
     let config_flag = format!("--config={KUBEADM_CONFIG_PATH}");
     let mut args = vec!["kubeadm", "init", kubeadm::skipped_phases(ctx.opts.config.kube_proxy_mode()), &config_flag];
     if ctx.is_ha() {

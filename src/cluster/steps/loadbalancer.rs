@@ -56,6 +56,7 @@ pub async fn provision(ctx: &Ctx<'_>, mode: NodeMode, ip: Option<String>) -> Res
         runtime_cni: false,
         dns_search: None,
         extra_env: Vec::new(),
+        service_subnet: None,
     };
     ctx.docker.create_container(&name, load_balancer_body(&spec)).await?;
     let control_planes: Vec<String> =

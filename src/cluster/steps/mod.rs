@@ -84,8 +84,9 @@ pub struct Provisioned {
     pub mode: NodeMode,
     /// From the first control plane's /kind/version.
     pub version: KubeVersion,
-    /// The kubelet's cgroup driver, matching the node's containerd.
-    pub cgroup_driver: String,
+    /// The nodes' cgroup hierarchy: the kubelet's driver (matching the node's containerd) and
+    /// its cgroup v1 setting follow it.
+    pub cgroup: crate::kubeadm::CgroupVersion,
     /// Each node's address on berth's network.
     pub node_ips: BTreeMap<String, String>,
     /// The node image's default StorageClass manifest, if it carries one.

@@ -59,7 +59,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Provisioned> {
     Ok(Provisioned {
         mode,
         version: crate::kubeadm::KubeVersion::parse(&version)?,
-        cgroup_driver: cgroup_driver(ctx.docker, &cp).await?,
+        cgroup: cgroup_version(ctx.docker, &cp).await?,
         node_ips,
         default_storage: super::storage::read_manifest(ctx.docker, &cp).await?,
         rootless: ctx.docker.rootless().await?,
@@ -118,6 +118,7 @@ fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode, proxies: &[String
         runtime_cni: !cfg.networking.disable_default_cni,
         dns_search: cfg.networking.dns_search.clone(),
         extra_env: proxies.to_vec(),
+        service_subnet: (cfg.kube_proxy_mode() != crate::config::ProxyMode::None).then(|| cfg.service_subnet().to_string()),
     }
 }
 
@@ -152,9 +153,8 @@ async fn wait_for_systemd(docker: &dyn Runtime, node: &str) -> Result<()> {
     }
 }
 
-/// The kubelet's cgroup driver must match what the node's entrypoint set for containerd:
-/// systemd on cgroup v2, cgroupfs on v1.
-async fn cgroup_driver(docker: &dyn Runtime, node: &str) -> Result<String> {
+/// The node's cgroup hierarchy, as its entrypoint saw it when it chose containerd's driver.
+async fn cgroup_version(docker: &dyn Runtime, node: &str) -> Result<crate::kubeadm::CgroupVersion> {
     let fs = docker.exec_ok(node, &["stat", "-fc", "%T", "/sys/fs/cgroup"]).await?;
-    Ok(if fs.trim() == "cgroup2fs" { "systemd" } else { "cgroupfs" }.to_string())
+    Ok(crate::kubeadm::CgroupVersion::from_fs_type(&fs))
 }

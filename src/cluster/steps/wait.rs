@@ -1,6 +1,7 @@
-//! Step 6: wait, up to `--wait`, for every node Ready and kube-proxy running on each; then say
-//! plainly how CoreDNS is doing: Available, or a warning naming the image the nodes lack,
-//! rather than waiting for a Deployment that can never become Available.
+//! Step 6: wait, up to `--wait`, for every node Ready, kube-proxy running on each, and cluster
+//! DNS answering (CoreDNS Available) — what kind's users expect a Ready cluster to have. A node
+//! image without CoreDNS's image gets a warning naming it at once rather than a wait for a
+//! Deployment that can never become Available.
 
 use k8s_openapi::api::apps::v1::Deployment;
 
@@ -23,7 +24,8 @@ pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
 }
 
 /// CoreDNS, honestly: if its image is not in the node, a warning names it at once (nothing can
-/// pull it); if it is, wait (within --wait) until the Deployment is Available.
+/// pull it); if it is, wait (within --wait) until the Deployment is Available, and fail with
+/// its pods' reasons if it is not.
 async fn report_coredns(ctx: &mut Ctx<'_>, client: &::kube::Client, deadline: tokio::time::Instant) -> Result<()> {
     let deployments: ::kube::Api<Deployment> = ::kube::Api::namespaced(client.clone(), "kube-system");
     let Some(deployment) = deployments.get_opt("coredns").await.map_err(crate::kube::KubeError::from)? else {
@@ -50,11 +52,10 @@ async fn report_coredns(ctx: &mut Ctx<'_>, client: &::kube::Client, deadline: to
         return Ok(());
     }
     match kube::wait_for_deployment_available(client, "kube-system", "coredns", deadline).await {
-        Ok(()) => ctx.status.info("CoreDNS is available"),
-        Err(kube::KubeError::Timeout(t)) => ctx.warn(format!("CoreDNS is not available yet ({}) within --wait", t.detail)),
-        Err(e) => return Err(e.into()),
+        Ok(()) => Ok(()),
+        Err(kube::KubeError::Timeout(t)) => Err(not_ready(ctx, client, format!("cluster DNS (CoreDNS): {}", t.detail)).await),
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
 /// A wait that ran out: the kubelet's last log lines from each node and the pods that are not
