@@ -59,9 +59,10 @@ impl std::fmt::Display for KubeVersion {
     }
 }
 
-/// The cgroup hierarchy a node sees (its host's): it decides the kubelet's cgroup driver, which
-/// must match the node's containerd (the entrypoint sets that from the same test), and whether
-/// current kubelets must be told to run on v1 at all.
+/// The cgroup hierarchy a node sees (its host's): with the Kubernetes version it decides the
+/// kubelet's cgroup driver, which must match the node's containerd (a berth image's entrypoint
+/// sets that by the same rule; kind's images use systemd), and whether current kubelets must be
+/// told to run on v1 at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CgroupVersion {
     V1,
@@ -79,11 +80,12 @@ impl CgroupVersion {
         }
     }
 
-    /// systemd owns the tree on v2; on v1 berth's nodes use cgroupfs.
-    pub fn driver(self) -> &'static str {
+    /// kind's rule, so kind's images and berth's agree: systemd from Kubernetes 1.24 (on v1
+    /// too), cgroupfs before it; always systemd on v2, where systemd owns the tree.
+    pub fn driver(self, version: KubeVersion) -> &'static str {
         match self {
-            CgroupVersion::V1 => "cgroupfs",
-            CgroupVersion::V2 => "systemd",
+            CgroupVersion::V1 if !version.at_least(1, 24) => "cgroupfs",
+            _ => "systemd",
         }
     }
 }
@@ -372,7 +374,7 @@ fn kubelet_configuration(p: &Params) -> Value {
     let mut config = json!({
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
-        "cgroupDriver": p.cgroup.driver(),
+        "cgroupDriver": p.cgroup.driver(p.version),
         // A node shares the host's disk with everything else; disk-pressure evictions would
         // evict workloads for space the node does not own.
         "evictionHard": {"nodefs.available": "0%", "nodefs.inodesFree": "0%", "imagefs.available": "0%"},

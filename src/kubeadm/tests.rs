@@ -162,13 +162,15 @@ fn current_kubelets_are_told_to_run_on_cgroup_v1_and_only_there() {
     for version in ["v1.35.0", "v1.37.2"] {
         let v1 = kubelet(version, CgroupVersion::V1);
         assert_eq!(v1["failCgroupV1"].as_bool(), Some(false), "{version} on v1: {v1:?}");
-        assert_eq!(v1["cgroupDriver"].as_str(), Some("cgroupfs"));
+        assert_eq!(v1["cgroupDriver"].as_str(), Some("systemd"), "kind's driver from 1.24, on v1 too");
         let v2 = kubelet(version, CgroupVersion::V2);
         assert!(v2.get("failCgroupV1").is_none(), "{version} on v2 keeps the kubelet's default: {v2:?}");
         assert_eq!(v2["cgroupDriver"].as_str(), Some("systemd"));
         assert!(cgroup_v1_warning(KubeVersion::parse(version).unwrap()).unwrap().contains("1.38"));
     }
     assert!(kubelet("v1.34.4", CgroupVersion::V1).get("failCgroupV1").is_none(), "1.34 runs on v1 by default");
+    assert_eq!(kubelet("v1.23.17", CgroupVersion::V1)["cgroupDriver"].as_str(), Some("cgroupfs"), "kind's driver before 1.24");
+    assert_eq!(kubelet("v1.23.17", CgroupVersion::V2)["cgroupDriver"].as_str(), Some("systemd"));
     assert_eq!(cgroup_v1_warning(KubeVersion::parse("v1.34.4").unwrap()), None);
     assert_eq!(CgroupVersion::from_fs_type("cgroup2fs\n"), CgroupVersion::V2);
     assert_eq!(CgroupVersion::from_fs_type("tmpfs"), CgroupVersion::V1);

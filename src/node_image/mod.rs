@@ -306,12 +306,7 @@ async fn build_over_base(
         let refs: Vec<(&str, &[u8], u32)> = files.iter().map(|(p, c, m)| (p.as_str(), c.as_slice(), *m)).collect();
         docker.write_files(&container, &refs).await?;
         let (repo, tag) = ImageRef::parse(&own_name).expect("a valid name").repo_and_tag();
-        let config = bollard::models::ContainerConfig {
-            entrypoint: image.entrypoint.clone(),
-            cmd: None,
-            labels: Some([("dev.berth.built-by".to_string(), "berth build node-image".to_string())].into()),
-            ..Default::default()
-        };
+        let config = bollard::models::ContainerConfig { entrypoint: image.entrypoint.clone(), cmd: None, ..Default::default() };
         scaffolding.image(&own_name);
         docker.commit(&container, &repo, &tag, config).await?;
         docker.remove_container(&container).await?;

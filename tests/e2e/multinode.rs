@@ -1,7 +1,7 @@
 //! Multi-node and HA clusters end to end: the default pod network across nodes and after a
 //! node restart, kube-proxy Services, images loaded from the host, the Dashboard add-on and
 //! its token, log export; three control planes behind the load balancer; and the real kind
-//! 0.27.0 creating a cluster from berth's test node image.
+//! v0.33.0 creating a cluster from berth's test node image, with pod traffic across its nodes.
 
 use std::path::Path;
 use std::process::Command;
@@ -230,7 +230,7 @@ fn workers_network_restart_load_dashboard_and_logs() {
             .any(|e| e.file_name().to_string_lossy().starts_with("kube-system_"));
         assert!(kube_system, "kube-system pod logs under {}", pods_dir.display());
     }
-    assert_eq!(std::fs::read_to_string(logs.path().join(cp).join("kubernetes-version.txt")).unwrap().trim(), "v1.20.2");
+    assert_eq!(std::fs::read_to_string(logs.path().join(cp).join("kubernetes-version.txt")).unwrap().trim(), test_image_version());
     // The logs hold cluster material: the user's alone.
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -381,6 +381,29 @@ fn real_kind_creates_a_cluster_from_the_test_image() {
         }
         let netd = kubectl_ok(&kc, &["-n", "kube-system", "get", "ds", "berth-netd", "-o", "jsonpath={.status.numberReady}"]);
         assert_eq!(netd, "2", "kind installed the image's default CNI manifest");
+        // Pods on the two nodes reach each other over the image's pod network.
+        run_ok(Command::new(&kind).env("PATH", &path).args(["load", "docker-image", TOOLBOX, "--name", name]));
+        let (cp, worker) = (format!("{name}-control-plane"), format!("{name}-worker"));
+        apply(
+            &kc,
+            &toolbox_pod(
+                "kind-a",
+                &cp,
+                "",
+                "mkdir -p /www && echo served-on-kind > /www/index.html && exec busybox httpd -f -p 8080 -h /www",
+            ),
+        );
+        apply(&kc, &toolbox_pod("kind-b", &worker, "", "sleep infinity"));
+        wait_pods_ready(&kc, &["kind-a", "kind-b"]);
+        let ip = pod_ip(&kc, "kind-a");
+        curl_from_pod(
+            &kc,
+            "a pod on kind's worker reaches one on its control plane",
+            "kind-b",
+            &format!("{ip}:8080"),
+            "served-on-kind",
+            Duration::from_secs(60),
+        );
     });
     run_ok(&mut kind_cmd(&["delete", "cluster", "--name", name]));
     let left = containers_with_label(&format!("io.x-k8s.kind.cluster={name}"));

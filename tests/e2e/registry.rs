@@ -17,7 +17,7 @@ fn an_unreachable_registry_fails_in_one_line_and_creates_nothing() {
         return;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let image = format!("127.0.0.1:{port}/berth-test/node:v1.20.2");
+    let image = format!("127.0.0.1:{port}/berth-test/node:{}", test_image_version());
     let (_dir, kc) = temp_kubeconfig();
     let networks_before = String::from_utf8(docker(&["network", "ls", "-q"]).stdout).unwrap();
     let start = Instant::now();
@@ -85,7 +85,7 @@ fn local_registry_serves_pods_and_node_images_are_pulled_from_a_registry() {
     // A node image pushed to the registry (published on 127.0.0.1) and then removed locally.
     // It carries a layer of its own, so the pull really transfers something (its other layers
     // are the test image's, which other tests keep using).
-    let remote = format!("127.0.0.1:{PORT}/berth-test/node:v1.20.2");
+    let remote = format!("127.0.0.1:{PORT}/berth-test/node:{}", test_image_version());
     let ctx = dir.path().join("node-ctx");
     std::fs::create_dir(&ctx).unwrap();
     std::fs::write(ctx.join("Dockerfile"), format!("FROM {}\nRUN echo pulled-from-a-registry > /kind/pulled\n", test_image())).unwrap();

@@ -151,7 +151,7 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     assert_eq!(states.trim(), "exited", "save leaves the cluster stopped");
     let listed = run_ok(berth(&kc).args(["snapshot", "list", "-o", "wide"]));
     let row = listed.lines().find(|l| l.starts_with(&format!("{snapshot} "))).unwrap_or_else(|| panic!("not listed:\n{listed}"));
-    assert!(row.contains(name.as_str()) && row.contains("v1.20.2"), "{row}");
+    assert!(row.contains(name.as_str()) && row.contains(&test_image_version()), "{row}");
     let node = format!("{name}-control-plane");
     let made_by_save = assert_one_ready_spare(&snapshot, &node, None, "after the save");
 
