@@ -19,7 +19,7 @@ pub const DASHBOARD_NAMESPACE: &str = "kubernetes-dashboard";
 pub const DASHBOARD_IMAGES: &[&str] = &["docker.io/kubernetesui/dashboard:v2.7.0", "docker.io/kubernetesui/metrics-scraper:v1.0.8"];
 pub const METRICS_SERVER: &str = "metrics-server";
 pub const METRICS_SERVER_MANIFEST: &str = include_str!("../configs/addons/metrics-server.yaml");
-pub const METRICS_SERVER_IMAGES: &[&str] = &["registry.k8s.io/metrics-server/metrics-server:v0.7.2"];
+pub const METRICS_SERVER_IMAGES: &[&str] = &["registry.k8s.io/metrics-server/metrics-server:v0.8.0"];
 
 /// An add-on: its name (in `--addon` and `addons:`), manifest and images.
 #[derive(Debug)]

@@ -113,17 +113,17 @@ pub fn repo_digest_matches(reference: &ImageRef, repo_digest: &str) -> bool {
 mod tests {
     use super::*;
 
-    const DIGEST: &str = "sha256:f226345927d7e348497136874b6d207e0b32cc52154ad8323129352923a3142f";
+    const DIGEST: &str = "sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5";
 
     #[test]
     fn the_pinned_default_is_pulled_by_its_digest() {
         let r = ImageRef::parse(crate::cluster::DEFAULT_NODE_IMAGE).unwrap();
         assert_eq!(r.registry(), "docker.io");
         assert_eq!(r.repository(), "kindest/node");
-        assert_eq!(r.tag(), Some("v1.32.2"));
+        assert_eq!(r.tag(), Some("v1.37.0"));
         assert_eq!(r.digest(), Some(DIGEST));
         assert_eq!(r.docker_pull_params(), ("docker.io/kindest/node".to_string(), DIGEST.to_string()));
-        assert_eq!(r.tag_version(), Some("v1.32.2"));
+        assert_eq!(r.tag_version(), Some("v1.37.0"));
         assert_eq!(r.to_string(), crate::cluster::DEFAULT_NODE_IMAGE, "shown as the user wrote it");
     }
 
@@ -182,7 +182,7 @@ mod tests {
         let r = ImageRef::parse(crate::cluster::DEFAULT_NODE_IMAGE).unwrap();
         assert!(repo_digest_matches(&r, &format!("kindest/node@{DIGEST}")));
         assert!(!repo_digest_matches(&r, &format!("other/node@{DIGEST}")));
-        let other = DIGEST.replace("f226", "0000");
+        let other = DIGEST.replace("a1ed", "0000");
         assert!(!repo_digest_matches(&r, &format!("kindest/node@{other}")));
     }
 }

@@ -92,6 +92,9 @@ pub async fn run(what: CreateWhat, status: &ui::Status) -> anyhow::Result<()> {
         // Docker only answers what the local image says about itself; without it, the tag does.
         let docker = Docker::connect().await.ok();
         let rendered = cluster::render::dry_run(docker.as_ref().map(|d| d as &dyn crate::runtime::Runtime), &opts).await?;
+        for warning in &rendered.warnings {
+            status.warn(warning);
+        }
         print!("{}", rendered.to_text(&opts));
         return Ok(());
     }

@@ -23,8 +23,8 @@ pub struct CreateReport {
 }
 
 /// Everything checkable before anything is created (pulls included: a failed pull leaves
-/// nothing behind). Returns the plan.
-async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) -> Result<Plan> {
+/// nothing behind). Returns the plan, and warnings about what the rendering found.
+async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) -> Result<(Plan, Vec<String>)> {
     config::validate_cluster_name(&opts.name)
         .map_err(|problem| ClusterError::InvalidInput { field: "--name".into(), problem: problem.to_string() })?;
     check_kubeconfig_and_daemon(docker, &opts.kubeconfig_path).await?;
@@ -53,10 +53,11 @@ async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) 
     }
     // Every node's kubeadm config, patches applied, before any container exists: a patch that
     // cannot apply is refused now, not after the control plane is up.
+    let mut warnings = Vec::new();
     if let Some(version) = super::render::version_of(Some(docker), &plan).await {
-        super::render::render(opts, &plan, version)?;
+        warnings = super::render::render(opts, &plan, version)?.warnings;
     }
-    Ok(plan)
+    Ok((plan, warnings))
 }
 
 /// What every create and restore checks first: the kubeconfig is not locked by another writer,
@@ -120,9 +121,10 @@ async fn create_until(
 ) -> Result<CreateReport> {
     tokio::pin!(interrupt);
     // Preflight makes nothing (a pull lands whole or not at all), so an interrupt here just stops.
-    let plan = unless_interrupted(&mut interrupt, NOTHING_MADE, preflight(docker, opts, status)).await?;
+    let (plan, render_warnings) = unless_interrupted(&mut interrupt, NOTHING_MADE, preflight(docker, opts, status)).await?;
     let mut ctx = Ctx { docker, api, opts, status, create_id: create_id(), plan, warnings: Vec::new(), kubeconfig_merged: None };
-    for warning in [exposure_warning(opts.config.api_server_address()), port_mapping_warning(&opts.config)].into_iter().flatten() {
+    let general = [exposure_warning(opts.config.api_server_address()), port_mapping_warning(&opts.config)];
+    for warning in general.into_iter().flatten().chain(render_warnings) {
         ctx.warn(warning);
     }
     let outcome = unless_interrupted(&mut interrupt, "", run_steps(&mut ctx)).await;

@@ -33,9 +33,9 @@ pub use create::{create, CreateReport};
 pub use options::{CreateOptions, PullPolicy};
 pub use steps::loadbalancer::DEFAULT_LB_IMAGE;
 
-/// The node image berth uses when none is named: kind's own default for kind v0.27.0, pinned by
-/// digest so "latest" never changes under a user.
-pub const DEFAULT_NODE_IMAGE: &str = "kindest/node:v1.32.2@sha256:f226345927d7e348497136874b6d207e0b32cc52154ad8323129352923a3142f";
+/// The node image berth uses when none is named: kind v0.33.0's own default (its
+/// `pkg/apis/config/defaults/image.go`), pinned by digest so "latest" never changes under a user.
+pub const DEFAULT_NODE_IMAGE: &str = "kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5";
 pub const DEFAULT_CLUSTER_NAME: &str = "berth";
 
 #[derive(Debug, thiserror::Error)]

@@ -38,6 +38,8 @@ pub struct RenderedNode {
 pub struct Rendered {
     pub version: VersionSource,
     pub nodes: Vec<RenderedNode>,
+    /// A node's own patches that reach none of its documents, each named with why.
+    pub warnings: Vec<String>,
 }
 
 /// The first control plane's image decides the version (it is where kubeadm init runs).
@@ -88,7 +90,37 @@ fn render_node(opts: &CreateOptions, plan: &Plan, facts: &Provisioned, node: &Pl
 pub fn render(opts: &CreateOptions, plan: &Plan, version: VersionSource) -> Result<Rendered> {
     let facts = placeholder_facts(plan, version.version);
     let nodes = plan.nodes.iter().map(|n| render_node(opts, plan, &facts, n)).collect::<Result<Vec<_>>>()?;
-    Ok(Rendered { version, nodes })
+    let warnings = plan.nodes.iter().flat_map(|n| unreachable_patches(opts, plan, n)).collect();
+    Ok(Rendered { version, nodes, warnings })
+}
+
+/// A node's own kubeadm patches that reach nothing kubeadm uses on it: kind drops them without
+/// a word (a worker's KubeletConfiguration patch, which `kubeadm join` never reads, is the usual
+/// one); berth names each. Cluster-wide patches are meant for whichever nodes have the document,
+/// so only a node's own are checked.
+fn unreachable_patches(opts: &CreateOptions, plan: &Plan, node: &PlannedNode) -> Vec<String> {
+    let join = join_kind(plan, node);
+    let kinds = crate::kubeadm::document_kinds(&join, opts.config.kube_proxy_mode());
+    let own = &opts.config.nodes[node.index];
+    let merge = own
+        .kubeadm_config_patches
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| crate::kubeadm::patch_target(text).ok().map(|kind| (format!("kubeadmConfigPatches[{i}]"), kind)));
+    let json6902 =
+        own.kubeadm_config_patches_json6902.iter().enumerate().map(|(i, p)| (format!("kubeadmConfigPatchesJSON6902[{i}]"), p.kind.clone()));
+    merge
+        .chain(json6902)
+        .filter(|(_, kind)| !kinds.contains(&kind.as_str()))
+        .map(|(field, kind)| {
+            let why = match (&join, kind.as_str()) {
+                (NodeJoin::Join { .. }, "KubeletConfiguration") => "`kubeadm join` does not read it: a joining node's kubelet takes the cluster's configuration (the kubelet-config ConfigMap, from the first control plane's KubeletConfiguration); patch it at the cluster level, or use kubeletExtraArgs in a JoinConfiguration patch for this node alone".to_string(),
+                (NodeJoin::Join { .. }, _) => format!("`kubeadm join` reads only a JoinConfiguration; {kind} comes from the first control plane"),
+                (NodeJoin::Init, _) => format!("this node runs `kubeadm init`, which has no {kind} document here"),
+            };
+            format!("nodes[{}].{field} patches {kind}, which reaches nothing on {}: {why}", node.index, node.name)
+        })
+        .collect()
 }
 
 /// `create --dry-run`: the plan and every node's configuration, nothing created or pulled.

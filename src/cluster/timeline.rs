@@ -30,9 +30,11 @@ pub fn parse(journal: &str, t0: f64) -> Vec<Milestone> {
             mark("containerd".into());
         } else if rest.contains("Started kubelet.service") {
             mark("kubelet process".into());
-        } else if rest.contains("] Started kubelet") {
+        } else if rest.contains("] Started kubelet") || rest.contains("] \"Started kubelet\"") {
+            // Unstructured (1.20) and structured (current) kubelet logs.
             mark("kubelet ready".into());
-        } else if let Some(name) = between(rest, "ContainerMetadata{Name:", ",") {
+        } else if let Some(name) = between(rest, "ContainerMetadata{Name:", ",").or_else(|| between(rest, "for name:\\\"", "\\\"")) {
+            // containerd 1.x names the container in a Go struct, 2.x as `name:"..."`.
             if let Some(id) = between(rest, "returns container id \\\"", "\\\"") {
                 names.push((id.to_string(), name.to_string()));
             }
@@ -96,5 +98,20 @@ mod tests {
 "#;
         let m = parse(journal, 1000.4);
         assert_eq!(describe(&m), "containerd 0.5 s, kubelet process 0.5 s, kubelet ready 6.2 s, etcd 6.9 s, kube-apiserver 7.0 s");
+    }
+
+    #[test]
+    fn reads_current_kubelets_and_containerd_2() {
+        let journal = r#"1000.71 n systemd[1]: Started containerd.service - containerd container runtime.
+1000.73 n systemd[1]: Started kubelet.service - kubelet: The Kubernetes Node Agent.
+1001.00 n kubelet[197]: I1203 07:12:32.003912     197 server.go:1336] "Started kubelet"
+1001.20 n containerd[193]: time="x" level=info msg="CreateContainer within sandbox \"1310\" for name:\"etcd\" returns container id \"36f3\""
+1001.30 n containerd[193]: time="x" level=info msg="CreateContainer within sandbox \"43b7\" for container name:\"kube-apiserver\""
+1001.40 n containerd[193]: time="x" level=info msg="CreateContainer within sandbox \"43b7\" for name:\"kube-apiserver\" returns container id \"8a1c\""
+1001.80 n containerd[193]: time="x" level=info msg="StartContainer for \"36f3\" returns successfully"
+1001.90 n containerd[193]: time="x" level=info msg="StartContainer for \"8a1c\" returns successfully"
+"#;
+        let m = parse(journal, 1000.0);
+        assert_eq!(describe(&m), "containerd 0.7 s, kubelet process 0.7 s, kubelet ready 1.0 s, etcd 1.8 s, kube-apiserver 1.9 s");
     }
 }

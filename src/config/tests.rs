@@ -38,6 +38,22 @@ fn kinds_spelling_of_disable_default_cni() {
 }
 
 #[test]
+fn port_protocols_are_read_in_any_case_as_kind_reads_them() {
+    let with = |protocol: &str| {
+        let text = format!(
+            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n  extraPortMappings:\n  - {{containerPort: 53, hostPort: 5353, protocol: {protocol}}}\n"
+        );
+        parse(&text, "t").map(|c| c.nodes[0].extra_port_mappings[0].protocol)
+    };
+    assert_eq!(with("udp").unwrap(), Protocol::Udp, "kind's quick-start spelling");
+    assert_eq!(with("UDP").unwrap(), Protocol::Udp);
+    assert_eq!(with("Sctp").unwrap(), Protocol::Sctp);
+    assert_eq!(with("tcp").unwrap(), Protocol::Tcp);
+    let err = with("icmp").unwrap_err().to_string();
+    assert!(err.contains("unknown protocol \"icmp\"") && err.contains("TCP, UDP or SCTP"), "{err}");
+}
+
+#[test]
 fn defaults_fill_the_gaps() {
     let c = parse("kind: Cluster\napiVersion: berth.dev/v1alpha1\n", "t").unwrap();
     assert_eq!(c.nodes.len(), 1);

@@ -103,13 +103,27 @@ pub struct Node {
     pub kubeadm_config_patches_json6902: Vec<PatchJson6902>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Protocol {
     #[default]
     Tcp,
     Udp,
     Sctp,
+}
+
+/// In any case, as kind reads it (its YAML unmarshalling upper-cases the value): kind's own
+/// quick-start writes `protocol: udp`.
+impl<'de> Deserialize<'de> for Protocol {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {
+        let raw = String::deserialize(d)?;
+        match raw.to_ascii_uppercase().as_str() {
+            "TCP" => Ok(Protocol::Tcp),
+            "UDP" => Ok(Protocol::Udp),
+            "SCTP" => Ok(Protocol::Sctp),
+            _ => Err(serde::de::Error::custom(format!("unknown protocol {raw:?}: use TCP, UDP or SCTP"))),
+        }
+    }
 }
 
 impl Protocol {

@@ -231,6 +231,17 @@ pub fn render(p: &Params, patches: &[String], json6902: &[PatchJson6902]) -> Res
     Ok(out)
 }
 
+/// The kinds of document `render` gives a node: kubeadm init reads all of berth's; kubeadm join
+/// reads its JoinConfiguration only (a joining kubelet takes the cluster's configuration from
+/// the `kubelet-config` ConfigMap, made from the first control plane's KubeletConfiguration).
+pub fn document_kinds(join: &NodeJoin, proxy: ProxyMode) -> Vec<&'static str> {
+    match join {
+        NodeJoin::Init if proxy == ProxyMode::None => vec!["InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"],
+        NodeJoin::Init => vec!["InitConfiguration", "ClusterConfiguration", "KubeletConfiguration", "KubeProxyConfiguration"],
+        NodeJoin::Join { .. } => vec!["JoinConfiguration"],
+    }
+}
+
 /// kube-proxy's nftables mode is beta (on by default) from 1.31, alpha behind a gate in 1.29–1.30.
 fn check_proxy_mode(p: &Params) -> Result<(), KubeadmError> {
     let gated = p.feature_gates.get("NFTablesProxyMode") == Some(&true);

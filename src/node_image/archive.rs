@@ -18,6 +18,8 @@ pub struct SimpleImage {
     pub files: Vec<(String, PathBuf, u32)>,
     pub env: Vec<String>,
     pub entrypoint: Vec<String>,
+    /// The user it runs as (`uid` or `uid:gid`), where not root.
+    pub user: Option<String>,
     /// When the image was made (RFC 3339); fixed inputs give the same archive.
     pub created: Option<String>,
 }
@@ -32,6 +34,9 @@ pub fn write_simple_image(image: &SimpleImage, path: &Path) -> Result<(), NodeIm
     let mut run = ConfigBuilder::default().env(image.env.clone());
     if !image.entrypoint.is_empty() {
         run = run.entrypoint(image.entrypoint.clone());
+    }
+    if let Some(user) = &image.user {
+        run = run.user(user.clone());
     }
     let mut config = ImageConfigurationBuilder::default()
         .architecture(Arch::Amd64)
@@ -247,6 +252,7 @@ mod tests {
             files: vec![("/usr/local/bin/etcd".into(), bin, 0o755)],
             env: vec!["PATH=/usr/local/bin".into()],
             entrypoint: vec!["/usr/local/bin/etcd".into()],
+            user: None,
             created: Some("2026-10-27T12:01:04Z".into()),
         };
         let path = dir.path().join("etcd.tar");

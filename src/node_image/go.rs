@@ -50,16 +50,26 @@ impl Go {
         let mut c = tokio::process::Command::new(&self.path);
         // The wrapper module is berth's: no workspace of the user's applies to it, and a go.mod
         // naming a newer Go fetches that toolchain only where the user's settings allow it.
-        c.current_dir(dir).env("GOWORK", "off").env("GOFLAGS", "-mod=mod").kill_on_drop(true);
+        c.current_dir(dir).env("GOWORK", "off").env("GOFLAGS", "-mod=mod");
+        // A group of its own, so berth alone gets the terminal's Ctrl-C and stops go and the
+        // compilers it runs together ([`Group`]).
+        c.process_group(0);
         c
+    }
+
+    fn spawn(&self, c: &mut tokio::process::Command) -> Result<(tokio::process::Child, Group)> {
+        let child = c.spawn().map_err(|e| NodeImageError::GoMissing { go: self.path.display().to_string(), reason: e.to_string() })?;
+        let group = Group(child.id().map(|id| id as i32));
+        Ok((child, group))
     }
 
     /// Runs a go command in `dir`; on failure the error names `what` and carries go's last lines.
     async fn run(&self, dir: &Path, what: &str, args: &[&str], env: &[(&str, &str)]) -> Result<String> {
         let mut c = self.command(dir);
-        c.args(args).envs(env.iter().copied()).stdin(Stdio::null());
+        c.args(args).envs(env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         tracing::debug!("{}: go {}", dir.display(), args.join(" "));
-        let out = c.output().await.map_err(|e| NodeImageError::GoMissing { go: self.path.display().to_string(), reason: e.to_string() })?;
+        let (child, _group) = self.spawn(&mut c)?;
+        let out = child.wait_with_output().await.map_err(|e| super::io_err(format!("waiting for go {}", args.join(" ")), e))?;
         if !out.status.success() {
             let tail = last_lines(&String::from_utf8_lossy(&out.stderr), 15);
             return Err(NodeImageError::GoFailed { what: what.to_string(), tail });
@@ -73,8 +83,9 @@ impl Go {
         std::fs::create_dir_all(scratch).map_err(|e| super::io_err(format!("creating {}", scratch.display()), e))?;
         let at = format!("{module}@{version}");
         let mut c = self.command(scratch);
-        c.args(["mod", "download", "-json", &at]).stdin(Stdio::null());
-        let out = c.output().await.map_err(|e| NodeImageError::GoMissing { go: self.path.display().to_string(), reason: e.to_string() })?;
+        c.args(["mod", "download", "-json", &at]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let (child, _group) = self.spawn(&mut c)?;
+        let out = child.wait_with_output().await.map_err(|e| super::io_err(format!("waiting for go mod download {at}"), e))?;
         let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         if let Some(reason) = info.get("Error").and_then(|e| e.as_str()) {
             return Err(NodeImageError::UnservedVersion { module: module.into(), version: version.into(), reason: reason.into() });
@@ -90,6 +101,22 @@ impl Go {
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|t| t.get("Time").and_then(|t| t.as_str()).map(str::to_string));
         Ok(Downloaded { dir: PathBuf::from(field("Dir")), go_mod, time })
+    }
+}
+
+/// A go command's process group, killed whole when this is dropped: on success it is gone
+/// already; on failure, or when an interrupt drops the build, go and the compilers and linker it
+/// runs stop at once instead of finishing work nobody will use.
+struct Group(Option<i32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: kill(2) with a negative pid signals the group this process made for go.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
     }
 }
 
@@ -170,7 +197,11 @@ pub fn cache_root() -> PathBuf {
 /// Builds `program` (or finds it built) and returns the directory holding its binaries.
 /// `go_directive` is the `go` line of the wrapper module (the program's own minimum).
 pub async fn build(go: &Go, program: &Program, go_directive: &str, step: &Step) -> Result<PathBuf> {
-    let root = cache_root().join("go").join(program.key(go));
+    build_in(&cache_root(), go, program, go_directive, step).await
+}
+
+async fn build_in(cache: &Path, go: &Go, program: &Program, go_directive: &str, step: &Step) -> Result<PathBuf> {
+    let root = cache.join("go").join(program.key(go));
     let bin = root.join("bin");
     if bin.join(".complete").is_file() {
         tracing::info!("{} {}: built before, in {}", program.name, program.version, bin.display());
@@ -228,7 +259,7 @@ async fn compile(go: &Go, dir: &Path, args: &[&str], env: &[(&str, &str)], progr
     let mut c = go.command(dir);
     c.args(args).envs(env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     tracing::debug!("{}: go {}", dir.display(), args.join(" "));
-    let mut child = c.spawn().map_err(|e| NodeImageError::GoMissing { go: go.path.display().to_string(), reason: e.to_string() })?;
+    let (mut child, _group) = go.spawn(&mut c)?;
     let mut lines = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
     let mut seen = 0usize;
     let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
@@ -272,6 +303,7 @@ fn last_lines(text: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ui::Status;
 
     fn program() -> Program {
         Program {
@@ -299,6 +331,59 @@ mod tests {
         assert!(text.contains("require go.etcd.io/etcd/server/v3 v3.7.0\n"), "{text}");
         assert!(text.contains("replace k8s.io/api => k8s.io/api v0.37.2\n"), "{text}");
         assert!(program().tools_go().contains("//go:build tools") && program().tools_go().contains("_ \"go.etcd.io/etcd/server/v3\""));
+    }
+
+    /// A stand-in for the go command: logs each call, builds empty binaries, fails the build
+    /// while `$dir/fail` exists.
+    const FAKE_GO: &str = r##"#!/bin/sh
+here=$(dirname "$0")
+echo "$*" >> "$here/calls"
+case "$1" in
+  env) echo go1.99.0 ;;
+  mod|list) [ "$1" = list ] && printf 'example.com/cmd/a\nexample.com/cmd/b\n'; exit 0 ;;
+  build)
+    while [ "$1" != "-o" ]; do shift; done; out=$2; shift 2
+    for pkg in "$@"; do echo "$pkg" >&2; done
+    [ -e "$here/fail" ] && { echo "# example.com/cmd/b" >&2; echo "b.go:1: undefined: boom" >&2; exit 1; }
+    for pkg in "$@"; do : > "$out/${pkg##*/}"; done ;;
+esac
+"##;
+
+    #[tokio::test]
+    async fn a_failed_build_is_never_taken_for_a_finished_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("go");
+        std::fs::write(&fake, FAKE_GO).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let go = Go { path: fake.clone(), version: "go1.99.0".into() };
+        let program = Program {
+            name: "demo".into(),
+            module: "example.com".into(),
+            version: "v1.0.0".into(),
+            commands: vec![("example.com/cmd/a".into(), "a".into()), ("example.com/cmd/b".into(), "bee".into())],
+            ..Default::default()
+        };
+        let cache = dir.path().join("cache");
+        let step = Status::quiet().step("test");
+        let builds = || std::fs::read_to_string(dir.path().join("calls")).unwrap().lines().filter(|l| l.starts_with("build")).count();
+
+        std::fs::write(dir.path().join("fail"), "").unwrap();
+        let err = build_in(&cache, &go, &program, "1.26", &step).await.unwrap_err();
+        assert!(matches!(&err, NodeImageError::GoFailed { tail, .. } if tail.contains("undefined: boom")), "{err}");
+        let entry = cache.join("go").join(program.key(&go));
+        assert!(!entry.join("bin").exists(), "a failed build leaves no bin/");
+
+        std::fs::remove_file(dir.path().join("fail")).unwrap();
+        let bin = build_in(&cache, &go, &program, "1.26", &step).await.unwrap();
+        assert_eq!(bin, entry.join("bin"));
+        assert!(bin.join("a").is_file() && bin.join("bee").is_file() && bin.join(".complete").is_file(), "binaries named as asked");
+        assert!(!entry.join("bin.part").exists());
+        assert_eq!(builds(), 2);
+
+        build_in(&cache, &go, &program, "1.26", &step).await.unwrap();
+        assert_eq!(builds(), 2, "a finished build is reused, not redone");
+        let module = std::fs::read_to_string(entry.join("module/go.mod")).unwrap();
+        assert!(module.contains("require example.com v1.0.0"), "{module}");
     }
 
     #[test]

@@ -50,6 +50,8 @@ enum Component {
     CoreDns(String),
     /// Kubernetes' `build/pause` C source, stamped with this version.
     Pause(String),
+    /// `sigs.k8s.io/metrics-server` at this version: berth's `--addon metrics-server`.
+    MetricsServer(String),
 }
 
 /// What `image` (`registry/name:tag`, as kubeadm lists it) is.
@@ -62,6 +64,7 @@ fn component(image: &str) -> Option<Component> {
         "etcd" => Component::Etcd(format!("v{}", tag.split('-').next()?)),
         "coredns" => Component::CoreDns(tag.to_string()),
         "pause" => Component::Pause(tag.to_string()),
+        "metrics-server" => Component::MetricsServer(tag.to_string()),
         _ => return None,
     })
 }
@@ -132,72 +135,102 @@ pub async fn build(go: &Go, version: &str, status: &Status) -> Result<Built> {
     step.done();
 
     let kubeadm = bin_dir.join("kubeadm");
-    let listed = images_list(&kubeadm, version).await?;
-    let images_dir = bin_dir.parent().expect("a cache entry's bin has a parent").join("images");
-    let part = images_dir.with_extension("part");
-    let complete = images_dir.join(".complete");
+    let mut listed = images_list(&kubeadm, version).await?;
+    // berth's add-ons run images of their own; those berth can build go in too, so `--addon`
+    // works with no registry.
+    listed.extend(crate::addons::ADDONS.iter().flat_map(|a| a.images).map(|i| i.to_string()).filter(|i| component(i).is_some()));
+    let kube_proxy = listed
+        .iter()
+        .find(|i| component(i) == Some(Component::KubeProxy))
+        .cloned()
+        .ok_or_else(|| NodeImageError::UnknownComponent { version: version.into(), image: "(kubeadm names no kube-proxy)".into() })?;
+    let images: Vec<(String, Component)> = listed
+        .iter()
+        .filter(|i| **i != kube_proxy)
+        .map(|i| {
+            component(i)
+                .map(|c| (i.clone(), c))
+                .ok_or_else(|| NodeImageError::UnknownComponent { version: version.into(), image: i.clone() })
+        })
+        .collect::<Result<_>>()?;
+    let sources = Sources { go, kubernetes: &kubernetes, bin_dir: &bin_dir, status };
+    let archives =
+        component_archives(&sources, &images, &bin_dir.parent().expect("a cache entry's bin has a parent").join("images")).await?;
+    Ok(Built { bin_dir, archives, kube_proxy })
+}
+
+/// What component images are made from.
+struct Sources<'a> {
+    go: &'a Go,
+    kubernetes: &'a go::Downloaded,
+    bin_dir: &'a Path,
+    status: &'a Status,
+}
+
+/// The archives of `images` in `dir`, made there whole (in `dir.part`, renamed when every one
+/// is written) unless a finished set for the same list is there already.
+async fn component_archives(sources: &Sources<'_>, images: &[(String, Component)], dir: &Path) -> Result<Vec<PathBuf>> {
     let io = |what: &str| {
-        let what = format!("{what} {}", images_dir.display());
+        let what = format!("{what} {}", dir.display());
         move |e| super::io_err(what, e)
     };
-    if !complete.is_file() {
-        if part.exists() {
-            std::fs::remove_dir_all(&part).map_err(io("clearing"))?;
-        }
-        std::fs::create_dir_all(&part).map_err(io("creating"))?;
+    let marker = images.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>().join("\n");
+    let archives: Vec<PathBuf> = images.iter().map(|(i, _)| dir.join(format!("{}.tar", archive_name(i)))).collect();
+    if std::fs::read_to_string(dir.join(".complete")).is_ok_and(|done| done == marker) {
+        return Ok(archives);
     }
-    let work = if complete.is_file() { images_dir.clone() } else { part.clone() };
-    let mut archives = Vec::new();
-    let mut kube_proxy = None;
-    for image in &listed {
-        let Some(which) = component(image) else {
-            return Err(NodeImageError::UnknownComponent { version: version.into(), image: image.clone() });
-        };
-        let simple = |files: Vec<(String, PathBuf, u32)>, entrypoint: Vec<String>| SimpleImage {
-            name: image.clone(),
-            files,
-            env: vec![PATH_ENV.into()],
-            entrypoint,
-            created: kubernetes.time.clone(),
-        };
-        if matches!(which, Component::KubeProxy) {
-            kube_proxy = Some(image.clone());
-            continue;
-        }
-        let path = work.join(format!("{}.tar", archive_name(image)));
-        archives.push(path.clone());
-        if complete.is_file() {
-            continue;
-        }
-        let made = match which {
-            Component::KubeProxy => unreachable!("handled above"),
-            Component::ControlPlane(name) => simple(vec![(format!("/usr/local/bin/{name}"), bin_dir.join(&name), 0o755)], Vec::new()),
-            Component::Etcd(v) => {
-                let dir = build_etcd(go, &v, status).await?;
-                simple(vec![("/usr/local/bin/etcd".into(), dir.join("etcd"), 0o755)], Vec::new())
-            }
-            Component::CoreDns(v) => {
-                let dir = build_coredns(go, &v, status).await?;
-                simple(vec![("/coredns".into(), dir.join("coredns"), 0o755)], vec!["/coredns".into()])
-            }
-            Component::Pause(v) => {
-                let pause = build_pause(&kubernetes.dir, &v, status).await?;
-                simple(vec![("/pause".into(), pause, 0o755)], vec!["/pause".into()])
-            }
-        };
-        write_simple_image(&made, &path)?;
+    let part = dir.with_extension("part");
+    if part.exists() {
+        std::fs::remove_dir_all(&part).map_err(io("clearing"))?;
     }
-    if !complete.is_file() {
-        std::fs::write(part.join(".complete"), listed.join("\n")).map_err(io("marking complete"))?;
-        if images_dir.exists() {
-            std::fs::remove_dir_all(&images_dir).map_err(io("clearing"))?;
-        }
-        std::fs::rename(&part, &images_dir).map_err(io("moving into"))?;
-        archives = archives.iter().map(|a| images_dir.join(a.file_name().expect("a file"))).collect();
+    std::fs::create_dir_all(&part).map_err(io("creating"))?;
+    for (image, which) in images {
+        let made = component_image(sources, image, which).await?;
+        write_simple_image(&made, &part.join(format!("{}.tar", archive_name(image))))?;
     }
-    let kube_proxy =
-        kube_proxy.ok_or_else(|| NodeImageError::UnknownComponent { version: version.into(), image: "(no kube-proxy)".into() })?;
-    Ok(Built { bin_dir, archives, kube_proxy })
+    std::fs::write(part.join(".complete"), &marker).map_err(io("marking complete"))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io("clearing"))?;
+    }
+    std::fs::rename(&part, dir).map_err(io("moving into"))?;
+    Ok(archives)
+}
+
+/// One component image: its binary, built if need be, and how it runs.
+async fn component_image(sources: &Sources<'_>, image: &str, which: &Component) -> Result<SimpleImage> {
+    let simple = |files: Vec<(String, PathBuf, u32)>, entrypoint: Vec<&str>| SimpleImage {
+        name: image.to_string(),
+        files,
+        env: vec![PATH_ENV.into()],
+        entrypoint: entrypoint.into_iter().map(str::to_string).collect(),
+        user: None,
+        created: sources.kubernetes.time.clone(),
+    };
+    let (go, status) = (sources.go, sources.status);
+    Ok(match which {
+        Component::KubeProxy => unreachable!("kube-proxy is built over the base image"),
+        Component::ControlPlane(name) => simple(vec![(format!("/usr/local/bin/{name}"), sources.bin_dir.join(name), 0o755)], vec![]),
+        Component::Etcd(v) => {
+            let dir = build_etcd(go, v, status).await?;
+            simple(vec![("/usr/local/bin/etcd".into(), dir.join("etcd"), 0o755)], vec![])
+        }
+        Component::CoreDns(v) => {
+            let dir = build_coredns(go, v, status).await?;
+            simple(vec![("/coredns".into(), dir.join("coredns"), 0o755)], vec!["/coredns"])
+        }
+        Component::Pause(v) => {
+            let pause = build_pause(&sources.kubernetes.dir, v, status).await?;
+            simple(vec![("/pause".into(), pause, 0o755)], vec!["/pause"])
+        }
+        Component::MetricsServer(v) => {
+            let dir = build_metrics_server(go, v, status).await?;
+            // As its own image runs: not as root.
+            SimpleImage {
+                user: Some("65534".into()),
+                ..simple(vec![("/metrics-server".into(), dir.join("metrics-server"), 0o755)], vec!["/metrics-server"])
+            }
+        }
+    })
 }
 
 /// The built kubeadm's own list: exactly the images the node preloads, so kubeadm never pulls.
@@ -237,6 +270,25 @@ async fn build_etcd(go: &Go, version: &str, status: &Status) -> Result<PathBuf> 
         ..Default::default()
     };
     let dir = go::build(go, &program, &go_directive(&downloaded.go_mod).unwrap_or_else(|| "1.26".into()), &step).await?;
+    step.done();
+    Ok(dir)
+}
+
+async fn build_metrics_server(go: &Go, version: &str, status: &Status) -> Result<PathBuf> {
+    let module = "sigs.k8s.io/metrics-server";
+    let step = status.step(format!("Compiling metrics-server {version}"));
+    let scratch = go::cache_root().join("go").join("scratch");
+    let downloaded = go.download(&scratch, module, version).await?;
+    let program = Program {
+        name: "metrics-server".into(),
+        module: module.into(),
+        version: version.into(),
+        commands: vec![(format!("{module}/cmd/metrics-server"), "metrics-server".into())],
+        // Its Makefile stamps client-go's version package with the release.
+        x_flags: vec![format!("k8s.io/client-go/pkg/version.gitVersion={version}")],
+        ..Default::default()
+    };
+    let dir = go::build(go, &program, &go_directive(&downloaded.go_mod).unwrap_or_else(|| "1.24".into()), &step).await?;
     step.done();
     Ok(dir)
 }
@@ -320,6 +372,7 @@ mod tests {
             ]
         );
         assert_eq!(component("registry.k8s.io/something-new:v1"), None);
+        assert_eq!(component(crate::addons::METRICS_SERVER_IMAGES[0]), Some(Component::MetricsServer("v0.8.0".into())));
     }
 
     #[test]

@@ -164,7 +164,9 @@ fn documents(stdout: &str) -> Vec<(String, Vec<serde_yaml::Value>)> {
 #[test]
 fn dry_run_renders_every_node_for_versions_that_cannot_run_here() {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/kind-compatible.yaml");
-    for (image, api, list_shaped) in [("kindest/node:v1.32.2", "v1beta3", false), ("kindest/node:v1.36.0", "v1beta4", true)] {
+    for (image, api, list_shaped) in
+        [("kindest/node:v1.32.2", "v1beta3", false), ("kindest/node:v1.36.0", "v1beta4", true), ("kindest/node:v1.37.0", "v1beta4", true)]
+    {
         let (code, stdout, stderr) = dry_run(&["--config", config, "--image", image], None);
         assert_eq!(code, 0, "{image}: {stderr}");
         assert!(stdout.contains(&format!("kubeadm config API kubeadm.k8s.io/{api}")), "{stdout}");
@@ -209,6 +211,29 @@ fn dry_run_reads_the_config_from_stdin_and_the_name_from_the_environment() {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("# node from-env-control-plane (control-plane, kubeadm init"), "a node without a role: {stdout}");
     assert!(stdout.contains("# node from-env-worker (worker"), "{stdout}");
+}
+
+/// A worker's own KubeletConfiguration patch reaches nothing (`kubeadm join` never reads one):
+/// kind drops it without a word, berth names it; the node's JoinConfiguration patch is applied.
+#[test]
+fn a_nodes_patch_that_reaches_nothing_is_named() {
+    let config = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: worker\n  \
+                  kubeadmConfigPatchesJSON6902:\n  - {group: kubelet.config.k8s.io, version: v1beta1, kind: KubeletConfiguration, patch: '[{op: add, path: /maxPods, value: 50}]'}\n  \
+                  kubeadmConfigPatches:\n  - |\n    kind: JoinConfiguration\n    nodeRegistration:\n      kubeletExtraArgs:\n        v: \"4\"\n";
+    let (code, stdout, stderr) = dry_run(&["--config", "-", "--image", "kindest/node:v1.37.0"], Some(config));
+    assert_eq!(code, 0, "{stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("WARNING:")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains("nodes[1].kubeadmConfigPatchesJSON6902[0] patches KubeletConfiguration")
+            && warnings[0].contains("kubeadm join` does not read it"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("maxPods"), "{stdout}");
+    assert!(
+        stdout.contains("name: v") && stdout.contains("value: '4'") || stdout.contains("value: \"4\""),
+        "the join patch applies: {stdout}"
+    );
 }
 
 #[test]

@@ -1,11 +1,13 @@
 //! What a newcomer does in their first hour, on the default one-node cluster, with README's
-//! quickstart commands: no `nodeName`, no tolerations, no storage class named. A Deployment
-//! becomes Available, its Service answers from another pod, and a PersistentVolumeClaim binds
-//! and keeps its data across pods and across `berth stop` / `berth start`.
+//! quickstart commands: no `nodeName`, no tolerations, no storage class named. The cluster runs
+//! the test image's Kubernetes (kubeadm's v1beta4 config on current versions), a Deployment
+//! becomes Available, its Service answers another pod by name through cluster DNS
+//! (`web.default` and the full `.svc.cluster.local` name), and a PersistentVolumeClaim binds and
+//! keeps its data across pods and across `berth stop` / `berth start`, after which DNS answers
+//! again.
 //!
 //! The test image is named with `--image` as README's quickstart does (nothing can be pulled
-//! here); cluster DNS cannot run here (no CoreDNS image), so the Service is reached by its
-//! ClusterIP.
+//! here).
 
 use std::path::Path;
 use std::time::Duration;
@@ -42,6 +44,15 @@ fn a_newcomers_first_commands_work_on_the_default_cluster() {
     let node = format!("{name}-control-plane");
     let taints = kubectl_ok(&kc, &["get", "node", &node, "-o", "jsonpath={.spec.taints}"]);
     assert_eq!(taints.trim(), "", "a one-node cluster runs workloads: no NoSchedule taint");
+    // The server is the image's Kubernetes, configured by kubeadm's current config API.
+    let version = test_image_version();
+    let server: serde_json::Value = serde_json::from_str(&kubectl_ok(&kc, &["version", "-o", "json"])).unwrap();
+    assert_eq!(server["serverVersion"]["gitVersion"].as_str(), Some(version.as_str()), "{server}");
+    let config = run_ok(std::process::Command::new("docker").args(["exec", &node, "cat", "/kind/kubeadm.conf"]));
+    let minor: u32 = version.split('.').nth(1).unwrap().parse().unwrap();
+    if minor >= 36 {
+        assert!(config.contains("apiVersion: kubeadm.k8s.io/v1beta4"), "{config}");
+    }
 
     // The app: load the image, create a Deployment and a Service, as the kubectl docs show.
     run_ok(berth(&kc).args(["load", "docker-image", TOOLBOX, "--name", name]));
@@ -63,8 +74,18 @@ fn a_newcomers_first_commands_work_on_the_default_cluster() {
     kubectl_ok(&kc, &["wait", "--for=condition=Available", "deployment/web", "--timeout=120s"]);
     kubectl_ok(&kc, &["run", "client", "--image", TOOLBOX, "--", "sleep", "infinity"]);
     wait_pod_ready(&kc, "client");
-    let service_ip = kubectl_ok(&kc, &["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"]);
-    curl_from_pod(&kc, "the Service answers from another pod", "client", &service_ip, "hello-from-web", Duration::from_secs(60));
+    // Create waited for cluster DNS: the Service answers by name at once (no retries needed
+    // beyond the pod's first request).
+    for host in ["web.default", "web.default.svc.cluster.local"] {
+        curl_from_pod(
+            &kc,
+            &format!("the Service answers another pod as {host}"),
+            "client",
+            host,
+            "hello-from-web",
+            Duration::from_secs(20),
+        );
+    }
 
     // Storage: a claim that names no class binds through the default one.
     apply(&kc, dir.path(), "pvc.yaml", "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 100Mi}}\n");
@@ -98,5 +119,5 @@ fn a_newcomers_first_commands_work_on_the_default_cluster() {
         }
     });
     assert_eq!(note, "kept-across-pods", "the claim's data survives stop/start");
-    curl_from_pod(&kc, "the Service answers after start", "client", &service_ip, "hello-from-web", Duration::from_secs(120));
+    curl_from_pod(&kc, "the Service answers by name after start", "client", "web.default", "hello-from-web", Duration::from_secs(120));
 }

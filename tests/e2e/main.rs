@@ -13,6 +13,7 @@ mod cluster;
 mod daemon_restart;
 mod first_hour;
 mod kind_config;
+mod kubeadm_validate;
 mod load_balancer;
 mod multinode;
 mod node_image;

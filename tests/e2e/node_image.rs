@@ -198,6 +198,83 @@ fn build_node_image_rejects_bad_input_and_leaves_nothing() {
     assert!(!docker(&["image", "inspect", "berth-test/bad:1"]).status.success(), "no image from a failed build");
 }
 
+/// `--kubernetes-version` failing cleanly: a version the Go module proxy does not serve, no Go,
+/// and SIGINT mid-compile — one line each, no build container, no image tagged, and nothing in
+/// the build cache that a later build would take as finished.
+#[test]
+#[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
+fn building_kubernetes_from_modules_fails_cleanly() {
+    if !require_e2e("building_kubernetes_from_modules_fails_cleanly") {
+        return;
+    }
+    let inputs = test_inputs();
+    let base = &inputs["BASE_IMAGE"];
+    let tag = "berth-test/bad-modules:1";
+    let cache = tempfile::tempdir().unwrap();
+
+    let err = failing_build(build_cmd(base).env("BERTH_CACHE_DIR", cache.path()).args(["--kubernetes-version", "v1.99.0", "--tag", tag]));
+    assert!(err.contains("k8s.io/kubernetes v1.99.0 is not served by the Go module proxy"), "{err}");
+
+    let err = failing_build(build_cmd(base).env("BERTH_GO", "/nonexistent/go").args(["--kubernetes-version", "v1.37.2", "--tag", tag]));
+    assert!(err.contains("--kubernetes-version needs Go") && err.contains("/nonexistent/go"), "{err}");
+
+    // A cache of its own: the compile really runs (Go's build cache keeps it to half a minute).
+    let mut child = build_cmd(base)
+        .env("BERTH_CACHE_DIR", cache.path())
+        .args(["--kubernetes-version", &inputs["KUBE_VERSION"], "--tag", tag])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Compiling Kubernetes") {
+                // Well into the compile before the signal comes.
+                std::thread::sleep(Duration::from_secs(4));
+                unsafe { libc::kill(pid as i32, libc::SIGINT) };
+            }
+            seen.push(line);
+        }
+        seen
+    });
+    let status = child.wait().unwrap();
+    let seen = lines.join().unwrap();
+    let all = seen.join("\n");
+    assert!(!status.success(), "{all}");
+    let errors: Vec<&String> = seen.iter().filter(|l| l.starts_with("ERROR:")).collect();
+    assert_eq!(errors.len(), 1, "{all}");
+    assert!(errors[0].contains("interrupted (SIGINT)") && errors[0].contains("no image was tagged"), "{all}");
+    assert!(build_containers_of(pid).is_empty(), "build containers left: {:?}", build_containers_of(pid));
+    assert!(!docker(&["image", "inspect", tag]).status.success(), "no image from an interrupted build");
+    let finished: Vec<_> = walk(cache.path()).into_iter().filter(|p| p.ends_with(".complete")).collect();
+    assert!(
+        finished.iter().all(|p| !p.to_string_lossy().contains("/kubernetes-")),
+        "an interrupted compile is never marked finished: {finished:?}"
+    );
+    let go_left =
+        String::from_utf8_lossy(&Command::new("pgrep").args(["-f", &cache.path().display().to_string()]).output().unwrap().stdout)
+            .trim()
+            .to_string();
+    assert!(go_left.is_empty(), "go processes of the interrupted build still run: {go_left}");
+}
+
+/// Every path under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
 fn sha256_file(path: &Path) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();

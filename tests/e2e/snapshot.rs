@@ -133,6 +133,7 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     kubectl_ok(&kc, &["create", "configmap", "kept", "--from-literal=answer=42"]);
     let serve = "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 8080 -h /www";
     kubectl_ok(&kc, &["create", "deployment", "web", "--image", TOOLBOX, "--", "sh", "-c", serve]);
+    kubectl_ok(&kc, &["expose", "deployment", "web", "--port", "80", "--target-port", "8080"]);
     kubectl_ok(&kc, &["wait", "--for=condition=Available", "deployment/web", "--timeout=120s"]);
     // A claim with data in it (the default StorageClass keeps volumes on the node's /var).
     let claim = format!(
@@ -199,6 +200,8 @@ fn a_saved_cluster_restores_with_its_objects_and_apps_and_each_copy_is_its_own()
     let took = time_to_schedule(&kc, "fresh");
     assert!(took < Duration::from_secs(5), "scheduling right after the restore took {took:?}");
     assert_eq!(read_note(&kc, "note"), "saved-with-the-snapshot", "the claim's data came back");
+    // Cluster DNS answers in the restored cluster: the Service by name, from another pod.
+    curl_from_pod(&kc, "the restored Service answers by name", "keeper", "web.default", "hello-from-web", Duration::from_secs(30));
     kubectl_ok(&kc, &["exec", "keeper", "--", "sh", "-c", "echo first > /data/only-in-the-first-copy"]);
     kubectl_ok(&kc, &["create", "configmap", "only-in-the-first-copy"]);
     // Image layers are shared with the snapshot, not copied (a restore's copy was most of its
