@@ -170,6 +170,15 @@ pub fn dump_node(name: &str) {
     eprintln!("==== docker logs {name}\n{}{}", String::from_utf8_lossy(&logs.stdout), String::from_utf8_lossy(&logs.stderr));
     let journal = docker(&["exec", name, "journalctl", "-n", "60", "--no-pager", "-u", "kubelet", "-u", "containerd"]);
     eprintln!("==== journal {name}\n{}", String::from_utf8_lossy(&journal.stdout));
+    // The last words of every pod container that exited (a crash loop says why here).
+    let exited = docker(&[
+        "exec",
+        name,
+        "sh",
+        "-c",
+        "for c in $(crictl ps -a --state exited -q 2>/dev/null | head -n 8); do crictl inspect -o go-template --template '{{.status.metadata.name}}' $c; echo; crictl logs --tail 15 $c 2>&1; done",
+    ]);
+    eprintln!("==== exited pod containers on {name}\n{}", String::from_utf8_lossy(&exited.stdout));
 }
 
 /// A kubeconfig file in a fresh temp dir; the dir lives as long as the returned guard.
