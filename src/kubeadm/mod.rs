@@ -166,6 +166,9 @@ pub struct Params {
     /// The cluster has no workers, so its control planes run workloads too: they register
     /// without kubeadm's NoSchedule taint (as kind's one-node clusters do).
     pub schedulable_control_plane: bool,
+    /// The cluster has one control plane, so one controller-manager and one scheduler: they
+    /// run without leader election (see `cluster_configuration`).
+    pub single_control_plane: bool,
     /// kube-controller-manager's own host-path provisioner serves the node image's default
     /// StorageClass (provisioner `kubernetes.io/host-path`).
     pub hostpath_provisioner: bool,
@@ -362,7 +365,16 @@ fn cluster_configuration(p: &Params, api: ApiVersion) -> Value {
         let rc: Vec<String> = p.runtime_config.iter().map(|(k, v)| format!("{k}={v}")).collect();
         apiserver_args.insert("runtime-config".into(), rc.join(","));
     }
+    let mut scheduler_args = component_args.clone();
     let mut cm_args = component_args.clone();
+    if p.single_control_plane {
+        // With one of each there is no one to elect against, and after a stop or a restore an
+        // elected one waits out its old lease's retry period (up to 4.4 s, jittered) before it
+        // schedules or runs a controller; unelected, they work as soon as the API answers.
+        for args in [&mut scheduler_args, &mut cm_args] {
+            args.insert("leader-elect".to_string(), "false".to_string());
+        }
+    }
     // Nodes take /24s of the pod subnet; the network agent and the CNI config read them back.
     cm_args.insert("allocate-node-cidrs".into(), "true".into());
     if p.hostpath_provisioner {
@@ -376,7 +388,7 @@ fn cluster_configuration(p: &Params, api: ApiVersion) -> Value {
         "controlPlaneEndpoint": p.control_plane_endpoint,
         "apiServer": {"certSANs": p.cert_sans, "extraArgs": extra_args(api, &apiserver_args)},
         "controllerManager": {"extraArgs": extra_args(api, &cm_args)},
-        "scheduler": {"extraArgs": extra_args(api, &component_args)},
+        "scheduler": {"extraArgs": extra_args(api, &scheduler_args)},
         "networking": {"podSubnet": p.pod_subnet, "serviceSubnet": p.service_subnet},
     })
 }

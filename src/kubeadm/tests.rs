@@ -23,6 +23,7 @@ fn params(version: &str, join: NodeJoin) -> Params {
         runtime_config: BTreeMap::new(),
         node_labels: BTreeMap::from([("tier".to_string(), "apps".to_string())]),
         schedulable_control_plane: true,
+        single_control_plane: true,
         hostpath_provisioner: false,
         rootless: false,
         token: "abcdef.0123456789abcdef".into(),
@@ -174,6 +175,20 @@ fn current_kubelets_are_told_to_run_on_cgroup_v1_and_only_there() {
     assert_eq!(cgroup_v1_warning(KubeVersion::parse("v1.34.4").unwrap()), None);
     assert_eq!(CgroupVersion::from_fs_type("cgroup2fs\n"), CgroupVersion::V2);
     assert_eq!(CgroupVersion::from_fs_type("tmpfs"), CgroupVersion::V1);
+}
+
+#[test]
+fn a_lone_controller_manager_and_scheduler_run_without_leader_election() {
+    let args = |single: bool| {
+        let out = render(&Params { single_control_plane: single, ..params("v1.37.2", NodeJoin::Init) }, &[], &[]).unwrap();
+        let cluster: serde_yaml::Value = serde_yaml::from_str(out.split("\n---\n").nth(1).unwrap()).unwrap();
+        (flags(&cluster["controllerManager"]["extraArgs"]), flags(&cluster["scheduler"]["extraArgs"]))
+    };
+    let (cm, scheduler) = args(true);
+    assert_eq!(cm.get("leader-elect").map(String::as_str), Some("false"));
+    assert_eq!(scheduler.get("leader-elect").map(String::as_str), Some("false"));
+    let (cm, scheduler) = args(false);
+    assert!(!cm.contains_key("leader-elect") && !scheduler.contains_key("leader-elect"), "several control planes elect a leader");
 }
 
 #[test]

@@ -26,6 +26,7 @@ fn params(version: KubeVersion, join: NodeJoin, cgroup: CgroupVersion) -> Params
         runtime_config: BTreeMap::from([("api/alpha".to_string(), "false".to_string())]),
         node_labels: BTreeMap::from([("tier".to_string(), "apps".to_string())]),
         schedulable_control_plane: false,
+        single_control_plane: false,
         hostpath_provisioner: true,
         rootless: false,
         token: "abcdef.0123456789abcdef".into(),

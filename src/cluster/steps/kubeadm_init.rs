@@ -64,6 +64,7 @@ pub fn params_for(opts: &CreateOptions, plan: &Plan, nodes: &Provisioned, ca_cer
         runtime_config: cfg.runtime_config.clone(),
         node_labels: cfg.nodes[node.index].labels.clone().into_iter().collect::<BTreeMap<_, _>>(),
         schedulable_control_plane: !plan.nodes.iter().any(|n| n.role == Role::Worker),
+        single_control_plane: plan.nodes.iter().filter(|n| n.role == Role::ControlPlane).count() == 1,
         hostpath_provisioner: nodes.default_storage.as_deref().is_some_and(super::storage::uses_hostpath_provisioner),
         rootless: nodes.rootless,
         token: plan.token.clone(),
