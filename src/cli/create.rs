@@ -16,6 +16,44 @@ use crate::{kubeconfig, ui};
 pub enum CreateWhat {
     /// Create a cluster: node containers, kubeadm, pod network, and a kubeconfig context
     Cluster(CreateClusterArgs),
+    /// Add a node to a running cluster (kubeadm join with a token made for it alone)
+    Node(CreateNodeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateNodeArgs {
+    /// The node's container name (default: the cluster's pattern, e.g. NAME-worker3)
+    #[arg(value_name = "NODE-NAME")]
+    pub node: Option<String>,
+    #[command(flatten)]
+    pub name: super::NameArg,
+    /// worker, or control-plane (needs a cluster with several control planes: a load balancer in front)
+    #[arg(long, default_value = "worker", value_parser = parse_role)]
+    pub role: crate::config::Role,
+    /// The node image (default: the image of the cluster's control plane); its Kubernetes version must be one kubeadm can join
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Node labels, KEY=VALUE,... (the kubelet's --node-labels)
+    #[arg(long, value_name = "KEY=VALUE,...", value_parser = parse_labels)]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// How long to wait for the node to be Ready, e.g. 90s; 0 returns once it joined
+    #[arg(long, default_value = "5m", value_parser = parse_wait)]
+    pub wait: Duration,
+}
+
+fn parse_role(s: &str) -> Result<crate::config::Role, String> {
+    match s {
+        "worker" => Ok(crate::config::Role::Worker),
+        "control-plane" => Ok(crate::config::Role::ControlPlane),
+        other => Err(format!("{other:?} is not a role; use worker or control-plane")),
+    }
+}
+
+fn parse_labels(s: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    s.split(',')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{kv:?} is not KEY=VALUE")))
+        .collect()
 }
 
 #[derive(Debug, clap::Args)]
@@ -82,7 +120,10 @@ pub(super) fn parse_wait(s: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(what: CreateWhat, status: &ui::Status) -> anyhow::Result<()> {
-    let CreateWhat::Cluster(args) = what;
+    let args = match what {
+        CreateWhat::Cluster(args) => args,
+        CreateWhat::Node(args) => return create_node(args, status).await,
+    };
     if let Some(snapshot) = args.from_snapshot.clone() {
         return restore(args, snapshot, status).await;
     }
@@ -107,6 +148,23 @@ pub async fn run(what: CreateWhat, status: &ui::Status) -> anyhow::Result<()> {
         path = report.kubeconfig_path.display(),
         mode = report.mode,
     ));
+    Ok(())
+}
+
+async fn create_node(args: CreateNodeArgs, status: &ui::Status) -> anyhow::Result<()> {
+    let opts = cluster::members::AddOptions {
+        cluster: args.name.name,
+        node: args.node,
+        role: args.role,
+        image: args.image,
+        labels: args.labels.unwrap_or_default(),
+        wait: args.wait,
+    };
+    config::validate_cluster_name(&opts.cluster).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    let docker = Docker::connect().await?;
+    status.info(format!("Adding a {} to cluster {:?} ...", opts.role.as_str(), opts.cluster));
+    let node = cluster::members::add(&docker, &opts, status).await?;
+    status.info(format!("Node {node} joined cluster {:?}", opts.cluster));
     Ok(())
 }
 

@@ -18,6 +18,20 @@ pub enum DeleteWhat {
     },
     /// Delete the local registry container and its data (clusters keep running)
     Registry,
+    /// Remove a node from a running cluster: cordoned, drained (PodDisruptionBudgets honoured),
+    /// out of etcd if a control plane, its container and volume gone
+    Node {
+        /// The node's name (berth get nodes --name CLUSTER)
+        node: String,
+        #[command(flatten)]
+        name: NameArg,
+        /// Delete the node's pods instead of evicting them (PodDisruptionBudgets are not asked)
+        #[arg(long)]
+        force: bool,
+        /// How long the drain may take
+        #[arg(long, default_value = "2m", value_parser = super::create::parse_wait)]
+        timeout: std::time::Duration,
+    },
     /// Delete several clusters by name, or all of them
     Clusters {
         /// Delete every berth cluster
@@ -37,6 +51,13 @@ pub async fn run(what: DeleteWhat, status: &ui::Status) -> anyhow::Result<()> {
         DeleteWhat::Registry => {
             let existed = crate::registry::delete_local_registry(&docker).await?;
             status.info(if existed { "Deleted the local registry and its data" } else { "There was no local registry" });
+            return Ok(());
+        }
+        DeleteWhat::Node { node, name, force, timeout } => {
+            crate::config::validate_cluster_name(&name.name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+            let opts = cluster::members::RemoveOptions { cluster: name.name, node, force, timeout };
+            cluster::members::remove(&docker, &opts, status).await?;
+            status.info(format!("Node {} was removed from cluster {:?}", opts.node, opts.cluster));
             return Ok(());
         }
         DeleteWhat::Cluster { name, kubeconfig } => (vec![name.name], kubeconfig),

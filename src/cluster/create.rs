@@ -74,6 +74,28 @@ pub(super) async fn check_kubeconfig_and_daemon(docker: &dyn Runtime, kubeconfig
     Ok(())
 }
 
+/// inotify instances a node's kubelet, containerd, systemd and control plane hold (measured on
+/// a control plane: about 30; a worker needs fewer).
+const INOTIFY_PER_NODE: usize = 30;
+
+/// A warning when this machine's inotify instance limit (one for all of root's processes, every
+/// node's included) is likely spent once this cluster runs: then components fail with "too many
+/// open files" (kube-proxy first). Reads the host's limit, so it only speaks for a local daemon.
+fn inotify_warning(limit: Option<usize>, nodes_running: usize, nodes_new: usize) -> Option<String> {
+    let limit = limit?;
+    let needed = (nodes_running + nodes_new) * INOTIFY_PER_NODE;
+    (needed > limit * 9 / 10).then(|| {
+        format!(
+            "fs.inotify.max_user_instances is {limit}, and {} berth nodes will need about {needed}: components may fail with \"too many open files\"; raise it with: sudo sysctl fs.inotify.max_user_instances=512",
+            nodes_running + nodes_new
+        )
+    })
+}
+
+fn inotify_limit() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances").ok()?.trim().parse().ok()
+}
+
 /// The API server is published on loopback unless the config says otherwise; then say so.
 fn exposure_warning(address: &str) -> Option<String> {
     let loopback = address.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback());
@@ -123,7 +145,13 @@ async fn create_until(
     // Preflight makes nothing (a pull lands whole or not at all), so an interrupt here just stops.
     let (plan, render_warnings) = unless_interrupted(&mut interrupt, NOTHING_MADE, preflight(docker, opts, status)).await?;
     let mut ctx = Ctx { docker, api, opts, status, create_id: create_id(), plan, warnings: Vec::new(), kubeconfig_merged: None };
-    let general = [exposure_warning(opts.config.api_server_address()), port_mapping_warning(&opts.config)];
+    let running = docker
+        .list_containers(crate::runtime::LABEL_ROLE)
+        .await
+        .map(|c| c.into_iter().filter(|c| c.state.map(|s| s.to_string()).as_deref() == Some("running")).count())
+        .unwrap_or(0);
+    let inotify = inotify_warning(inotify_limit(), running, ctx.plan.nodes.len());
+    let general = [exposure_warning(opts.config.api_server_address()), port_mapping_warning(&opts.config), inotify];
     for warning in general.into_iter().flatten().chain(render_warnings) {
         ctx.warn(warning);
     }
@@ -283,7 +311,7 @@ const IN_FLIGHT_SETTLE: std::time::Duration = std::time::Duration::from_millis(1
 
 /// Removes every container carrying `label`, then looks again after [`IN_FLIGHT_SETTLE`] and
 /// repeats until a look finds nothing.
-async fn sweep_settled(docker: &dyn Runtime, label: &str) -> Result<()> {
+pub(super) async fn sweep_settled(docker: &dyn Runtime, label: &str) -> Result<()> {
     for _ in 0..4 {
         super::remove_containers(docker, label).await?;
         tokio::time::sleep(IN_FLIGHT_SETTLE).await;
@@ -316,6 +344,15 @@ mod tests {
         assert!(open.contains("8080") && !open.contains("8443") && open.contains("listenAddress: 127.0.0.1"), "{open}");
         assert_eq!(port_mapping_warning(&config("[{containerPort: 80, hostPort: 8080, listenAddress: 127.0.0.1}]")), None);
         assert_eq!(port_mapping_warning(&config("[]")), None);
+    }
+
+    #[test]
+    fn warns_when_the_inotify_limit_will_not_stretch() {
+        assert_eq!(super::inotify_warning(Some(512), 4, 1), None);
+        let w = super::inotify_warning(Some(128), 3, 2).unwrap();
+        assert!(w.contains("max_user_instances is 128") && w.contains("sysctl fs.inotify.max_user_instances=512"), "{w}");
+        assert_eq!(super::inotify_warning(Some(128), 0, 1), None, "one node fits");
+        assert_eq!(super::inotify_warning(None, 10, 10), None, "unknown: no guess");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod create;
 pub mod lifecycle;
 pub mod load;
 pub mod logs;
+pub mod members;
 mod options;
 pub mod plan;
 pub mod render;
@@ -177,11 +178,20 @@ pub async fn list(docker: &dyn Runtime) -> Result<Vec<ClusterInfo>> {
             image: c.image.unwrap_or_default(),
         });
     }
+    // Nodes removed on purpose (`delete node`) are not missing.
+    let mut removed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (_, labels) in docker.list_volumes(members::LABEL_REMOVED_NODE).await? {
+        if let (Some(cluster), Some(node)) = (labels.get(LABEL_CLUSTER), labels.get(members::LABEL_REMOVED_NODE)) {
+            removed.entry(cluster.clone()).or_default().insert(node.clone());
+        }
+    }
     Ok(by_cluster
         .into_iter()
         .map(|(name, (mut nodes, members))| {
             nodes.sort_by(|a, b| a.name.cmp(&b.name));
-            let missing: Vec<String> = members.into_iter().filter(|m| !nodes.iter().any(|n| &n.name == m)).collect();
+            let gone = removed.get(&name);
+            let missing: Vec<String> =
+                members.into_iter().filter(|m| !nodes.iter().any(|n| &n.name == m) && !gone.is_some_and(|g| g.contains(m))).collect();
             ClusterInfo { state: cluster_state(&nodes, &missing).to_string(), name, nodes, missing }
         })
         .collect())

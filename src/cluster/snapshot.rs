@@ -44,6 +44,12 @@ const LABEL_IMAGE_LAYERS: &str = "dev.berth.snapshot.image-layers";
 /// Where containerd's overlay snapshotter keeps its snapshots, relative to a node's /var.
 const CONTAINERD_SNAPSHOTS: &str = "lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots";
 
+/// The node image a snapshot's image was saved from, given that image's labels: a node added to
+/// a restored cluster starts from it, not from another node's saved files.
+pub fn saved_from(labels: &HashMap<String, String>) -> Option<&str> {
+    labels.get(LABEL_NODE_IMAGE).map(String::as_str).filter(|i| !i.is_empty())
+}
+
 /// The repository a snapshot's node images are committed to; the tag is the node's name.
 pub fn image_repo(snapshot: &str) -> String {
     format!("berth-snapshot/{snapshot}")

@@ -1,6 +1,6 @@
 //! An in-memory API server for unit tests: a [`kube::Client`] over a function that answers the
-//! few requests create makes (the version, `cluster-info`, nodes, the kube-proxy DaemonSet, a
-//! node's label patch) from what the test says the cluster looks like, and records every
+//! few requests create and `create/delete node` make (the version, `cluster-info`, nodes — one
+//! read, patched or deleted by name too —, pods (none), the kube-proxy DaemonSet) from what the test says the cluster looks like, and records every
 //! request, so a test can check which waits and joins a create ran, in what order.
 
 use std::sync::{Arc, Mutex};
@@ -77,10 +77,12 @@ impl FakeApi {
                 "apiVersion": "v1", "kind": "NodeList", "metadata": {},
                 "items": seen.nodes.iter().map(|n| node(n, !seen.not_ready)).collect::<Vec<_>>(),
             })),
-            (&Method::PATCH, path) if path.starts_with("/api/v1/nodes/") => {
+            (&Method::GET | &Method::PATCH | &Method::DELETE, path) if path.starts_with("/api/v1/nodes/") => {
                 let name = path.trim_start_matches("/api/v1/nodes/");
                 seen.nodes.iter().any(|n| n == name).then(|| node(name, !seen.not_ready))
             }
+            // No pods run in the fake: a drain finds none to move.
+            (&Method::GET, "/api/v1/pods") => Some(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []})),
             (&Method::GET, "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy") => Some(kube_proxy(seen.nodes.len())),
             (method, path) if path.starts_with(LEASES) => {
                 let name = path.trim_start_matches(LEASES);

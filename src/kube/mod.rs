@@ -401,6 +401,90 @@ async fn create_or_replace(api: &Api<kube::api::DynamicObject>, name: &str, obj:
     }
 }
 
+/// Waits until node `name` is registered and Ready.
+pub async fn wait_for_node_ready(client: &Client, name: &str, deadline: Instant) -> Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    wait_until(&format!("node {name} was Ready"), deadline, changes(nodes.clone(), Some(name)), || async {
+        match nodes.get_opt(name).await.map_err(|e| e.to_string())? {
+            Some(node) if node_is_ready(&node) => Ok(Some(())),
+            Some(node) => Err(describe_not_ready(&node, None)),
+            None => Err(format!("{name} is not registered yet")),
+        }
+    })
+    .await
+}
+
+/// Marks node `name` unschedulable (`kubectl cordon`); an absent node is not an error.
+pub async fn cordon(client: &Client, name: &str) -> Result<()> {
+    use kube::api::{Patch, PatchParams};
+    let nodes: Api<Node> = Api::all(client.clone());
+    if nodes.get_opt(name).await?.is_none() {
+        return Ok(());
+    }
+    nodes.patch(name, &PatchParams::default(), &Patch::Merge(&serde_json::json!({"spec": {"unschedulable": true}}))).await?;
+    Ok(())
+}
+
+/// Removes the Node object `name`; an absent one is not an error.
+pub async fn delete_node(client: &Client, name: &str) -> Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    match nodes.delete(name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The pods a drain moves off a node: all but DaemonSet pods (their controller puts them
+/// back on the node) and static pods' mirrors (the kubelet owns them), as `kubectl drain` does.
+fn drainable(pod: &Pod) -> bool {
+    let owned_by_daemonset = pod.metadata.owner_references.iter().flatten().any(|o| o.kind == "DaemonSet");
+    let mirror = pod.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    let finished = pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|p| p == "Succeeded" || p == "Failed");
+    !owned_by_daemonset && !mirror && !finished
+}
+
+/// Moves every drainable pod off node `name` by the Eviction API, which honours
+/// PodDisruptionBudgets, retrying a refused eviction until `deadline`; with `force`, deletes
+/// them instead (no budget is asked). Returns once none is left on the node; a timeout names
+/// the pods still there.
+pub async fn drain(client: &Client, name: &str, force: bool, deadline: Instant) -> Result<()> {
+    use kube::api::{DeleteParams, EvictParams};
+    let pods: Api<Pod> = Api::all(client.clone());
+    let on_node = ListParams::default().fields(&format!("spec.nodeName={name}"));
+    wait_until(&format!("the pods on {name} were moved off it"), deadline, poll_only(), || async {
+        let left: Vec<Pod> = pods.list(&on_node).await.map_err(|e| e.to_string())?.items.into_iter().filter(drainable).collect();
+        if left.is_empty() {
+            return Ok(Some(()));
+        }
+        let mut blocked = Vec::new();
+        for pod in &left {
+            let (Some(ns), Some(pod_name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref()) else { continue };
+            let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+            let outcome = if force {
+                api.delete(pod_name, &DeleteParams::default()).await.map(|_| ())
+            } else {
+                api.evict(pod_name, &EvictParams::default()).await.map(|_| ())
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                // 429: a PodDisruptionBudget does not allow it now.
+                Err(kube::Error::Api(e)) if e.code == 429 => {
+                    blocked.push(format!("{ns}/{pod_name} (a PodDisruptionBudget refuses: {})", e.message))
+                }
+                Err(e) => return Err(format!("{ns}/{pod_name}: {e}")),
+            }
+        }
+        let names: Vec<String> = left
+            .iter()
+            .map(|p| format!("{}/{}", p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default()))
+            .collect();
+        Err(if blocked.is_empty() { format!("still on the node: {}", names.join(", ")) } else { blocked.join("; ") })
+    })
+    .await
+}
+
 /// Pods that are not Running/Succeeded, with their reasons: what to show when a wait fails.
 pub async fn failing_pods(client: &Client) -> Result<Vec<String>> {
     let pods: Api<Pod> = Api::all(client.clone());

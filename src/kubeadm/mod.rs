@@ -105,6 +105,16 @@ pub fn cgroup_v1_warning(v: KubeVersion) -> Option<String> {
     })
 }
 
+/// `sha256:<hex>` of a CA certificate's public key (its SubjectPublicKeyInfo, DER): what
+/// `kubeadm join --discovery-token-ca-cert-hash` pins, computed from the cluster's `ca.crt`.
+pub fn ca_cert_hash(pem: &[u8]) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    let hash = Sha256::digest(cert.public_key().raw);
+    Some(format!("sha256:{}", hash.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
 /// kubeadm's config API for a Kubernetes version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiVersion {

@@ -43,6 +43,14 @@ fn check_golden(name: &str, rendered: &str) {
 }
 
 #[test]
+fn the_ca_hash_is_the_sha256_of_the_public_key_as_kubeadm_computes_it() {
+    // openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | sha256sum
+    let pem = include_bytes!("../../tests/testdata/snapshot/apiserver.crt");
+    assert_eq!(ca_cert_hash(pem).as_deref(), Some("sha256:608a3bf814689cefa87ca1739e1e0b2114f8a7663b23c044a659a05113f32e30"));
+    assert_eq!(ca_cert_hash(b"not a certificate"), None);
+}
+
+#[test]
 fn api_version_follows_kubernetes_version() {
     let v = |s| ApiVersion::for_kubernetes(KubeVersion::parse(s).unwrap());
     assert_eq!(v("v1.20.2"), ApiVersion::V1Beta2);

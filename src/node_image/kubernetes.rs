@@ -24,6 +24,9 @@ const COMMANDS: &[&str] = &["kubeadm", "kubelet", "kubectl", "kube-apiserver", "
 /// Kubernetes' own build tags for release binaries.
 const BUILD_TAGS: &[&str] = &["selinux", "notest", "grpcnotrace"];
 
+/// Bumped when what a component image holds changes for the same name (etcd gained etcdctl).
+const COMPONENTS_RECIPE: &str = "components-2";
+
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What a build produced.
@@ -174,7 +177,8 @@ async fn component_archives(sources: &Sources<'_>, images: &[(String, Component)
         let what = format!("{what} {}", dir.display());
         move |e| super::io_err(what, e)
     };
-    let marker = images.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>().join("\n");
+    // What the images hold changes with the recipe, not only with their names.
+    let marker = std::iter::once(COMPONENTS_RECIPE).chain(images.iter().map(|(i, _)| i.as_str())).collect::<Vec<_>>().join("\n");
     let archives: Vec<PathBuf> = images.iter().map(|(i, _)| dir.join(format!("{}.tar", archive_name(i)))).collect();
     if std::fs::read_to_string(dir.join(".complete")).is_ok_and(|done| done == marker) {
         return Ok(archives);
@@ -212,7 +216,13 @@ async fn component_image(sources: &Sources<'_>, image: &str, which: &Component) 
         Component::ControlPlane(name) => simple(vec![(format!("/usr/local/bin/{name}"), sources.bin_dir.join(name), 0o755)], vec![]),
         Component::Etcd(v) => {
             let dir = build_etcd(go, v, status).await?;
-            simple(vec![("/usr/local/bin/etcd".into(), dir.join("etcd"), 0o755)], vec![])
+            simple(
+                vec![
+                    ("/usr/local/bin/etcd".into(), dir.join("etcd"), 0o755),
+                    ("/usr/local/bin/etcdctl".into(), dir.join("etcdctl"), 0o755),
+                ],
+                vec![],
+            )
         }
         Component::CoreDns(v) => {
             let dir = build_coredns(go, v, status).await?;
@@ -261,11 +271,14 @@ async fn build_etcd(go: &Go, version: &str, status: &Status) -> Result<PathBuf> 
     // requires (the same release) are what the proxy serves.
     let scratch = go::cache_root().join("go").join("scratch");
     let downloaded = go.download(&scratch, module, version).await?;
+    // etcdctl too, as etcd's own images carry it: what one asks etcd about its members with.
+    let etcdctl = "go.etcd.io/etcd/etcdctl/v3";
     let program = Program {
         name: "etcd".into(),
         module: module.into(),
         version: version.into(),
-        commands: vec![(module.into(), "etcd".into())],
+        requires: vec![(etcdctl.into(), version.into())],
+        commands: vec![(module.into(), "etcd".into()), (etcdctl.into(), "etcdctl".into())],
         x_flags: vec![format!("go.etcd.io/etcd/api/v3/version.GitSHA={version}")],
         ..Default::default()
     };

@@ -488,6 +488,12 @@ impl Docker {
         self.api.start_container(name, None::<StartContainerOptions>).await.map_err(RuntimeError::api(format!("starting container {name}")))
     }
 
+    /// Sends `signal` (e.g. `SIGUSR2`) to a container's main process.
+    pub async fn signal(&self, name: &str, signal: &str) -> Result<()> {
+        let opts = bollard::query_parameters::KillContainerOptionsBuilder::default().signal(signal).build();
+        self.api.kill_container(name, Some(opts)).await.map_err(RuntimeError::api(format!("sending {signal} to container {name}")))
+    }
+
     pub async fn stop_container(&self, name: &str, timeout_secs: i32) -> Result<()> {
         let opts = StopContainerOptionsBuilder::default().t(timeout_secs).build();
         match self.api.stop_container(name, Some(opts)).await {

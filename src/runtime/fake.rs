@@ -27,6 +27,8 @@ pub struct FakeContainer {
 struct State {
     images: BTreeSet<String>,
     containers: BTreeMap<String, FakeContainer>,
+    /// Named volumes and their labels.
+    volumes: BTreeMap<String, HashMap<String, String>>,
     /// Every call that changes something or runs a command, in order: "create NAME",
     /// "start NAME", "remove NAME", "exec NAME: CMD", and "exited NAME: CMD" when a kubeadm
     /// command returns (so a test sees which ran at the same time).
@@ -88,6 +90,11 @@ impl FakeRuntime {
         self.state.lock().unwrap().containers.clone()
     }
 
+    /// Named volumes and their labels.
+    pub fn volumes(&self) -> BTreeMap<String, HashMap<String, String>> {
+        self.state.lock().unwrap().volumes.clone()
+    }
+
     pub fn calls(&self) -> Vec<String> {
         self.state.lock().unwrap().calls.clone()
     }
@@ -102,9 +109,13 @@ impl FakeRuntime {
 }
 
 fn matches_label(c: &FakeContainer, label: &str) -> bool {
+    matches_labels(&c.labels, label)
+}
+
+fn matches_labels(labels: &HashMap<String, String>, label: &str) -> bool {
     match label.split_once('=') {
-        Some((k, v)) => c.labels.get(k).is_some_and(|have| have == v),
-        None => c.labels.contains_key(label),
+        Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
+        None => labels.contains_key(label),
     }
 }
 
@@ -177,6 +188,11 @@ impl Runtime for FakeRuntime {
         self.record(format!("stop {name}"));
         Ok(())
     }
+    async fn signal(&self, name: &str, signal: &str) -> Result<()> {
+        self.state.lock().unwrap().containers.get(name).ok_or_else(|| Self::missing(name))?;
+        self.record(format!("signal {name}: {signal}"));
+        Ok(())
+    }
     async fn remove_container(&self, name: &str) -> Result<()> {
         let mut s = self.state.lock().unwrap();
         let removed = s.containers.remove(name);
@@ -188,12 +204,30 @@ impl Runtime for FakeRuntime {
         }
         Ok(())
     }
-    async fn remove_volumes(&self, _label: &str) -> Result<usize> {
-        // The fake makes no named volumes (only restores do).
-        Ok(0)
+    async fn remove_volumes(&self, label: &str) -> Result<usize> {
+        let mut s = self.state.lock().unwrap();
+        let doomed: Vec<String> = s.volumes.iter().filter(|(_, l)| matches_labels(l, label)).map(|(name, _)| name.clone()).collect();
+        for name in &doomed {
+            s.volumes.remove(name);
+            s.calls.push(format!("remove volume {name}"));
+        }
+        Ok(doomed.len())
     }
-    async fn remove_volume(&self, _name: &str) -> Result<()> {
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        let mut s = self.state.lock().unwrap();
+        s.volumes.remove(name);
+        s.calls.push(format!("remove volume {name}"));
         Ok(())
+    }
+    async fn create_volume(&self, name: &str, labels: &[(String, String)]) -> Result<()> {
+        let mut s = self.state.lock().unwrap();
+        s.volumes.insert(name.to_string(), labels.iter().cloned().collect());
+        s.calls.push(format!("create volume {name}"));
+        Ok(())
+    }
+    async fn list_volumes(&self, label: &str) -> Result<Vec<(String, HashMap<String, String>)>> {
+        let s = self.state.lock().unwrap();
+        Ok(s.volumes.iter().filter(|(_, l)| matches_labels(l, label)).map(|(n, l)| (n.clone(), l.clone())).collect())
     }
     async fn list_containers(&self, label: &str) -> Result<Vec<ContainerSummary>> {
         let mut s = self.state.lock().unwrap();
@@ -209,6 +243,11 @@ impl Runtime for FakeRuntime {
                 id: Some(name.clone()),
                 names: Some(vec![format!("/{name}")]),
                 labels: Some(c.labels.clone()),
+                state: Some(if c.running {
+                    bollard::models::ContainerSummaryStateEnum::RUNNING
+                } else {
+                    bollard::models::ContainerSummaryStateEnum::CREATED
+                }),
                 ..Default::default()
             })
             .collect())
@@ -243,6 +282,7 @@ impl Runtime for FakeRuntime {
             ["stat", "-fc", "%T", "/sys/fs/cgroup"] => ok("tmpfs\n"),
             ["cat", path] if path.starts_with("/kind/manifests/") => ExecOutput { code: 1, ..Default::default() },
             ["cat", "/etc/kubernetes/admin.conf"] => ok(ADMIN_CONF),
+            ["cat", "/etc/kubernetes/pki/ca.crt"] => ok(include_str!("../../tests/testdata/snapshot/apiserver.crt")),
             ["kubeadm", ..] if kubeadm.0 == 0 => ok(&kubeadm.1),
             ["kubeadm", ..] => ExecOutput { code: kubeadm.0, stdout: String::new(), stderr: kubeadm.1 },
             _ => ok(""),

@@ -21,8 +21,8 @@ pub use network::NetworkLock;
 pub use docker::{Docker, ExecOutput, RuntimeError, VolumeCopy};
 pub use mode::{decide_mode, sweep_orphaned_probes, ModeRequest, NodeMode, ProbeOutcome, LABEL_PROBE};
 pub use spec::{
-    load_balancer_body, network_endpoint, node_container_body, service_lb_body, NodeSpec, ServiceLbSpec, API_SERVER_PORT,
-    LOAD_BALANCER_ROLE, SERVICE_LB_ROLE,
+    load_balancer_body, network_endpoint, node_container_body, service_lb_body, NodeSpec, ServiceLbSpec, API_SERVER_PORT, DNS_SEARCH_ENV,
+    LOAD_BALANCER_ROLE, RUNTIME_CNI_ENV, SERVICE_LB_ROLE, SERVICE_SUBNET_ENV,
 };
 pub use traits::Runtime;
 

@@ -30,12 +30,18 @@ pub trait Runtime: Send + Sync {
     async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String>;
     async fn start_container(&self, name: &str) -> Result<()>;
     async fn stop_container(&self, name: &str, timeout_secs: i32) -> Result<()>;
+    /// Sends `signal` (e.g. `SIGUSR2`) to a container's main process.
+    async fn signal(&self, name: &str, signal: &str) -> Result<()>;
     /// Removes a container and its anonymous volumes; an absent one is not an error.
     async fn remove_container(&self, name: &str) -> Result<()>;
     /// Removes every volume carrying `label` (or `label=value`); returns how many.
     async fn remove_volumes(&self, label: &str) -> Result<usize>;
     /// Removes a volume; an absent one is not an error.
     async fn remove_volume(&self, name: &str) -> Result<()>;
+    /// Creates an empty named volume with these labels.
+    async fn create_volume(&self, name: &str, labels: &[(String, String)]) -> Result<()>;
+    /// Volumes carrying `label` (or `label=value`): their names and labels.
+    async fn list_volumes(&self, label: &str) -> Result<Vec<(String, std::collections::HashMap<String, String>)>>;
     /// Containers (running or not) carrying `label`, or `label=value`.
     async fn list_containers(&self, label: &str) -> Result<Vec<ContainerSummary>>;
     async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse>;
@@ -108,6 +114,9 @@ impl Runtime for super::Docker {
     async fn stop_container(&self, name: &str, timeout_secs: i32) -> Result<()> {
         super::Docker::stop_container(self, name, timeout_secs).await
     }
+    async fn signal(&self, name: &str, signal: &str) -> Result<()> {
+        super::Docker::signal(self, name, signal).await
+    }
     async fn remove_container(&self, name: &str) -> Result<()> {
         super::Docker::remove_container(self, name).await
     }
@@ -123,6 +132,12 @@ impl Runtime for super::Docker {
     }
     async fn remove_volume(&self, name: &str) -> Result<()> {
         super::Docker::remove_volume(self, name).await
+    }
+    async fn create_volume(&self, name: &str, labels: &[(String, String)]) -> Result<()> {
+        super::Docker::create_volume(self, name, labels).await
+    }
+    async fn list_volumes(&self, label: &str) -> Result<Vec<(String, std::collections::HashMap<String, String>)>> {
+        super::Docker::list_volumes(self, label).await
     }
     async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse> {
         super::Docker::inspect(self, name).await

@@ -15,6 +15,7 @@ mod first_hour;
 mod kind_config;
 mod kubeadm_validate;
 mod load_balancer;
+mod members;
 mod multinode;
 mod node_image;
 mod registry;

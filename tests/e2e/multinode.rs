@@ -358,6 +358,48 @@ fn ha_control_planes_survive_losing_one() {
     all_ready_since(&kc, 4, &since).unwrap();
     let took = time_to_schedule(&kc, "after-restore");
     assert!(took < Duration::from_secs(5), "scheduling right after the restore took {took:?}");
+
+    // One control plane leaves (etcd keeps two members; the API still answers through the
+    // balancer), and a new one joins (three members again, and the balancer sends to it).
+    let members = || -> Vec<String> {
+        let out = kubectl_ok(
+            &kc,
+            &[
+                "-n",
+                "kube-system",
+                "exec",
+                &format!("etcd-{}", node("control-plane")),
+                "--",
+                "etcdctl",
+                "--endpoints=https://127.0.0.1:2379",
+                "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+                "--cert=/etc/kubernetes/pki/etcd/server.crt",
+                "--key=/etc/kubernetes/pki/etcd/server.key",
+                "member",
+                "list",
+                "-w",
+                "simple",
+            ],
+        );
+        out.lines().filter_map(|l| l.split(", ").nth(2).map(str::to_string)).collect()
+    };
+    assert_eq!(members().len(), 3, "{:?}", members());
+    run_ok(berth(&kc).args(["delete", "node", &node("control-plane3"), "--name", name]));
+    let left = members();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(!left.contains(&node("control-plane3")), "{left:?}");
+    assert!(!cluster_containers(name).contains(&node("control-plane3")));
+    let through_balancer = kubectl_ok(&kc, &["get", "nodes", "-o", "name"]);
+    assert_eq!(through_balancer.lines().count(), 3, "{through_balancer}");
+    let lb = run_ok(Command::new("docker").args(["exec", &node("external-load-balancer"), "cat", "/usr/local/etc/haproxy/haproxy.cfg"]));
+    assert!(!lb.contains(&format!("server {}", node("control-plane3"))), "the balancer dropped it: {lb}");
+    run_ok(berth(&kc).args(["create", "node", "--name", name, "--role", "control-plane"]));
+    let back = members();
+    assert_eq!(back.len(), 3, "{back:?}");
+    assert!(back.contains(&node("control-plane3")), "{back:?}");
+    node_ready(&kc, &node("control-plane3")).unwrap();
+    let lb = run_ok(Command::new("docker").args(["exec", &node("external-load-balancer"), "cat", "/usr/local/etc/haproxy/haproxy.cfg"]));
+    assert!(lb.contains(&format!("server {0} {0}:6443", node("control-plane3"))), "{lb}");
 }
 
 /// kind runs every node --privileged; where the default runtime cannot, a PATH shim adds the

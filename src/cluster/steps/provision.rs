@@ -122,7 +122,7 @@ fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode, proxies: &[String
     }
 }
 
-async fn wait_for_systemd(docker: &dyn Runtime, node: &str) -> Result<()> {
+pub(crate) async fn wait_for_systemd(docker: &dyn Runtime, node: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + SYSTEMD_TIMEOUT;
     let what = format!("{node}: systemd finished booting");
     let booted = wait::until(&what, deadline, Duration::from_millis(250), wait::poll_only(), || async {
