@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use super::NameArg;
-use crate::cluster::load;
+use crate::cluster::{load, ClusterError};
 use crate::runtime::Docker;
 use crate::ui;
 
@@ -34,15 +34,28 @@ pub enum LoadWhat {
 }
 
 pub async fn run(what: LoadWhat, status: &ui::Status) -> anyhow::Result<()> {
+    // Installed first: a signal then drops the load, whose temporary archive (gigabytes, for a
+    // large image) is removed as it drops; the process dying outright would leave it.
+    let stop = crate::interrupt::interrupted();
     let docker = Docker::connect().await?;
+    tokio::select! {
+        biased;
+        which = stop => Err(ClusterError::Interrupted(which, INTERRUPTED.into()).into()),
+        done = load(what, &docker, status) => done,
+    }
+}
+
+const INTERRUPTED: &str = "the temporary archive was removed; run the load again to finish it";
+
+async fn load(what: LoadWhat, docker: &Docker, status: &ui::Status) -> anyhow::Result<()> {
     match what {
         LoadWhat::DockerImage { images, name, nodes } => {
-            for (node, loaded) in load::load_docker_images(&docker, &name.name, &images, &nodes, status).await? {
+            for (node, loaded) in load::load_docker_images(docker, &name.name, &images, &nodes, status).await? {
                 status.info(format!("{node}: {}", if loaded { "loaded" } else { "already present, skipped" }));
             }
         }
         LoadWhat::ImageArchive { file, name, nodes } => {
-            let loaded = load::load_archive(&docker, &name.name, &file, &nodes, status).await?;
+            let loaded = load::load_archive(docker, &name.name, &file, &nodes, status).await?;
             status.info(format!("loaded {} into {}", file.display(), loaded.join(", ")));
         }
     }

@@ -40,7 +40,7 @@ pub async fn run(what: SnapshotWhat, status: &ui::Status) -> anyhow::Result<()> 
             let started = std::time::Instant::now();
             let saved = snapshot::save(&docker, &snapshot, &name.name, status).await?;
             status.info(format!(
-                "Saved cluster {:?} as snapshot {:?} ({} node(s), {}) in {:.1} s; the cluster is stopped (berth start cluster --name {} resumes it).\nRestore it with: berth create cluster --from-snapshot {}",
+                "Saved cluster {:?} as snapshot {:?} ({} node(s), {}) in {:.1} s; the cluster is stopped (berth start cluster --name {} resumes it).\nRestore it with: berth create cluster --from-snapshot {}\nThe snapshot holds the cluster's CA and service-account keys and cluster-admin credentials: whoever can read its images (docker save, a push to a registry) administers every cluster restored from it.",
                 name.name,
                 saved.name,
                 saved.nodes.len(),
@@ -71,12 +71,16 @@ fn render(all: &[Snapshot], output: Output) -> anyhow::Result<String> {
         Output::Json => serde_json::to_string_pretty(all)? + "\n",
         Output::Text => all.iter().map(|s| format!("{}\n", s.name)).collect(),
         Output::Wide => {
-            let mut out = format!("{:<20} {:<20} {:>5} {:<12} {:>9} {}\n", "NAME", "CLUSTER", "NODES", "KUBERNETES", "SIZE", "CREATED");
+            let mut out = format!(
+                "{:<20} {:<20} {:>5} {:<12} {:>9} {:<20} {}\n",
+                "NAME", "CLUSTER", "NODES", "KUBERNETES", "SIZE", "CREATED", "STATE"
+            );
             for s in all {
                 let created =
                     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.created.max(0) as u64));
+                let state = if s.complete { "complete".to_string() } else { format!("incomplete (missing: {})", s.missing.join(", ")) };
                 out.push_str(&format!(
-                    "{:<20} {:<20} {:>5} {:<12} {:>9} {created}\n",
+                    "{:<20} {:<20} {:>5} {:<12} {:>9} {created:<20} {state}\n",
                     s.name,
                     s.cluster,
                     s.nodes.len(),

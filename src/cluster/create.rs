@@ -444,7 +444,8 @@ mod tests {
             let opts = CreateOptions { retain: true, ..options(config::Cluster::default_config(), &dir.path().join("config")) };
             create(&fake, &opts, &Status::quiet()).await.unwrap_err();
             assert_eq!(fake.containers().keys().collect::<Vec<_>>(), ["fake-control-plane"]);
-            assert!(!fake.calls().iter().any(|c| c.starts_with("remove")), "{:#?}", fake.calls());
+            // Only the network lease is given back.
+            assert!(!fake.calls().iter().any(|c| c.starts_with("remove") && !c.contains("berth-lease-")), "{:#?}", fake.calls());
         }
 
         #[tokio::test(start_paused = true)]
@@ -693,6 +694,14 @@ mod tests {
             assert!(requests.iter().any(|r| r.contains("configmaps/cluster-info")), "joins wait for cluster-info: {requests:#?}");
             let joins = calls.iter().filter(|c| c.contains("kubeadm join")).count();
             assert_eq!(joins, 8, "four joins, each started and exited once: {calls:#?}");
+            // Joins pin the key of the CA init wrote, hashed from ca.crt (not read off kubeadm's
+            // output, whose fake here names another hash).
+            let ca = include_bytes!("../../tests/testdata/snapshot/apiserver.crt");
+            let hash = crate::kubeadm::ca_cert_hash(ca).unwrap();
+            let config =
+                String::from_utf8(fake.containers()["fake-worker"].files[crate::cluster::steps::kubeadm_init::KUBEADM_CONFIG_PATH].clone())
+                    .unwrap();
+            assert!(config.contains(&hash) && !config.contains("0a1b2c3d"), "{config}");
         }
     }
 }

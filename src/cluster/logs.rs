@@ -11,15 +11,69 @@ use super::{nodes, ClusterError, Result};
 use crate::runtime::Docker;
 
 /// Writes the logs of every node of `cluster` under `dir/<node>/`; returns the files written.
+/// SIGINT, SIGTERM or SIGHUP stops it and removes what it had written (files, and directories
+/// it made), leaving `dir` as it found it.
 pub async fn export(docker: &Docker, cluster: &str, dir: &Path) -> Result<Vec<PathBuf>> {
+    export_until(docker, cluster, dir, crate::interrupt::interrupted()).await
+}
+
+async fn export_until(
+    docker: &Docker,
+    cluster: &str,
+    dir: &Path,
+    interrupt: impl std::future::Future<Output = &'static str>,
+) -> Result<Vec<PathBuf>> {
+    let mut made = Made::default();
+    let outcome = tokio::select! {
+        biased;
+        which = interrupt => Err(which),
+        done = write_all(docker, cluster, dir, &mut made) => Ok(done),
+    };
+    match outcome {
+        Ok(done) => done.map(|()| made.files),
+        Err(which) => {
+            let _shield = crate::interrupt::Shielded::new();
+            made.remove();
+            Err(ClusterError::Interrupted(which, "the log files it had written were removed".into()))
+        }
+    }
+}
+
+/// What an export has written so far: files, and the directories it made (not those it found).
+#[derive(Default)]
+struct Made {
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Made {
+    fn remove(&self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+        // Deepest first; a directory that holds something else stays.
+        for d in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+
+    /// `dir` and its missing parents, 0700, each recorded as made.
+    fn dir(&mut self, dir: &Path) -> Result<()> {
+        let missing: Vec<PathBuf> = dir.ancestors().take_while(|d| std::fs::symlink_metadata(d).is_err()).map(Path::to_path_buf).collect();
+        private_dir(dir)?;
+        self.dirs.extend(missing.into_iter().rev());
+        Ok(())
+    }
+}
+
+async fn write_all(docker: &Docker, cluster: &str, dir: &Path, made: &mut Made) -> Result<()> {
     let nodes = nodes(docker, cluster).await?;
-    let mut written = Vec::new();
     for node in nodes {
         let node_dir = dir.join(&node.name);
-        private_dir(&node_dir)?;
+        made.dir(&node_dir)?;
         let inspect = docker.inspect(&node.name).await?;
-        written.push(write(&node_dir.join("inspect.json"), serde_json::to_string_pretty(&inspect).unwrap_or_default().as_bytes())?);
-        written.push(write(&node_dir.join("serial.log"), docker.logs_tail(&node.name, 100_000).await?.as_bytes())?);
+        made.files.push(write(&node_dir.join("inspect.json"), serde_json::to_string_pretty(&inspect).unwrap_or_default().as_bytes())?);
+        made.files.push(write(&node_dir.join("serial.log"), docker.logs_tail(&node.name, 100_000).await?.as_bytes())?);
         // The load balancer has no journal or pod logs (kind's haproxy image has no shell):
         // its inspect output and console log are all there is.
         if node.state != "running" || !node.is_kubernetes_node() {
@@ -33,11 +87,11 @@ pub async fn export(docker: &Docker, cluster: &str, dir: &Path) -> Result<Vec<Pa
         ];
         for (name, cmd) in files {
             let out = docker.exec(&node.name, cmd).await?;
-            written.push(write(&node_dir.join(name), out.stdout.as_bytes())?);
+            made.files.push(write(&node_dir.join(name), out.stdout.as_bytes())?);
         }
-        written.extend(copy_pod_logs(docker, &node.name, &node_dir).await?);
+        copy_pod_logs(docker, &node.name, &node_dir, made).await?;
     }
-    Ok(written)
+    Ok(())
 }
 
 /// Where pod logs are gathered in the node: on the /var volume, because Docker's copy API reads
@@ -46,7 +100,7 @@ const STAGING: &str = "/var/lib/berth/pod-logs";
 
 /// /var/log/pods holds symlinks to the containers' log files; the node copies them with the
 /// links followed, and that copy is fetched as a tar stream.
-async fn copy_pod_logs(docker: &Docker, node: &str, node_dir: &Path) -> Result<Vec<PathBuf>> {
+async fn copy_pod_logs(docker: &Docker, node: &str, node_dir: &Path, made: &mut Made) -> Result<()> {
     let gather = format!("rm -rf {STAGING} && mkdir -p {STAGING}/pods && cp -rL /var/log/pods/. {STAGING}/pods/ 2>/dev/null || true");
     docker.exec_ok(node, &["sh", "-c", &gather]).await?;
     let mut tar_bytes = Vec::new();
@@ -57,7 +111,6 @@ async fn copy_pod_logs(docker: &Docker, node: &str, node_dir: &Path) -> Result<V
     }
     docker.exec(node, &["rm", "-rf", STAGING]).await?;
     let mut archive = tar::Archive::new(std::io::Cursor::new(tar_bytes));
-    let mut written = Vec::new();
     for entry in archive.entries().map_err(|e| io_err(node_dir, e))? {
         let mut entry = entry.map_err(|e| io_err(node_dir, e))?;
         let rel = entry.path().map_err(|e| io_err(node_dir, e))?.into_owned();
@@ -68,21 +121,30 @@ async fn copy_pod_logs(docker: &Docker, node: &str, node_dir: &Path) -> Result<V
         let target = node_dir.join(&rel);
         if entry.header().entry_type().is_file() {
             if let Some(parent) = target.parent() {
-                private_dir(parent)?;
+                made.dir(parent)?;
             }
+            refuse_symlink(&target)?;
             entry.unpack(&target).map_err(|e| io_err(&target, e))?;
+            made.files.push(target.clone());
             set_mode(&target, 0o600)?;
-            written.push(target);
         }
     }
-    Ok(written)
+    Ok(())
 }
 
 fn write(path: &Path, contents: &[u8]) -> Result<PathBuf> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(|e| io_err(path, e))?;
+    refuse_symlink(path)?;
+    // O_NOFOLLOW: a link planted between the check and the open fails the open, not follows.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| io_err(path, e))?;
     file.write_all(contents).map_err(|e| io_err(path, e))?;
     // A file left by an earlier export keeps its old mode through open(): set it.
     set_mode(path, 0o600)?;
@@ -93,8 +155,23 @@ fn write(path: &Path, contents: &[u8]) -> Result<PathBuf> {
 /// it is unless berth made it (a node's or a pod's directory), which is set 0700.
 fn private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
+    refuse_symlink(dir)?;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io_err(dir, e))?;
     set_mode(dir, 0o700)
+}
+
+/// Where berth writes a node's or a pod's logs, a symbolic link is someone else's doing (berth
+/// makes none): following it would write, and chmod, a file outside the directory asked for.
+fn refuse_symlink(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(ClusterError::InvalidInput {
+            field: path.display().to_string(),
+            problem:
+                "is a symbolic link berth did not make; export logs writes no file through one: remove it or choose an empty directory"
+                    .into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
@@ -104,4 +181,49 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 
 fn io_err(path: &Path, e: std::io::Error) -> ClusterError {
     ClusterError::Io { context: format!("writing {}", path.display()), source: e }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link planted where a log goes (in a shared directory, by another user) is refused by
+    /// name; its target is neither written nor chmodded.
+    #[test]
+    fn writes_no_log_through_a_planted_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("victim");
+        std::fs::write(&target, "theirs").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.path().join("kubelet.log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = write(&link, b"logs").unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "theirs");
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o644);
+        let node_dir = dir.path().join("node");
+        std::os::unix::fs::symlink(dir.path(), &node_dir).unwrap();
+        assert!(private_dir(&node_dir).unwrap_err().to_string().contains("symbolic link"));
+        write(&dir.path().join("plain.log"), b"logs").unwrap();
+    }
+
+    /// What an interrupted export removes: the files it wrote and the directories it made, and
+    /// nothing it found there (the user's own file, a directory that held something before).
+    #[test]
+    fn an_interrupted_export_removes_what_it_made_and_only_that() {
+        let dir = tempfile::tempdir().unwrap();
+        let theirs = dir.path().join("theirs.txt");
+        std::fs::write(&theirs, "keep").unwrap();
+        let mut made = Made::default();
+        let node_dir = dir.path().join("out/node-1");
+        made.dir(&node_dir).unwrap();
+        made.files.push(write(&node_dir.join("kubelet.log"), b"logs").unwrap());
+        made.dir(&node_dir.join("pods/kube-system_x")).unwrap();
+        made.files.push(write(&node_dir.join("pods/kube-system_x/0.log"), b"logs").unwrap());
+        made.remove();
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, [std::ffi::OsString::from("theirs.txt")]);
+        assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "keep");
+    }
 }

@@ -13,15 +13,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::steps::kubeadm_init::{redact, KUBEADM_CONFIG_PATH};
+use super::steps::kubeadm_init::{ca_cert_hash_of, redact, KUBEADM_CONFIG_PATH};
 use super::steps::loadbalancer::{haproxy_config, LB_CONFIG_PATH};
 use super::steps::LABEL_CREATE_ID;
 use super::{nodes, ClusterError, NodeInfo, Result};
 use crate::config::Role;
 use crate::kubeadm::{self, KubeVersion, NodeJoin, Params};
 use crate::runtime::{
-    network, node_container_body, NetworkLock, NodeMode, NodeSpec, Runtime, API_SERVER_PORT, LABEL_CLUSTER, LABEL_MEMBERS,
-    LOAD_BALANCER_ROLE, NETWORK_NAME,
+    network, node_container_body, Lease, NodeMode, NodeSpec, Runtime, API_SERVER_PORT, LABEL_CLUSTER, LABEL_MEMBERS, LOAD_BALANCER_ROLE,
+    NETWORK_NAME,
 };
 use crate::ui::Status;
 
@@ -301,12 +301,7 @@ async fn add_steps(
         )
         .await?;
     made.token_id = Some(token_id);
-    let ca = docker.exec_ok(&cluster.first_cp, &["cat", "/etc/kubernetes/pki/ca.crt"]).await?;
-    let ca_cert_hash = kubeadm::ca_cert_hash(ca.as_bytes()).ok_or_else(|| ClusterError::KubeadmFailed {
-        phase: "join",
-        node: new.name.clone(),
-        tail: format!("{}'s /etc/kubernetes/pki/ca.crt is not a certificate", cluster.first_cp),
-    })?;
+    let ca_cert_hash = ca_cert_hash_of(docker, &cluster.first_cp, "join", &new.name).await?;
     let certificate_key = if opts.role == Role::ControlPlane {
         // This join's own key: the certificates uploaded with it expire with the Secret (2 h).
         let key = super::plan::new_certificate_key();
@@ -393,7 +388,7 @@ async fn add_steps(
     Ok(())
 }
 
-/// Creates and starts the node's container under berth's network lock, at a free pinned
+/// Creates and starts the node's container under berth's network lease, at a free pinned
 /// address, with the settings its sibling `new.like` was given, and waits for systemd.
 async fn provision(docker: &dyn Runtime, opts: &AddOptions, cluster: &Running, new: &NewNode, create_id: &str) -> Result<()> {
     let sibling = docker.inspect(&new.like).await?;
@@ -431,9 +426,9 @@ async fn provision(docker: &dyn Runtime, opts: &AddOptions, cluster: &Running, n
             .collect(),
         service_subnet: value(crate::runtime::SERVICE_SUBNET_ENV),
     };
-    let subnet = docker.ensure_network(NETWORK_NAME).await?;
+    let subnet = docker.ensure_network(NETWORK_NAME, &new.image).await?;
     // From choosing the address until the container holding it runs, no other berth may choose.
-    let lock = NetworkLock::acquire().await.map_err(|source| ClusterError::Io { context: "locking berth's network".into(), source })?;
+    let lease = Lease::network(docker, &new.image).await?;
     if let Some(subnet) = subnet {
         let used = docker.used_addresses(NETWORK_NAME).await?;
         let picked =
@@ -442,7 +437,7 @@ async fn provision(docker: &dyn Runtime, opts: &AddOptions, cluster: &Running, n
     }
     docker.create_container(&spec.name, node_container_body(&spec)).await?;
     docker.start_container(&spec.name).await?;
-    drop(lock);
+    lease.release().await?;
     super::steps::provision::wait_for_systemd(docker, &spec.name).await
 }
 

@@ -101,12 +101,14 @@ pub enum ClusterError {
     SnapshotExists(String),
     #[error("snapshot {name:?} is in use by cluster(s) restored from it: {}; delete them first (berth delete cluster --name …)", clusters.join(", "))]
     SnapshotInUse { name: String, clusters: Vec<String> },
+    #[error("snapshot {name:?} is incomplete ({}): a save or a delete of it was cut short, so it would restore part of a cluster; delete it (berth snapshot delete {name}) and save a new one", missing.join(", "))]
+    SnapshotIncomplete { name: String, missing: Vec<String> },
     #[error("snapshot {name:?} cannot be restored: its volume(s) {} are gone (`docker volume prune` on Docker before 23.0 removes unused named volumes); delete it (berth snapshot delete {name}) and save a new one", missing.join(", "))]
     SnapshotBroken { name: String, missing: Vec<String> },
     /// A restore would collide with what exists: each entry names what is in the way.
     #[error("cannot restore: {}", .0.join("; "))]
     RestoreConflict(Vec<String>),
-    #[error("create was interrupted ({0}); {1}")]
+    #[error("interrupted ({0}); {1}")]
     Interrupted(&'static str, String),
 }
 
@@ -168,6 +170,10 @@ pub async fn list(docker: &dyn Runtime) -> Result<Vec<ClusterInfo>> {
     for c in docker.list_containers(LABEL_CLUSTER).await? {
         let labels = c.labels.clone().unwrap_or_default();
         let Some(cluster) = labels.get(LABEL_CLUSTER) else { continue };
+        // Helpers made from a node's (or a snapshot's) image inherit its cluster label.
+        if labels.contains_key(crate::runtime::LABEL_COPY) || labels.contains_key(crate::runtime::LABEL_LEASE) {
+            continue;
+        }
         let name = c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
         let (nodes, members) = by_cluster.entry(cluster.clone()).or_default();
         members.extend(labels.get(LABEL_MEMBERS).into_iter().flat_map(|m| m.split(',')).filter(|m| !m.is_empty()).map(str::to_string));

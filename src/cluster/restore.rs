@@ -31,7 +31,7 @@ use super::spare;
 use super::steps::LABEL_CREATE_ID;
 use super::{ClusterError, Result};
 use crate::kubeconfig;
-use crate::runtime::{network_endpoint, Docker, NetworkLock, NodeMode, VolumeCopy, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE, NETWORK_NAME};
+use crate::runtime::{network_endpoint, Docker, Lease, NodeMode, VolumeCopy, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE, NETWORK_NAME};
 use crate::ui::Status;
 
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ async fn restore_until(
     tokio::pin!(interrupt);
     let snapshot = unless_interrupted(&mut interrupt, NOTHING_MADE, check(docker, opts)).await?;
     let mut made = Made { create_id: crate::ids::unique("restore"), claimed: Vec::new(), kubeconfig_merged: None, warnings: Vec::new() };
-    if let Some(warning) = expiry_warning(&snapshot, SystemTime::now()) {
+    for warning in expiry_warning(&snapshot, SystemTime::now()).into_iter().chain(exposure_warnings(&snapshot)) {
         status.warn(&warning);
         made.warnings.push(warning);
     }
@@ -187,6 +187,9 @@ fn is_kubernetes_node(node: &SavedNode) -> bool {
 /// the cluster, the node containers' names, their addresses, their published host ports.
 async fn check(docker: &Docker, opts: &RestoreOptions) -> Result<Snapshot> {
     let snapshot = super::snapshot::find(docker, &opts.snapshot).await?;
+    if !snapshot.complete {
+        return Err(ClusterError::SnapshotIncomplete { name: snapshot.name.clone(), missing: snapshot.missing.clone() });
+    }
     if let Some(name) = opts.name.as_deref().filter(|n| *n != snapshot.cluster) {
         return Err(ClusterError::InvalidInput {
             field: "--name".into(),
@@ -216,7 +219,8 @@ async fn check(docker: &Docker, opts: &RestoreOptions) -> Result<Snapshot> {
             conflicts.push(format!("a container named {} exists (docker rm -f {} if it is not needed)", node.name, node.name));
         }
     }
-    let subnet = docker.ensure_network(NETWORK_NAME).await?;
+    let image = snapshot.nodes.first().map(|n| n.image.as_str()).unwrap_or_default();
+    let subnet = docker.ensure_network(NETWORK_NAME, image).await?;
     let holders = docker.address_holders(NETWORK_NAME).await?;
     for node in &snapshot.nodes {
         let Some(address) = &node.address else { continue };
@@ -248,6 +252,40 @@ fn taken_ports(snapshot: &Snapshot) -> Vec<String> {
         .flat_map(|n| super::lifecycle::taken_host_ports(&n.name, n.host_config.port_bindings.as_ref().unwrap_or(&no_ports)))
         .map(|taken| format!("host port taken: {taken}"))
         .collect()
+}
+
+/// What of this host the snapshot's saved container configs open or read, said as create says
+/// it of a config: ports published on every interface, and host paths mounted into nodes. A
+/// snapshot may come from someone else; its labels decide these, not a config the user wrote.
+fn exposure_warnings(snapshot: &Snapshot) -> Vec<String> {
+    let mut open = Vec::new();
+    let mut paths = Vec::new();
+    for node in &snapshot.nodes {
+        for (port, bindings) in node.host_config.port_bindings.iter().flatten() {
+            for b in bindings.iter().flatten() {
+                if b.host_ip.as_deref().is_none_or(|ip| ip.is_empty() || ip == "0.0.0.0" || ip == "::") {
+                    open.push(format!("{} {}->{port}", node.name, b.host_port.as_deref().unwrap_or("?")));
+                }
+            }
+        }
+        for m in node.host_config.mounts.iter().flatten() {
+            if m.typ == Some(MountType::BIND) && m.target.as_deref() != Some("/lib/modules") {
+                paths.push(format!("{}: {} at {}", node.name, m.source.as_deref().unwrap_or("?"), m.target.as_deref().unwrap_or("?")));
+            }
+        }
+    }
+    let mut warnings = Vec::new();
+    if !open.is_empty() {
+        warnings.push(format!(
+            "snapshot {:?} publishes host port(s) on all interfaces, reachable from other machines: {}",
+            snapshot.name,
+            open.join(", ")
+        ));
+    }
+    if !paths.is_empty() {
+        warnings.push(format!("snapshot {:?} mounts host paths into its nodes: {}", snapshot.name, paths.join("; ")));
+    }
+    warnings
 }
 
 /// A warning when the snapshot's certificates have expired or expire within 30 days.
@@ -282,7 +320,7 @@ struct NodeVolumes {
 /// A volume per saved /var: a ready spare claimed (recorded in `made`), or else an empty one
 /// labelled as the restore's, to copy into.
 async fn node_volumes(docker: &Docker, snapshot: &Snapshot, made: &mut Made) -> Result<NodeVolumes> {
-    let spares = spare::ready(docker, &snapshot.name).await?;
+    let spares = spare::ready(docker, snapshot).await?;
     let mut vars = NodeVolumes { by_node: HashMap::new(), to_copy: Vec::new() };
     for node in snapshot.nodes.iter().filter(|node| node.volume.is_some()) {
         if let Some(volume) = spare::claim(docker, &spares, &node.name).await? {
@@ -316,9 +354,10 @@ async fn node_volumes(docker: &Docker, snapshot: &Snapshot, made: &mut Made) -> 
 async fn start_nodes(docker: &Docker, snapshot: &Snapshot, nodes: &[&SavedNode], vars: &NodeVolumes, create_id: &str) -> Result<()> {
     let to_copy: Vec<&SavedNode> = nodes.iter().copied().filter(|n| vars.to_copy.contains(&n.name)).collect();
     copy_volumes(docker, &to_copy, &vars.by_node, create_id).await?;
-    // Under berth's network lock from the containers' creation to their start: the addresses
+    // Under berth's network lease from the containers' creation to their start: the addresses
     // are taken the moment the containers exist.
-    let lock = NetworkLock::acquire().await.map_err(|source| ClusterError::Io { context: "locking berth's network".into(), source })?;
+    let image = nodes.first().map(|n| n.image.as_str()).unwrap_or_default();
+    let lease = Lease::network(docker, image).await?;
     let members: Vec<String> = snapshot.nodes.iter().map(|n| n.name.clone()).collect();
     let created = nodes.iter().map(|n| {
         let body = node_body(snapshot, n, vars.by_node.get(&n.name).map(String::as_str), create_id, &members);
@@ -326,17 +365,15 @@ async fn start_nodes(docker: &Docker, snapshot: &Snapshot, nodes: &[&SavedNode],
     });
     try_join_all(created).await?;
     try_join_all(nodes.iter().map(|n| docker.start_container(&n.name))).await?;
-    drop(lock);
+    lease.release().await?;
     Ok(())
 }
 
-/// Copies `nodes`' saved /var into their volumes, all at once in one helper; the image layers
-/// are shared with the snapshot where Docker allows (see `Docker::copy_volumes`).
+/// Copies `nodes`' saved /var into their volumes, all at once in one helper: full copies, so a
+/// restored node shares no file with the snapshot (see `Docker::copy_volumes`).
 async fn copy_volumes(docker: &Docker, nodes: &[&SavedNode], volumes: &HashMap<String, String>, create_id: &str) -> Result<()> {
-    let copies: Vec<VolumeCopy> = nodes
-        .iter()
-        .filter_map(|node| Some(VolumeCopy { from: node.volume.as_deref()?, to: volumes.get(&node.name)?, link: &node.image_layers }))
-        .collect();
+    let copies: Vec<VolumeCopy> =
+        nodes.iter().filter_map(|node| Some(VolumeCopy { from: node.volume.as_deref()?, to: volumes.get(&node.name)? })).collect();
     // Any saved node's image has the shell and cp the copy needs.
     let Some(image) = nodes.iter().find(|n| n.volume.is_some()).map(|n| n.image.as_str()) else { return Ok(()) };
     docker.copy_volumes(image, &copies, &[(LABEL_CREATE_ID.to_string(), create_id.to_string())]).await?;
@@ -402,6 +439,9 @@ mod tests {
             cluster: "ci".into(),
             kubernetes_version: "v1.20.2".into(),
             created: 0,
+            save_id: "save-1-00ff00ff".into(),
+            complete: true,
+            missing: Vec::new(),
             nodes: vec![SavedNode {
                 name: "ci-control-plane".into(),
                 role: "control-plane".into(),
@@ -415,7 +455,6 @@ mod tests {
                 node_image: "berth-test/node:v1.20.2".into(),
                 bytes: 0,
                 certificates_expire: expires,
-                image_layers: Vec::new(),
             }],
         }
     }
@@ -433,6 +472,27 @@ mod tests {
         assert_eq!(targets, [("/lib/modules".into(), None), ("/var".into(), Some("ci-control-plane-var-abc".into()))]);
         let ep = &body.networking_config.unwrap().endpoints_config.unwrap()[NETWORK_NAME];
         assert_eq!(ep.ipam_config.as_ref().unwrap().ipv4_address.as_deref(), Some("172.18.128.1"));
+    }
+
+    #[test]
+    fn warns_of_ports_on_every_interface_and_host_paths_a_snapshot_opens() {
+        use bollard::models::PortBinding;
+        let mut s = snapshot(None);
+        assert_eq!(exposure_warnings(&s), Vec::<String>::new(), "/lib/modules alone is not worth a word");
+        let bind = |ip: &str, port: &str| Some(vec![PortBinding { host_ip: Some(ip.into()), host_port: Some(port.into()) }]);
+        let host = &mut s.nodes[0].host_config;
+        host.port_bindings =
+            Some([("6443/tcp".to_string(), bind("127.0.0.1", "40000")), ("80/tcp".to_string(), bind("0.0.0.0", "8080"))].into());
+        host.mounts.get_or_insert_with(Vec::new).push(Mount {
+            typ: Some(MountType::BIND),
+            source: Some("/home/alice/.ssh".into()),
+            target: Some("/data".into()),
+            ..Default::default()
+        });
+        let warnings = exposure_warnings(&s);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("ci-control-plane 8080->80/tcp") && !warnings[0].contains("40000"), "{}", warnings[0]);
+        assert!(warnings[1].contains("/home/alice/.ssh at /data"), "{}", warnings[1]);
     }
 
     #[test]

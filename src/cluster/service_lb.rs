@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use super::{kubeconfig_for, nodes, Result};
 use crate::config::Cidr;
-use crate::runtime::{network, service_lb_body, NetworkLock, Runtime, ServiceLbSpec, LABEL_CLUSTER, NETWORK_NAME, SERVICE_LB_ROLE};
+use crate::runtime::{network, service_lb_body, Lease, Runtime, ServiceLbSpec, LABEL_CLUSTER, NETWORK_NAME, SERVICE_LB_ROLE};
 use crate::ui::Status;
 
 /// The Service a forwarder serves, `namespace/name`.
@@ -130,8 +130,10 @@ pub fn forwarder_script(ports: &[LbPort], node_ips: &[String]) -> String {
     s
 }
 
+/// Readable, and unique: `-` may be in cluster, namespace and Service names alike, so the
+/// three joined could name two Services the same; the digest of the three apart cannot.
 fn forwarder_name(cluster: &str, w: &Wanted) -> String {
-    format!("{cluster}-lb-{}-{}", w.namespace, w.name)
+    format!("{cluster}-lb-{}-{}-{}", w.namespace, w.name, &digest(&format!("{cluster}\n{}\n{}", w.namespace, w.name))[..8])
 }
 
 fn digest(text: &str) -> String {
@@ -202,63 +204,71 @@ async fn reconcile(docker: &dyn Runtime, cluster: &str, client: &kube::Client, s
     let cluster_nodes = nodes(docker, cluster).await?;
     let node_ips = node_addresses(docker, &cluster_nodes).await?;
     let existing = forwarders(docker, cluster).await?;
-    let subnet = docker.ensure_network(NETWORK_NAME).await?;
+    let image = node_image(&cluster_nodes, cluster)?;
+    let subnet = docker.ensure_network(NETWORK_NAME, &image).await?;
     for w in &wanted {
-        let script = forwarder_script(&w.ports, &node_ips);
-        let rules = digest(&script);
-        let name = forwarder_name(cluster, w);
-        let current = existing.iter().find(|f| f.service == w.key());
-        let ip = match current {
-            Some(f) if f.rules == rules => {
-                if !f.running {
-                    docker.start_container(&f.name).await?;
-                }
-                docker.container_ip(&f.name, NETWORK_NAME).await?
-            }
-            _ => {
-                let Some(subnet) = subnet else {
-                    said.say(status, format!("berth's network has no subnet of berth's; cannot pin addresses for {}", w.key()));
-                    continue;
-                };
-                // Replacing a forwarder keeps its address: the Service's status names it.
-                let keep = match current {
-                    Some(f) => docker.container_ip(&f.name, NETWORK_NAME).await.ok(),
-                    None => None,
-                };
-                if let Some(f) = current {
-                    docker.remove_container(&f.name).await?;
-                }
-                let lock = NetworkLock::acquire()
-                    .await
-                    .map_err(|source| super::ClusterError::Io { context: "locking berth's network".into(), source })?;
-                let used = docker.used_addresses(NETWORK_NAME).await?;
-                let w_keep = Wanted { current_ip: keep.or_else(|| w.current_ip.clone()), ..w.clone() };
-                let ip = match choose_address(subnet, &used, &w_keep) {
-                    Ok(ip) => ip.to_string(),
-                    Err(reason) => {
-                        said.say(status, reason);
-                        continue;
+        // One Service's failure (its address, Docker refusing its forwarder) is said and left
+        // for the next pass; the other Services are served all the same.
+        let served: Result<()> = async {
+            let script = forwarder_script(&w.ports, &node_ips);
+            let rules = digest(&script);
+            let name = forwarder_name(cluster, w);
+            let current = existing.iter().find(|f| f.service == w.key());
+            let ip = match current {
+                Some(f) if f.rules == rules => {
+                    if !f.running {
+                        docker.start_container(&f.name).await?;
                     }
-                };
-                let spec = ServiceLbSpec {
-                    name: name.clone(),
-                    cluster: cluster.to_string(),
-                    image: node_image(&cluster_nodes, cluster)?,
-                    network: NETWORK_NAME.to_string(),
-                    ip: ip.clone(),
-                    script,
-                    labels: vec![(LABEL_SERVICE.to_string(), w.key()), (LABEL_RULES.to_string(), rules)],
-                };
-                docker.create_container(&name, service_lb_body(&spec)).await?;
-                docker.start_container(&name).await?;
-                drop(lock);
-                let ports: Vec<String> = w.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect();
-                status.info(format!("{}: {ip} ({})", w.key(), ports.join(", ")));
-                ip
+                    docker.container_ip(&f.name, NETWORK_NAME).await?
+                }
+                _ => {
+                    let Some(subnet) = subnet else {
+                        said.say(status, format!("berth's network has no subnet of berth's; cannot pin addresses for {}", w.key()));
+                        return Ok(());
+                    };
+                    // Replacing a forwarder keeps its address: the Service's status names it.
+                    let keep = match current {
+                        Some(f) => docker.container_ip(&f.name, NETWORK_NAME).await.ok(),
+                        None => None,
+                    };
+                    if let Some(f) = current {
+                        docker.remove_container(&f.name).await?;
+                    }
+                    let lease = Lease::network(docker, &image).await?;
+                    let used = docker.used_addresses(NETWORK_NAME).await?;
+                    let w_keep = Wanted { current_ip: keep.or_else(|| w.current_ip.clone()), ..w.clone() };
+                    let ip = match choose_address(subnet, &used, &w_keep) {
+                        Ok(ip) => ip.to_string(),
+                        Err(reason) => {
+                            said.say(status, reason);
+                            return Ok(());
+                        }
+                    };
+                    let spec = ServiceLbSpec {
+                        name: name.clone(),
+                        cluster: cluster.to_string(),
+                        image: image.clone(),
+                        network: NETWORK_NAME.to_string(),
+                        ip: ip.clone(),
+                        script,
+                        labels: vec![(LABEL_SERVICE.to_string(), w.key()), (LABEL_RULES.to_string(), rules)],
+                    };
+                    docker.create_container(&name, service_lb_body(&spec)).await?;
+                    docker.start_container(&name).await?;
+                    lease.release().await?;
+                    let ports: Vec<String> = w.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect();
+                    status.info(format!("{}: {ip} ({})", w.key(), ports.join(", ")));
+                    ip
+                }
+            };
+            if w.current_ip.as_deref() != Some(ip.as_str()) {
+                set_ingress(client, &w.namespace, &w.name, Some(&ip)).await?;
             }
-        };
-        if w.current_ip.as_deref() != Some(ip.as_str()) {
-            set_ingress(client, &w.namespace, &w.name, Some(&ip)).await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = served {
+            said.say(status, format!("{}: {e}; trying again at the next pass", w.key()));
         }
     }
     for f in existing.iter().filter(|f| !wanted.iter().any(|w| w.key() == f.service)) {
@@ -299,7 +309,10 @@ fn node_image(cluster_nodes: &[super::NodeInfo], cluster: &str) -> Result<String
 /// Serves `cluster`'s LoadBalancer Services until `stop` resolves, then removes the forwarders
 /// and clears the addresses it wrote. While the cluster is stopped it waits and carries on.
 pub async fn serve(docker: &dyn Runtime, cluster: &str, status: &Status, stop: impl std::future::Future<Output = ()>) -> Result<()> {
-    nodes(docker, cluster).await?;
+    let cluster_nodes = nodes(docker, cluster).await?;
+    // One server per cluster: a second would fight over the forwarders, and its Ctrl-C would
+    // remove the first's.
+    let lease = Lease::acquire(docker, &lease_name(cluster), &node_image(&cluster_nodes, cluster)?, Duration::ZERO).await?;
     tokio::pin!(stop);
     let mut said = Pass::default();
     let mut client: Option<kube::Client> = None;
@@ -328,7 +341,14 @@ pub async fn serve(docker: &dyn Runtime, cluster: &str, status: &Status, stop: i
             _ = tokio::time::sleep(RESYNC) => {}
         }
     }
-    release(docker, cluster, client.as_ref(), status).await
+    let released = release(docker, cluster, client.as_ref(), status).await;
+    lease.release().await?;
+    released
+}
+
+/// The lease `berth load-balancer` holds while it serves `cluster`.
+fn lease_name(cluster: &str) -> String {
+    format!("load-balancer-{cluster}")
 }
 
 /// Ctrl-C: forwarders removed, and the addresses they served taken out of the Services' status.
@@ -404,5 +424,20 @@ mod tests {
         assert_eq!(choose_address(subnet, &used, &w(Some("172.18.250.1"), None)).unwrap().to_string(), "172.18.250.1");
         let refused = choose_address(subnet, &used, &w(Some("10.1.2.3"), None)).unwrap_err();
         assert!(refused.contains("loadBalancerIP 10.1.2.3 is not a free address on berth's network"), "{refused}");
+    }
+
+    #[test]
+    fn forwarder_names_differ_where_dashes_would_make_them_alike() {
+        let w = |namespace: &str, name: &str| Wanted {
+            namespace: namespace.into(),
+            name: name.into(),
+            ports: Vec::new(),
+            requested_ip: None,
+            current_ip: None,
+        };
+        let names = [forwarder_name("x", &w("y-z", "w")), forwarder_name("x", &w("y", "z-w")), forwarder_name("x-lb-y", &w("z", "w"))];
+        assert!(names[0].starts_with("x-lb-y-z-w-"), "{names:?}");
+        assert!(names[0] != names[1] && names[1] != names[2] && names[0] != names[2], "{names:?}");
+        assert_eq!(forwarder_name("x", &w("y-z", "w")), names[0], "the same Service, the same name");
     }
 }

@@ -1,16 +1,23 @@
 //! Snapshots: `berth snapshot save|list|delete`, and reading one back for
 //! `create cluster --from-snapshot` (`restore.rs`).
 //!
-//! A snapshot is Docker objects found by the label `dev.berth.snapshot=NAME`, with no state file:
-//! per node, an image committed from the stopped node (its root filesystem's changes:
-//! /etc/kubernetes, the kubelet's config) and a volume holding a copy of its `/var` (etcd's data,
-//! the kubelet's state, containerd's unpacked images). `/var` is never an image layer: Docker's
-//! layer format would turn the whiteouts and opaque directories of containerd's own overlay
-//! snapshots into deletions. What a restore needs to know — node, role, address, the container's
-//! host config (ports, mounts, capabilities), Kubernetes version, node image, when the
-//! certificates expire, which of containerd's snapshots are image layers — rides on the image as
-//! labels. Snapshot volumes carry no cluster label, so deleting the cluster never takes them.
-//! Beside them are spare copies of each /var for the next restore (`spare.rs`).
+//! A snapshot is Docker objects with no state file: per node, an image committed from the
+//! stopped node (its root filesystem's changes: /etc/kubernetes, the kubelet's config) and a
+//! volume holding a full copy of its `/var` (etcd's data, the kubelet's state, containerd's
+//! unpacked images). `/var` is never an image layer: Docker's layer format would turn the
+//! whiteouts and opaque directories of containerd's own overlay snapshots into deletions. What a
+//! restore needs to know — node, role, address, the container's host config (ports, mounts,
+//! capabilities), Kubernetes version, node image, when the certificates expire — rides on the
+//! image as labels. Snapshot volumes carry no cluster label, so deleting the cluster never takes
+//! them. Beside them are spare copies of each /var for the next restore (`spare.rs`).
+//!
+//! Identity: every image and volume one save makes carries its save id, and their names are the
+//! save's own (`berth-snapshot/NAME:NODE-ID`, `berth-snapshot-NAME-NODE-ID`), so two saves never
+//! share or merge an object. A snapshot exists whole or not at all: the save writes a completion
+//! marker last (a volume naming the save id and every node), and a delete removes it first; a
+//! snapshot without one, or missing a node it names, is listed as incomplete and never
+//! restored. Images are found by the repository a save tags them in, never by labels alone:
+//! `docker commit` copies labels, so an image built `FROM` a snapshot image carries them too.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -26,7 +33,8 @@ use crate::ui::Status;
 pub const LABEL_SNAPSHOT: &str = "dev.berth.snapshot";
 /// On a restored cluster's containers and volumes: the snapshot it came from.
 pub const LABEL_RESTORED_FROM: &str = "dev.berth.restored-from";
-const LABEL_CLUSTER: &str = "dev.berth.snapshot.cluster";
+/// The cluster a snapshot was saved from (the runtime's `LABEL_CLUSTER` names a running one).
+const LABEL_SAVED_CLUSTER: &str = "dev.berth.snapshot.cluster";
 const LABEL_NODE: &str = "dev.berth.snapshot.node";
 const LABEL_ROLE_SAVED: &str = "dev.berth.snapshot.role";
 const LABEL_ADDRESS: &str = crate::runtime::LABEL_RESERVED_ADDRESS;
@@ -39,10 +47,11 @@ const LABEL_NODE_IMAGE: &str = "dev.berth.snapshot.node-image";
 const LABEL_CERTS_EXPIRE: &str = "dev.berth.snapshot.certificates-expire";
 /// Marks what one save made, so a failed or interrupted save removes exactly that.
 const LABEL_SAVE_ID: &str = "dev.berth.snapshot.save-id";
-/// The containerd overlay snapshots (by number) that held image layers when the node was saved.
-const LABEL_IMAGE_LAYERS: &str = "dev.berth.snapshot.image-layers";
-/// Where containerd's overlay snapshotter keeps its snapshots, relative to a node's /var.
-const CONTAINERD_SNAPSHOTS: &str = "lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots";
+/// On a snapshot's completion marker: the nodes the save saved, comma-separated.
+const LABEL_COMPLETE: &str = "dev.berth.snapshot.complete";
+/// On a snapshot's images: what they hold that a reader could misuse.
+const LABEL_HOLDS: &str = "dev.berth.snapshot.holds";
+const HOLDS: &str = "the cluster's CA and service-account signing keys and cluster-admin credentials: anyone who can read this image administers every cluster restored from it";
 
 /// The node image a snapshot's image was saved from, given that image's labels: a node added to
 /// a restored cluster starts from it, not from another node's saved files.
@@ -55,8 +64,22 @@ pub fn image_repo(snapshot: &str) -> String {
     format!("berth-snapshot/{snapshot}")
 }
 
-fn volume_name(snapshot: &str, node: &str) -> String {
-    format!("berth-snapshot-{snapshot}-{node}-var")
+/// The part of a save id its objects' names carry: its random suffix.
+fn short_id(save_id: &str) -> &str {
+    save_id.rsplit('-').next().unwrap_or(save_id)
+}
+
+fn volume_name(snapshot: &str, node: &str, save_id: &str) -> String {
+    format!("berth-snapshot-{snapshot}-{node}-{}", short_id(save_id))
+}
+
+fn image_tag(node: &str, save_id: &str) -> String {
+    format!("{node}-{}", short_id(save_id))
+}
+
+/// The volume whose existence says snapshot `name` was saved whole.
+fn marker_name(snapshot: &str) -> String {
+    format!("berth-snapshot-{snapshot}-complete")
 }
 
 /// One saved node.
@@ -75,10 +98,6 @@ pub struct SavedNode {
     /// Bytes of /var saved, plus the committed layer, plus the spare copy's own bytes.
     pub bytes: u64,
     pub certificates_expire: Option<i64>,
-    /// Directories of the saved /var (relative to it) that hold image layers: containerd never
-    /// writes them again, so a restore may share them instead of copying.
-    #[serde(skip)]
-    pub image_layers: Vec<String>,
 }
 
 /// A snapshot as Docker holds it.
@@ -90,6 +109,13 @@ pub struct Snapshot {
     /// Unix seconds.
     pub created: i64,
     pub nodes: Vec<SavedNode>,
+    /// The save that made it.
+    pub save_id: String,
+    /// Its completion marker is there and every node it names is: it may be restored.
+    pub complete: bool,
+    /// Why it is not complete: the nodes its marker names that are gone, or that it has none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
 }
 
 impl Snapshot {
@@ -115,14 +141,34 @@ fn invalid_name(name: &str) -> Option<ClusterError> {
     })
 }
 
-/// Every snapshot, from image labels.
+/// Every snapshot, complete or not: from the images saves tagged and their completion markers.
 pub async fn list(docker: &Docker) -> Result<Vec<Snapshot>> {
+    let mut markers: HashMap<String, (String, Vec<String>)> = HashMap::new();
+    for (_, labels) in docker.list_volumes(LABEL_COMPLETE).await? {
+        if let (Some(name), Some(save_id), Some(nodes)) =
+            (labels.get(LABEL_SNAPSHOT), labels.get(LABEL_SAVE_ID), labels.get(LABEL_COMPLETE))
+        {
+            markers.insert(name.clone(), (save_id.clone(), nodes.split(',').filter(|n| !n.is_empty()).map(str::to_string).collect()));
+        }
+    }
     let mut by_name: std::collections::BTreeMap<String, Snapshot> = Default::default();
     // Nodes of a snapshot share their node image: inspected once each.
     let mut parent_sizes: HashMap<String, i64> = HashMap::new();
     for image in docker.list_images(LABEL_SNAPSHOT).await? {
         let labels = &image.labels;
-        let (Some(name), Some(node)) = (labels.get(LABEL_SNAPSHOT), labels.get(LABEL_NODE)) else { continue };
+        let (Some(name), Some(node), Some(save_id)) = (labels.get(LABEL_SNAPSHOT), labels.get(LABEL_NODE), labels.get(LABEL_SAVE_ID))
+        else {
+            continue;
+        };
+        // Only what a save tagged: an image built FROM a snapshot image inherits its labels.
+        let wanted = format!("{}:{}", image_repo(name), image_tag(node, save_id));
+        if !image.repo_tags.contains(&wanted) {
+            continue;
+        }
+        // A marker names the one save the snapshot is; another save's leftovers are not it.
+        if markers.get(name).is_some_and(|(id, _)| id != save_id) {
+            continue;
+        }
         let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
         let host_config = serde_json::from_str(&get(LABEL_HOST_CONFIG)).unwrap_or_default();
         let var_bytes: u64 = get(LABEL_VAR_BYTES).parse().unwrap_or(0);
@@ -138,10 +184,13 @@ pub async fn list(docker: &Docker) -> Result<Vec<Snapshot>> {
         let layer = (image.size - parent).max(0) as u64;
         let snapshot = by_name.entry(name.clone()).or_insert_with(|| Snapshot {
             name: name.clone(),
-            cluster: get(LABEL_CLUSTER),
+            cluster: get(LABEL_SAVED_CLUSTER),
             kubernetes_version: get(LABEL_VERSION),
             created: image.created,
             nodes: Vec::new(),
+            save_id: save_id.clone(),
+            complete: false,
+            missing: Vec::new(),
         });
         snapshot.created = snapshot.created.min(image.created);
         if snapshot.kubernetes_version.is_empty() {
@@ -150,24 +199,44 @@ pub async fn list(docker: &Docker) -> Result<Vec<Snapshot>> {
         snapshot.nodes.push(SavedNode {
             name: node.clone(),
             role: get(LABEL_ROLE_SAVED),
-            image: format!("{}:{node}", image_repo(name)),
+            image: wanted,
             volume: labels.get(LABEL_VOLUME).cloned(),
             address: labels.get(LABEL_ADDRESS).cloned(),
             host_config,
-            node_image: get(LABEL_NODE_IMAGE),
+            node_image,
             bytes: var_bytes + layer,
             certificates_expire: get(LABEL_CERTS_EXPIRE).parse().ok(),
-            image_layers: layer_dirs(&get(LABEL_IMAGE_LAYERS)),
         });
     }
     for (of, spare) in super::spare::all_ready(docker).await? {
-        if let Some(node) = by_name.get_mut(&of).and_then(|s| s.nodes.iter_mut().find(|n| n.name == spare.node)) {
+        let snapshot = by_name.get_mut(&of).filter(|s| s.save_id == spare.save);
+        if let Some(node) = snapshot.and_then(|s| s.nodes.iter_mut().find(|n| n.name == spare.node)) {
             node.bytes += spare.bytes;
         }
+    }
+    // A marker whose images are all gone still says a snapshot was there: listed, incomplete.
+    for (name, (save_id, _)) in &markers {
+        by_name.entry(name.clone()).or_insert_with(|| Snapshot {
+            name: name.clone(),
+            cluster: String::new(),
+            kubernetes_version: String::new(),
+            created: 0,
+            nodes: Vec::new(),
+            save_id: save_id.clone(),
+            complete: false,
+            missing: Vec::new(),
+        });
     }
     let mut out: Vec<Snapshot> = by_name.into_values().collect();
     for s in &mut out {
         s.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        match markers.get(&s.name) {
+            Some((_, names)) => {
+                s.missing = names.iter().filter(|n| !s.nodes.iter().any(|node| &node.name == *n)).cloned().collect();
+                s.complete = s.missing.is_empty();
+            }
+            None => s.missing = vec!["(no completion marker: its save or delete was cut short)".into()],
+        }
     }
     Ok(out)
 }
@@ -206,21 +275,44 @@ pub async fn delete(docker: &Docker, name: &str) -> Result<usize> {
     if !users.is_empty() {
         return Err(ClusterError::SnapshotInUse { name: name.to_string(), clusters: users });
     }
-    remove_labelled(docker, &format!("{LABEL_SNAPSHOT}={name}")).await
+    // The marker first: from here on the snapshot is incomplete, never half-restored.
+    let marker = marker_name(name);
+    let had_marker = docker.remove_volume_if_there(&marker).await?;
+    Ok(usize::from(had_marker) + remove_snapshot_objects(docker, name).await?)
 }
 
-async fn remove_labelled(docker: &Docker, label: &str) -> Result<usize> {
-    let images = docker.list_images(label).await?;
-    for image in &images {
-        for tag in &image.repo_tags {
-            docker.remove_image(tag).await?;
+/// Removes every object of snapshot `name`: its copy helpers, the images saves of it tagged
+/// and its volumes (saved /vars, spares and their markers).
+async fn remove_snapshot_objects(docker: &Docker, name: &str) -> Result<usize> {
+    remove_saved(docker, &format!("{LABEL_SNAPSHOT}={name}"), name).await
+}
+
+/// Removes what carries `label` of snapshot `name`'s objects: copy helpers first (they hold
+/// the volumes), then images — only the tags a save gave them in the snapshot's repository, as
+/// an image built FROM a snapshot image inherits its labels — then volumes. Restored nodes carry
+/// the labels too and are left: only helpers are removed. Returns how many objects went.
+async fn remove_saved(docker: &Docker, label: &str, name: &str) -> Result<usize> {
+    let repo = format!("{}:", image_repo(name));
+    let mut removed = 0;
+    for c in docker.list_containers(label).await? {
+        let labels = c.labels.unwrap_or_default();
+        if let (true, Some(id)) = (labels.contains_key(crate::runtime::LABEL_COPY), c.id) {
+            docker.remove_container(&id).await?;
+            removed += 1;
         }
     }
-    let volumes = docker.list_volumes(label).await?;
-    for (volume, _) in &volumes {
-        docker.remove_volume(volume).await?;
+    for image in docker.list_images(label).await? {
+        let tags: Vec<&String> = image.repo_tags.iter().filter(|t| t.starts_with(&repo)).collect();
+        for tag in &tags {
+            docker.remove_image(tag).await?;
+        }
+        removed += usize::from(!tags.is_empty());
     }
-    Ok(images.len() + volumes.len())
+    for (volume, _) in docker.list_volumes(label).await? {
+        docker.remove_volume(&volume).await?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// Stops `cluster` cleanly and saves every node as snapshot `name`. SIGINT/SIGTERM or a failure
@@ -239,7 +331,9 @@ async fn save_until(
     if let Some(e) = invalid_name(name) {
         return Err(e);
     }
-    if !docker.list_images(&format!("{LABEL_SNAPSHOT}={name}")).await?.is_empty() {
+    // A marker means a save finished; objects of the name without one are a cut-short save's
+    // (or delete's) leftovers, cleared below once this save holds the name.
+    if docker.volume_exists(&marker_name(name)).await? {
         return Err(ClusterError::SnapshotExists(name.to_string()));
     }
     let info = super::list(docker).await?.into_iter().find(|c| c.name == cluster).ok_or_else(|| ClusterError::NotFound(cluster.into()))?;
@@ -251,12 +345,37 @@ async fn save_until(
     }
     let save_id = crate::ids::unique("save");
     tokio::pin!(interrupt);
-    let outcome = super::create::unless_interrupted(&mut interrupt, "", save_nodes(docker, name, cluster, &save_id, status)).await;
-    match outcome {
+    // One save of a name at a time: the lease is a container of that name, which Docker makes
+    // once. A second save waits, then (the first having finished) finds the snapshot there.
+    let image = unlabelled_image(docker, &info.nodes.first().map(|n| n.image.clone()).unwrap_or_default()).await?;
+    let lease = super::create::unless_interrupted(&mut interrupt, super::create::NOTHING_MADE, async {
+        Ok(crate::runtime::Lease::acquire(docker, &format!("snapshot-{name}"), &image, LEASE_WAIT).await?)
+    })
+    .await?;
+    // The name may have been taken while this save waited for it.
+    if docker.volume_exists(&marker_name(name)).await? {
+        let _ = lease.release().await;
+        return Err(ClusterError::SnapshotExists(name.to_string()));
+    }
+    let outcome = super::create::unless_interrupted(&mut interrupt, "", async {
+        // Holding the lease, no other save of this name is running: what carries the name is
+        // left from one that was killed (SIGKILL, a crash) or a delete cut short.
+        if remove_snapshot_objects(docker, name).await? > 0 {
+            status.info(format!("removed what an earlier save or delete of {name:?} left when it was cut short"));
+        }
+        save_nodes(docker, name, cluster, &save_id, status).await
+    })
+    .await;
+    let outcome = match outcome {
         Ok(()) => find(docker, name).await,
+        Err(e) => Err(e),
+    };
+    let _ = lease.release().await;
+    match outcome {
+        Ok(snapshot) => Ok(snapshot),
         Err(err) => {
             let step = status.step("Removing what this save made");
-            let cleanup = sweep_save(docker, &save_id).await;
+            let cleanup = sweep_save(docker, name, &save_id).await;
             step.done();
             match (err, cleanup) {
                 (ClusterError::Interrupted(which, _), Ok(_)) => {
@@ -269,34 +388,58 @@ async fn save_until(
     }
 }
 
-/// Removes what save `save_id` made: copy helpers first (they hold the volumes), then images
-/// and volumes; then once more after a pause, for a commit or copy that was still in flight
-/// inside dockerd when the save stopped waiting for it.
-async fn sweep_save(docker: &Docker, save_id: &str) -> Result<()> {
+/// Removes what save `save_id` of `name` made; then once more after a pause, for a commit or
+/// copy that was still in flight inside dockerd when the save stopped waiting for it.
+async fn sweep_save(docker: &Docker, name: &str, save_id: &str) -> Result<()> {
     let label = format!("{LABEL_SAVE_ID}={save_id}");
-    for pass in 0..2 {
-        if pass > 0 {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-        }
-        super::remove_containers(docker, &label).await?;
-        remove_labelled(docker, &label).await?;
-    }
+    remove_saved(docker, &label, name).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    remove_saved(docker, &label, name).await?;
     Ok(())
 }
+
+/// How long a save waits for another save of the same name to finish.
+const LEASE_WAIT: Duration = Duration::from_secs(600);
 
 async fn save_nodes(docker: &Docker, name: &str, cluster: &str, save_id: &str, status: &Status) -> Result<()> {
     // Service forwarders are remade by `berth load-balancer`; they hold nothing of the cluster.
     let all: Vec<NodeInfo> = nodes(docker, cluster).await?.into_iter().filter(|n| n.role != SERVICE_LB_ROLE).collect();
-    // Asked while the nodes run: only a running node's mounts tell image layers apart.
-    let layers = futures_util::future::join_all(all.iter().map(|n| image_layers(docker, &n.name))).await;
     super::lifecycle::stop(docker, cluster, status).await?;
     let version = kubernetes_version(docker, &all).await;
     let step = status.step(format!("Saving {} node(s) as snapshot {name:?}", all.len()));
-    try_join_all(all.iter().zip(&layers).map(|(n, layers)| save_node(docker, name, cluster, save_id, n, &version, layers))).await?;
+    try_join_all(all.iter().map(|n| save_node(docker, name, cluster, save_id, n, &version))).await?;
     // The first restore's /var copies, made now rather than on its way to a running cluster.
-    super::spare::make(docker, &find(docker, name).await?, &[(LABEL_SAVE_ID.to_string(), save_id.to_string())]).await?;
+    let saved = list(docker)
+        .await?
+        .into_iter()
+        .find(|s| s.name == name && s.save_id == save_id)
+        .ok_or_else(|| ClusterError::SnapshotNotFound { name: name.to_string(), have: Vec::new() })?;
+    super::spare::make(docker, &saved, &[(LABEL_SAVE_ID.to_string(), save_id.to_string())]).await?;
+    // Last: the marker that makes it a snapshot, naming every node saved.
+    let nodes: Vec<&str> = all.iter().map(|n| n.name.as_str()).collect();
+    let marker = marker_name(name);
+    if docker.volume_exists(&marker).await? {
+        return Err(ClusterError::SnapshotExists(name.to_string()));
+    }
+    let labels = [
+        (LABEL_SNAPSHOT.to_string(), name.to_string()),
+        (LABEL_SAVE_ID.to_string(), save_id.to_string()),
+        (LABEL_COMPLETE.to_string(), nodes.join(",")),
+    ];
+    docker.create_volume(&marker, &labels).await?;
     step.done();
     Ok(())
+}
+
+/// An image to make helper containers (copies, leases) from: the node image that `running` (a
+/// node's image) was saved from when it is a snapshot image and that image is still here, whose
+/// labels name no cluster or snapshot; else `running` itself.
+async fn unlabelled_image(docker: &Docker, running: &str) -> Result<String> {
+    let labels = docker.image_labels(running).await.unwrap_or_default();
+    match saved_from(&labels) {
+        Some(node_image) if docker.image_exists(node_image).await? => Ok(node_image.to_string()),
+        _ => Ok(running.to_string()),
+    }
 }
 
 async fn kubernetes_version(docker: &Docker, all: &[NodeInfo]) -> String {
@@ -304,47 +447,51 @@ async fn kubernetes_version(docker: &Docker, all: &[NodeInfo]) -> String {
     docker.read_file(&cp.name, "/kind/version").await.map(|v| String::from_utf8_lossy(&v).trim().to_string()).unwrap_or_default()
 }
 
-async fn save_node(
-    docker: &Docker,
-    name: &str,
-    cluster: &str,
-    save_id: &str,
-    node: &NodeInfo,
-    version: &str,
-    image_layers: &str,
-) -> Result<()> {
+async fn save_node(docker: &Docker, name: &str, cluster: &str, save_id: &str, node: &NodeInfo, version: &str) -> Result<()> {
     let info = docker.inspect(&node.name).await?;
-    let config = info.config.clone().unwrap_or_default();
+    let mut config = info.config.clone().unwrap_or_default();
     let host_config = info.host_config.clone().unwrap_or_default();
+    // A node of a restored cluster runs on a snapshot image: the node image is the one that was
+    // saved from. Copies run from it too, whose labels name no cluster.
+    let running = config.image.clone().unwrap_or_default();
+    let node_image = saved_from(&docker.image_labels(&running).await.unwrap_or_default()).map(str::to_string).unwrap_or(running.clone());
+    let copy_image = unlabelled_image(docker, &running).await?;
+    // Proxy credentials stay out of the image: the URLs are kept, user and password dropped.
+    config.env = config.env.map(|env| env.into_iter().map(|e| without_credentials(&e)).collect());
     let var = info.mounts.iter().flatten().find(|m| m.destination.as_deref() == Some("/var")).and_then(|m| m.name.clone());
     let mut labels: HashMap<String, String> = HashMap::from([
         (LABEL_SNAPSHOT.into(), name.into()),
         (LABEL_SAVE_ID.into(), save_id.into()),
-        (LABEL_CLUSTER.into(), cluster.into()),
+        (LABEL_SAVED_CLUSTER.into(), cluster.into()),
         (LABEL_NODE.into(), node.name.clone()),
         (LABEL_ROLE_SAVED.into(), node.role.clone()),
         (LABEL_VERSION.into(), version.into()),
-        (LABEL_NODE_IMAGE.into(), config.image.clone().unwrap_or_default()),
+        (LABEL_NODE_IMAGE.into(), node_image),
         (LABEL_HOST_CONFIG.into(), serde_json::to_string(&host_config).unwrap_or_default()),
+        (LABEL_HOLDS.into(), HOLDS.into()),
     ]);
     if let Some(ip) = pinned_address(&info) {
         labels.insert(LABEL_ADDRESS.into(), ip);
     }
     if let Some(from) = var {
-        let volume = volume_name(name, &node.name);
+        let volume = volume_name(name, &node.name, save_id);
+        // Docker hands back a volume that exists instead of failing: one of that name would be
+        // another save's, and copying into it would merge two snapshots.
+        if docker.volume_exists(&volume).await? {
+            return Err(ClusterError::SnapshotExists(format!("{name} (volume {volume} exists)")));
+        }
         let volume_labels = vec![
             (LABEL_SNAPSHOT.to_string(), name.to_string()),
             (LABEL_SAVE_ID.to_string(), save_id.to_string()),
             (LABEL_NODE.to_string(), node.name.clone()),
         ];
         docker.create_volume(&volume, &volume_labels).await?;
-        let image = info.image.clone().unwrap_or_default();
         // A full copy: the snapshot must not share a file with the cluster it was saved from.
-        let copy = crate::runtime::VolumeCopy { from: &from, to: &volume, link: &[] };
-        let bytes = docker.copy_volumes(&image, &[copy], &[(LABEL_SAVE_ID.to_string(), save_id.to_string())]).await?[0];
+        let copy = crate::runtime::VolumeCopy { from: &from, to: &volume };
+        let helper_labels = [(LABEL_SAVE_ID.to_string(), save_id.to_string()), (LABEL_SNAPSHOT.to_string(), name.to_string())];
+        let bytes = docker.copy_volumes(&copy_image, &[copy], &helper_labels).await?[0];
         labels.insert(LABEL_VOLUME.into(), volume);
         labels.insert(LABEL_VAR_BYTES.into(), bytes.to_string());
-        labels.insert(LABEL_IMAGE_LAYERS.into(), image_layers.to_string());
     }
     if node.role == "control-plane" {
         if let Some(expires) = certificate_expiry(docker, &node.name).await {
@@ -355,42 +502,25 @@ async fn save_node(
     // labels added: what a restored node is created from.
     let mut image_config = config;
     image_config.labels.get_or_insert_with(HashMap::new).extend(labels);
-    docker.commit(&node.name, &image_repo(name), &node.name, image_config).await?;
+    docker.commit(&node.name, &image_repo(name), &image_tag(&node.name, save_id), image_config).await?;
     Ok(())
 }
 
-/// The numbers of the containerd snapshots that `node`'s overlay mounts use as lower layers,
-/// space-separated ("" when the node is not running or has none).
-async fn image_layers(docker: &Docker, node: &str) -> String {
-    match docker.exec(node, &["cat", "/proc/mounts"]).await {
-        Ok(out) if out.code == 0 => lower_layers(&out.stdout).join(" "),
-        _ => String::new(),
+/// `KEY=URL` with any `user:password@` taken out of the URL (other variables as they are).
+fn without_credentials(var: &str) -> String {
+    let Some((key, value)) = var.split_once('=') else { return var.to_string() };
+    if !key.to_ascii_lowercase().ends_with("_proxy") {
+        return var.to_string();
     }
-}
-
-/// The containerd snapshots named as `lowerdir`s in `mounts` (a /proc/mounts): committed image
-/// layers. overlayfs never writes a lower layer and containerd never writes a committed
-/// snapshot, so their files stay as they were saved.
-fn lower_layers(mounts: &str) -> Vec<String> {
-    let prefix = format!("/var/{CONTAINERD_SNAPSHOTS}/");
-    let mut ids: Vec<u64> = mounts
-        .lines()
-        .filter(|line| line.split_whitespace().nth(2) == Some("overlay"))
-        .filter_map(|line| line.split_whitespace().nth(3))
-        .flat_map(|options| options.split(','))
-        .filter_map(|option| option.strip_prefix("lowerdir="))
-        .flat_map(|dirs| dirs.split(':'))
-        .filter_map(|dir| dir.strip_prefix(&prefix)?.strip_suffix("/fs")?.parse().ok())
+    let cleaned: Vec<String> = value
+        .split(',')
+        .map(|url| match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => format!("{}{}", &url[..scheme + 3], &url[at + 1..]),
+            (None, Some(at)) => url[at + 1..].to_string(),
+            _ => url.to_string(),
+        })
         .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids.into_iter().map(|id| id.to_string()).collect()
-}
-
-/// The directories (relative to /var) of the image layers a label names; anything but numbers
-/// is dropped, so a label cannot point a restore elsewhere.
-fn layer_dirs(label: &str) -> Vec<String> {
-    label.split_whitespace().filter(|id| id.parse::<u64>().is_ok()).map(|id| format!("{CONTAINERD_SNAPSHOTS}/{id}")).collect()
+    format!("{key}={}", cleaned.join(","))
 }
 
 /// The address a node is pinned to on berth's network.
@@ -426,15 +556,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn image_layers_are_the_lower_dirs_of_containerd_overlay_mounts() {
-        let mounts = "overlay / overlay rw,lowerdir=/var/lib/docker/overlay2/l/DK6:/var/lib/docker/overlay2/l/UFD,upperdir=/x/diff,workdir=/x/work 0 0
-/dev/vda /var ext4 rw,relatime 0 0
-overlay /run/containerd/io.containerd.runtime.v2.task/k8s.io/703e/rootfs overlay rw,relatime,lowerdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/10/fs:/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/2/fs,upperdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/56/fs,workdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/56/work 0 0
-overlay /run/containerd/io.containerd.runtime.v2.task/k8s.io/8a1c/rootfs overlay rw,relatime,lowerdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/2/fs,upperdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/57/fs,workdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/57/work 0 0
-";
-        // The upper (active, written) snapshots 56 and 57 and Docker's own layers are not among them.
-        assert_eq!(lower_layers(mounts), vec!["2", "10"]);
-        assert_eq!(layer_dirs("2 10 ../etc x"), vec![format!("{CONTAINERD_SNAPSHOTS}/2"), format!("{CONTAINERD_SNAPSHOTS}/10")]);
+    fn proxy_credentials_are_not_saved() {
+        assert_eq!(without_credentials("HTTPS_PROXY=http://alice:s3cret@proxy.example:3128"), "HTTPS_PROXY=http://proxy.example:3128");
+        assert_eq!(without_credentials("http_proxy=bob:pw@proxy:80"), "http_proxy=proxy:80");
+        assert_eq!(without_credentials("NO_PROXY=localhost,10.0.0.0/8"), "NO_PROXY=localhost,10.0.0.0/8");
+        assert_eq!(without_credentials("PATH=/a@b"), "PATH=/a@b", "only proxy variables");
+        assert_eq!(without_credentials("HTTP_PROXY=http://proxy:80"), "HTTP_PROXY=http://proxy:80");
     }
 
     #[test]
@@ -449,9 +576,15 @@ overlay /run/containerd/io.containerd.runtime.v2.task/k8s.io/8a1c/rootfs overlay
     const TEST_CERT_NOT_AFTER: i64 = 2_079_718_193;
 
     #[test]
-    fn names_images_and_volumes_by_snapshot_and_node() {
+    fn names_images_and_volumes_by_snapshot_node_and_save() {
         assert_eq!(image_repo("warm"), "berth-snapshot/warm");
-        assert_eq!(volume_name("warm", "ci-control-plane"), "berth-snapshot-warm-ci-control-plane-var");
+        let save = "save-4711-9f2c01ab";
+        assert_eq!(volume_name("warm", "ci-control-plane", save), "berth-snapshot-warm-ci-control-plane-9f2c01ab");
+        assert_eq!(image_tag("ci-control-plane", save), "ci-control-plane-9f2c01ab");
+        assert_eq!(marker_name("warm"), "berth-snapshot-warm-complete");
+        // Names never run into each other: `base-dev` saved as `ci` and `dev` saved as `ci-base`
+        // once shared a volume name; a save's own id now ends every name.
+        assert_ne!(volume_name("ci", "base-dev-control-plane", save), volume_name("ci-base", "dev-control-plane", "save-1-00000000"));
         assert!(invalid_name("Warm!").is_some_and(|e| e.to_string().contains("snapshot NAME")));
         assert!(invalid_name("warm-1").is_none());
     }

@@ -23,8 +23,11 @@ use crate::runtime::{Docker, VolumeCopy};
 const LABEL_SPARE_FOR: &str = "dev.berth.spare.node";
 /// On a marker: the spare volume it declares ready.
 const LABEL_SPARE_READY: &str = "dev.berth.spare.ready";
-/// On a marker: the bytes the spare holds beyond what it shares with the snapshot.
+/// On a marker: the bytes the spare holds.
 const LABEL_SPARE_BYTES: &str = "dev.berth.spare.bytes";
+/// On a spare and its marker: the save of the snapshot it copies (a spare of an earlier save of
+/// the same name is never taken).
+const LABEL_SPARE_SAVE: &str = "dev.berth.spare.save";
 /// On a restored node's container: the named volume holding its /var, removed with the cluster.
 pub const LABEL_VAR_VOLUME: &str = "dev.berth.var-volume";
 
@@ -35,6 +38,8 @@ pub struct Spare {
     pub volume: String,
     marker: String,
     pub bytes: u64,
+    /// The save whose /var it copies.
+    pub save: String,
 }
 
 /// The ready spares of every snapshot, from their markers: (snapshot, spare).
@@ -46,9 +51,14 @@ pub async fn all_ready(docker: &Docker) -> Result<Vec<(String, Spare)>> {
         .collect())
 }
 
-/// The ready spares of `snapshot`.
-pub async fn ready(docker: &Docker, snapshot: &str) -> Result<Vec<Spare>> {
-    Ok(all_ready(docker).await?.into_iter().filter(|(of, _)| of == snapshot).map(|(_, spare)| spare).collect())
+/// The ready spares of `snapshot`: of its name and its save.
+pub async fn ready(docker: &Docker, snapshot: &Snapshot) -> Result<Vec<Spare>> {
+    Ok(all_ready(docker)
+        .await?
+        .into_iter()
+        .filter(|(of, spare)| *of == snapshot.name && spare.save == snapshot.save_id)
+        .map(|(_, spare)| spare)
+        .collect())
 }
 
 fn spare_of_marker(marker: String, labels: &std::collections::HashMap<String, String>) -> Option<Spare> {
@@ -56,6 +66,7 @@ fn spare_of_marker(marker: String, labels: &std::collections::HashMap<String, St
         node: labels.get(LABEL_SPARE_FOR)?.clone(),
         volume: labels.get(LABEL_SPARE_READY)?.clone(),
         bytes: labels.get(LABEL_SPARE_BYTES).and_then(|b| b.parse().ok()).unwrap_or(0),
+        save: labels.get(LABEL_SPARE_SAVE)?.clone(),
         marker,
     })
 }
@@ -75,20 +86,19 @@ pub async fn claim(docker: &Docker, spares: &[Spare], node: &str) -> Result<Opti
 /// Everything made carries `labels` (a save's or a restore's id), so whoever made it can sweep
 /// it up if interrupted.
 pub async fn make(docker: &Docker, snapshot: &Snapshot, labels: &[(String, String)]) -> Result<()> {
-    let have: Vec<String> = ready(docker, &snapshot.name).await?.into_iter().map(|s| s.node).collect();
+    let have: Vec<String> = ready(docker, snapshot).await?.into_iter().map(|s| s.node).collect();
     let wanted: Vec<&SavedNode> = snapshot.nodes.iter().filter(|n| n.volume.is_some() && !have.contains(&n.name)).collect();
     let Some(first) = wanted.first() else { return Ok(()) };
     let mut volumes = Vec::new();
     for node in &wanted {
         let volume = crate::ids::unique(&format!("berth-spare-{}-{}", snapshot.name, node.name));
-        docker.create_volume(&volume, &with(labels, [(LABEL_SNAPSHOT, &snapshot.name), (LABEL_SPARE_FOR, &node.name)])).await?;
+        let spare_labels =
+            with(labels, [(LABEL_SNAPSHOT, &snapshot.name), (LABEL_SPARE_FOR, &node.name), (LABEL_SPARE_SAVE, &snapshot.save_id)]);
+        docker.create_volume(&volume, &spare_labels).await?;
         volumes.push(volume);
     }
-    let copies: Vec<VolumeCopy> = wanted
-        .iter()
-        .zip(&volumes)
-        .filter_map(|(node, to)| Some(VolumeCopy { from: node.volume.as_deref()?, to, link: &node.image_layers }))
-        .collect();
+    let copies: Vec<VolumeCopy> =
+        wanted.iter().zip(&volumes).filter_map(|(node, to)| Some(VolumeCopy { from: node.volume.as_deref()?, to })).collect();
     let bytes = match docker.copy_volumes(&first.image, &copies, labels).await {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -107,6 +117,7 @@ pub async fn make(docker: &Docker, snapshot: &Snapshot, labels: &[(String, Strin
                 (LABEL_SPARE_FOR, &node.name),
                 (LABEL_SPARE_READY, volume),
                 (LABEL_SPARE_BYTES, &bytes.to_string()),
+                (LABEL_SPARE_SAVE, &snapshot.save_id),
             ],
         );
         docker.create_volume(&format!("{volume}-ready"), &marker_labels).await?;
@@ -131,6 +142,7 @@ mod tests {
             (LABEL_SPARE_FOR, "c-control-plane"),
             (LABEL_SPARE_READY, "berth-spare-s-c-control-plane-1"),
             (LABEL_SPARE_BYTES, "4096"),
+            (LABEL_SPARE_SAVE, "save-1-00ff00ff"),
         ]);
         assert_eq!(
             spare_of_marker("m".into(), &marker),
@@ -138,7 +150,8 @@ mod tests {
                 node: "c-control-plane".into(),
                 volume: "berth-spare-s-c-control-plane-1".into(),
                 marker: "m".into(),
-                bytes: 4096
+                bytes: 4096,
+                save: "save-1-00ff00ff".into(),
             })
         );
         // The spare volume itself, and the snapshot's saved volume, are not markers.

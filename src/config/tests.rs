@@ -196,3 +196,12 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn a_mount_path_with_a_colon_is_refused_by_field() {
+    let text = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n  - role: control-plane\n    extraMounts:\n      - hostPath: /srv/a:b\n        containerPath: /data\n";
+    let err = parse(text, "t").unwrap_err();
+    let ConfigError::Invalid { problems, .. } = err else { panic!("{err}") };
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].starts_with("nodes[0].extraMounts[0].hostPath: \"/srv/a:b\" contains ':'"), "{problems:?}");
+}

@@ -172,6 +172,15 @@ fn check_nodes(c: &Cluster, problems: &mut Vec<String>) {
             if m.host_path.is_empty() {
                 problems.push(format!("nodes[{i}].extraMounts[{j}].hostPath: is empty"));
             }
+            // Docker's `--volume` form (kind's, which creates a missing host directory) splits at
+            // ':'; a path holding one would be mounted somewhere else, or with other options.
+            for (field, path) in [("hostPath", &m.host_path), ("containerPath", &m.container_path)] {
+                if path.contains(':') {
+                    problems.push(format!(
+                        "nodes[{i}].extraMounts[{j}].{field}: {path:?} contains ':', which Docker reads as a separator; mount a parent directory or a symlink whose path has none"
+                    ));
+                }
+            }
         }
         let at = format!("nodes[{i}].");
         check_kubeadm_patches(&at, &node.kubeadm_config_patches, &node.kubeadm_config_patches_json6902, problems);

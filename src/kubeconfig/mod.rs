@@ -93,8 +93,23 @@ pub fn check_unlocked(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What of the node's cluster entry is copied: its CA and the name its certificate is for.
+const CLUSTER_FIELDS: &[&str] = &["certificate-authority-data", "tls-server-name"];
+/// What of the node's user entry is copied: kubeadm's client certificate and key, or a token. A
+/// node (its image, a snapshot) may come from anyone; an `exec` or `auth-provider` entry would
+/// have the user's kubectl run a command of the node's choosing on the host, and a file path or
+/// proxy would point outside the node.
+const USER_FIELDS: &[&str] = &["client-certificate-data", "client-key-data", "token"];
+
+/// `body` with only the `fields` named.
+fn only(body: Value, fields: &[&str]) -> Value {
+    let Value::Mapping(m) = body else { return Value::Mapping(Mapping::new()) };
+    Value::Mapping(m.into_iter().filter(|(k, _)| k.as_str().is_some_and(|k| fields.contains(&k))).collect())
+}
+
 /// Turns the admin kubeconfig kubeadm wrote into berth's entries: renames cluster, user and
-/// context to `berth-NAME`, and points the server at `server`.
+/// context to `berth-NAME`, and points the server at `server`. Only credentials are copied from
+/// the node (see [`USER_FIELDS`]).
 pub fn for_cluster(admin_conf: &str, cluster: &str, server: &str) -> Result<Value> {
     let doc: Value =
         serde_yaml::from_str(admin_conf).map_err(|e| KubeconfigError::Invalid(format!("kubeadm's admin.conf is not YAML: {e}")))?;
@@ -107,9 +122,14 @@ pub fn for_cluster(admin_conf: &str, cluster: &str, server: &str) -> Result<Valu
             .cloned()
             .ok_or_else(|| KubeconfigError::Invalid(format!("admin.conf has no {key}[0].{field}")))
     };
-    let mut cluster_body = first("clusters", "cluster")?;
+    let mut cluster_body = only(first("clusters", "cluster")?, CLUSTER_FIELDS);
     cluster_body["server"] = Value::from(server);
-    let user_body = first("users", "user")?;
+    let user_body = only(first("users", "user")?, USER_FIELDS);
+    if user_body.as_mapping().is_none_or(|m| m.is_empty()) {
+        return Err(KubeconfigError::Invalid(
+            "admin.conf's user has no client certificate, key or token (berth does not copy exec or auth-provider plugins: kubectl would run them on this host)".into(),
+        ));
+    }
     let entry = |body_key: &str, body: Value| -> Value {
         let mut m = Mapping::new();
         m.insert("name".into(), name.clone().into());

@@ -55,6 +55,25 @@ fn names(doc: &Value, key: &str) -> Vec<String> {
     doc[key].as_sequence().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect()
 }
 
+/// A node's admin.conf that asks for more than credentials: a command to run, a file on the
+/// node, a proxy. Only the certificate and key reach the user's kubeconfig; with no credential
+/// at all it is refused.
+#[test]
+fn only_credentials_are_copied_from_a_nodes_admin_conf() {
+    let planted = ADMIN_CONF
+        .replace("    server: https://demo-control-plane:6443", "    server: https://demo-control-plane:6443\n    proxy-url: http://evil:3128\n    insecure-skip-tls-verify: true")
+        .replace("    client-key-data: S0VZCg==", "    client-key-data: S0VZCg==\n    exec: {command: /tmp/x, apiVersion: client.authentication.k8s.io/v1}\n    client-certificate: /etc/passwd");
+    let e = for_cluster(&planted, "demo", "https://127.0.0.1:40000").unwrap();
+    let user: Vec<_> = e["users"][0]["user"].as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().to_string()).collect();
+    assert_eq!(user, ["client-certificate-data", "client-key-data"]);
+    let cluster: Vec<_> = e["clusters"][0]["cluster"].as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().to_string()).collect();
+    assert_eq!(cluster, ["certificate-authority-data", "server"]);
+    let exec_only =
+        ADMIN_CONF.replace("    client-certificate-data: Q0VSVAo=\n    client-key-data: S0VZCg==\n", "    exec: {command: /tmp/x}\n");
+    let err = for_cluster(&exec_only, "demo", "https://127.0.0.1:40000").unwrap_err().to_string();
+    assert!(err.contains("exec"), "{err}");
+}
+
 #[test]
 fn for_cluster_renames_and_points_at_the_host_port() {
     let e = entries("demo");

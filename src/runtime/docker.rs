@@ -31,6 +31,8 @@ pub enum RuntimeError {
     NameTaken(String),
     #[error("`{command}` failed in {container} (exit code {code}):\n{tail}")]
     ExecFailed { container: String, command: String, code: i64, tail: String },
+    #[error("{what} is held by berth process {holder} (container {container}); waited {waited:?} for it. If that process is gone, remove the container: docker rm {container}")]
+    LeaseHeld { what: String, holder: String, container: String, waited: std::time::Duration },
     #[error("{0}")]
     Other(String),
 }
@@ -222,57 +224,36 @@ impl Docker {
     /// Copies the contents of each volume `from` into its empty volume `to`, all at once in one
     /// throwaway container from `image` (which needs `sh`, `cp` and `du`) — ownership, modes,
     /// device nodes and every extended attribute kept; runs of zeros become holes (etcd's
-    /// preallocated 64 MB write-ahead files: a restored node, measured, starts no slower).
-    /// Returns the bytes of disk each `to` takes beyond the files it shares with its `from`, in
-    /// order. The container carries `labels`, so a caller interrupted mid-copy can sweep it up.
-    ///
-    /// The directories in `link` (relative to the volume's root, without whitespace) must be
-    /// ones that are never written once made — containerd's committed image layers: they are
-    /// hard-linked instead of copied where Docker keeps all the volumes side by side on one
-    /// filesystem (the local driver), which saves nearly all of the copy's time and disk.
-    /// Elsewhere, or where a link fails, they are copied like the rest.
+    /// preallocated 64 MB write-ahead files: a restored node, measured, starts no slower). Every
+    /// file is copied: the two volumes share no inode, so nothing written to one can change the
+    /// other. Returns the bytes of disk each `to` takes, in order. The container carries `labels`
+    /// (and [`LABEL_COPY`]), so a caller interrupted mid-copy can sweep it up; its volumes are
+    /// mounted as volumes, so Docker counts them in use meanwhile.
     pub async fn copy_volumes(&self, image: &str, copies: &[VolumeCopy<'_>], labels: &[(String, String)]) -> Result<Vec<u64>> {
         use bollard::models::{HostConfig, Mount, MountType, MountVolumeOptions};
         let name = crate::ids::unique("berth-copy");
-        let names: Vec<&str> = copies.iter().flat_map(|c| [c.from, c.to]).collect();
-        let linking = copies.iter().any(|c| !c.link.is_empty());
-        let side_by_side = if linking { self.volumes_directory(&names).await? } else { None };
-        let mut args = Vec::new();
-        let mounts = match &side_by_side {
-            // One mount holding every volume: link(2) refuses to cross mounts, even of one filesystem.
-            Some(dir) => {
-                for c in copies {
-                    args.extend([format!("/volumes/{}/_data", c.from), format!("/volumes/{}/_data", c.to)]);
-                    args.extend(c.link.iter().cloned());
-                    args.push("--".into());
-                }
-                vec![Mount { source: Some(dir.clone()), target: Some("/volumes".into()), typ: Some(MountType::BIND), ..Default::default() }]
-            }
-            None => {
-                // `no_copy`: Docker must not seed a volume from the image.
-                let volume = |source: &str, target: String, read_only: bool| Mount {
-                    source: Some(source.to_string()),
-                    target: Some(target),
-                    typ: Some(MountType::VOLUME),
-                    read_only: Some(read_only),
-                    volume_options: Some(MountVolumeOptions { no_copy: Some(true), ..Default::default() }),
-                    ..Default::default()
-                };
-                let mut mounts = Vec::new();
-                for (i, c) in copies.iter().enumerate() {
-                    mounts.extend([volume(c.from, format!("/from/{i}"), true), volume(c.to, format!("/to/{i}"), false)]);
-                    args.extend([format!("/from/{i}"), format!("/to/{i}"), "--".into()]);
-                }
-                mounts
-            }
+        // `no_copy`: Docker must not seed a volume from the image.
+        let volume = |source: &str, target: String, read_only: bool| Mount {
+            source: Some(source.to_string()),
+            target: Some(target),
+            typ: Some(MountType::VOLUME),
+            read_only: Some(read_only),
+            volume_options: Some(MountVolumeOptions { no_copy: Some(true), ..Default::default() }),
+            ..Default::default()
         };
+        let mut mounts = Vec::new();
         let mut cmd = vec!["sh".to_string(), "-c".into(), COPY_SCRIPT.into(), "copy".into()];
-        cmd.extend(args);
+        for (i, c) in copies.iter().enumerate() {
+            mounts.extend([volume(c.from, format!("/from/{i}"), true), volume(c.to, format!("/to/{i}"), false)]);
+            cmd.extend([format!("/from/{i}"), format!("/to/{i}")]);
+        }
+        let mut all_labels: HashMap<String, String> = labels.iter().cloned().collect();
+        all_labels.insert(LABEL_COPY.to_string(), "true".to_string());
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             entrypoint: Some(cmd),
             cmd: Some(Vec::new()),
-            labels: Some(labels.iter().cloned().collect()),
+            labels: Some(all_labels),
             host_config: Some(HostConfig {
                 mounts: Some(mounts),
                 // A node image declares /var a volume: without this Docker would make and seed one.
@@ -304,23 +285,6 @@ impl Docker {
         .await;
         self.remove_container(&name).await?;
         outcome
-    }
-
-    /// The directory on the daemon's host holding every one of the local volumes `names` (each
-    /// at `DIR/NAME/_data`), if Docker keeps them so.
-    async fn volumes_directory(&self, names: &[&str]) -> Result<Option<String>> {
-        let mut dirs = Vec::new();
-        for name in names {
-            let volume = self.api.inspect_volume(name).await.map_err(RuntimeError::api(format!("inspecting volume {name}")))?;
-            let suffix = format!("/{name}/_data");
-            let plain = volume.driver == "local" && volume.options.is_empty();
-            match volume.mountpoint.strip_suffix(&suffix) {
-                Some(dir) if plain && !dir.is_empty() => dirs.push(dir.to_string()),
-                _ => return Ok(None),
-            }
-        }
-        dirs.dedup();
-        Ok((dirs.len() == 1).then(|| dirs.swap_remove(0)))
     }
 
     /// The `repo@digest` names Docker recorded for a local image (empty for one never pushed
@@ -360,18 +324,14 @@ impl Docker {
     }
 
     /// Creates the shared network if it does not exist, with a subnet of its own so nodes can
-    /// keep fixed addresses. Creation happens under berth's network lock, looking again once
+    /// keep fixed addresses. Creation happens under berth's network lease, looking again once
     /// it is held: two creates at once would otherwise both see the name free and the same
     /// subnet unused (Docker enforces neither a unique name nor, between two requests, a free
     /// subnet). Should a berth on another host of the same daemon still make a second one, all
     /// agree on the lowest ID and the extras are removed. Returns the subnet where nodes may be
     /// pinned, or None for a network made without one (older berth).
-    pub async fn ensure_network(&self, name: &str) -> Result<Option<crate::config::Cidr>> {
-        let _lock = if self.networks_named(name).await?.is_empty() {
-            Some(super::NetworkLock::acquire().await.map_err(|e| RuntimeError::Other(format!("locking berth's network: {e}")))?)
-        } else {
-            None
-        };
+    pub async fn ensure_network(&self, name: &str, image: &str) -> Result<Option<crate::config::Cidr>> {
+        let lease = if self.networks_named(name).await?.is_empty() { Some(super::Lease::network(self, image).await?) } else { None };
         if self.networks_named(name).await?.is_empty() {
             let taken = self.used_subnets().await?;
             let subnet = super::network::choose_subnet(&taken)
@@ -399,6 +359,9 @@ impl Docker {
                 Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {}
                 Err(e) => return Err(RuntimeError::api(format!("creating network {name}"))(e)),
             }
+        }
+        if let Some(lease) = lease {
+            lease.release().await?;
         }
         let mut ids = self.networks_named(name).await?;
         ids.sort();
@@ -799,36 +762,25 @@ impl Docker {
 pub struct VolumeCopy<'a> {
     pub from: &'a str,
     pub to: &'a str,
-    /// Directories (relative to the volume's root) to hard-link rather than copy.
-    pub link: &'a [String],
 }
 
-/// `copy FROM TO [DIR...] -- FROM TO [DIR...] -- …`: for each pair at once, hard-links each
-/// DIR (relative to FROM; one that cannot be linked is copied), copies everything else with
-/// `cp -a`, and prints "bytes N" for each TO in order. Entries already there (the links) are
-/// kept with `--update=none` where cp has it: up to coreutils 9.1 `-n` did that silently, in
-/// 9.2 `-n` fails on a skip.
+/// On a volume-copy helper container. It is made from a node's image and so inherits that
+/// image's labels (a snapshot image's say `dev.berth.cluster`): this one says what it is, and
+/// cluster listings pass it over.
+pub const LABEL_COPY: &str = "dev.berth.copy";
+
+/// `copy FROM TO FROM TO …`: copies each pair at once with `cp -a` (holes for runs of zeros)
+/// and prints "bytes N" (the disk TO takes) for each TO in order.
 const COPY_SCRIPT: &str = r#"set -e
-keep=-n
-if cp --help | grep -q -e '--update\[='; then keep=--update=none; fi
 copy() {
-  from=$1; to=$2; shift 2
-  cd "$from"
-  for dir in "$@"; do
-    [ -d "$dir" ] || continue
-    mkdir -p "$to/${dir%/*}"
-    cp -al "$dir" "$to/$dir" 2>/dev/null || { rm -rf "$to/$dir"; cp -a "$dir" "$to/$dir"; }
-  done
-  cp -a --sparse=always $keep . "$to/"
-  du -s -B1 "$from" "$to" | tail -n 1 | cut -f1
+  cd "$1"
+  cp -a --sparse=always . "$2/"
+  du -s -B1 "$2" | cut -f1
 }
 n=0; pids=
 while [ $# -gt 0 ]; do
-  from=$1; to=$2; shift 2; dirs=
-  while [ $# -gt 0 ] && [ "$1" != -- ]; do dirs="$dirs $1"; shift; done
-  [ $# -gt 0 ] && shift
-  copy "$from" "$to" $dirs > /tmp/size.$n &
-  pids="$pids $!"; n=$((n + 1))
+  copy "$1" "$2" > /tmp/size.$n &
+  pids="$pids $!"; n=$((n + 1)); shift 2
 done
 failed=0
 for pid in $pids; do wait $pid || failed=1; done

@@ -47,7 +47,7 @@ struct State {
 /// The fake runtime. Cheap to make; state behind a mutex so it is `Sync`.
 #[derive(Debug, Default)]
 pub struct FakeRuntime {
-    state: Mutex<State>,
+    state: std::sync::Arc<Mutex<State>>,
 }
 
 impl FakeRuntime {
@@ -156,7 +156,7 @@ impl Runtime for FakeRuntime {
     async fn node_has_image(&self, _node: &str, _image: &str) -> Result<bool> {
         Ok(false)
     }
-    async fn ensure_network(&self, _name: &str) -> Result<Option<Cidr>> {
+    async fn ensure_network(&self, _name: &str, _image: &str) -> Result<Option<Cidr>> {
         Ok(Some(Cidr { addr: Ipv4Addr::new(172, 30, 0, 0), prefix: 16 }))
     }
     async fn used_addresses(&self, _network: &str) -> Result<BTreeSet<Ipv4Addr>> {
@@ -203,6 +203,15 @@ impl Runtime for FakeRuntime {
             s.ghost = Some((when, FakeContainer { labels: removed.labels, ..Default::default() }));
         }
         Ok(())
+    }
+    fn removal(&self, name: &str) -> futures_util::future::BoxFuture<'static, Result<()>> {
+        let (state, name) = (self.state.clone(), name.to_string());
+        Box::pin(async move {
+            let mut s = state.lock().unwrap();
+            s.containers.remove(&name);
+            s.calls.push(format!("remove {name}"));
+            Ok(())
+        })
     }
     async fn remove_volumes(&self, label: &str) -> Result<usize> {
         let mut s = self.state.lock().unwrap();
@@ -254,8 +263,12 @@ impl Runtime for FakeRuntime {
     }
     async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse> {
         let s = self.state.lock().unwrap();
-        s.containers.get(name).ok_or_else(|| Self::missing(name))?;
-        Ok(ContainerInspectResponse { name: Some(format!("/{name}")), ..Default::default() })
+        let c = s.containers.get(name).ok_or_else(|| Self::missing(name))?;
+        Ok(ContainerInspectResponse {
+            name: Some(format!("/{name}")),
+            config: Some(bollard::models::ContainerConfig { labels: Some(c.labels.clone()), ..Default::default() }),
+            ..Default::default()
+        })
     }
     async fn published_port(&self, name: &str, _container_port: &str) -> Result<u16> {
         self.state.lock().unwrap().containers.get(name).ok_or_else(|| Self::missing(name))?;

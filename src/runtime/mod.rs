@@ -11,14 +11,15 @@ mod docker;
 pub mod endpoint;
 #[cfg(test)]
 pub mod fake;
+mod lease;
 mod mode;
 pub mod network;
 mod spec;
 mod traits;
 
-pub use network::NetworkLock;
+pub use lease::{Lease, LABEL_LEASE};
 
-pub use docker::{Docker, ExecOutput, RuntimeError, VolumeCopy};
+pub use docker::{Docker, ExecOutput, RuntimeError, VolumeCopy, LABEL_COPY};
 pub use mode::{decide_mode, sweep_orphaned_probes, ModeRequest, NodeMode, ProbeOutcome, LABEL_PROBE};
 pub use spec::{
     load_balancer_body, network_endpoint, node_container_body, service_lb_body, NodeSpec, ServiceLbSpec, API_SERVER_PORT, DNS_SEARCH_ENV,

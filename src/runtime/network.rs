@@ -44,72 +44,12 @@ pub fn allocate(subnet: Cidr, used: &BTreeSet<Ipv4Addr>, count: usize) -> Option
     (picked.len() == count).then_some(picked)
 }
 
-/// Serialises address allocation among berth processes on this host: from choosing free
-/// addresses until the containers holding them have started. An OS file lock, so a process
-/// that dies releases it. The file is shared by every user (created 0666; a lock needs only
-/// read access, so a file another user made serves too), and waiting for it is a polling
-/// loop, so an interrupt while waiting ends the wait at once.
-pub struct NetworkLock {
-    _file: std::fs::File,
-}
-
-/// How often a waiting process tries the lock again.
-const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
-
-impl NetworkLock {
-    pub async fn acquire() -> std::io::Result<NetworkLock> {
-        Self::acquire_at(&std::env::temp_dir().join("berth-network.lock")).await
-    }
-
-    pub async fn acquire_at(path: &std::path::Path) -> std::io::Result<NetworkLock> {
-        let file = open_shared(path)?;
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(NetworkLock { _file: file }),
-                Err(std::fs::TryLockError::WouldBlock) => tokio::time::sleep(LOCK_RETRY).await,
-                Err(std::fs::TryLockError::Error(e)) => return Err(e),
-            }
-        }
-    }
-}
-
-/// Opens the lock file for reading, creating it readable and writable by everyone if it does
-/// not exist yet (the explicit chmod undoes the umask).
-fn open_shared(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    match std::fs::File::open(path) {
-        Ok(file) => Ok(file),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o666).open(path)?;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
-            Ok(file)
-        }
-        Err(e) => Err(e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn cidr(s: &str) -> Cidr {
         Cidr::parse(s).unwrap()
-    }
-
-    #[tokio::test]
-    async fn the_lock_is_everyones_and_waiting_for_it_can_be_abandoned() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lock");
-        let held = NetworkLock::acquire_at(&path).await.unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o666);
-        // A second taker waits; giving up on the wait (as an interrupt does) returns at once.
-        let waiting = tokio::time::timeout(std::time::Duration::from_millis(300), NetworkLock::acquire_at(&path)).await;
-        assert!(waiting.is_err(), "the lock is held");
-        drop(held);
-        // A read-only file (made by another user, say) still serves.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
-        let _again = NetworkLock::acquire_at(&path).await.unwrap();
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub trait Runtime: Send + Sync {
     /// Whether a node's containerd holds an image of this name.
     async fn node_has_image(&self, node: &str, image: &str) -> Result<bool>;
     /// Makes sure the shared network exists; its subnet for pinned addresses, if it has one.
-    async fn ensure_network(&self, name: &str) -> Result<Option<Cidr>>;
+    /// `image` is any local image (the network lease's container is made from it).
+    async fn ensure_network(&self, name: &str, image: &str) -> Result<Option<Cidr>>;
     async fn used_addresses(&self, network: &str) -> Result<BTreeSet<Ipv4Addr>>;
     async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String>;
     async fn start_container(&self, name: &str) -> Result<()>;
@@ -34,6 +35,9 @@ pub trait Runtime: Send + Sync {
     async fn signal(&self, name: &str, signal: &str) -> Result<()>;
     /// Removes a container and its anonymous volumes; an absent one is not an error.
     async fn remove_container(&self, name: &str) -> Result<()>;
+    /// The same removal as a future that owns what it needs: it can run after the caller's
+    /// borrow of the runtime ends (a lease dropped without being released).
+    fn removal(&self, name: &str) -> futures_util::future::BoxFuture<'static, Result<()>>;
     /// Removes every volume carrying `label` (or `label=value`); returns how many.
     async fn remove_volumes(&self, label: &str) -> Result<usize>;
     /// Removes a volume; an absent one is not an error.
@@ -99,8 +103,8 @@ impl Runtime for super::Docker {
     async fn node_has_image(&self, node: &str, image: &str) -> Result<bool> {
         super::Docker::node_has_image(self, node, image).await
     }
-    async fn ensure_network(&self, name: &str) -> Result<Option<Cidr>> {
-        super::Docker::ensure_network(self, name).await
+    async fn ensure_network(&self, name: &str, image: &str) -> Result<Option<Cidr>> {
+        super::Docker::ensure_network(self, name, image).await
     }
     async fn used_addresses(&self, network: &str) -> Result<BTreeSet<Ipv4Addr>> {
         super::Docker::used_addresses(self, network).await
@@ -119,6 +123,10 @@ impl Runtime for super::Docker {
     }
     async fn remove_container(&self, name: &str) -> Result<()> {
         super::Docker::remove_container(self, name).await
+    }
+    fn removal(&self, name: &str) -> futures_util::future::BoxFuture<'static, Result<()>> {
+        let (docker, name) = (self.clone(), name.to_string());
+        Box::pin(async move { docker.remove_container(&name).await })
     }
     async fn list_containers(&self, label: &str) -> Result<Vec<ContainerSummary>> {
         super::Docker::list_containers(self, label).await

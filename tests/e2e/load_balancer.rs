@@ -65,16 +65,43 @@ fn apply(kc: &Path, yaml: &str) {
     assert!(child.wait_with_output().unwrap().status.success());
 }
 
-/// `berth load-balancer` in the background; stopped with Ctrl-C (SIGINT) by [`interrupt`].
+/// `berth load-balancer` in the background; stopped by [`interrupt`].
 fn serve(kc: &Path, name: &str, log: &Path) -> Child {
     let log = std::fs::File::create(log).unwrap();
     berth(kc).args(["load-balancer", "--name", name]).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap()
 }
 
-fn interrupt(mut child: Child) {
-    run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
+/// Ctrl-C (`-INT`) or a closed terminal (`-HUP`): either way the command cleans up and exits 0.
+fn interrupt(mut child: Child, signal: &str) {
+    run_ok(Command::new("kill").args([signal, &child.id().to_string()]));
     let status = child.wait().unwrap();
-    assert!(status.success(), "load-balancer exits 0 on Ctrl-C: {status}");
+    assert!(status.success(), "load-balancer exits 0 on {signal}: {status}");
+}
+
+/// `berth load` stopped by SIGHUP (a closed terminal) while it writes its temporary archive of
+/// the image: it says so, and the archive is gone from its temp dir.
+fn interrupted_load(kc: &Path, name: &str, dir: &Path) {
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut child = berth(kc)
+        .env("TMPDIR", &tmp)
+        .args(["load", "docker-image", TOOLBOX, "--name", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let began = std::time::Instant::now();
+    while std::fs::read_dir(&tmp).unwrap().count() == 0 {
+        assert!(child.try_wait().unwrap().is_none(), "the load ended before it was interrupted");
+        assert!(began.elapsed() < Duration::from_secs(60), "the load made no temp dir");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    run_ok(Command::new("kill").args(["-HUP", &child.id().to_string()]));
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out).1;
+    assert!(!out.status.success() && stderr.contains("interrupted (SIGHUP)") && stderr.contains("removed"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.is_empty(), "an interrupted load left {left:?}");
 }
 
 /// The cluster's Service forwarders, by their role label.
@@ -89,14 +116,17 @@ fn load_balancer_services_get_addresses_the_host_reaches() {
     let Some(a) = test_cluster("load_balancer_services_get_addresses_the_host_reaches", "lb-a") else { return };
     let b = test_cluster("load_balancer_services_get_addresses_the_host_reaches", "lb-b").unwrap();
     // Both clusters at once, as README's quickstart makes them.
-    let create = |t: &TestCluster| {
-        let (kc, name) = (t.kubeconfig.clone(), t.name.clone());
+    let create = |t: &TestCluster, hang_up_a_load: bool| {
+        let (kc, name, dir) = (t.kubeconfig.clone(), t.name.clone(), t.dir.path().to_path_buf());
         std::thread::spawn(move || {
             run_ok(berth(&kc).args(["create", "cluster", "--name", &name, "--image", &test_image()]));
+            if hang_up_a_load {
+                interrupted_load(&kc, &name, &dir);
+            }
             run_ok(berth(&kc).args(["load", "docker-image", TOOLBOX, "--name", &name]));
         })
     };
-    let (ta, tb) = (create(&a), create(&b));
+    let (ta, tb) = (create(&a, false), create(&b, true));
     ta.join().unwrap();
     tb.join().unwrap();
     let (ka, kb) = (a.kubeconfig.clone(), b.kubeconfig.clone());
@@ -145,8 +175,18 @@ fn load_balancer_services_get_addresses_the_host_reaches() {
     });
     assert!(udp_echo(&echo, 53).is_err(), "a deleted Service's address does not answer");
 
-    // Ctrl-C removes what the command made and takes the address back out of the status.
-    interrupt(serving_a);
+    // A second `berth load-balancer` for the same cluster is refused at once, naming the first,
+    // and leaves the first's forwarders serving.
+    let second = berth(&ka).args(["load-balancer", "--name", &a.name]).output().unwrap();
+    let refusal = text(&second).1;
+    assert!(!second.status.success(), "a second load-balancer for one cluster must be refused: {refusal}");
+    assert!(refusal.contains(&format!("berth process {}@", serving_a.id())), "names the one serving: {refusal}");
+    assert_eq!(forwarders(&a.name).len(), 1, "the refused one removed nothing");
+    eventually("still answers beside a refused second server", Duration::from_secs(30), || http_get(&web, 81));
+
+    // A closed terminal (SIGHUP) removes what the command made and takes the address back out
+    // of the status, as Ctrl-C does.
+    interrupt(serving_a, "-HUP");
     assert!(forwarders(&a.name).is_empty(), "{:?}", forwarders(&a.name));
     assert_eq!(kubectl_ok(&ka, &["get", "service", "web", "-o", "jsonpath={.status.loadBalancer.ingress}"]), "");
     let log = std::fs::read_to_string(a.dir.path().join("lb.log")).unwrap();
@@ -161,5 +201,5 @@ fn load_balancer_services_get_addresses_the_host_reaches() {
     // delete cluster removes a running forwarder with the nodes.
     run_ok(berth(&kb).args(["delete", "cluster", "--name", &b.name]));
     assert!(cluster_containers(&b.name).is_empty(), "{:?}", cluster_containers(&b.name));
-    interrupt(serving_b);
+    interrupt(serving_b, "-INT");
 }

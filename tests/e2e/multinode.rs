@@ -29,6 +29,17 @@ fn toolbox_pod(name: &str, node: &str, labels: &str, command: &str) -> String {
 }
 
 /// Every file under `dir`, depth first.
+/// berth-netd's kubectl calls (one every 5 s) on `node`, watched for 12 s: they read the service
+/// account token from a file, and no process's command line carries it (`ps` shows those).
+fn netd_keeps_its_token_off_command_lines(node: &str) {
+    let watch = r#"end=$(($(date +%s) + 12)); while [ "$(date +%s)" -lt "$end" ]; do
+      for p in /proc/[0-9]*; do c=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
+        case "$c" in kubectl*) echo "$c";; esac; done; sleep 0.02; done | sort -u"#;
+    let seen = run_ok(Command::new("docker").args(["exec", node, "sh", "-c", watch]));
+    assert!(seen.contains("--kubeconfig="), "netd's kubectl was never seen running: {seen}");
+    assert!(!seen.contains("--token"), "a token on kubectl's command line: {seen}");
+}
+
 fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -186,6 +197,7 @@ fn workers_network_restart_load_dashboard_and_logs() {
         }
     };
     check_network("before restart");
+    netd_keeps_its_token_off_command_lines(&format!("{name}-worker"));
 
     // A restarted node comes back Ready and its pods get the pod network again.
     run_ok(Command::new("docker").args(["restart", w1]));
@@ -208,7 +220,9 @@ fn workers_network_restart_load_dashboard_and_logs() {
     run_ok(berth(&kc).args(["snapshot", "save", &snapshot, "--name", name]));
     // A saved /var and a ready spare copy of it per node.
     let saved = volumes_labelled(&format!("dev.berth.snapshot={snapshot}"));
-    assert_eq!(saved.iter().filter(|v| v.starts_with("berth-snapshot-")).count(), 3, "{saved:?}");
+    let node_copies = saved.iter().filter(|v| v.starts_with("berth-snapshot-") && !v.ends_with("-complete"));
+    assert_eq!(node_copies.count(), 3, "{saved:?}");
+    assert!(saved.contains(&format!("berth-snapshot-{snapshot}-complete")), "the completion marker: {saved:?}");
     let spares = volumes_labelled("dev.berth.spare.ready");
     assert_eq!(spares.iter().filter(|v| v.contains(&snapshot)).count(), 3, "ready spares: {spares:?}");
     run_ok(berth(&kc).args(["delete", "cluster", "--name", name]));

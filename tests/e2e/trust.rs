@@ -162,7 +162,8 @@ fn interrupting_create_at_each_step_leaves_nothing() {
         let (_dir, kc) = temp_kubeconfig();
         std::fs::write(&kc, USERS_KUBECONFIG).unwrap();
         let _guard = ClusterGuard { name: name.clone(), kubeconfig: kc.clone() };
-        let signal = if i % 2 == 0 { "-INT" } else { "-TERM" };
+        // Ctrl-C, a kill, and a closed terminal, in turn.
+        let signal = ["-INT", "-TERM", "-HUP"][i % 3];
         let mut child = berth(&kc)
             .args(["create", "cluster", "--name", &name, "--image", &test_image()])
             .stdout(Stdio::null())
@@ -323,8 +324,9 @@ fn a_stale_kubeconfig_lock_is_named_before_anything_is_created() {
     assert!(!t.kubeconfig.exists(), "the kubeconfig was not written");
 }
 
-/// Creates that find no network race to make it: each asks under berth's lock and looks again
-/// once it holds it, so one network is made and every create gets its subnet. (A network of its
+/// Creates that find no network race to make it: each asks under berth's network lease (a
+/// Docker container every client of the daemon sees) and looks again once it holds it, so one
+/// network is made, every create gets its subnet and no lease is left behind. (A network of its
 /// own name, so the clusters of other tests running now are not disturbed.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
@@ -334,18 +336,21 @@ async fn racing_creates_make_one_network() {
     }
     let name = format!("berth-race-{}", std::process::id());
     let daemon = berth::runtime::Docker::connect().await.unwrap();
-    let racers = (0..4).map(|_| daemon.ensure_network(&name));
+    let image = test_image();
+    let racers = (0..4).map(|_| daemon.ensure_network(&name, &image));
     let subnets = futures_util::future::join_all(racers).await;
     let ids = run_ok(Command::new("docker").args(["network", "ls", "-q", "--filter", &format!("name=^{name}$")]));
     let _ = docker(&["network", "rm", &name]);
     let subnets: Vec<_> = subnets.into_iter().map(|s| s.unwrap().expect("a subnet of berth's")).collect();
     assert!(subnets.iter().all(|s| *s == subnets[0]), "every racer got the same subnet: {subnets:?}");
     assert_eq!(ids.lines().count(), 1, "one network named {name}: {ids}");
+    let leases = run_ok(Command::new("docker").args(["ps", "-aq", "--filter", "name=^berth-lease-network$"]));
+    assert!(leases.trim().is_empty(), "the network lease was released: {leases}");
 }
 
 /// Another Unix user on the same host (one in Docker's group, not root) creates and deletes a
-/// cluster beside everyone else's: berth's shared files (the network lock, made by whoever
-/// came first) serve every user, and that user's kubeconfig is theirs, 0600.
+/// cluster beside everyone else's: berth's shared state (the network and its lease, made by
+/// whoever came first) serves every user, and that user's kubeconfig is theirs, 0600.
 #[test]
 #[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
 fn a_second_unix_user_creates_a_cluster() {

@@ -8,7 +8,7 @@ use super::{Ctx, Initialized, Plan, PlannedNode, Provisioned};
 use crate::config::{PatchJson6902, Role};
 use crate::kubeadm::{self, NodeJoin, Params};
 use crate::kubeconfig;
-use crate::runtime::API_SERVER_PORT;
+use crate::runtime::{Runtime, API_SERVER_PORT};
 
 /// Where the rendered kubeadm config goes in each node (kind's path, for familiarity).
 pub const KUBEADM_CONFIG_PATH: &str = "/kind/kubeadm.conf";
@@ -112,10 +112,15 @@ pub async fn run_kubeadm(ctx: &Ctx<'_>, node: &str, phase: &'static str, args: &
     Ok(out.stdout)
 }
 
-/// kubeadm init prints the join command with the CA's public-key hash; joins pin it.
-pub fn ca_cert_hash_from(output: &str) -> Option<String> {
-    let at = output.find("--discovery-token-ca-cert-hash")?;
-    output[at..].split_whitespace().nth(1).filter(|h| h.starts_with("sha256:")).map(str::to_string)
+/// What `kubeadm join --discovery-token-ca-cert-hash` pins: the key of the CA in `control_plane`'s
+/// `ca.crt`, hashed as kubeadm hashes it. A failure is reported as `phase` of `node`.
+pub async fn ca_cert_hash_of(docker: &dyn Runtime, control_plane: &str, phase: &'static str, node: &str) -> Result<String> {
+    let ca = docker.exec_ok(control_plane, &["cat", "/etc/kubernetes/pki/ca.crt"]).await?;
+    kubeadm::ca_cert_hash(ca.as_bytes()).ok_or_else(|| ClusterError::KubeadmFailed {
+        phase,
+        node: node.to_string(),
+        tail: format!("{control_plane}'s /etc/kubernetes/pki/ca.crt is not a certificate; joining nodes pin its key"),
+    })
 }
 
 pub async fn run(ctx: &Ctx<'_>, nodes: &Provisioned) -> Result<Initialized> {
@@ -132,12 +137,8 @@ pub async fn run(ctx: &Ctx<'_>, nodes: &Provisioned) -> Result<Initialized> {
         // The other control planes fetch the cluster's certificates from the API.
         args.push("--upload-certs");
     }
-    let out = run_kubeadm(ctx, &cp.name, "init", &args).await?;
-    let ca_cert_hash = ca_cert_hash_from(&out);
-    if ca_cert_hash.is_none() && ctx.plan.nodes.len() > 1 {
-        let tail = "(kubeadm init printed no CA certificate hash, which joining nodes need)".to_string();
-        return Err(ClusterError::KubeadmFailed { phase: "init", node: cp.name.clone(), tail });
-    }
+    run_kubeadm(ctx, &cp.name, "init", &args).await?;
+    let ca_cert_hash = if ctx.plan.nodes.len() > 1 { Some(ca_cert_hash_of(ctx.docker, &cp.name, "init", &cp.name).await?) } else { None };
 
     let admin = ctx.docker.exec_ok(&cp.name, &["cat", "/etc/kubernetes/admin.conf"]).await?;
     let port = ctx.docker.published_port(&endpoint_container(ctx.opts, &ctx.plan), &format!("{API_SERVER_PORT}/tcp")).await?;
@@ -158,9 +159,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_ca_hash_and_redacts_tokens() {
+    fn redacts_tokens_and_certificate_keys() {
         let out = "kubeadm join c:6443 --token abcdef.0123456789abcdef \\\n    --discovery-token-ca-cert-hash sha256:0a1b2c \n";
-        assert_eq!(ca_cert_hash_from(out).as_deref(), Some("sha256:0a1b2c"));
         let red = redact(&format!("{out} --certificate-key 00ff"), "abcdef.0123456789abcdef", Some("00ff"));
         assert!(!red.contains("0123456789abcdef") && !red.contains("00ff"), "{red}");
     }

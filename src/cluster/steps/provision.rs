@@ -8,7 +8,7 @@ use futures_util::future::try_join_all;
 use super::super::{ClusterError, Result};
 use super::{Ctx, PlannedNode, Provisioned};
 use crate::config::Role;
-use crate::runtime::{decide_mode, network, node_container_body, NetworkLock, NodeMode, NodeSpec, Runtime, NETWORK_NAME};
+use crate::runtime::{decide_mode, network, node_container_body, Lease, NodeMode, NodeSpec, Runtime, NETWORK_NAME};
 use crate::wait::{self, Check, Ended};
 
 /// systemd in a fresh node reaches `running` in 1–5 s; allow for a loaded machine.
@@ -16,13 +16,14 @@ const SYSTEMD_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<Provisioned> {
     let first_image = ctx.plan.nodes[0].image.clone();
+    let image = first_image.to_string();
     let (mode, subnet) = tokio::try_join!(choose_mode(ctx, &first_image), async {
-        ctx.docker.ensure_network(NETWORK_NAME).await.map_err(ClusterError::from)
+        ctx.docker.ensure_network(NETWORK_NAME, &image).await.map_err(ClusterError::from)
     })?;
     tracing::info!("node mode: {mode}");
 
     // From choosing addresses until the containers holding them run, no other berth may choose.
-    let lock = NetworkLock::acquire().await.map_err(|source| ClusterError::Io { context: "locking berth's network".into(), source })?;
+    let lease = Lease::network(ctx.docker, &image).await?;
     let mut addresses = allocate_addresses(ctx, subnet).await?.into_iter();
     let mut names: Vec<String> = ctx.plan.nodes.iter().map(|n| n.name.clone()).collect();
     if ctx.is_ha() {
@@ -47,7 +48,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Provisioned> {
         Ok::<_, ClusterError>(())
     };
     tokio::try_join!(nodes, balancer)?;
-    drop(lock);
+    lease.release().await?;
     try_join_all(ctx.plan.nodes.iter().map(|n| wait_for_systemd(ctx.docker, &n.name))).await?;
 
     let cp = ctx.control_plane().name.clone();

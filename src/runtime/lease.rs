@@ -1,0 +1,205 @@
+//! Leases: mutual exclusion between berth processes, held as a Docker object — a container
+//! named for what it guards, created (never started) from an image the caller has at hand.
+//! Docker makes a container of a name once, so whoever creates it holds the lease; only those
+//! who may use Docker can hold one (a file in /tmp could be held, or pre-made unusable, by any
+//! user), and any such process on any account sees the same lease. The container says who holds
+//! it (process, host, since when): a holder that is gone (its process no longer runs on this
+//! host, or it has held longer than anyone could) is taken over; one that is not is waited for,
+//! and a wait that runs out names it. A lease dropped without [`Lease::release`] (an error's
+//! early return, an interrupt that dropped the work holding it) is given back by a task on the
+//! runtime; should the process end first, the next taker finds its holder gone.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::models::ContainerCreateBody;
+
+use super::{Runtime, RuntimeError};
+
+type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// On a lease's container: what it guards. Made from a node's image, it inherits that image's
+/// labels (a snapshot image names a cluster): cluster listings pass it over by this one.
+pub const LABEL_LEASE: &str = "dev.berth.lease";
+const LABEL_HOLDER: &str = "dev.berth.lease.holder";
+const LABEL_SINCE: &str = "dev.berth.lease.since";
+
+/// How often a waiting process looks again.
+const RETRY: Duration = Duration::from_millis(100);
+
+/// Past this, a holder is taken to be gone whatever its process: no berth operation holds a
+/// lease this long.
+const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+
+/// How long a berth waits for another to finish choosing addresses on berth's network.
+const NETWORK_WAIT: Duration = Duration::from_secs(300);
+
+/// A held lease; give it back with [`Lease::release`].
+pub struct Lease {
+    container: String,
+    removal: Option<futures_util::future::BoxFuture<'static, Result<()>>>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").field("container", &self.container).finish()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let (Some(removal), Ok(handle)) = (self.removal.take(), tokio::runtime::Handle::try_current()) {
+            handle.spawn(removal);
+        }
+    }
+}
+
+/// Who holds a lease: `pid@host`.
+fn me() -> String {
+    format!("{}@{}", std::process::id(), hostname())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Whether a holder (`pid@host`, holding since `since`) is gone: its process no longer runs on
+/// this host, or it has held the lease for longer than any operation takes.
+fn holder_gone(holder: &str, since: u64, now: u64, alive: impl Fn(u32) -> bool, this_host: &str) -> bool {
+    if now.saturating_sub(since) > STALE_AFTER.as_secs() {
+        return true;
+    }
+    match holder.split_once('@') {
+        Some((pid, host)) if host == this_host => pid.parse::<u32>().map(|pid| !alive(pid)).unwrap_or(true),
+        _ => false,
+    }
+}
+
+impl Lease {
+    /// Takes the lease called `what`, waiting up to `wait` for its holder. `image` is any image
+    /// present locally (the lease's container is never started).
+    pub async fn acquire(runtime: &dyn Runtime, what: &str, image: &str, wait: Duration) -> Result<Lease> {
+        let container = format!("berth-lease-{what}");
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let body = ContainerCreateBody {
+                image: Some(image.to_string()),
+                entrypoint: Some(vec!["true".into()]),
+                labels: Some(
+                    [
+                        (LABEL_LEASE.to_string(), what.to_string()),
+                        (LABEL_HOLDER.to_string(), me()),
+                        (LABEL_SINCE.to_string(), now().to_string()),
+                    ]
+                    .into(),
+                ),
+                network_disabled: Some(true),
+                ..Default::default()
+            };
+            match runtime.create_container(&container, body).await {
+                Ok(_) => return Ok(Lease { removal: Some(runtime.removal(&container)), container }),
+                Err(RuntimeError::NameTaken(_)) => {}
+                Err(e) => return Err(e),
+            }
+            let labels = match runtime.inspect(&container).await {
+                Ok(info) => info.config.and_then(|c| c.labels).unwrap_or_default(),
+                // Released between our create and our look: try again at once.
+                Err(_) => continue,
+            };
+            let holder = labels.get(LABEL_HOLDER).cloned().unwrap_or_default();
+            let since: u64 = labels.get(LABEL_SINCE).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+            if holder_gone(&holder, since, now(), alive, &hostname()) {
+                tracing::info!("lease {what}: its holder {holder} is gone; taking it over");
+                runtime.remove_container(&container).await?;
+                continue;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RuntimeError::LeaseHeld { what: what.to_string(), holder, container, waited: wait });
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    /// Takes berth's network lease: held from choosing free addresses (or a subnet) until the
+    /// containers holding them exist, so no two berths choose the same.
+    pub async fn network(runtime: &dyn Runtime, image: &str) -> Result<Lease> {
+        Self::acquire(runtime, "network", image, NETWORK_WAIT).await
+    }
+
+    /// Gives the lease back.
+    pub async fn release(mut self) -> Result<()> {
+        match self.removal.take() {
+            Some(removal) => removal.await,
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::fake::FakeRuntime;
+
+    #[test]
+    fn a_holder_is_gone_when_its_process_is_or_it_held_too_long() {
+        let alive = |pid: u32| pid == 42;
+        assert!(!holder_gone("42@here", 1000, 1010, alive, "here"), "its process runs");
+        assert!(holder_gone("7@here", 1000, 1010, alive, "here"), "its process is gone");
+        assert!(!holder_gone("7@elsewhere", 1000, 1010, alive, "here"), "another host's: cannot tell, so wait");
+        assert!(holder_gone("42@here", 0, STALE_AFTER.as_secs() + 1, alive, "here"), "held longer than anything takes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_holder_at_a_time_and_a_wait_that_runs_out_names_the_holder() {
+        let fake = FakeRuntime::with_images(&["img"]);
+        let first = Lease::acquire(&fake, "snapshot-warm", "img", Duration::from_secs(1)).await.unwrap();
+        let err = Lease::acquire(&fake, "snapshot-warm", "img", Duration::from_secs(1)).await.unwrap_err();
+        // Its holder (this process) runs: the wait runs out and names it.
+        let me = me();
+        assert!(matches!(&err, RuntimeError::LeaseHeld { what, holder, .. } if what == "snapshot-warm" && *holder == me), "{err}");
+        first.release().await.unwrap();
+        let second = Lease::acquire(&fake, "snapshot-warm", "img", Duration::from_secs(1)).await.unwrap();
+        // Dropped without a release (an early return): given back all the same.
+        drop(second);
+        tokio::task::yield_now().await;
+        Lease::acquire(&fake, "snapshot-warm", "img", Duration::from_secs(1)).await.unwrap();
+    }
+
+    /// The network lease is a Docker object (no file in a shared directory that another user
+    /// could make unusable, or plant a symlink in place of); a lease held by a process berth
+    /// cannot see is waited for no longer than the wait, whose error names the holder.
+    #[tokio::test(start_paused = true)]
+    async fn the_network_lease_touches_no_file_and_a_strangers_hold_runs_out() {
+        let fake = FakeRuntime::with_images(&["img"]);
+        let held = Lease::network(&fake, "img").await.unwrap();
+        assert!(fake.containers().contains_key("berth-lease-network"));
+        held.release().await.unwrap();
+        assert!(!fake.containers().contains_key("berth-lease-network"));
+
+        // Another host's holder: berth cannot see its process, so it waits, then names it.
+        let since = now().to_string();
+        fake.add_container("berth-lease-network", &[(LABEL_LEASE, "network"), (LABEL_HOLDER, "4242@elsewhere"), (LABEL_SINCE, &since)]);
+        let err = Lease::network(&fake, "img").await.unwrap_err();
+        assert!(err.to_string().contains("4242@elsewhere"), "{err}");
+    }
+
+    /// A holder killed outright (SIGKILL) never gave its lease back: on its host its process is
+    /// gone, and the next taker takes it over at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_holders_lease_is_taken_over() {
+        let fake = FakeRuntime::with_images(&["img"]);
+        let dead = format!("{}@{}", u32::MAX, hostname());
+        fake.add_container(
+            "berth-lease-snapshot-ci",
+            &[(LABEL_LEASE, "snapshot-ci"), (LABEL_HOLDER, &dead), (LABEL_SINCE, &now().to_string())],
+        );
+        let taken = Lease::acquire(&fake, "snapshot-ci", "img", Duration::ZERO).await.unwrap();
+        let labels = fake.containers()["berth-lease-snapshot-ci"].labels.clone();
+        assert_eq!(labels.get(LABEL_HOLDER), Some(&me()), "held by this process now");
+        taken.release().await.unwrap();
+    }
+}
