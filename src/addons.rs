@@ -10,7 +10,6 @@ use kube::api::Api;
 use kube::Client;
 
 use crate::kube::KubeError;
-use crate::runtime::{Runtime, RuntimeError};
 
 pub const DASHBOARD: &str = "dashboard";
 pub const DASHBOARD_MANIFEST: &str = include_str!("../configs/addons/dashboard.yaml");
@@ -56,27 +55,17 @@ pub enum AddonError {
     Kube(#[from] KubeError),
     #[error(transparent)]
     Api(#[from] kube::Error),
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
     #[error("no token was issued for {DASHBOARD_NAMESPACE}/{DASHBOARD_ADMIN}; is the dashboard add-on installed (`--addon dashboard`)?")]
     NoToken,
 }
 
-/// Applies an add-on and returns the images it needs that `node` does not hold.
-pub async fn install(client: &Client, docker: &dyn Runtime, node: &str, addon: &Addon) -> Result<Vec<String>, AddonError> {
+/// Applies an add-on's objects. Whether the nodes hold its images is the caller's question
+/// (this module knows the catalogue and the API, not the container runtime).
+pub async fn install(client: &Client, addon: &Addon) -> Result<(), AddonError> {
     crate::kube::apply_manifest(client, addon.manifest).await?;
-    let mut missing = Vec::new();
-    for image in addon.images {
-        if !docker.node_has_image(node, image).await? {
-            missing.push(image.to_string());
-        }
-    }
-    Ok(missing)
+    Ok(())
 }
 
-/// A token for the Dashboard's admin ServiceAccount from the TokenRequest API, valid for
-/// `duration` (at least ten minutes, the API's floor): it expires on its own, and no
-/// long-lived token Secret exists for berth to leak.
 pub async fn dashboard_token(client: &Client, duration: Duration) -> Result<String, AddonError> {
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), DASHBOARD_NAMESPACE);
     let seconds = duration.max(MIN_TOKEN_DURATION).as_secs() as i64;

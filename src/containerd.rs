@@ -41,7 +41,7 @@ pub fn patch(config: &str, merge: &[String], json6902: &[String]) -> Result<Stri
         json_patch::merge(&mut doc, &patch);
     }
     for (index, text) in json6902.iter().enumerate() {
-        let ops = crate::kubeadm::parse_json6902(text).map_err(|message| ContainerdPatchError::Json6902 { index, message })?;
+        let ops = crate::patches::parse_json6902(text).map_err(|message| ContainerdPatchError::Json6902 { index, message })?;
         json_patch::patch(&mut doc, &ops).map_err(|e| ContainerdPatchError::Json6902 { index, message: e.to_string() })?;
     }
     toml::to_string(&doc).map_err(|e| ContainerdPatchError::Encode(e.to_string()))

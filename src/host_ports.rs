@@ -1,9 +1,10 @@
 //! Ports on this host: whether one is free, and, when it is not, who holds it — so an error
 //! can say "port 16443 is held by python3 (pid 4242)" instead of Docker's "address already in use".
 
+use std::collections::HashSet;
 use std::net::{TcpListener, UdpSocket};
 
-use crate::config::Protocol;
+use crate::config::{Cluster, Protocol};
 
 /// Whether `port` on `address` can be bound right now (the binding is released at once).
 pub fn is_free(address: &str, port: u16, protocol: Protocol) -> bool {
@@ -65,9 +66,38 @@ pub fn describe_taken(address: &str, port: u16) -> String {
     }
 }
 
+/// Checks that every fixed host port is free now, by binding it briefly. Not part of
+/// `config::validate` because its answer depends on the machine, not the file.
+pub fn check(c: &Cluster) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut checked = HashSet::new();
+    for (addr, port, proto, field) in crate::config::fixed_host_ports(c) {
+        if !checked.insert((addr.clone(), port, proto)) {
+            continue;
+        }
+        if !is_free(&addr, port, proto) {
+            problems.push(format!("{field}: {}; pick another or free it", describe_taken(&addr, port)));
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_in_use_on_the_host_are_caught() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let text = format!("kind: Cluster\napiVersion: berth.dev/v1alpha1\nnetworking:\n  apiServerPort: {port}\n");
+        let c = crate::config::parse(&text, "t").unwrap();
+        let problems = check(&c);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("is taken by") && problems[0].contains(&format!("pid {}", std::process::id())), "{problems:?}");
+        drop(listener);
+        assert!(check(&c).is_empty());
+    }
 
     #[test]
     fn names_the_process_that_holds_a_port() {

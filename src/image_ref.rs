@@ -114,17 +114,20 @@ mod tests {
     use super::*;
 
     const DIGEST: &str = "sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5";
+    /// The shape of berth's default node image (`cluster::DEFAULT_NODE_IMAGE`, which the
+    /// cluster module's own test parses): a tag and a digest.
+    const PINNED: &str = "kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5";
 
     #[test]
     fn the_pinned_default_is_pulled_by_its_digest() {
-        let r = ImageRef::parse(crate::cluster::DEFAULT_NODE_IMAGE).unwrap();
+        let r = ImageRef::parse(PINNED).unwrap();
         assert_eq!(r.registry(), "docker.io");
         assert_eq!(r.repository(), "kindest/node");
         assert_eq!(r.tag(), Some("v1.37.0"));
         assert_eq!(r.digest(), Some(DIGEST));
         assert_eq!(r.docker_pull_params(), ("docker.io/kindest/node".to_string(), DIGEST.to_string()));
         assert_eq!(r.tag_version(), Some("v1.37.0"));
-        assert_eq!(r.to_string(), crate::cluster::DEFAULT_NODE_IMAGE, "shown as the user wrote it");
+        assert_eq!(r.to_string(), PINNED, "shown as the user wrote it");
     }
 
     #[test]
@@ -179,7 +182,7 @@ mod tests {
 
     #[test]
     fn repo_digests_match_by_repository_and_digest() {
-        let r = ImageRef::parse(crate::cluster::DEFAULT_NODE_IMAGE).unwrap();
+        let r = ImageRef::parse(PINNED).unwrap();
         assert!(repo_digest_matches(&r, &format!("kindest/node@{DIGEST}")));
         assert!(!repo_digest_matches(&r, &format!("other/node@{DIGEST}")));
         let other = DIGEST.replace("a1ed", "0000");

@@ -11,7 +11,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBin
 use futures_util::StreamExt;
 
 use crate::image_ref::ImageRef;
-use crate::runtime::{Docker, Runtime, RuntimeError, NETWORK_NAME};
+use crate::runtime::{Runtime, RuntimeError, NETWORK_NAME};
 use crate::ui::Status;
 
 pub const REGISTRY_CONTAINER: &str = "berth-registry";
@@ -206,7 +206,7 @@ pub async fn ensure_local_registry(docker: &dyn Runtime, port: u16, image: &str)
 
 /// Removes berth's registry container and its data volume; a foreign container of that name
 /// (and its volume) is left alone.
-pub async fn delete_local_registry(docker: &Docker) -> Result<bool, RegistryError> {
+pub async fn delete_local_registry(docker: &dyn Runtime) -> Result<bool, RegistryError> {
     let info = docker.inspect(REGISTRY_CONTAINER).await.ok();
     if let Some(info) = &info {
         describe_existing(info)?;

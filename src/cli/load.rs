@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use super::NameArg;
 use crate::cluster::{load, ClusterError};
-use crate::runtime::Docker;
+use crate::runtime::{Docker, Runtime};
 use crate::ui;
 
 #[derive(Debug, Subcommand)]
@@ -47,7 +47,7 @@ pub async fn run(what: LoadWhat, status: &ui::Status) -> anyhow::Result<()> {
 
 const INTERRUPTED: &str = "the temporary archive was removed; run the load again to finish it";
 
-async fn load(what: LoadWhat, docker: &Docker, status: &ui::Status) -> anyhow::Result<()> {
+async fn load(what: LoadWhat, docker: &dyn Runtime, status: &ui::Status) -> anyhow::Result<()> {
     match what {
         LoadWhat::DockerImage { images, name, nodes } => {
             for (node, loaded) in load::load_docker_images(docker, &name.name, &images, &nodes, status).await? {

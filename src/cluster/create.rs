@@ -31,7 +31,7 @@ async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) 
     if opts.config.control_planes().count() > 1 && !docker.image_exists(&opts.lb_image).await? {
         return Err(ClusterError::LoadBalancerImageMissing(opts.lb_image.clone()));
     }
-    let problems = config::check_host_ports(&opts.config);
+    let problems = crate::host_ports::check(&opts.config);
     if !problems.is_empty() {
         return Err(ClusterError::InvalidInput { field: "extraPortMappings".into(), problem: problems.join("; ") });
     }

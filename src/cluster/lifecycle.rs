@@ -8,7 +8,7 @@ use futures_util::future::try_join_all;
 
 use super::{kubeconfig_for, nodes, ClusterError, NodeInfo, Result};
 use crate::config::Protocol;
-use crate::runtime::{Docker, LOAD_BALANCER_ROLE, SERVICE_LB_ROLE};
+use crate::runtime::{Runtime, LOAD_BALANCER_ROLE, SERVICE_LB_ROLE};
 use crate::ui::Status;
 use crate::wait;
 
@@ -39,7 +39,7 @@ pub(super) fn taken_host_ports(node: &str, bindings: &bollard::models::PortMap) 
 /// The fixed host ports the stopped containers publish must be free before they start: a port
 /// something else took while the cluster was stopped is named with what holds it, instead of
 /// Docker's "address already in use" halfway through the start.
-async fn check_published_ports(docker: &Docker, stopped: impl Iterator<Item = &NodeInfo>) -> Result<()> {
+async fn check_published_ports(docker: &dyn Runtime, stopped: impl Iterator<Item = &NodeInfo>) -> Result<()> {
     let mut taken = Vec::new();
     for node in stopped {
         let info = docker.inspect(&node.name).await?;
@@ -55,7 +55,7 @@ async fn check_published_ports(docker: &Docker, stopped: impl Iterator<Item = &N
 
 /// Stops the Services' load balancers, workers, then control planes, then the API server's load
 /// balancer: nothing loses its API server while it still runs.
-pub async fn stop(docker: &Docker, cluster: &str, status: &Status) -> Result<()> {
+pub async fn stop(docker: &dyn Runtime, cluster: &str, status: &Status) -> Result<()> {
     let all = nodes(docker, cluster).await?;
     for role in [SERVICE_LB_ROLE, "worker", "control-plane", LOAD_BALANCER_ROLE] {
         let group = by_role(&all, role);
@@ -76,7 +76,7 @@ pub async fn stop(docker: &Docker, cluster: &str, status: &Status) -> Result<()>
 /// the leader leases the stopped scheduler and controller-manager left are released; once the
 /// nodes are Ready, it waits for the restarted controller-manager's controllers, so what is
 /// applied next runs at once.
-pub async fn start(docker: &Docker, cluster: &str, wait: Duration, status: &Status) -> Result<()> {
+pub async fn start(docker: &dyn Runtime, cluster: &str, wait: Duration, status: &Status) -> Result<()> {
     let all = nodes(docker, cluster).await?;
     check_published_ports(docker, all.iter().filter(|n| n.state != "running")).await?;
     let began = tokio::time::Instant::now();

@@ -7,7 +7,7 @@ use std::path::Path;
 use futures_util::future::try_join_all;
 
 use super::{nodes, ClusterError, Result};
-use crate::runtime::{Docker, RuntimeError};
+use crate::runtime::{Runtime, RuntimeError};
 use crate::ui::Status;
 
 /// An image in the host's Docker: its name and ID (the sha256 of its config, which is also
@@ -19,7 +19,7 @@ pub struct HostImage {
 }
 
 /// Which of the cluster's running nodes to load into: all, or the named ones.
-async fn target_nodes(docker: &Docker, cluster: &str, only: &[String]) -> Result<Vec<String>> {
+async fn target_nodes(docker: &dyn Runtime, cluster: &str, only: &[String]) -> Result<Vec<String>> {
     // Nodes only: the load balancer of a multi-control-plane cluster runs no containerd.
     let all: Vec<String> =
         nodes(docker, cluster).await?.into_iter().filter(|n| n.state == "running" && n.is_kubernetes_node()).map(|n| n.name).collect();
@@ -37,14 +37,14 @@ async fn target_nodes(docker: &Docker, cluster: &str, only: &[String]) -> Result
     Ok(only.to_vec())
 }
 
-async fn has_image(docker: &Docker, node: &str, image: &HostImage) -> Result<bool> {
+async fn has_image(docker: &dyn Runtime, node: &str, image: &HostImage) -> Result<bool> {
     let blob = docker.exec(node, &["ctr", "-n", "k8s.io", "content", "get", &image.id]).await?;
     Ok(blob.code == 0 && docker.node_has_image(node, &image.name).await?)
 }
 
 /// Loads images from the host's Docker into the cluster's nodes. Returns (node, loaded?) pairs.
 pub async fn load_docker_images(
-    docker: &Docker,
+    docker: &dyn Runtime,
     cluster: &str,
     images: &[String],
     only: &[String],
@@ -89,7 +89,7 @@ pub async fn load_docker_images(
 }
 
 /// Loads an image archive file into every (or the named) node.
-pub async fn load_archive(docker: &Docker, cluster: &str, archive: &Path, only: &[String], status: &Status) -> Result<Vec<String>> {
+pub async fn load_archive(docker: &dyn Runtime, cluster: &str, archive: &Path, only: &[String], status: &Status) -> Result<Vec<String>> {
     crate::node_image::check_image_archive(archive)
         .map_err(|e| ClusterError::InvalidInput { field: archive.display().to_string(), problem: e.to_string() })?;
     let targets = target_nodes(docker, cluster, only).await?;
@@ -103,16 +103,75 @@ pub async fn load_archive(docker: &Docker, cluster: &str, archive: &Path, only: 
 /// Streams the archive into containerd in `node`, nothing staged on the way. `--no-unpack`: the
 /// layers are unpacked when a container first uses the image (as for the images a node image
 /// preloads), so a load writes each layer once per node instead of twice.
-async fn import_archive(docker: &Docker, node: &str, archive: &Path) -> Result<()> {
+async fn import_archive(docker: &dyn Runtime, node: &str, archive: &Path) -> Result<()> {
     let file = tokio::fs::File::open(archive)
         .await
         .map_err(|source| ClusterError::Io { context: format!("reading {}", archive.display()), source })?;
     let cmd = ["ctr", "-n", "k8s.io", "images", "import", "--digests", "--no-unpack", "-"];
-    let out = docker.exec_with_input(node, &cmd, Some(tokio::io::BufReader::with_capacity(1 << 20, file))).await?;
+    let out = docker.exec_with_input(node, &cmd, Some(Box::new(tokio::io::BufReader::with_capacity(1 << 20, file)))).await?;
     if out.code != 0 {
         return Err(
             RuntimeError::ExecFailed { container: node.to_string(), command: cmd.join(" "), code: out.code, tail: out.tail(20) }.into()
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::fake::FakeRuntime;
+    use crate::runtime::{LABEL_CLUSTER, LABEL_ROLE, LOAD_BALANCER_ROLE};
+
+    /// Cluster "dev": two nodes behind a load balancer (which runs no containerd); the host
+    /// holds image web:1.
+    fn cluster() -> FakeRuntime {
+        let fake = FakeRuntime::healthy(&["web:1"]);
+        fake.add_container("dev-control-plane", &[(LABEL_CLUSTER, "dev"), (LABEL_ROLE, "control-plane")]);
+        fake.add_container("dev-worker", &[(LABEL_CLUSTER, "dev"), (LABEL_ROLE, "worker")]);
+        fake.add_container("dev-external-load-balancer", &[(LABEL_CLUSTER, "dev"), (LABEL_ROLE, LOAD_BALANCER_ROLE)]);
+        fake
+    }
+
+    fn imports(fake: &FakeRuntime) -> Vec<String> {
+        fake.calls().into_iter().filter(|c| c.contains("ctr -n k8s.io images import")).collect()
+    }
+
+    #[tokio::test]
+    async fn one_save_is_streamed_into_every_node_and_not_the_balancer() {
+        let fake = cluster();
+        let loaded = load_docker_images(&fake, "dev", &["web:1".into()], &[], &Status::quiet()).await.unwrap();
+        assert_eq!(loaded, [("dev-control-plane".to_string(), true), ("dev-worker".to_string(), true)]);
+        assert_eq!(imports(&fake).len(), 2, "{:?}", fake.calls());
+        let fed: Vec<String> = fake.calls().into_iter().filter(|c| c.starts_with("stdin ")).collect();
+        assert_eq!(fed, ["stdin dev-control-plane: 5 bytes", "stdin dev-worker: 5 bytes"].map(String::from), "the archive, whole");
+        assert!(!fake.calls().iter().any(|c| c.contains("load-balancer")), "{:?}", fake.calls());
+    }
+
+    #[tokio::test]
+    async fn only_the_named_nodes_and_only_real_ones() {
+        let fake = cluster();
+        let loaded = load_docker_images(&fake, "dev", &["web:1".into()], &["dev-worker".into()], &Status::quiet()).await.unwrap();
+        assert_eq!(loaded, [("dev-worker".to_string(), true)]);
+        let err = load_docker_images(&fake, "dev", &["web:1".into()], &["dev-external-load-balancer".into()], &Status::quiet())
+            .await
+            .unwrap_err();
+        assert!(matches!(&err, ClusterError::InvalidInput { field, .. } if field == "--nodes"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_image_the_host_lacks_is_named_before_any_node_is_touched() {
+        let fake = cluster();
+        let err = load_docker_images(&fake, "dev", &["web:1".into(), "api:2".into()], &[], &Status::quiet()).await.unwrap_err();
+        assert!(matches!(&err, ClusterError::ImageNotOnHost(name) if name == "api:2"), "{err}");
+        assert!(fake.calls().iter().all(|c| !c.starts_with("exec")), "{:?}", fake.calls());
+    }
+
+    #[tokio::test]
+    async fn a_node_whose_containerd_refuses_the_archive_fails_the_load_by_name() {
+        let fake = cluster();
+        fake.fail_exec("dev-worker", "ctr -n k8s.io images import", 1, "ctr: content digest mismatch");
+        let err = load_docker_images(&fake, "dev", &["web:1".into()], &[], &Status::quiet()).await.unwrap_err().to_string();
+        assert!(err.contains("dev-worker") && err.contains("digest mismatch"), "{err}");
+    }
 }

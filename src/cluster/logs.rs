@@ -8,17 +8,17 @@ use std::path::{Path, PathBuf};
 use futures_util::StreamExt;
 
 use super::{nodes, ClusterError, Result};
-use crate::runtime::Docker;
+use crate::runtime::Runtime;
 
 /// Writes the logs of every node of `cluster` under `dir/<node>/`; returns the files written.
-/// SIGINT, SIGTERM or SIGHUP stops it and removes what it had written (files, and directories
-/// it made), leaving `dir` as it found it.
-pub async fn export(docker: &Docker, cluster: &str, dir: &Path) -> Result<Vec<PathBuf>> {
+/// A failure, or SIGINT, SIGTERM or SIGHUP, stops it and removes what it had written (files,
+/// and directories it made), leaving `dir` as it found it.
+pub async fn export(docker: &dyn Runtime, cluster: &str, dir: &Path) -> Result<Vec<PathBuf>> {
     export_until(docker, cluster, dir, crate::interrupt::interrupted()).await
 }
 
 async fn export_until(
-    docker: &Docker,
+    docker: &dyn Runtime,
     cluster: &str,
     dir: &Path,
     interrupt: impl std::future::Future<Output = &'static str>,
@@ -30,7 +30,11 @@ async fn export_until(
         done = write_all(docker, cluster, dir, &mut made) => Ok(done),
     };
     match outcome {
-        Ok(done) => done.map(|()| made.files),
+        Ok(Ok(())) => Ok(made.files),
+        Ok(Err(e)) => {
+            made.remove();
+            Err(e)
+        }
         Err(which) => {
             let _shield = crate::interrupt::Shielded::new();
             made.remove();
@@ -66,7 +70,7 @@ impl Made {
     }
 }
 
-async fn write_all(docker: &Docker, cluster: &str, dir: &Path, made: &mut Made) -> Result<()> {
+async fn write_all(docker: &dyn Runtime, cluster: &str, dir: &Path, made: &mut Made) -> Result<()> {
     let nodes = nodes(docker, cluster).await?;
     for node in nodes {
         let node_dir = dir.join(&node.name);
@@ -100,7 +104,7 @@ const STAGING: &str = "/var/lib/berth/pod-logs";
 
 /// /var/log/pods holds symlinks to the containers' log files; the node copies them with the
 /// links followed, and that copy is fetched as a tar stream.
-async fn copy_pod_logs(docker: &Docker, node: &str, node_dir: &Path, made: &mut Made) -> Result<()> {
+async fn copy_pod_logs(docker: &dyn Runtime, node: &str, node_dir: &Path, made: &mut Made) -> Result<()> {
     let gather = format!("rm -rf {STAGING} && mkdir -p {STAGING}/pods && cp -rL /var/log/pods/. {STAGING}/pods/ 2>/dev/null || true");
     docker.exec_ok(node, &["sh", "-c", &gather]).await?;
     let mut tar_bytes = Vec::new();
@@ -186,6 +190,76 @@ fn io_err(path: &Path, e: std::io::Error) -> ClusterError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::fake::FakeRuntime;
+    use crate::runtime::{LABEL_CLUSTER, LABEL_ROLE};
+
+    /// A running two-node cluster "dev" whose control plane has one pod log to gather.
+    fn cluster() -> FakeRuntime {
+        let fake = FakeRuntime::healthy(&[]);
+        fake.add_container("dev-control-plane", &[(LABEL_CLUSTER, "dev"), (LABEL_ROLE, "control-plane")]);
+        fake.add_container("dev-worker", &[(LABEL_CLUSTER, "dev"), (LABEL_ROLE, "worker")]);
+        fake.add_file("dev-control-plane", &format!("{STAGING}/pods/kube-system_etcd_1/etcd/0.log"), b"etcd says hi");
+        fake.add_file("dev-worker", &format!("{STAGING}/pods/default_web_2/web/0.log"), b"web says hi");
+        fake
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    fn never() -> impl std::future::Future<Output = &'static str> {
+        std::future::pending()
+    }
+
+    #[tokio::test]
+    async fn every_node_gets_its_journals_pod_logs_and_inspect_private_to_the_user() {
+        let fake = cluster();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("logs");
+        let files = export_until(&fake, "dev", &out, never()).await.unwrap();
+        for node in ["dev-control-plane", "dev-worker"] {
+            for f in ["inspect.json", "serial.log", "kubelet.log", "containerd.log", "journal.log", "kubernetes-version.txt"] {
+                let path = out.join(node).join(f);
+                assert!(files.contains(&path), "{path:?} not in {files:?}");
+                assert_eq!(mode(&path), 0o600, "{path:?}");
+            }
+            assert_eq!(mode(&out.join(node)), 0o700);
+        }
+        let etcd = out.join("dev-control-plane/pods/kube-system_etcd_1/etcd/0.log");
+        assert_eq!(std::fs::read_to_string(&etcd).unwrap(), "etcd says hi");
+        assert_eq!(mode(&etcd), 0o600);
+        assert_eq!(std::fs::read_to_string(out.join("dev-worker/kubernetes-version.txt")).unwrap(), "v1.20.2\n");
+        let calls = fake.calls();
+        assert!(calls.iter().any(|c| c == "exec dev-worker: journalctl --no-pager -u kubelet"), "{calls:?}");
+    }
+
+    /// A node that fails half-way (its pod logs cannot be fetched) fails the export, and what
+    /// was written for the nodes before it goes with it.
+    #[tokio::test]
+    async fn a_failure_mid_way_leaves_nothing() {
+        let fake = cluster();
+        fake.remove_files("dev-worker");
+        let dir = tempfile::tempdir().unwrap();
+        let err = export_until(&fake, "dev", &dir.path().join("logs"), never()).await.unwrap_err();
+        assert!(err.to_string().contains("dev-worker"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_interrupt_leaves_nothing_and_says_so() {
+        let fake = cluster();
+        let dir = tempfile::tempdir().unwrap();
+        let err = export_until(&fake, "dev", &dir.path().join("logs"), async { "SIGINT" }).await.unwrap_err();
+        assert!(matches!(err, ClusterError::Interrupted("SIGINT", _)), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_cluster_is_named() {
+        let err = export_until(&cluster(), "prod", tempfile::tempdir().unwrap().path(), never()).await.unwrap_err();
+        assert!(matches!(&err, ClusterError::NotFound(name) if name == "prod"), "{err}");
+    }
 
     /// A link planted where a log goes (in a shared directory, by another user) is refused by
     /// name; its target is neither written nor chmodded.

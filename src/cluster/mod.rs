@@ -18,6 +18,7 @@ pub mod snapshot;
 mod spare;
 pub(crate) mod steps;
 pub mod timeline;
+mod volume_copy;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -47,6 +48,12 @@ pub enum ClusterError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Kubeadm(#[from] KubeadmError),
+    /// A copy of node volumes (a snapshot's save or restore) failed.
+    #[error("copying volume {what} failed: {detail}")]
+    VolumeCopy { what: String, detail: String },
+    /// The node image's /kind/version is not a version.
+    #[error("the node image's {0}")]
+    ImageVersion(#[from] crate::version::BadVersion),
     #[error(transparent)]
     Kubeconfig(#[from] KubeconfigError),
     #[error(transparent)]
@@ -290,6 +297,13 @@ pub async fn kubeconfig_for(docker: &dyn Runtime, cluster: &str, internal: bool)
 mod tests {
     use super::*;
     use crate::config::Role;
+
+    #[test]
+    fn the_default_node_image_is_pinned_by_tag_and_digest() {
+        let r = crate::image_ref::ImageRef::parse(DEFAULT_NODE_IMAGE).unwrap();
+        assert_eq!((r.repository(), r.tag_version()), ("kindest/node", Some("v1.37.0")));
+        assert!(r.digest().is_some_and(|d| d.starts_with("sha256:")), "{r}");
+    }
 
     #[tokio::test]
     async fn a_node_removed_by_hand_makes_the_cluster_broken_and_delete_removes_the_rest() {

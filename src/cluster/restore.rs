@@ -29,9 +29,10 @@ use super::create::{after_undo, undo, unless_interrupted, CreateReport, NOTHING_
 use super::snapshot::{SavedNode, Snapshot, LABEL_RESTORED_FROM};
 use super::spare;
 use super::steps::LABEL_CREATE_ID;
+use super::volume_copy::VolumeCopy;
 use super::{ClusterError, Result};
 use crate::kubeconfig;
-use crate::runtime::{network_endpoint, Docker, Lease, NodeMode, VolumeCopy, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE, NETWORK_NAME};
+use crate::runtime::{network_endpoint, Lease, NodeMode, Runtime, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE, NETWORK_NAME};
 use crate::ui::Status;
 
 #[derive(Debug, Clone)]
@@ -44,7 +45,7 @@ pub struct RestoreOptions {
 }
 
 /// Restores `opts.snapshot`; SIGINT or SIGTERM stops it and removes what it made.
-pub async fn restore(docker: &Docker, opts: &RestoreOptions, status: &Status) -> Result<CreateReport> {
+pub async fn restore(docker: &dyn Runtime, opts: &RestoreOptions, status: &Status) -> Result<CreateReport> {
     restore_until(docker, opts, status, super::create::interrupted()).await
 }
 
@@ -58,7 +59,7 @@ struct Made {
 }
 
 async fn restore_until(
-    docker: &Docker,
+    docker: &dyn Runtime,
     opts: &RestoreOptions,
     status: &Status,
     interrupt: impl std::future::Future<Output = &'static str>,
@@ -93,7 +94,7 @@ async fn restore_until(
     }
 }
 
-async fn run_steps(docker: &Docker, opts: &RestoreOptions, snapshot: &Snapshot, made: &mut Made, status: &Status) -> Result<()> {
+async fn run_steps(docker: &dyn Runtime, opts: &RestoreOptions, snapshot: &Snapshot, made: &mut Made, status: &Status) -> Result<()> {
     let began = SystemTime::now();
     let clock = tokio::time::Instant::now();
     let vars = node_volumes(docker, snapshot, made).await?;
@@ -145,7 +146,7 @@ async fn run_steps(docker: &Docker, opts: &RestoreOptions, snapshot: &Snapshot, 
 
 /// Merges the cluster's context into the user's kubeconfig once the control plane's admin.conf
 /// can be read; `made` records the context that was current, for the undo. Returns the entries.
-async fn merge_kubeconfig(docker: &Docker, opts: &RestoreOptions, snapshot: &Snapshot, made: &mut Made) -> Result<serde_yaml::Value> {
+async fn merge_kubeconfig(docker: &dyn Runtime, opts: &RestoreOptions, snapshot: &Snapshot, made: &mut Made) -> Result<serde_yaml::Value> {
     let deadline = tokio::time::Instant::now() + opts.wait.max(Duration::from_secs(60));
     let entries = admin_kubeconfig(docker, &snapshot.cluster, deadline).await?;
     // Marked before writing: if the write is interrupted halfway, the undo still removes it.
@@ -185,7 +186,7 @@ fn is_kubernetes_node(node: &SavedNode) -> bool {
 
 /// Everything that would stand in a restore's way, found before anything is made: the name,
 /// the cluster, the node containers' names, their addresses, their published host ports.
-async fn check(docker: &Docker, opts: &RestoreOptions) -> Result<Snapshot> {
+async fn check(docker: &dyn Runtime, opts: &RestoreOptions) -> Result<Snapshot> {
     let snapshot = super::snapshot::find(docker, &opts.snapshot).await?;
     if !snapshot.complete {
         return Err(ClusterError::SnapshotIncomplete { name: snapshot.name.clone(), missing: snapshot.missing.clone() });
@@ -319,7 +320,7 @@ struct NodeVolumes {
 
 /// A volume per saved /var: a ready spare claimed (recorded in `made`), or else an empty one
 /// labelled as the restore's, to copy into.
-async fn node_volumes(docker: &Docker, snapshot: &Snapshot, made: &mut Made) -> Result<NodeVolumes> {
+async fn node_volumes(docker: &dyn Runtime, snapshot: &Snapshot, made: &mut Made) -> Result<NodeVolumes> {
     let spares = spare::ready(docker, snapshot).await?;
     let mut vars = NodeVolumes { by_node: HashMap::new(), to_copy: Vec::new() };
     for node in snapshot.nodes.iter().filter(|node| node.volume.is_some()) {
@@ -351,7 +352,7 @@ async fn node_volumes(docker: &Docker, snapshot: &Snapshot, made: &mut Made) -> 
 
 /// Copies `nodes`' saved /var into their volumes (but where a spare was claimed), then creates
 /// and starts their containers.
-async fn start_nodes(docker: &Docker, snapshot: &Snapshot, nodes: &[&SavedNode], vars: &NodeVolumes, create_id: &str) -> Result<()> {
+async fn start_nodes(docker: &dyn Runtime, snapshot: &Snapshot, nodes: &[&SavedNode], vars: &NodeVolumes, create_id: &str) -> Result<()> {
     let to_copy: Vec<&SavedNode> = nodes.iter().copied().filter(|n| vars.to_copy.contains(&n.name)).collect();
     copy_volumes(docker, &to_copy, &vars.by_node, create_id).await?;
     // Under berth's network lease from the containers' creation to their start: the addresses
@@ -371,12 +372,12 @@ async fn start_nodes(docker: &Docker, snapshot: &Snapshot, nodes: &[&SavedNode],
 
 /// Copies `nodes`' saved /var into their volumes, all at once in one helper: full copies, so a
 /// restored node shares no file with the snapshot (see `Docker::copy_volumes`).
-async fn copy_volumes(docker: &Docker, nodes: &[&SavedNode], volumes: &HashMap<String, String>, create_id: &str) -> Result<()> {
+async fn copy_volumes(docker: &dyn Runtime, nodes: &[&SavedNode], volumes: &HashMap<String, String>, create_id: &str) -> Result<()> {
     let copies: Vec<VolumeCopy> =
         nodes.iter().filter_map(|node| Some(VolumeCopy { from: node.volume.as_deref()?, to: volumes.get(&node.name)? })).collect();
     // Any saved node's image has the shell and cp the copy needs.
     let Some(image) = nodes.iter().find(|n| n.volume.is_some()).map(|n| n.image.as_str()) else { return Ok(()) };
-    docker.copy_volumes(image, &copies, &[(LABEL_CREATE_ID.to_string(), create_id.to_string())]).await?;
+    super::volume_copy::copy_volumes(docker, image, &copies, &[(LABEL_CREATE_ID.to_string(), create_id.to_string())]).await?;
     Ok(())
 }
 
@@ -420,7 +421,7 @@ fn node_body(snapshot: &Snapshot, node: &SavedNode, volume: Option<&str>, create
 
 /// The cluster's kubeconfig entries, once the control plane's admin.conf can be read (systemd
 /// must have mounted the node's filesystems first).
-async fn admin_kubeconfig(docker: &Docker, cluster: &str, deadline: tokio::time::Instant) -> Result<serde_yaml::Value> {
+async fn admin_kubeconfig(docker: &dyn Runtime, cluster: &str, deadline: tokio::time::Instant) -> Result<serde_yaml::Value> {
     let what = "the control plane's admin.conf could be read";
     crate::wait::until_some(what, deadline, Duration::from_millis(200), crate::wait::poll_only(), || async {
         super::kubeconfig_for(docker, cluster, false).await.map(Some).map_err(|e| e.to_string())

@@ -27,7 +27,7 @@ use futures_util::future::try_join_all;
 use serde::Serialize;
 
 use super::{nodes, ClusterError, NodeInfo, Result};
-use crate::runtime::{Docker, SERVICE_LB_ROLE};
+use crate::runtime::{Runtime, SERVICE_LB_ROLE};
 use crate::ui::Status;
 
 pub const LABEL_SNAPSHOT: &str = "dev.berth.snapshot";
@@ -142,7 +142,7 @@ fn invalid_name(name: &str) -> Option<ClusterError> {
 }
 
 /// Every snapshot, complete or not: from the images saves tagged and their completion markers.
-pub async fn list(docker: &Docker) -> Result<Vec<Snapshot>> {
+pub async fn list(docker: &dyn Runtime) -> Result<Vec<Snapshot>> {
     let mut markers: HashMap<String, (String, Vec<String>)> = HashMap::new();
     for (_, labels) in docker.list_volumes(LABEL_COMPLETE).await? {
         if let (Some(name), Some(save_id), Some(nodes)) =
@@ -243,7 +243,7 @@ pub async fn list(docker: &Docker) -> Result<Vec<Snapshot>> {
 
 /// The size of the image a node was made from (0 if it is gone), to tell a snapshot's own
 /// layer from what it shares with the node image.
-async fn parent_size(docker: &Docker, image: &str) -> i64 {
+async fn parent_size(docker: &dyn Runtime, image: &str) -> i64 {
     if image.is_empty() {
         return 0;
     }
@@ -251,7 +251,7 @@ async fn parent_size(docker: &Docker, image: &str) -> i64 {
 }
 
 /// The snapshot named `name`, or an error listing those there are.
-pub async fn find(docker: &Docker, name: &str) -> Result<Snapshot> {
+pub async fn find(docker: &dyn Runtime, name: &str) -> Result<Snapshot> {
     let all = list(docker).await?;
     let names: Vec<String> = all.iter().map(|s| s.name.clone()).collect();
     all.into_iter().find(|s| s.name == name).ok_or_else(|| ClusterError::SnapshotNotFound { name: name.to_string(), have: names })
@@ -259,7 +259,7 @@ pub async fn find(docker: &Docker, name: &str) -> Result<Snapshot> {
 
 /// Removes a snapshot's images and volumes; an absent one is not an error. Returns how many
 /// objects went.
-pub async fn delete(docker: &Docker, name: &str) -> Result<usize> {
+pub async fn delete(docker: &dyn Runtime, name: &str) -> Result<usize> {
     if let Some(e) = invalid_name(name) {
         return Err(e);
     }
@@ -283,7 +283,7 @@ pub async fn delete(docker: &Docker, name: &str) -> Result<usize> {
 
 /// Removes every object of snapshot `name`: its copy helpers, the images saves of it tagged
 /// and its volumes (saved /vars, spares and their markers).
-async fn remove_snapshot_objects(docker: &Docker, name: &str) -> Result<usize> {
+async fn remove_snapshot_objects(docker: &dyn Runtime, name: &str) -> Result<usize> {
     remove_saved(docker, &format!("{LABEL_SNAPSHOT}={name}"), name).await
 }
 
@@ -291,7 +291,7 @@ async fn remove_snapshot_objects(docker: &Docker, name: &str) -> Result<usize> {
 /// the volumes), then images — only the tags a save gave them in the snapshot's repository, as
 /// an image built FROM a snapshot image inherits its labels — then volumes. Restored nodes carry
 /// the labels too and are left: only helpers are removed. Returns how many objects went.
-async fn remove_saved(docker: &Docker, label: &str, name: &str) -> Result<usize> {
+async fn remove_saved(docker: &dyn Runtime, label: &str, name: &str) -> Result<usize> {
     let repo = format!("{}:", image_repo(name));
     let mut removed = 0;
     for c in docker.list_containers(label).await? {
@@ -317,12 +317,12 @@ async fn remove_saved(docker: &Docker, label: &str, name: &str) -> Result<usize>
 
 /// Stops `cluster` cleanly and saves every node as snapshot `name`. SIGINT/SIGTERM or a failure
 /// removes what this save made (the cluster stays, stopped).
-pub async fn save(docker: &Docker, name: &str, cluster: &str, status: &Status) -> Result<Snapshot> {
+pub async fn save(docker: &dyn Runtime, name: &str, cluster: &str, status: &Status) -> Result<Snapshot> {
     save_until(docker, name, cluster, status, super::create::interrupted()).await
 }
 
 async fn save_until(
-    docker: &Docker,
+    docker: &dyn Runtime,
     name: &str,
     cluster: &str,
     status: &Status,
@@ -390,7 +390,7 @@ async fn save_until(
 
 /// Removes what save `save_id` of `name` made; then once more after a pause, for a commit or
 /// copy that was still in flight inside dockerd when the save stopped waiting for it.
-async fn sweep_save(docker: &Docker, name: &str, save_id: &str) -> Result<()> {
+async fn sweep_save(docker: &dyn Runtime, name: &str, save_id: &str) -> Result<()> {
     let label = format!("{LABEL_SAVE_ID}={save_id}");
     remove_saved(docker, &label, name).await?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -401,7 +401,7 @@ async fn sweep_save(docker: &Docker, name: &str, save_id: &str) -> Result<()> {
 /// How long a save waits for another save of the same name to finish.
 const LEASE_WAIT: Duration = Duration::from_secs(600);
 
-async fn save_nodes(docker: &Docker, name: &str, cluster: &str, save_id: &str, status: &Status) -> Result<()> {
+async fn save_nodes(docker: &dyn Runtime, name: &str, cluster: &str, save_id: &str, status: &Status) -> Result<()> {
     // Service forwarders are remade by `berth load-balancer`; they hold nothing of the cluster.
     let all: Vec<NodeInfo> = nodes(docker, cluster).await?.into_iter().filter(|n| n.role != SERVICE_LB_ROLE).collect();
     super::lifecycle::stop(docker, cluster, status).await?;
@@ -434,7 +434,7 @@ async fn save_nodes(docker: &Docker, name: &str, cluster: &str, save_id: &str, s
 /// An image to make helper containers (copies, leases) from: the node image that `running` (a
 /// node's image) was saved from when it is a snapshot image and that image is still here, whose
 /// labels name no cluster or snapshot; else `running` itself.
-async fn unlabelled_image(docker: &Docker, running: &str) -> Result<String> {
+async fn unlabelled_image(docker: &dyn Runtime, running: &str) -> Result<String> {
     let labels = docker.image_labels(running).await.unwrap_or_default();
     match saved_from(&labels) {
         Some(node_image) if docker.image_exists(node_image).await? => Ok(node_image.to_string()),
@@ -442,12 +442,12 @@ async fn unlabelled_image(docker: &Docker, running: &str) -> Result<String> {
     }
 }
 
-async fn kubernetes_version(docker: &Docker, all: &[NodeInfo]) -> String {
+async fn kubernetes_version(docker: &dyn Runtime, all: &[NodeInfo]) -> String {
     let Some(cp) = all.iter().find(|n| n.role == "control-plane") else { return String::new() };
     docker.read_file(&cp.name, "/kind/version").await.map(|v| String::from_utf8_lossy(&v).trim().to_string()).unwrap_or_default()
 }
 
-async fn save_node(docker: &Docker, name: &str, cluster: &str, save_id: &str, node: &NodeInfo, version: &str) -> Result<()> {
+async fn save_node(docker: &dyn Runtime, name: &str, cluster: &str, save_id: &str, node: &NodeInfo, version: &str) -> Result<()> {
     let info = docker.inspect(&node.name).await?;
     let mut config = info.config.clone().unwrap_or_default();
     let host_config = info.host_config.clone().unwrap_or_default();
@@ -487,9 +487,9 @@ async fn save_node(docker: &Docker, name: &str, cluster: &str, save_id: &str, no
         ];
         docker.create_volume(&volume, &volume_labels).await?;
         // A full copy: the snapshot must not share a file with the cluster it was saved from.
-        let copy = crate::runtime::VolumeCopy { from: &from, to: &volume };
+        let copy = super::volume_copy::VolumeCopy { from: &from, to: &volume };
         let helper_labels = [(LABEL_SAVE_ID.to_string(), save_id.to_string()), (LABEL_SNAPSHOT.to_string(), name.to_string())];
-        let bytes = docker.copy_volumes(&copy_image, &[copy], &helper_labels).await?[0];
+        let bytes = super::volume_copy::copy_volumes(docker, &copy_image, &[copy], &helper_labels).await?[0];
         labels.insert(LABEL_VOLUME.into(), volume);
         labels.insert(LABEL_VAR_BYTES.into(), bytes.to_string());
     }
@@ -536,7 +536,7 @@ fn pinned_address(info: &bollard::models::ContainerInspectResponse) -> Option<St
 
 /// When the node's API server certificate expires (Unix seconds); kubeadm issues the others
 /// with the same lifetime.
-async fn certificate_expiry(docker: &Docker, node: &str) -> Option<i64> {
+async fn certificate_expiry(docker: &dyn Runtime, node: &str) -> Option<i64> {
     let pem = docker.read_file(node, "/etc/kubernetes/pki/apiserver.crt").await.ok()?;
     not_after(&pem)
 }

@@ -16,8 +16,9 @@
 //! never reached its container) is never used; `snapshot delete` removes it with the rest.
 
 use super::snapshot::{SavedNode, Snapshot, LABEL_SNAPSHOT};
+use super::volume_copy::{copy_volumes, VolumeCopy};
 use super::Result;
-use crate::runtime::{Docker, VolumeCopy};
+use crate::runtime::Runtime;
 
 /// On a spare and its marker: the node whose /var it copies.
 const LABEL_SPARE_FOR: &str = "dev.berth.spare.node";
@@ -43,7 +44,7 @@ pub struct Spare {
 }
 
 /// The ready spares of every snapshot, from their markers: (snapshot, spare).
-pub async fn all_ready(docker: &Docker) -> Result<Vec<(String, Spare)>> {
+pub async fn all_ready(docker: &dyn Runtime) -> Result<Vec<(String, Spare)>> {
     let markers = docker.list_volumes(LABEL_SPARE_READY).await?;
     Ok(markers
         .into_iter()
@@ -52,7 +53,7 @@ pub async fn all_ready(docker: &Docker) -> Result<Vec<(String, Spare)>> {
 }
 
 /// The ready spares of `snapshot`: of its name and its save.
-pub async fn ready(docker: &Docker, snapshot: &Snapshot) -> Result<Vec<Spare>> {
+pub async fn ready(docker: &dyn Runtime, snapshot: &Snapshot) -> Result<Vec<Spare>> {
     Ok(all_ready(docker)
         .await?
         .into_iter()
@@ -73,7 +74,7 @@ fn spare_of_marker(marker: String, labels: &std::collections::HashMap<String, St
 
 /// Claims a ready spare of `node` from `spares`: the volume that is now the caller's, or None
 /// when there is none (or another restore took each one first).
-pub async fn claim(docker: &Docker, spares: &[Spare], node: &str) -> Result<Option<String>> {
+pub async fn claim(docker: &dyn Runtime, spares: &[Spare], node: &str) -> Result<Option<String>> {
     for spare in spares.iter().filter(|s| s.node == node) {
         if docker.remove_volume_if_there(&spare.marker).await? {
             return Ok(Some(spare.volume.clone()));
@@ -85,7 +86,7 @@ pub async fn claim(docker: &Docker, spares: &[Spare], node: &str) -> Result<Opti
 /// Makes a spare for every saved node of `snapshot` that has none ready, all in one helper.
 /// Everything made carries `labels` (a save's or a restore's id), so whoever made it can sweep
 /// it up if interrupted.
-pub async fn make(docker: &Docker, snapshot: &Snapshot, labels: &[(String, String)]) -> Result<()> {
+pub async fn make(docker: &dyn Runtime, snapshot: &Snapshot, labels: &[(String, String)]) -> Result<()> {
     let have: Vec<String> = ready(docker, snapshot).await?.into_iter().map(|s| s.node).collect();
     let wanted: Vec<&SavedNode> = snapshot.nodes.iter().filter(|n| n.volume.is_some() && !have.contains(&n.name)).collect();
     let Some(first) = wanted.first() else { return Ok(()) };
@@ -99,14 +100,14 @@ pub async fn make(docker: &Docker, snapshot: &Snapshot, labels: &[(String, Strin
     }
     let copies: Vec<VolumeCopy> =
         wanted.iter().zip(&volumes).filter_map(|(node, to)| Some(VolumeCopy { from: node.volume.as_deref()?, to })).collect();
-    let bytes = match docker.copy_volumes(&first.image, &copies, labels).await {
+    let bytes = match copy_volumes(docker, &first.image, &copies, labels).await {
         Ok(bytes) => bytes,
         Err(e) => {
             // Never ready without a marker, but still disk: not left for `snapshot delete`.
             for volume in &volumes {
                 let _ = docker.remove_volume(volume).await;
             }
-            return Err(e.into());
+            return Err(e);
         }
     };
     for ((node, volume), bytes) in wanted.iter().zip(&volumes).zip(bytes) {

@@ -1,7 +1,6 @@
 //! Validation of a decoded config. Every check runs and every problem is reported at once,
 //! each naming the field and what to do, so a user fixes a config in one pass.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::{v1alpha4, Cluster, IpFamily, Protocol, BERTH_API_VERSION, KIND_API_VERSION};
@@ -37,7 +36,7 @@ pub(super) fn validate_document(c: &v1alpha4::Cluster) -> Vec<String> {
     problems
 }
 
-/// Checks a defaulted config. Host-dependent checks (ports in use) are in [`check_host_ports`].
+/// Checks a defaulted config. Host-dependent checks (ports in use) are `host_ports::check`.
 pub fn validate(c: &Cluster) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(name) = &c.name {
@@ -192,7 +191,7 @@ fn check_nodes(c: &Cluster, problems: &mut Vec<String>) {
         }
     }
     for (j, p) in c.containerd_config_patches_json6902.iter().enumerate() {
-        if let Err(e) = crate::kubeadm::parse_json6902(p) {
+        if let Err(e) = crate::patches::parse_json6902(p) {
             problems.push(format!("containerdConfigPatchesJSON6902[{j}]: {e}"));
         }
     }
@@ -201,10 +200,10 @@ fn check_nodes(c: &Cluster, problems: &mut Vec<String>) {
 /// Every kubeadm patch parses and names a document berth renders, so a typo is found before
 /// any container exists (kind would skip a patch that matches nothing, silently).
 fn check_kubeadm_patches(at: &str, merge: &[String], json6902: &[super::PatchJson6902], problems: &mut Vec<String>) {
-    let kinds = crate::kubeadm::DOCUMENT_KINDS;
+    let kinds = crate::patches::KUBEADM_DOCUMENT_KINDS;
     let known = |kind: &str| kinds.contains(&kind);
     for (j, text) in merge.iter().enumerate() {
-        match crate::kubeadm::patch_target(text) {
+        match crate::patches::patch_target(text) {
             Err(e) => problems.push(format!("{at}kubeadmConfigPatches[{j}]: {e}")),
             Ok(kind) if !known(&kind) => problems.push(format!(
                 "{at}kubeadmConfigPatches[{j}]: kind {kind:?} is not a kubeadm document berth renders; use one of {}",
@@ -221,7 +220,7 @@ fn check_kubeadm_patches(at: &str, merge: &[String], json6902: &[super::PatchJso
                 kinds.join(", ")
             ));
         }
-        if let Err(e) = crate::kubeadm::parse_json6902(&p.patch) {
+        if let Err(e) = crate::patches::parse_json6902(&p.patch) {
             problems.push(format!("{at}kubeadmConfigPatchesJSON6902[{j}].patch: {e}"));
         }
     }
@@ -257,20 +256,4 @@ fn check_port_duplicates(c: &Cluster, problems: &mut Vec<String>) {
             seen.push(entry);
         }
     }
-}
-
-/// Checks that every fixed host port is free now, by binding it briefly. Not part of
-/// [`validate`] because its answer depends on the machine, not the file.
-pub fn check_host_ports(c: &Cluster) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut checked = HashSet::new();
-    for (addr, port, proto, field) in fixed_host_ports(c) {
-        if !checked.insert((addr.clone(), port, proto)) {
-            continue;
-        }
-        if !crate::host_ports::is_free(&addr, port, proto) {
-            problems.push(format!("{field}: {}; pick another or free it", crate::host_ports::describe_taken(&addr, port)));
-        }
-    }
-    problems
 }

@@ -12,51 +12,22 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-pub use patch::{apply_patches, parse_json6902, patch_target, DOCUMENT_KINDS};
+pub use crate::patches::{parse_json6902, patch_target, KUBEADM_DOCUMENT_KINDS as DOCUMENT_KINDS};
+pub use patch::apply_patches;
 
 use crate::config::{PatchJson6902, ProxyMode};
+pub use crate::version::KubeVersion;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeadmError {
-    #[error("{0:?} is not a Kubernetes version berth can read (expected e.g. v1.20.2 in /kind/version)")]
-    BadVersion(String),
+    #[error(transparent)]
+    BadVersion(#[from] crate::version::BadVersion),
     #[error("{0}")]
     Patch(String),
     #[error("the Docker daemon runs rootless, which needs Kubernetes 1.22 or later (the kubelet's KubeletInUserNamespace gate); the node image has {0}")]
     RootlessUnsupported(KubeVersion),
     #[error("networking.kubeProxyMode: nftables needs Kubernetes 1.31 or later (1.29 and 1.30 with featureGates NFTablesProxyMode: true); the node image has {0}")]
     NftablesUnsupported(KubeVersion),
-}
-
-/// A Kubernetes version, as read from the node image's /kind/version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct KubeVersion {
-    pub major: u32,
-    pub minor: u32,
-    pub patch: u32,
-}
-
-impl KubeVersion {
-    pub fn parse(raw: &str) -> Result<KubeVersion, KubeadmError> {
-        let bad = || KubeadmError::BadVersion(raw.trim().to_string());
-        let core = raw.trim().trim_start_matches('v').split(['-', '+']).next().ok_or_else(bad)?;
-        let mut it = core.split('.').map(|p| p.parse::<u32>().map_err(|_| bad()));
-        let v = KubeVersion { major: it.next().ok_or_else(bad)??, minor: it.next().ok_or_else(bad)??, patch: it.next().ok_or_else(bad)?? };
-        if it.next().is_some() {
-            return Err(bad());
-        }
-        Ok(v)
-    }
-
-    fn at_least(self, major: u32, minor: u32) -> bool {
-        (self.major, self.minor) >= (major, minor)
-    }
-}
-
-impl std::fmt::Display for KubeVersion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "v{}.{}.{}", self.major, self.minor, self.patch)
-    }
 }
 
 /// The cgroup hierarchy a node sees (its host's): with the Kubernetes version it decides the

@@ -15,25 +15,7 @@ use serde_json::{Map, Value};
 
 use super::KubeadmError;
 use crate::config::PatchJson6902;
-
-/// The kinds of document berth renders for kubeadm, which a patch may name.
-pub const DOCUMENT_KINDS: &[&str] =
-    &["InitConfiguration", "ClusterConfiguration", "JoinConfiguration", "KubeletConfiguration", "KubeProxyConfiguration"];
-
-/// The kind a merge patch names, or why it cannot be applied.
-pub fn patch_target(text: &str) -> Result<String, String> {
-    let patch: Value = serde_yaml::from_str(text).map_err(|e| format!("is not YAML: {e}"))?;
-    if !patch.is_object() {
-        return Err("must be a YAML mapping with a `kind` saying which document it patches".into());
-    }
-    patch.get("kind").and_then(Value::as_str).map(str::to_string).ok_or_else(|| "has no `kind` saying which document it patches".into())
-}
-
-/// An RFC 6902 patch, written as YAML or JSON.
-pub fn parse_json6902(text: &str) -> Result<json_patch::Patch, String> {
-    let value: Value = serde_yaml::from_str(text).map_err(|e| format!("is not YAML or JSON: {e}"))?;
-    serde_json::from_value(value).map_err(|e| format!("is not a list of RFC 6902 operations: {e}"))
-}
+use crate::patches::{parse_json6902, patch_target};
 
 /// Applies merge patches, then RFC 6902 patches, to `docs`.
 pub fn apply_patches(docs: &mut [Value], patches: &[String], json6902: &[PatchJson6902]) -> Result<(), KubeadmError> {
@@ -53,7 +35,7 @@ pub fn apply_patches(docs: &mut [Value], patches: &[String], json6902: &[PatchJs
         }
     }
     for (i, p) in json6902.iter().enumerate() {
-        let ops = super::parse_json6902(&p.patch).map_err(|e| KubeadmError::Patch(format!("kubeadmConfigPatchesJSON6902[{i}] {e}")))?;
+        let ops = parse_json6902(&p.patch).map_err(|e| KubeadmError::Patch(format!("kubeadmConfigPatchesJSON6902[{i}] {e}")))?;
         let api_version = if p.group.is_empty() { p.version.clone() } else { format!("{}/{}", p.group, p.version) };
         for doc in docs.iter_mut() {
             let same_kind = doc.get("kind").and_then(Value::as_str) == Some(p.kind.as_str());

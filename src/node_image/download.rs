@@ -18,7 +18,7 @@ const RELEASE_IMAGES: &[&str] = &["kube-apiserver", "kube-controller-manager", "
 
 /// Accepts `v1.20.2` or `1.20.2` (and pre-release suffixes); returns the `v`-prefixed form.
 pub fn parse_version(raw: &str) -> Result<String, NodeImageError> {
-    crate::kubeadm::KubeVersion::parse(raw)
+    crate::version::KubeVersion::parse(raw)
         .map_err(|_| NodeImageError::BadVersion(format!("{raw:?} is not a Kubernetes version; use the form v1.20.2")))?;
     // The URL keeps a pre-release suffix (`-rc.1`) that the version's numbers do not.
     Ok(format!("v{}", raw.trim().trim_start_matches('v')))

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use bollard::models::ContainerCreateBody;
 
 use crate::image_ref::ImageRef;
-use crate::runtime::{Docker, RuntimeError};
+use crate::runtime::{Runtime, RuntimeError};
 use crate::ui::Status;
 
 pub use archive::check_image_archive;
@@ -156,12 +156,12 @@ fn host_arch() -> &'static str {
 
 /// Builds the node image and returns its ID. SIGINT, SIGTERM or SIGHUP stops it; then, as on
 /// failure, the build's containers and temporary images are removed and nothing is tagged.
-pub async fn build(docker: &Docker, opts: &BuildOptions, status: &Status) -> Result<String> {
+pub async fn build(docker: &dyn Runtime, opts: &BuildOptions, status: &Status) -> Result<String> {
     build_until(docker, opts, status, crate::interrupt::interrupted()).await
 }
 
 async fn build_until(
-    docker: &Docker,
+    docker: &dyn Runtime,
     opts: &BuildOptions,
     status: &Status,
     interrupt: impl std::future::Future<Output = &'static str>,
@@ -194,7 +194,7 @@ impl Scaffolding {
         self.images.lock().expect("not poisoned").push(name.to_string());
     }
 
-    async fn remove(&self, docker: &Docker) {
+    async fn remove(&self, docker: &dyn Runtime) {
         let containers = std::mem::take(&mut *self.containers.lock().expect("not poisoned"));
         for c in containers {
             if let Err(e) = docker.remove_container(&c).await {
@@ -210,7 +210,7 @@ impl Scaffolding {
     }
 }
 
-async fn build_steps(docker: &Docker, opts: &BuildOptions, status: &Status, scaffolding: &Scaffolding) -> Result<String> {
+async fn build_steps(docker: &dyn Runtime, opts: &BuildOptions, status: &Status, scaffolding: &Scaffolding) -> Result<String> {
     let step = status.step("Checking inputs");
     let (source, mut archives) = check_inputs(opts)?;
     if !docker.image_exists(&opts.base_image).await? {
@@ -276,7 +276,7 @@ fn netd_image() -> OverBase {
 /// [`NETD_IMAGE`] also gets the berth-netd script) and saves them all in one archive in `dir`,
 /// so the base's layers are in it once.
 async fn build_over_base(
-    docker: &Docker,
+    docker: &dyn Runtime,
     base: &str,
     bin_dir: &Path,
     images: &[OverBase],
@@ -353,7 +353,7 @@ fn collect_archives(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 async fn build_in_container(
-    docker: &Docker,
+    docker: &dyn Runtime,
     opts: &BuildOptions,
     container: &str,
     bin_dir: &Path,
@@ -399,7 +399,7 @@ async fn build_in_container(
 }
 
 /// The sandbox image this kubeadm version wants; containerd must use the same one.
-async fn pause_image(docker: &Docker, container: &str, version: &str) -> Result<String> {
+async fn pause_image(docker: &dyn Runtime, container: &str, version: &str) -> Result<String> {
     let list = docker.exec_ok(container, &["kubeadm", "config", "images", "list", "--kubernetes-version", version]).await?;
     list.lines()
         .map(str::trim)
@@ -408,7 +408,7 @@ async fn pause_image(docker: &Docker, container: &str, version: &str) -> Result<
         .ok_or_else(|| NodeImageError::BadVersion(format!("kubeadm {version} names no pause image")))
 }
 
-async fn preload_images(docker: &Docker, container: &str, archives: &[PathBuf], status: &Status) -> Result<()> {
+async fn preload_images(docker: &dyn Runtime, container: &str, archives: &[PathBuf], status: &Status) -> Result<()> {
     let step = status.step(format!("Preloading {} images into containerd", archives.len()));
     docker.exec_detached(container, &["sh", "-c", "containerd >/tmp/containerd.log 2>&1"]).await?;
     wait_for_containerd(docker, container).await?;
@@ -457,7 +457,7 @@ pub const CONTENT_STORE_DIR: &str = "/kind/containerd-content";
 /// the snapshots unpacked from them, so they stay in the image's own layer, read in place and
 /// shared by every node, and /var keeps a symlink to them. Blobs a node adds later (loaded
 /// images) land in the node's writable layer and go with it.
-async fn move_content_store_out_of_var(docker: &Docker, container: &str) -> Result<()> {
+async fn move_content_store_out_of_var(docker: &dyn Runtime, container: &str) -> Result<()> {
     let script = format!(
         "set -e; c=/var/lib/containerd/io.containerd.content.v1.content; \
          [ -L $c ] || {{ mkdir -p $c; mv $c {CONTENT_STORE_DIR}; ln -s {CONTENT_STORE_DIR} $c; }}"
@@ -466,7 +466,7 @@ async fn move_content_store_out_of_var(docker: &Docker, container: &str) -> Resu
     Ok(())
 }
 
-async fn wait_for_containerd(docker: &Docker, container: &str) -> Result<()> {
+async fn wait_for_containerd(docker: &dyn Runtime, container: &str) -> Result<()> {
     for _ in 0..100 {
         if docker.exec(container, &["ctr", "version"]).await?.code == 0 {
             return Ok(());
@@ -477,7 +477,7 @@ async fn wait_for_containerd(docker: &Docker, container: &str) -> Result<()> {
     Err(RuntimeError::Other(format!("containerd did not start in the build container:\n{log}")).into())
 }
 
-async fn commit(docker: &Docker, container: &str, opts: &BuildOptions, version: &str) -> Result<String> {
+async fn commit(docker: &dyn Runtime, container: &str, opts: &BuildOptions, version: &str) -> Result<String> {
     let (repo, tag) = ImageRef::parse(&opts.tag)?.repo_and_tag();
     let mut labels: std::collections::HashMap<String, String> = opts.labels.iter().cloned().collect();
     labels.insert("dev.berth.node-image".into(), "true".into());

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary, Ipam, IpamConfig, NetworkCreateRequest};
@@ -12,7 +13,9 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
     WaitContainerOptions,
 };
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use futures_util::{StreamExt, TryStreamExt};
+
+use super::Runtime;
 use tokio::io::AsyncWriteExt;
 
 /// Marks a network berth created with a subnet of its own, where nodes can be pinned.
@@ -111,16 +114,57 @@ impl Docker {
         Ok(Docker { api, host, remote: endpoint.is_remote() })
     }
 
-    /// The daemon runs on another machine (see [`super::endpoint::Endpoint::is_remote`]).
-    pub fn is_remote(&self) -> bool {
-        self.remote
-    }
-
     pub fn host(&self) -> &str {
         &self.host
     }
 
-    pub async fn image_exists(&self, image: &str) -> Result<bool> {
+    /// Subnets of every Docker network, so a new one overlaps none.
+    async fn used_subnets(&self) -> Result<Vec<crate::config::Cidr>> {
+        let nets = self
+            .api
+            .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+            .await
+            .map_err(RuntimeError::api("listing networks"))?;
+        Ok(nets
+            .into_iter()
+            .flat_map(|n| n.ipam.and_then(|i| i.config).unwrap_or_default())
+            .filter_map(|c| c.subnet.and_then(|s| crate::config::Cidr::parse(&s).ok()))
+            .collect())
+    }
+
+    async fn networks_named(&self, name: &str) -> Result<Vec<String>> {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let nets = self
+            .api
+            .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
+            .await
+            .map_err(RuntimeError::api("listing networks"))?;
+        // The name filter matches substrings; keep exact names only.
+        Ok(nets.into_iter().filter(|n| n.name.as_deref() == Some(name)).filter_map(|n| n.id).collect())
+    }
+}
+
+#[async_trait]
+impl Runtime for Docker {
+    /// The daemon runs on another machine (see [`super::endpoint::Endpoint::is_remote`]).
+    fn is_remote(&self) -> bool {
+        self.remote
+    }
+
+    fn removal(&self, name: &str) -> futures_util::future::BoxFuture<'static, Result<()>> {
+        let (docker, name) = (self.clone(), name.to_string());
+        Box::pin(async move { docker.remove_container(&name).await })
+    }
+
+    async fn remove_volumes(&self, label: &str) -> Result<usize> {
+        let volumes = self.list_volumes(label).await?;
+        for (name, _) in &volumes {
+            self.remove_volume(name).await?;
+        }
+        Ok(volumes.len())
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool> {
         match self.api.inspect_image(image).await {
             Ok(_) => Ok(true),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
@@ -129,13 +173,13 @@ impl Docker {
     }
 
     /// A local image's size in bytes.
-    pub async fn image_size(&self, image: &str) -> Result<i64> {
+    async fn image_size(&self, image: &str) -> Result<i64> {
         let info = self.api.inspect_image(image).await.map_err(RuntimeError::api(format!("inspecting image {image}")))?;
         Ok(info.size.unwrap_or(0))
     }
 
     /// The ID of a local image (the digest of its config), or None if it is not present.
-    pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
+    async fn image_id(&self, image: &str) -> Result<Option<String>> {
         match self.api.inspect_image(image).await {
             Ok(info) => Ok(info.id),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
@@ -145,7 +189,7 @@ impl Docker {
 
     /// Pulls `from_image` at `tag` (a tag, or a digest, which the daemon then verifies), as a
     /// stream of Docker's progress reports.
-    pub fn pull_progress(
+    fn pull_progress(
         &self,
         from_image: &str,
         tag: &str,
@@ -160,7 +204,7 @@ impl Docker {
     }
 
     /// Commits a container's filesystem as image `repo:tag` with `config`; returns the image ID.
-    pub async fn commit(&self, container: &str, repo: &str, tag: &str, config: bollard::models::ContainerConfig) -> Result<String> {
+    async fn commit(&self, container: &str, repo: &str, tag: &str, config: bollard::models::ContainerConfig) -> Result<String> {
         let options = bollard::query_parameters::CommitContainerOptionsBuilder::default()
             .container(container)
             .repo(repo)
@@ -172,13 +216,13 @@ impl Docker {
     }
 
     /// Removes a volume; an absent one is not an error.
-    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+    async fn remove_volume(&self, name: &str) -> Result<()> {
         self.remove_volume_if_there(name).await.map(|_| ())
     }
 
     /// Removes a volume if it is there; true if this call removed it. Docker removes a volume
     /// once, so of callers racing for one, exactly one gets true.
-    pub async fn remove_volume_if_there(&self, name: &str) -> Result<bool> {
+    async fn remove_volume_if_there(&self, name: &str) -> Result<bool> {
         match self.api.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
             Ok(()) => Ok(true),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
@@ -187,7 +231,7 @@ impl Docker {
     }
 
     /// Whether a volume of this name exists.
-    pub async fn volume_exists(&self, name: &str) -> Result<bool> {
+    async fn volume_exists(&self, name: &str) -> Result<bool> {
         match self.api.inspect_volume(name).await {
             Ok(_) => Ok(true),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
@@ -196,7 +240,7 @@ impl Docker {
     }
 
     /// Creates a named volume carrying `labels`.
-    pub async fn create_volume(&self, name: &str, labels: &[(String, String)]) -> Result<()> {
+    async fn create_volume(&self, name: &str, labels: &[(String, String)]) -> Result<()> {
         let request = bollard::models::VolumeCreateRequest {
             name: Some(name.to_string()),
             labels: Some(labels.iter().cloned().collect()),
@@ -207,7 +251,7 @@ impl Docker {
     }
 
     /// Volumes carrying `label` (or `label=value`): their names and labels.
-    pub async fn list_volumes(&self, label: &str) -> Result<Vec<(String, HashMap<String, String>)>> {
+    async fn list_volumes(&self, label: &str) -> Result<Vec<(String, HashMap<String, String>)>> {
         let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
         let opts = bollard::query_parameters::ListVolumesOptionsBuilder::default().filters(&filters).build();
         let list = self.api.list_volumes(Some(opts)).await.map_err(RuntimeError::api("listing volumes"))?;
@@ -215,93 +259,27 @@ impl Docker {
     }
 
     /// Local images carrying `label` (or `label=value`).
-    pub async fn list_images(&self, label: &str) -> Result<Vec<bollard::models::ImageSummary>> {
+    async fn list_images(&self, label: &str) -> Result<Vec<bollard::models::ImageSummary>> {
         let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
         let opts = bollard::query_parameters::ListImagesOptionsBuilder::default().filters(&filters).build();
         self.api.list_images(Some(opts)).await.map_err(RuntimeError::api("listing images"))
     }
 
-    /// Copies the contents of each volume `from` into its empty volume `to`, all at once in one
-    /// throwaway container from `image` (which needs `sh`, `cp` and `du`) — ownership, modes,
-    /// device nodes and every extended attribute kept; runs of zeros become holes (etcd's
-    /// preallocated 64 MB write-ahead files: a restored node, measured, starts no slower). Every
-    /// file is copied: the two volumes share no inode, so nothing written to one can change the
-    /// other. Returns the bytes of disk each `to` takes, in order. The container carries `labels`
-    /// (and [`LABEL_COPY`]), so a caller interrupted mid-copy can sweep it up; its volumes are
-    /// mounted as volumes, so Docker counts them in use meanwhile.
-    pub async fn copy_volumes(&self, image: &str, copies: &[VolumeCopy<'_>], labels: &[(String, String)]) -> Result<Vec<u64>> {
-        use bollard::models::{HostConfig, Mount, MountType, MountVolumeOptions};
-        let name = crate::ids::unique("berth-copy");
-        // `no_copy`: Docker must not seed a volume from the image.
-        let volume = |source: &str, target: String, read_only: bool| Mount {
-            source: Some(source.to_string()),
-            target: Some(target),
-            typ: Some(MountType::VOLUME),
-            read_only: Some(read_only),
-            volume_options: Some(MountVolumeOptions { no_copy: Some(true), ..Default::default() }),
-            ..Default::default()
-        };
-        let mut mounts = Vec::new();
-        let mut cmd = vec!["sh".to_string(), "-c".into(), COPY_SCRIPT.into(), "copy".into()];
-        for (i, c) in copies.iter().enumerate() {
-            mounts.extend([volume(c.from, format!("/from/{i}"), true), volume(c.to, format!("/to/{i}"), false)]);
-            cmd.extend([format!("/from/{i}"), format!("/to/{i}")]);
-        }
-        let mut all_labels: HashMap<String, String> = labels.iter().cloned().collect();
-        all_labels.insert(LABEL_COPY.to_string(), "true".to_string());
-        let body = ContainerCreateBody {
-            image: Some(image.to_string()),
-            entrypoint: Some(cmd),
-            cmd: Some(Vec::new()),
-            labels: Some(all_labels),
-            host_config: Some(HostConfig {
-                mounts: Some(mounts),
-                // A node image declares /var a volume: without this Docker would make and seed one.
-                tmpfs: Some(HashMap::from([("/var".to_string(), String::new())])),
-                // containerd's snapshots keep opaque directories in trusted.* extended
-                // attributes, which only CAP_SYS_ADMIN may read and write.
-                cap_add: Some(vec!["SYS_ADMIN".into()]),
-                ..Default::default()
-            }),
-            network_disabled: Some(true),
-            ..Default::default()
-        };
-        let what = copies.iter().map(|c| format!("{} to {}", c.from, c.to)).collect::<Vec<_>>().join(", ");
-        self.create_container(&name, body).await?;
-        let outcome = async {
-            self.start_container(&name).await?;
-            let code = self.wait_exit(&name).await?;
-            // A line per copy, after whatever cp said.
-            let log = self.logs_tail(&name, copies.len() + 20).await.unwrap_or_default();
-            if code != 0 {
-                return Err(RuntimeError::Other(format!("copying volume {what} failed (exit code {code}):\n{}", log.trim_end())));
-            }
-            let sizes: Vec<u64> = log.lines().filter_map(|l| l.trim().strip_prefix("bytes ")?.parse().ok()).collect();
-            if sizes.len() != copies.len() {
-                return Err(RuntimeError::Other(format!("copying volume {what}: no sizes in {log:?}")));
-            }
-            Ok(sizes)
-        }
-        .await;
-        self.remove_container(&name).await?;
-        outcome
-    }
-
     /// The `repo@digest` names Docker recorded for a local image (empty for one never pushed
     /// or pulled).
-    pub async fn repo_digests(&self, image: &str) -> Result<Vec<String>> {
+    async fn repo_digests(&self, image: &str) -> Result<Vec<String>> {
         let info = self.api.inspect_image(image).await.map_err(RuntimeError::api(format!("inspecting image {image}")))?;
         Ok(info.repo_digests.unwrap_or_default())
     }
 
     /// Whether the daemon runs rootless (in a user namespace): it says so in `docker info`.
-    pub async fn rootless(&self) -> Result<bool> {
+    async fn rootless(&self) -> Result<bool> {
         let info = self.api.info().await.map_err(RuntimeError::api("asking the daemon for its info"))?;
         Ok(super::endpoint::is_rootless(&info.security_options.unwrap_or_default()))
     }
 
     /// Removes an image name (the image itself goes when no other name holds it).
-    pub async fn remove_image(&self, image: &str) -> Result<()> {
+    async fn remove_image(&self, image: &str) -> Result<()> {
         self.api
             .remove_image(image, None::<bollard::query_parameters::RemoveImageOptions>, None)
             .await
@@ -309,7 +287,7 @@ impl Docker {
         Ok(())
     }
 
-    pub async fn image_labels(&self, image: &str) -> Result<std::collections::HashMap<String, String>> {
+    async fn image_labels(&self, image: &str) -> Result<std::collections::HashMap<String, String>> {
         let info = self.api.inspect_image(image).await.map_err(RuntimeError::api(format!("inspecting image {image}")))?;
         Ok(info.config.and_then(|c| c.labels).unwrap_or_default())
     }
@@ -317,7 +295,7 @@ impl Docker {
     /// Whether a node's containerd holds an image of this name (as containerd spells it:
     /// `busybox` is `docker.io/library/busybox:latest`). A name that is no image reference is
     /// held by no node.
-    pub async fn node_has_image(&self, node: &str, image: &str) -> Result<bool> {
+    async fn node_has_image(&self, node: &str, image: &str) -> Result<bool> {
         let Ok(reference) = crate::image_ref::ImageRef::parse(image) else { return Ok(false) };
         let filter = format!("name=={}", reference.containerd_name());
         Ok(!self.exec_ok(node, &["ctr", "-n", "k8s.io", "images", "ls", "-q", &filter]).await?.trim().is_empty())
@@ -330,7 +308,7 @@ impl Docker {
     /// subnet). Should a berth on another host of the same daemon still make a second one, all
     /// agree on the lowest ID and the extras are removed. Returns the subnet where nodes may be
     /// pinned, or None for a network made without one (older berth).
-    pub async fn ensure_network(&self, name: &str, image: &str) -> Result<Option<crate::config::Cidr>> {
+    async fn ensure_network(&self, name: &str, image: &str) -> Result<Option<crate::config::Cidr>> {
         let lease = if self.networks_named(name).await?.is_empty() { Some(super::Lease::network(self, image).await?) } else { None };
         if self.networks_named(name).await?.is_empty() {
             let taken = self.used_subnets().await?;
@@ -377,24 +355,10 @@ impl Docker {
         Ok(net.labels.unwrap_or_default().get(LABEL_SUBNET).and_then(|s| crate::config::Cidr::parse(s).ok()))
     }
 
-    /// Subnets of every Docker network, so a new one overlaps none.
-    async fn used_subnets(&self) -> Result<Vec<crate::config::Cidr>> {
-        let nets = self
-            .api
-            .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
-            .await
-            .map_err(RuntimeError::api("listing networks"))?;
-        Ok(nets
-            .into_iter()
-            .flat_map(|n| n.ipam.and_then(|i| i.config).unwrap_or_default())
-            .filter_map(|c| c.subnet.and_then(|s| crate::config::Cidr::parse(&s).ok()))
-            .collect())
-    }
-
     /// Addresses on `network` that are taken: by running endpoints, pinned by any container (a
     /// stopped node still owns its address), and, on berth's network, held for a snapshot's
     /// nodes (a restore puts them back at their saved addresses).
-    pub async fn used_addresses(&self, network: &str) -> Result<std::collections::BTreeSet<std::net::Ipv4Addr>> {
+    async fn used_addresses(&self, network: &str) -> Result<std::collections::BTreeSet<std::net::Ipv4Addr>> {
         let mut used = std::collections::BTreeSet::new();
         let net = self
             .api
@@ -427,18 +391,7 @@ impl Docker {
         Ok(used)
     }
 
-    async fn networks_named(&self, name: &str) -> Result<Vec<String>> {
-        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
-        let nets = self
-            .api
-            .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
-            .await
-            .map_err(RuntimeError::api("listing networks"))?;
-        // The name filter matches substrings; keep exact names only.
-        Ok(nets.into_iter().filter(|n| n.name.as_deref() == Some(name)).filter_map(|n| n.id).collect())
-    }
-
-    pub async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+    async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
         let opts = CreateContainerOptionsBuilder::default().name(name).build();
         let resp = self.api.create_container(Some(opts), body).await.map_err(|e| match e {
             bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => RuntimeError::NameTaken(name.to_string()),
@@ -447,17 +400,17 @@ impl Docker {
         Ok(resp.id)
     }
 
-    pub async fn start_container(&self, name: &str) -> Result<()> {
+    async fn start_container(&self, name: &str) -> Result<()> {
         self.api.start_container(name, None::<StartContainerOptions>).await.map_err(RuntimeError::api(format!("starting container {name}")))
     }
 
     /// Sends `signal` (e.g. `SIGUSR2`) to a container's main process.
-    pub async fn signal(&self, name: &str, signal: &str) -> Result<()> {
+    async fn signal(&self, name: &str, signal: &str) -> Result<()> {
         let opts = bollard::query_parameters::KillContainerOptionsBuilder::default().signal(signal).build();
         self.api.kill_container(name, Some(opts)).await.map_err(RuntimeError::api(format!("sending {signal} to container {name}")))
     }
 
-    pub async fn stop_container(&self, name: &str, timeout_secs: i32) -> Result<()> {
+    async fn stop_container(&self, name: &str, timeout_secs: i32) -> Result<()> {
         let opts = StopContainerOptionsBuilder::default().t(timeout_secs).build();
         match self.api.stop_container(name, Some(opts)).await {
             Ok(()) => Ok(()),
@@ -467,7 +420,7 @@ impl Docker {
     }
 
     /// Removes a container and its anonymous volumes; a container already gone is not an error.
-    pub async fn remove_container(&self, name: &str) -> Result<()> {
+    async fn remove_container(&self, name: &str) -> Result<()> {
         let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         match self.api.remove_container(name, Some(opts)).await {
             Ok(()) => Ok(()),
@@ -479,13 +432,13 @@ impl Docker {
     }
 
     /// Containers (running or not) carrying `label`, or `label=value`.
-    pub async fn list_containers(&self, label: &str) -> Result<Vec<ContainerSummary>> {
+    async fn list_containers(&self, label: &str) -> Result<Vec<ContainerSummary>> {
         let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
         let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
         self.api.list_containers(Some(opts)).await.map_err(RuntimeError::api("listing containers"))
     }
 
-    pub async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse> {
+    async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse> {
         self.api
             .inspect_container(name, None::<InspectContainerOptions>)
             .await
@@ -493,7 +446,7 @@ impl Docker {
     }
 
     /// The host port Docker published for `container_port` (e.g. "6443/tcp").
-    pub async fn published_port(&self, name: &str, container_port: &str) -> Result<u16> {
+    async fn published_port(&self, name: &str, container_port: &str) -> Result<u16> {
         let info = self.inspect(name).await?;
         info.network_settings
             .and_then(|n| n.ports)
@@ -503,7 +456,7 @@ impl Docker {
     }
 
     /// The container's address on `network`.
-    pub async fn container_ip(&self, name: &str, network: &str) -> Result<String> {
+    async fn container_ip(&self, name: &str, network: &str) -> Result<String> {
         let info = self.inspect(name).await?;
         info.network_settings
             .and_then(|n| n.networks)
@@ -515,16 +468,13 @@ impl Docker {
 
     /// Runs a command in a container and collects its output, whatever its exit code. Output is
     /// not logged here: it may hold credentials (admin.conf, tokens); callers log what is safe.
-    pub async fn exec(&self, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
-        self.exec_with_input(container, cmd, None::<&[u8]>).await
+    async fn exec(&self, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
+        self.exec_with_input(container, cmd, None).await
     }
 
     /// Like [`exec`](Self::exec), streaming `input` to the command's stdin (then closing it)
     /// while its output is read, so neither side waits on a full pipe.
-    pub async fn exec_with_input<R>(&self, container: &str, cmd: &[&str], input: Option<R>) -> Result<ExecOutput>
-    where
-        R: tokio::io::AsyncRead + Unpin,
-    {
+    async fn exec_with_input(&self, container: &str, cmd: &[&str], input: Option<super::Input>) -> Result<ExecOutput> {
         let context = || format!("running `{}` in {container}", cmd.join(" "));
         let created = self
             .api
@@ -583,7 +533,7 @@ impl Docker {
     }
 
     /// Writes `images` as one `docker save` archive to `path`, streamed as Docker produces it.
-    pub async fn save_images_to(&self, images: &[&str], path: &std::path::Path) -> Result<()> {
+    async fn save_images_to(&self, images: &[&str], path: &std::path::Path) -> Result<()> {
         let io = |e: std::io::Error| RuntimeError::Other(format!("writing {}: {e}", path.display()));
         let mut file = tokio::fs::File::create(path).await.map_err(io)?;
         let mut stream = self.api.export_images(images);
@@ -594,13 +544,8 @@ impl Docker {
         file.flush().await.map_err(io)
     }
 
-    /// Runs a command and fails, with its last output lines, unless it exits 0.
-    pub async fn exec_ok(&self, container: &str, cmd: &[&str]) -> Result<String> {
-        self.exec(container, cmd).await?.into_stdout(container, cmd)
-    }
-
     /// Starts a command in the background and returns at once.
-    pub async fn exec_detached(&self, container: &str, cmd: &[&str]) -> Result<()> {
+    async fn exec_detached(&self, container: &str, cmd: &[&str]) -> Result<()> {
         let context = || format!("starting `{}` in {container}", cmd.join(" "));
         let created = self
             .api
@@ -615,7 +560,7 @@ impl Docker {
     }
 
     /// Writes files into a container: `files` are (absolute path, contents, mode).
-    pub async fn write_files(&self, container: &str, files: &[(&str, &[u8], u32)]) -> Result<()> {
+    async fn write_files(&self, container: &str, files: &[(&str, &[u8], u32)]) -> Result<()> {
         let mut builder = tar::Builder::new(Vec::new());
         for (path, contents, mode) in files {
             let mut header = tar::Header::new_gnu();
@@ -628,15 +573,15 @@ impl Docker {
                 .map_err(|e| RuntimeError::Other(format!("packing {path}: {e}")))?;
         }
         let tar = builder.into_inner().map_err(|e| RuntimeError::Other(format!("packing files: {e}")))?;
-        self.upload_tar(container, "/", futures_util::stream::once(async { Ok(bytes::Bytes::from(tar)) })).await
+        self.upload_tar(container, "/", futures_util::stream::once(async { Ok(bytes::Bytes::from(tar)) }).boxed()).await
     }
 
     /// Extracts a tar stream into `dir` in the container.
-    pub async fn upload_tar(
+    async fn upload_tar(
         &self,
         container: &str,
         dir: &str,
-        tar: impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+        tar: futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
     ) -> Result<()> {
         let opts = UploadToContainerOptionsBuilder::default().path(dir).build();
         self.api
@@ -647,7 +592,7 @@ impl Docker {
 
     /// Streams a host file into `dir/name` in the container as a one-entry tar, without reading
     /// it into memory (image archives run to hundreds of megabytes).
-    pub async fn upload_file(&self, container: &str, dir: &str, name: &str, path: &std::path::Path) -> Result<()> {
+    async fn upload_file(&self, container: &str, dir: &str, name: &str, path: &std::path::Path) -> Result<()> {
         let io = |e: std::io::Error| RuntimeError::Other(format!("reading {}: {e}", path.display()));
         let file = tokio::fs::File::open(path).await.map_err(io)?;
         let size = file.metadata().await.map_err(io)?.len();
@@ -662,18 +607,21 @@ impl Docker {
         let tail = futures_util::stream::once(async move { Ok(bytes::Bytes::from(vec![0u8; padding + 1024])) });
         let body = head.chain(tokio_util::io::ReaderStream::new(file)).chain(tail);
         self.exec_ok(container, &["mkdir", "-p", dir]).await?;
-        self.upload_tar(container, dir, body).await
+        self.upload_tar(container, dir, body.boxed()).await
     }
 
     /// A directory of the container as a tar stream (for log export).
-    pub fn download_tar(&self, container: &str, path: &str) -> impl Stream<Item = Result<bytes::Bytes>> + '_ {
+    fn download_tar(&self, container: &str, path: &str) -> futures_util::stream::BoxStream<'_, Result<bytes::Bytes>> {
         let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default().path(path).build();
         let context = format!("copying {container}:{path}");
-        self.api.download_from_container(container, Some(opts)).map_err(move |e| RuntimeError::Api { context: context.clone(), source: e })
+        self.api
+            .download_from_container(container, Some(opts))
+            .map_err(move |e| RuntimeError::Api { context: context.clone(), source: e })
+            .boxed()
     }
 
     /// One file of a container, running or stopped (through Docker's archive API, not an exec).
-    pub async fn read_file(&self, container: &str, path: &str) -> Result<Vec<u8>> {
+    async fn read_file(&self, container: &str, path: &str) -> Result<Vec<u8>> {
         use std::io::Read;
         let chunks: Vec<bytes::Bytes> = self.download_tar(container, path).try_collect().await?;
         let archive = chunks.concat();
@@ -689,7 +637,7 @@ impl Docker {
     }
 
     /// Which container holds each address on `network` (running, or pinned by a stopped one).
-    pub async fn address_holders(&self, network: &str) -> Result<std::collections::BTreeMap<std::net::Ipv4Addr, String>> {
+    async fn address_holders(&self, network: &str) -> Result<std::collections::BTreeMap<std::net::Ipv4Addr, String>> {
         let filters = HashMap::from([("network".to_string(), vec![network.to_string()])]);
         let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
         let mut holders = std::collections::BTreeMap::new();
@@ -708,7 +656,7 @@ impl Docker {
     }
 
     /// The container's own log (its console), last `lines` lines.
-    pub async fn logs_tail(&self, name: &str, lines: usize) -> Result<String> {
+    async fn logs_tail(&self, name: &str, lines: usize) -> Result<String> {
         let opts = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&lines.to_string()).build();
         let chunks: Vec<LogOutput> =
             self.api.logs(name, Some(opts)).try_collect().await.map_err(RuntimeError::api(format!("reading logs of {name}")))?;
@@ -716,7 +664,7 @@ impl Docker {
     }
 
     /// Waits for a container to exit and returns its exit code.
-    pub async fn wait_exit(&self, name: &str) -> Result<i64> {
+    async fn wait_exit(&self, name: &str) -> Result<i64> {
         let mut stream = self.api.wait_container(name, None::<WaitContainerOptions>);
         match stream.next().await {
             Some(Ok(r)) => Ok(r.status_code),
@@ -729,7 +677,7 @@ impl Docker {
     /// Starts a throwaway `--privileged` container from `image` to learn whether this daemon
     /// (with `runtime`, if given) can run privileged containers at all.
     /// `labels` mark it as the caller's, so a caller interrupted mid-probe can sweep it up.
-    pub async fn probe_privileged(&self, image: &str, runtime: Option<&str>, labels: &[(String, String)]) -> Result<super::ProbeOutcome> {
+    async fn probe_privileged(&self, image: &str, runtime: Option<&str>, labels: &[(String, String)]) -> Result<super::ProbeOutcome> {
         use super::ProbeOutcome;
         let name = crate::ids::unique("berth-probe");
         let mut all_labels: HashMap<String, String> = labels.iter().cloned().collect();
@@ -757,34 +705,3 @@ impl Docker {
         Ok(outcome)
     }
 }
-
-/// One volume copy for `Docker::copy_volumes`.
-pub struct VolumeCopy<'a> {
-    pub from: &'a str,
-    pub to: &'a str,
-}
-
-/// On a volume-copy helper container. It is made from a node's image and so inherits that
-/// image's labels (a snapshot image's say `dev.berth.cluster`): this one says what it is, and
-/// cluster listings pass it over.
-pub const LABEL_COPY: &str = "dev.berth.copy";
-
-/// `copy FROM TO FROM TO …`: copies each pair at once with `cp -a` (holes for runs of zeros)
-/// and prints "bytes N" (the disk TO takes) for each TO in order.
-const COPY_SCRIPT: &str = r#"set -e
-copy() {
-  cd "$1"
-  cp -a --sparse=always . "$2/"
-  du -s -B1 "$2" | cut -f1
-}
-n=0; pids=
-while [ $# -gt 0 ]; do
-  copy "$1" "$2" > /tmp/size.$n &
-  pids="$pids $!"; n=$((n + 1)); shift 2
-done
-failed=0
-for pid in $pids; do wait $pid || failed=1; done
-[ $failed = 0 ]
-i=0
-while [ $i -lt $n ]; do echo "bytes $(cat /tmp/size.$i)"; i=$((i + 1)); done
-"#;

@@ -42,6 +42,13 @@ struct State {
     kubeadm: (i64, String),
     /// How long a `kubeadm …` exec takes before it answers.
     kubeadm_delay: std::time::Duration,
+    /// Labels of images made here (commits) or given with [`FakeRuntime::add_image`].
+    image_labels: BTreeMap<String, HashMap<String, String>>,
+    /// How a container's main process ends (`wait_exit`) and what its log says then.
+    exit: (i64, String),
+    /// Scripted failures: an exec in this container whose command starts with these words
+    /// exits with this code and stderr.
+    failing: Vec<(String, String, i64, String)>,
 }
 
 /// The fake runtime. Cheap to make; state behind a mutex so it is `Sync`.
@@ -75,6 +82,45 @@ impl FakeRuntime {
     pub fn add_container(&self, name: &str, labels: &[(&str, &str)]) {
         let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         self.state.lock().unwrap().containers.insert(name.into(), FakeContainer { labels, running: true, ..Default::default() });
+    }
+
+    /// An image with labels (a snapshot's, say).
+    pub fn add_image(&self, image: &str, labels: &[(&str, &str)]) {
+        let mut s = self.state.lock().unwrap();
+        s.images.insert(image.to_string());
+        s.image_labels.insert(image.to_string(), labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    }
+
+    /// Every image the fake holds.
+    pub fn images(&self) -> BTreeSet<String> {
+        self.state.lock().unwrap().images.clone()
+    }
+
+    pub fn add_volume(&self, name: &str, labels: &[(&str, &str)]) {
+        let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.state.lock().unwrap().volumes.insert(name.to_string(), labels);
+    }
+
+    /// A file in a container (what `read_file` and `download_tar` find).
+    pub fn add_file(&self, container: &str, path: &str, contents: &[u8]) {
+        let mut s = self.state.lock().unwrap();
+        s.containers.get_mut(container).expect("add the container first").files.insert(path.to_string(), contents.to_vec());
+    }
+
+    /// Makes execs in `container` whose command line starts with `command` exit `code`,
+    /// saying `stderr`.
+    pub fn fail_exec(&self, container: &str, command: &str, code: i64, stderr: &str) {
+        self.state.lock().unwrap().failing.push((container.into(), command.into(), code, stderr.into()));
+    }
+
+    /// Forgets every file in a container.
+    pub fn remove_files(&self, container: &str) {
+        self.state.lock().unwrap().containers.get_mut(container).expect("no such container").files.clear();
+    }
+
+    /// Makes every container's main process exit with `code`, its log saying `log`.
+    pub fn exit_with(&self, code: i64, log: &str) {
+        self.state.lock().unwrap().exit = (code, log.to_string());
     }
 
     /// Makes `kubeadm …` take this long (time a test can interrupt it in).
@@ -151,7 +197,10 @@ impl Runtime for FakeRuntime {
         if !s.images.contains(image) {
             return Err(RuntimeError::Other(format!("no image {image} in the fake runtime")));
         }
-        Ok(HashMap::from([("dev.berth.kubernetes-version".to_string(), "v1.20.2".to_string())]))
+        Ok(s.image_labels
+            .get(image)
+            .cloned()
+            .unwrap_or_else(|| HashMap::from([("dev.berth.kubernetes-version".to_string(), "v1.20.2".to_string())])))
     }
     async fn node_has_image(&self, _node: &str, _image: &str) -> Result<bool> {
         Ok(false)
@@ -283,6 +332,10 @@ impl Runtime for FakeRuntime {
             let mut s = self.state.lock().unwrap();
             s.containers.get(container).filter(|c| c.running).ok_or_else(|| Self::missing(container))?;
             s.calls.push(format!("exec {container}: {}", cmd.join(" ")));
+            let line = cmd.join(" ");
+            if let Some((.., code, stderr)) = s.failing.iter().find(|(c, prefix, ..)| c == container && line.starts_with(prefix.as_str())) {
+                return Ok(ExecOutput { code: *code, stdout: String::new(), stderr: stderr.clone() });
+            }
             (s.kubeadm.clone(), s.kubeadm_delay)
         };
         if cmd.first() == Some(&"kubeadm") {
@@ -309,8 +362,130 @@ impl Runtime for FakeRuntime {
         }
         Ok(())
     }
-    async fn logs_tail(&self, _name: &str, _lines: usize) -> Result<String> {
-        Ok(String::new())
+    async fn logs_tail(&self, name: &str, _lines: usize) -> Result<String> {
+        let s = self.state.lock().unwrap();
+        s.containers.get(name).ok_or_else(|| Self::missing(name))?;
+        Ok(s.exit.1.clone())
+    }
+    async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        Ok(self.state.lock().unwrap().images.contains(image).then(|| format!("sha256:fake-{image}")))
+    }
+    async fn image_size(&self, image: &str) -> Result<i64> {
+        self.image_id(image).await?.map(|_| 1 << 20).ok_or_else(|| RuntimeError::Other(format!("no image {image} in the fake runtime")))
+    }
+    async fn list_images(&self, label: &str) -> Result<Vec<bollard::models::ImageSummary>> {
+        let s = self.state.lock().unwrap();
+        Ok(s.image_labels
+            .iter()
+            .filter(|(name, labels)| s.images.contains(*name) && matches_labels(labels, label))
+            .map(|(name, labels)| bollard::models::ImageSummary {
+                id: format!("sha256:fake-{name}"),
+                repo_tags: vec![name.clone()],
+                labels: labels.clone(),
+                ..Default::default()
+            })
+            .collect())
+    }
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        let mut s = self.state.lock().unwrap();
+        if !s.images.remove(image) {
+            return Err(RuntimeError::Other(format!("no image {image} in the fake runtime")));
+        }
+        s.image_labels.remove(image);
+        s.calls.push(format!("remove image {image}"));
+        Ok(())
+    }
+    async fn commit(&self, container: &str, repo: &str, tag: &str, config: bollard::models::ContainerConfig) -> Result<String> {
+        let mut s = self.state.lock().unwrap();
+        s.containers.get(container).ok_or_else(|| Self::missing(container))?;
+        let image = format!("{repo}:{tag}");
+        s.images.insert(image.clone());
+        s.image_labels.insert(image.clone(), config.labels.unwrap_or_default());
+        s.calls.push(format!("commit {container} as {image}"));
+        Ok(format!("sha256:fake-{image}"))
+    }
+    async fn save_images_to(&self, images: &[&str], path: &std::path::Path) -> Result<()> {
+        let s = self.state.lock().unwrap();
+        if let Some(missing) = images.iter().find(|i| !s.images.contains(**i)) {
+            return Err(RuntimeError::Other(format!("no image {missing} in the fake runtime")));
+        }
+        std::fs::write(path, images.join("\n")).map_err(|e| RuntimeError::Other(format!("writing {}: {e}", path.display())))
+    }
+    async fn address_holders(&self, _network: &str) -> Result<BTreeMap<Ipv4Addr, String>> {
+        let s = self.state.lock().unwrap();
+        Ok(s.containers.iter().filter_map(|(name, c)| Some((c.ip.as_deref()?.parse().ok()?, name.clone()))).collect())
+    }
+    async fn wait_exit(&self, name: &str) -> Result<i64> {
+        let mut s = self.state.lock().unwrap();
+        s.containers.get_mut(name).ok_or_else(|| Self::missing(name))?.running = false;
+        s.calls.push(format!("wait {name}"));
+        Ok(s.exit.0)
+    }
+    async fn volume_exists(&self, name: &str) -> Result<bool> {
+        Ok(self.state.lock().unwrap().volumes.contains_key(name))
+    }
+    async fn remove_volume_if_there(&self, name: &str) -> Result<bool> {
+        let mut s = self.state.lock().unwrap();
+        let removed = s.volumes.remove(name).is_some();
+        s.calls.push(format!("remove volume {name}"));
+        Ok(removed)
+    }
+    async fn exec_with_input(&self, container: &str, cmd: &[&str], input: Option<super::Input>) -> Result<ExecOutput> {
+        if let Some(mut input) = input {
+            let mut sink = Vec::new();
+            tokio::io::copy(&mut input, &mut sink).await.map_err(|e| RuntimeError::Other(e.to_string()))?;
+            self.record(format!("stdin {container}: {} bytes", sink.len()));
+        }
+        self.exec(container, cmd).await
+    }
+    async fn exec_detached(&self, container: &str, cmd: &[&str]) -> Result<()> {
+        self.exec(container, cmd).await.map(|_| ())
+    }
+    async fn upload_tar(
+        &self,
+        container: &str,
+        dir: &str,
+        _tar: futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
+    ) -> Result<()> {
+        self.state.lock().unwrap().containers.get(container).ok_or_else(|| Self::missing(container))?;
+        self.record(format!("upload {container}:{dir}"));
+        Ok(())
+    }
+    async fn upload_file(&self, container: &str, dir: &str, name: &str, _path: &std::path::Path) -> Result<()> {
+        self.state.lock().unwrap().containers.get(container).ok_or_else(|| Self::missing(container))?;
+        self.record(format!("upload {container}:{dir}/{name}"));
+        Ok(())
+    }
+    /// The files written into `container` under `path`, as a tar whose entries are named
+    /// relative to `path`'s parent (as Docker's archive API names them).
+    fn download_tar(&self, container: &str, path: &str) -> futures_util::stream::BoxStream<'_, Result<bytes::Bytes>> {
+        use futures_util::StreamExt;
+        let tar = (|| {
+            let s = self.state.lock().unwrap();
+            let c = s.containers.get(container).ok_or_else(|| Self::missing(container))?;
+            let parent = std::path::Path::new(path).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            let mut builder = tar::Builder::new(Vec::new());
+            let mut found = false;
+            for (file, contents) in c.files.iter().filter(|(f, _)| *f == path || f.starts_with(&format!("{path}/"))) {
+                let mut header = tar::Header::new_gnu();
+                header.set_size(contents.len() as u64);
+                header.set_mode(0o644);
+                header.set_cksum();
+                let name = file.strip_prefix(&parent).unwrap_or(file).trim_start_matches('/');
+                builder.append_data(&mut header, name, contents.as_slice()).map_err(|e| RuntimeError::Other(e.to_string()))?;
+                found = true;
+            }
+            if !found {
+                return Err(RuntimeError::Other(format!("no {container}:{path} in the fake runtime")));
+            }
+            builder.into_inner().map_err(|e| RuntimeError::Other(e.to_string()))
+        })();
+        futures_util::stream::once(async move { tar.map(bytes::Bytes::from) }).boxed()
+    }
+    async fn read_file(&self, container: &str, path: &str) -> Result<Vec<u8>> {
+        let s = self.state.lock().unwrap();
+        let c = s.containers.get(container).ok_or_else(|| Self::missing(container))?;
+        c.files.get(path).cloned().ok_or_else(|| RuntimeError::Other(format!("no {container}:{path} in the fake runtime")))
     }
     fn pull_progress(
         &self,

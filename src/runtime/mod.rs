@@ -1,7 +1,8 @@
 //! The node runtime: Docker, reached through bollard.
 //!
-//! This module owns every call to the Docker API (`docker.rs`), the [`Runtime`] trait through
-//! which cluster logic reaches it (`traits.rs`; an in-memory fake for unit tests in `fake.rs`),
+//! This module owns every call to the Docker API (`docker.rs`, which implements [`Runtime`]),
+//! the [`Runtime`] trait through which every cluster operation and node-image build reaches it
+//! (`traits.rs`; an in-memory fake for unit tests in `fake.rs`),
 //! the pure description of a node
 //! container (`spec.rs`, unit-tested without Docker), and the choice between privileged and
 //! capability-mode nodes (`mode.rs`). Cluster logic lives in `cluster`; this module knows
@@ -19,13 +20,18 @@ mod traits;
 
 pub use lease::{Lease, LABEL_LEASE};
 
-pub use docker::{Docker, ExecOutput, RuntimeError, VolumeCopy, LABEL_COPY};
+pub use docker::{Docker, ExecOutput, RuntimeError};
 pub use mode::{decide_mode, sweep_orphaned_probes, ModeRequest, NodeMode, ProbeOutcome, LABEL_PROBE};
 pub use spec::{
-    load_balancer_body, network_endpoint, node_container_body, service_lb_body, NodeSpec, ServiceLbSpec, API_SERVER_PORT, DNS_SEARCH_ENV,
-    LOAD_BALANCER_ROLE, RUNTIME_CNI_ENV, SERVICE_LB_ROLE, SERVICE_SUBNET_ENV,
+    load_balancer_body, network_endpoint, node_container_body, service_lb_body, volume_script_body, NodeSpec, ServiceLbSpec,
+    VolumeScriptSpec, API_SERVER_PORT, DNS_SEARCH_ENV, LOAD_BALANCER_ROLE, RUNTIME_CNI_ENV, SERVICE_LB_ROLE, SERVICE_SUBNET_ENV,
 };
-pub use traits::Runtime;
+pub use traits::{Input, Runtime};
+
+/// On a helper container that copies volumes. It is made from a node's image and so inherits
+/// that image's labels (a snapshot image's say `dev.berth.cluster`): this one says what it is,
+/// and cluster listings pass it over.
+pub const LABEL_COPY: &str = "dev.berth.copy";
 
 /// Labels that make Docker the only record of a cluster: listing, deleting and exporting find
 /// nodes by these, so there is no state file to drift.

@@ -210,6 +210,55 @@ pub fn service_lb_body(spec: &ServiceLbSpec) -> ContainerCreateBody {
     }
 }
 
+/// A throwaway container that runs `script` over pairs of named volumes: pair `i` is mounted
+/// read-only at `/from/i` and writable at `/to/i`, and the script gets `/from/0 /to/0 /from/1 …`
+/// as its arguments. Volumes are mounted as volumes (not their host directories), so Docker
+/// counts them in use and refuses to remove one meanwhile.
+pub struct VolumeScriptSpec<'a> {
+    pub image: &'a str,
+    pub script: &'a str,
+    pub pairs: &'a [(&'a str, &'a str)],
+    pub labels: &'a [(String, String)],
+}
+
+pub fn volume_script_body(spec: &VolumeScriptSpec) -> ContainerCreateBody {
+    use bollard::models::MountVolumeOptions;
+    // `no_copy`: Docker must not seed a volume from the image.
+    let volume = |source: &str, target: String, read_only: bool| Mount {
+        source: Some(source.to_string()),
+        target: Some(target),
+        typ: Some(MountType::VOLUME),
+        read_only: Some(read_only),
+        volume_options: Some(MountVolumeOptions { no_copy: Some(true), ..Default::default() }),
+        ..Default::default()
+    };
+    let mut mounts = Vec::new();
+    let mut cmd = vec!["sh".to_string(), "-c".into(), spec.script.into(), "volume-script".into()];
+    for (i, (from, to)) in spec.pairs.iter().enumerate() {
+        mounts.extend([volume(from, format!("/from/{i}"), true), volume(to, format!("/to/{i}"), false)]);
+        cmd.extend([format!("/from/{i}"), format!("/to/{i}")]);
+    }
+    let mut labels: HashMap<String, String> = spec.labels.iter().cloned().collect();
+    labels.insert(super::LABEL_COPY.to_string(), "true".to_string());
+    ContainerCreateBody {
+        image: Some(spec.image.to_string()),
+        entrypoint: Some(cmd),
+        cmd: Some(Vec::new()),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            mounts: Some(mounts),
+            // A node image declares /var a volume: without this Docker would make and seed one.
+            tmpfs: Some(HashMap::from([("/var".to_string(), String::new())])),
+            // containerd's snapshots keep opaque directories in trusted.* extended attributes,
+            // which only CAP_SYS_ADMIN may read and write.
+            cap_add: Some(vec!["SYS_ADMIN".into()]),
+            ..Default::default()
+        }),
+        network_disabled: Some(true),
+        ..Default::default()
+    }
+}
+
 fn capabilities_mode(mode: NodeMode) -> bool {
     mode == NodeMode::Capabilities
 }

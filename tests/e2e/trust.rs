@@ -335,6 +335,7 @@ async fn racing_creates_make_one_network() {
         return;
     }
     let name = format!("berth-race-{}", std::process::id());
+    use berth::runtime::Runtime as _;
     let daemon = berth::runtime::Docker::connect().await.unwrap();
     let image = test_image();
     let racers = (0..4).map(|_| daemon.ensure_network(&name, &image));

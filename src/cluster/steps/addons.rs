@@ -12,9 +12,13 @@ pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
             field: "addons".into(),
             problem: format!("unknown add-on {name:?}; berth knows: {}", addons::names().join(", ")),
         })?;
-        let missing = addons::install(&cluster.client, ctx.docker, &node, addon)
-            .await
-            .map_err(|source| ClusterError::Addon { name: name.clone(), source })?;
+        addons::install(&cluster.client, addon).await.map_err(|source| ClusterError::Addon { name: name.clone(), source })?;
+        let mut missing = Vec::new();
+        for image in addon.images {
+            if !ctx.docker.node_has_image(&node, image).await? {
+                missing.push(*image);
+            }
+        }
         if !missing.is_empty() {
             ctx.warn(format!(
                 "{name}: its objects are installed, but the node image lacks {}, so its pods cannot start and {} will not work until the image is loaded (berth load docker-image)",
