@@ -1,9 +1,14 @@
 //! berth: disposable, real Kubernetes clusters on one machine, with Docker containers as nodes.
 //!
-//! The binary (`main.rs`) is a thin shell over [`cli`]. Modules, each owning one concern:
-//! [`config`] (the cluster config file), [`image_ref`] (image references), [`runtime`] (Docker), [`cluster`] (create/delete/list,
-//! create's steps), [`kubeadm`] (kubeadm's config), [`kubeconfig`] (the user's kubeconfig),
-//! [`kube`] (the API client and waits), [`node_image`] (building node images), [`ui`] (output).
+//! The binary (`main.rs`) is a thin shell over [`cli`]. Modules, each owning one concern, leaves
+//! first: [`version`] (Kubernetes versions), [`patches`] (patch syntax), [`image_ref`] (image
+//! references), [`ids`], [`interrupt`] (the signals that stop a command), [`wait`], [`ui`]
+//! (output); [`config`] (the cluster config file), [`host_ports`], [`addons`] (the add-on
+//! catalogue), [`kubeadm`] (kubeadm's config), [`containerd`] (containerd's), [`kube`] (the API
+//! client and waits), [`kubeconfig`] (the user's kubeconfig); [`runtime`] (the container engine,
+//! behind the `Runtime` trait), [`registry`], [`node_image`] (building node images); [`cluster`]
+//! (every cluster operation) and [`cli`] over them. `scripts/check-module-deps` keeps the
+//! imports between them free of circles.
 
 pub mod addons;
 pub mod cli;

@@ -144,7 +144,8 @@ async fn create_until(
     tokio::pin!(interrupt);
     // Preflight makes nothing (a pull lands whole or not at all), so an interrupt here just stops.
     let (plan, render_warnings) = unless_interrupted(&mut interrupt, NOTHING_MADE, preflight(docker, opts, status)).await?;
-    let mut ctx = Ctx { docker, api, opts, status, create_id: create_id(), plan, warnings: Vec::new(), kubeconfig_merged: None };
+    let mut ctx =
+        Ctx { docker, api, opts, status, create_id: create_id(), plan, warnings: Vec::new(), kubeconfig_merge: Default::default() };
     let running = docker
         .list_containers(crate::runtime::LABEL_ROLE)
         .await
@@ -171,7 +172,7 @@ async fn create_until(
             Err(err)
         }
         Err(err) => {
-            let cleanup = undo(docker, status, &ctx.create_id, &opts.kubeconfig_path, &opts.name, ctx.kubeconfig_merged.as_ref()).await;
+            let cleanup = undo(docker, status, &ctx.create_id, &opts.kubeconfig_path, &opts.name, &ctx.kubeconfig_merge).await;
             Err(after_undo(err, cleanup))
         }
     }
@@ -273,8 +274,8 @@ pub(super) fn interrupted() -> impl std::future::Future<Output = &'static str> {
     crate::interrupt::interrupted()
 }
 
-/// Removes this run's containers and volumes and, if it had merged them (`kubeconfig_merged`
-/// holds the context that was current before), its kubeconfig entries. A second signal during
+/// Removes this run's containers and volumes and takes back its kubeconfig merge (the file as it
+/// was, or, if someone wrote it since, without this cluster's entries). A second signal during
 /// cleanup is ignored: stopping halfway would leave exactly the mess this prevents.
 pub(super) async fn undo(
     docker: &dyn Runtime,
@@ -282,7 +283,7 @@ pub(super) async fn undo(
     create_id: &str,
     kubeconfig_path: &std::path::Path,
     cluster: &str,
-    kubeconfig_merged: Option<&Option<String>>,
+    kubeconfig_merge: &kubeconfig::MergeRecord,
 ) -> Result<()> {
     let step = status.step("Removing what this create made");
     let guard = crate::interrupt::Shielded::new();
@@ -290,12 +291,7 @@ pub(super) async fn undo(
     let removed = sweep_settled(docker, &label).await;
     // Volumes go after the containers that use them.
     let volumes = docker.remove_volumes(&label).await.map(|_| ()).map_err(ClusterError::from);
-    let kube = match kubeconfig_merged {
-        Some(previous) => {
-            kubeconfig::unmerge_from_file(kubeconfig_path, cluster, previous.as_deref()).map(|_| ()).map_err(ClusterError::from)
-        }
-        None => Ok(()),
-    };
+    let kube = kubeconfig_merge.take_back(kubeconfig_path, cluster).map_err(ClusterError::from);
     drop(guard);
     removed?;
     volumes?;

@@ -124,3 +124,55 @@ pub async fn start(docker: &dyn Runtime, cluster: &str, wait: Duration, status: 
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::fixtures::two_node_cluster;
+
+    fn started_and_stopped(calls: &[String]) -> Vec<&str> {
+        calls.iter().filter(|c| c.starts_with("start ") || c.starts_with("stop ")).map(String::as_str).collect()
+    }
+
+    /// Stop takes workers down before the control plane (nothing loses its API server while it
+    /// runs); start brings every stopped node back at once.
+    #[tokio::test]
+    async fn stop_goes_worker_first_and_start_brings_every_node_back() {
+        let fake = two_node_cluster();
+        stop(&fake, "dev", &Status::quiet()).await.unwrap();
+        assert!(fake.containers().values().all(|c| !c.running));
+        start(&fake, "dev", Duration::ZERO, &Status::quiet()).await.unwrap();
+        assert!(fake.containers().values().all(|c| c.running));
+        let calls = fake.calls();
+        let mut starts = started_and_stopped(&calls);
+        assert_eq!(starts[..2], ["stop dev-worker", "stop dev-control-plane"]);
+        starts[2..].sort();
+        assert_eq!(starts[2..], ["start dev-control-plane", "start dev-worker"]);
+    }
+
+    /// A host port a node publishes, taken while the cluster was stopped: the start names it
+    /// and what holds it, and starts nothing (no half-started cluster).
+    #[tokio::test]
+    async fn a_port_taken_while_stopped_is_named_before_any_node_starts() {
+        use bollard::models::{HostConfig, PortBinding};
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = holder.local_addr().unwrap().port();
+        let fake = two_node_cluster();
+        let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(port.to_string()) };
+        let bindings = std::collections::HashMap::from([("80/tcp".to_string(), Some(vec![binding]))]);
+        fake.set_host_config("dev-worker", HostConfig { port_bindings: Some(bindings), ..Default::default() });
+        stop(&fake, "dev", &Status::quiet()).await.unwrap();
+        let err = start(&fake, "dev", Duration::ZERO, &Status::quiet()).await.unwrap_err().to_string();
+        assert!(err.contains("dev-worker (80/tcp)") && err.contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(!fake.calls().iter().any(|c| c.starts_with("start ")), "{:?}", fake.calls());
+        drop(holder);
+        start(&fake, "dev", Duration::ZERO, &Status::quiet()).await.unwrap();
+        assert!(fake.containers().values().all(|c| c.running));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_cluster_is_named() {
+        let err = start(&two_node_cluster(), "prod", Duration::ZERO, &Status::quiet()).await.unwrap_err();
+        assert!(matches!(&err, ClusterError::NotFound(name) if name == "prod"), "{err}");
+    }
+}

@@ -5,6 +5,8 @@
 //! fails or the user interrupts it; the rest of this file reads and deletes clusters.
 
 mod create;
+#[cfg(test)]
+mod fixtures;
 pub mod lifecycle;
 pub mod load;
 pub mod logs;

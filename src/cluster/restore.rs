@@ -54,7 +54,7 @@ struct Made {
     create_id: String,
     /// Spares taken as nodes' /var: they carry the snapshot's labels, not this restore's.
     claimed: Vec<String>,
-    kubeconfig_merged: Option<Option<String>>,
+    kubeconfig_merge: kubeconfig::MergeRecord,
     warnings: Vec<String>,
 }
 
@@ -66,7 +66,8 @@ async fn restore_until(
 ) -> Result<CreateReport> {
     tokio::pin!(interrupt);
     let snapshot = unless_interrupted(&mut interrupt, NOTHING_MADE, check(docker, opts)).await?;
-    let mut made = Made { create_id: crate::ids::unique("restore"), claimed: Vec::new(), kubeconfig_merged: None, warnings: Vec::new() };
+    let mut made =
+        Made { create_id: crate::ids::unique("restore"), claimed: Vec::new(), kubeconfig_merge: Default::default(), warnings: Vec::new() };
     for warning in expiry_warning(&snapshot, SystemTime::now()).into_iter().chain(exposure_warnings(&snapshot)) {
         status.warn(&warning);
         made.warnings.push(warning);
@@ -84,8 +85,7 @@ async fn restore_until(
             warnings: made.warnings,
         }),
         Err(err) => {
-            let mut cleanup =
-                undo(docker, status, &made.create_id, &opts.kubeconfig_path, &snapshot.cluster, made.kubeconfig_merged.as_ref()).await;
+            let mut cleanup = undo(docker, status, &made.create_id, &opts.kubeconfig_path, &snapshot.cluster, &made.kubeconfig_merge).await;
             for volume in &made.claimed {
                 cleanup = cleanup.and(docker.remove_volume(volume).await.map_err(ClusterError::from));
             }
@@ -145,14 +145,14 @@ async fn run_steps(docker: &dyn Runtime, opts: &RestoreOptions, snapshot: &Snaps
 }
 
 /// Merges the cluster's context into the user's kubeconfig once the control plane's admin.conf
-/// can be read; `made` records the context that was current, for the undo. Returns the entries.
+/// can be read; `made` records the merge, for the undo. Returns the entries.
 async fn merge_kubeconfig(docker: &dyn Runtime, opts: &RestoreOptions, snapshot: &Snapshot, made: &mut Made) -> Result<serde_yaml::Value> {
     let deadline = tokio::time::Instant::now() + opts.wait.max(Duration::from_secs(60));
     let entries = admin_kubeconfig(docker, &snapshot.cluster, deadline).await?;
-    // Marked before writing: if the write is interrupted halfway, the undo still removes it.
-    made.kubeconfig_merged = Some(kubeconfig::current_context(&opts.kubeconfig_path)?);
-    let (path, merged) = (opts.kubeconfig_path.clone(), entries.clone());
-    tokio::task::spawn_blocking(move || kubeconfig::merge_into_file(&path, &merged))
+    // Recorded in `made` before the write starts: an interrupt that stops waiting for it still
+    // takes back whatever lands, or keeps it from landing.
+    let (path, merged, record) = (opts.kubeconfig_path.clone(), entries.clone(), made.kubeconfig_merge.clone());
+    tokio::task::spawn_blocking(move || record.merge(&path, &merged))
         .await
         .map_err(|e| ClusterError::Io { context: "writing the kubeconfig".into(), source: std::io::Error::other(e) })??;
     Ok(entries)
@@ -433,6 +433,129 @@ async fn admin_kubeconfig(docker: &dyn Runtime, cluster: &str, deadline: tokio::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::fixtures::{interrupt_after, two_node_cluster};
+    use crate::runtime::fake::FakeRuntime;
+
+    const THEIRS: &str = "apiVersion: v1
+kind: Config
+clusters:
+- name: other
+  cluster: {server: 'https://other.example:6443'}
+users:
+- name: other
+  user: {token: t}
+contexts:
+- name: other
+  context: {cluster: other, user: other}
+current-context: other
+";
+
+    /// Cluster "dev" saved as "warm" and deleted, and a user's kubeconfig with a context of
+    /// their own in `dir`.
+    async fn saved_and_deleted(dir: &std::path::Path) -> (FakeRuntime, RestoreOptions) {
+        let fake = two_node_cluster();
+        super::super::snapshot::save(&fake, "warm", "dev", &Status::quiet()).await.unwrap();
+        for node in ["dev-control-plane", "dev-worker"] {
+            fake.remove_container(node).await.unwrap();
+        }
+        let kubeconfig_path = dir.join("config");
+        std::fs::write(&kubeconfig_path, THEIRS).unwrap();
+        let opts = RestoreOptions { snapshot: "warm".into(), name: None, wait: Duration::ZERO, kubeconfig_path };
+        (fake, opts)
+    }
+
+    fn never() -> impl std::future::Future<Output = &'static str> {
+        std::future::pending()
+    }
+
+    /// The snapshot can still be restored: its marker, images and saved volumes are all there.
+    async fn assert_snapshot_intact(fake: &FakeRuntime, when: &str) {
+        let snapshot = super::super::snapshot::find(fake, "warm").await.unwrap();
+        assert!(snapshot.complete, "{when}: {snapshot:?}");
+        for node in &snapshot.nodes {
+            assert!(fake.volumes().contains_key(node.volume.as_deref().unwrap()), "{when}: {} lost its /var", node.name);
+        }
+    }
+
+    fn assert_nothing_of_the_cluster(fake: &FakeRuntime, opts: &RestoreOptions, when: &str) {
+        assert!(fake.containers().is_empty(), "{when}: left {:?}", fake.containers().keys());
+        let restores: Vec<String> = fake.volumes().into_iter().filter(|(_, l)| l.contains_key(LABEL_CREATE_ID)).map(|(v, _)| v).collect();
+        assert!(restores.is_empty(), "{when}: volumes left {restores:?}");
+        assert_eq!(std::fs::read_to_string(&opts.kubeconfig_path).unwrap(), THEIRS, "{when}: the kubeconfig changed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restore_brings_back_every_node_on_a_copy_of_its_var() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fake, opts) = saved_and_deleted(dir.path()).await;
+        let snapshot = super::super::snapshot::find(&fake, "warm").await.unwrap();
+        let report = restore_until(&fake, &opts, &Status::quiet(), never()).await.unwrap();
+        assert_eq!(report.context, "berth-dev");
+        let containers = fake.containers();
+        for saved in &snapshot.nodes {
+            let node = containers.get(&saved.name).unwrap_or_else(|| panic!("{} not restored: {:?}", saved.name, containers.keys()));
+            assert!(node.running && node.image == saved.image, "{node:?}");
+            assert_eq!(node.labels.get(LABEL_CLUSTER).map(String::as_str), Some("dev"));
+            assert_eq!(node.ip, saved.address);
+            let var = node.var.as_deref().unwrap();
+            assert_ne!(Some(var), saved.volume.as_deref(), "a restored node must not run on the snapshot's own /var");
+        }
+        let kubeconfig = std::fs::read_to_string(&opts.kubeconfig_path).unwrap();
+        assert!(kubeconfig.contains("berth-dev") && kubeconfig.contains("other.example"), "{kubeconfig}");
+        assert_snapshot_intact(&fake, "after a restore").await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restore_of_a_cluster_that_exists_is_refused_before_anything_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fake, opts) = saved_and_deleted(dir.path()).await;
+        restore_until(&fake, &opts, &Status::quiet(), never()).await.unwrap();
+        let before = fake.calls().len();
+        let err = restore_until(&fake, &opts, &Status::quiet(), never()).await.unwrap_err();
+        assert!(matches!(&err, ClusterError::Exists(name) if name == "dev"), "{err}");
+        assert!(!fake.calls()[before..].iter().any(|c| c.starts_with("create")), "{:?}", &fake.calls()[before..]);
+    }
+
+    /// A node that cannot start (its port taken since the check, say): everything the restore
+    /// made goes, the user's kubeconfig is as it was, and the snapshot can be restored again.
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_mid_way_leaves_nothing_and_the_snapshot_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fake, opts) = saved_and_deleted(dir.path()).await;
+        fake.fail_start("dev-worker");
+        let err = restore_until(&fake, &opts, &Status::quiet(), never()).await.unwrap_err().to_string();
+        assert!(err.contains("dev-worker"), "{err}");
+        assert_nothing_of_the_cluster(&fake, &opts, "after a failed start");
+        assert_snapshot_intact(&fake, "after a failed restore").await;
+    }
+
+    /// SIGINT at every point of a restore in turn: either the cluster is back whole, or nothing
+    /// of it is left, the kubeconfig is as it was, the interrupt is reported, and the snapshot
+    /// is whole.
+    #[tokio::test(start_paused = true)]
+    async fn an_interrupt_at_each_step_leaves_a_whole_cluster_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let (probe, opts) = saved_and_deleted(dir.path()).await;
+        let start = probe.calls().len();
+        restore_until(&probe, &opts, &Status::quiet(), never()).await.unwrap();
+        let steps = probe.calls().len() - start;
+        let mut interrupted = 0;
+        for n in 1..=steps {
+            let dir = tempfile::tempdir().unwrap();
+            let (fake, opts) = saved_and_deleted(dir.path()).await;
+            let at = fake.calls().len() + n;
+            match restore_until(&fake, &opts, &Status::quiet(), interrupt_after(fake.clone(), at)).await {
+                Ok(_) => assert_eq!(fake.containers().len(), 2, "after {n} calls"),
+                Err(ClusterError::Interrupted("SIGINT", _)) => {
+                    interrupted += 1;
+                    assert_nothing_of_the_cluster(&fake, &opts, &format!("interrupted after {n} calls"));
+                }
+                Err(e) => panic!("after {n} calls: {e}"),
+            }
+            assert_snapshot_intact(&fake, &format!("after {n} calls")).await;
+        }
+        assert!(interrupted * 2 > steps, "only {interrupted} of {steps} interrupts landed");
+    }
 
     fn snapshot(expires: Option<i64>) -> Snapshot {
         Snapshot {

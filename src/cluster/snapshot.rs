@@ -554,6 +554,89 @@ pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::fixtures::{interrupt_after, snapshot_objects, two_node_cluster, NODE_IMAGE};
+    use std::collections::BTreeSet;
+
+    fn never() -> impl std::future::Future<Output = &'static str> {
+        std::future::pending()
+    }
+
+    /// A save of cluster "dev": every node stopped and committed with its /var copied (no file
+    /// shared with the cluster's own volume), spares for the first restore, the marker last;
+    /// no helper or lease container left behind.
+    #[tokio::test(start_paused = true)]
+    async fn a_save_holds_every_node_and_leaves_no_helper() {
+        let fake = two_node_cluster();
+        let snapshot = save_until(&fake, "warm", "dev", &Status::quiet(), never()).await.unwrap();
+        assert!(snapshot.complete, "{snapshot:?}");
+        assert_eq!((snapshot.cluster.as_str(), snapshot.kubernetes_version.as_str()), ("dev", "v1.37.2"));
+        let names: Vec<&str> = snapshot.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["dev-control-plane", "dev-worker"]);
+        for node in &snapshot.nodes {
+            let volume = node.volume.as_deref().unwrap();
+            assert!(volume.starts_with("berth-snapshot-warm-") && !volume.starts_with("anonymous"), "{volume}");
+            assert_eq!(node.node_image, NODE_IMAGE);
+            assert!(node.address.is_some(), "{node:?}");
+        }
+        let containers = fake.containers();
+        let left: Vec<&String> = containers.keys().filter(|c| !c.starts_with("dev-")).collect();
+        assert!(left.is_empty(), "helpers or leases left: {left:?}");
+        assert!(containers.values().all(|c| !c.running), "the cluster is stopped");
+        assert!(fake.volumes().contains_key("berth-snapshot-warm-complete"));
+        let spares = super::super::spare::ready(&fake, &snapshot).await.unwrap();
+        assert_eq!(spares.len(), 2, "{spares:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_save_of_a_name_is_refused_and_the_first_kept() {
+        let fake = two_node_cluster();
+        save_until(&fake, "warm", "dev", &Status::quiet(), never()).await.unwrap();
+        let before = snapshot_objects(&fake, "warm");
+        let err = save_until(&fake, "warm", "dev", &Status::quiet(), never()).await.unwrap_err();
+        assert!(matches!(&err, ClusterError::SnapshotExists(n) if n == "warm"), "{err}");
+        assert_eq!(snapshot_objects(&fake, "warm"), before);
+    }
+
+    /// A copy that fails half-way through the save: nothing of the snapshot stays (no image,
+    /// no volume, no marker, no helper), the cluster's own containers and volumes do.
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_mid_way_leaves_nothing_of_the_snapshot() {
+        let fake = two_node_cluster();
+        let volumes_before = fake.volumes();
+        fake.exit_with(1, "cp: error writing '/to/0/lib/etcd/member/wal/0.wal': No space left on device");
+        let err = save_until(&fake, "warm", "dev", &Status::quiet(), never()).await.unwrap_err().to_string();
+        assert!(err.contains("No space left"), "{err}");
+        assert_eq!(snapshot_objects(&fake, "warm"), BTreeSet::new());
+        assert_eq!(fake.volumes(), volumes_before);
+        assert_eq!(fake.containers().keys().collect::<Vec<_>>(), ["dev-control-plane", "dev-worker"]);
+        assert!(matches!(find(&fake, "warm").await, Err(ClusterError::SnapshotNotFound { .. })));
+    }
+
+    /// SIGINT at every point of a save in turn: each time the save either finished (the
+    /// interrupt came after its last step) or stopped, said so, and left nothing of itself.
+    #[tokio::test(start_paused = true)]
+    async fn an_interrupt_at_each_step_leaves_a_whole_snapshot_or_none() {
+        let probe = two_node_cluster();
+        save_until(&probe, "warm", "dev", &Status::quiet(), never()).await.unwrap();
+        let steps = probe.calls().len();
+        let mut interrupted = 0;
+        for n in 1..=steps {
+            let fake = two_node_cluster();
+            let volumes_before = fake.volumes();
+            match save_until(&fake, "warm", "dev", &Status::quiet(), interrupt_after(fake.clone(), n)).await {
+                Ok(snapshot) => assert!(snapshot.complete, "after {n} calls: {snapshot:?}"),
+                Err(ClusterError::Interrupted("SIGINT", detail)) => {
+                    interrupted += 1;
+                    assert_eq!(snapshot_objects(&fake, "warm"), BTreeSet::new(), "after {n} calls ({detail})");
+                    assert_eq!(fake.volumes(), volumes_before, "after {n} calls");
+                    let extra: Vec<String> = fake.containers().into_keys().filter(|c| !c.starts_with("dev-")).collect();
+                    assert!(extra.is_empty(), "after {n} calls: {extra:?}");
+                }
+                Err(e) => panic!("after {n} calls: {e}"),
+            }
+        }
+        assert!(interrupted * 2 > steps, "only {interrupted} of {steps} interrupts landed");
+    }
 
     #[test]
     fn proxy_credentials_are_not_saved() {

@@ -285,6 +285,11 @@ fn write(path: &Path, doc: &Value) -> Result<()> {
 }
 
 fn write_as(path: &Path, doc: &Value, sudo: Option<(u32, u32)>) -> Result<()> {
+    let text = serde_yaml::to_string(doc).map_err(|e| KubeconfigError::Invalid(e.to_string()))?;
+    write_bytes_as(path, text.as_bytes(), sudo)
+}
+
+fn write_bytes_as(path: &Path, text: &[u8], sudo: Option<(u32, u32)>) -> Result<()> {
     use std::io::Write;
     let werr = |source| KubeconfigError::Write { path: path.into(), source };
     let target = write_target(path);
@@ -295,11 +300,10 @@ fn write_as(path: &Path, doc: &Value, sudo: Option<(u32, u32)>) -> Result<()> {
     if let Some((uid, gid)) = dir_owner {
         std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(werr)?;
     }
-    let text = serde_yaml::to_string(doc).map_err(|e| KubeconfigError::Invalid(e.to_string()))?;
     let mut tmp = tempfile::Builder::new().prefix(".berth-kubeconfig").tempfile_in(&dir).map_err(werr)?;
     // tempfile creates files 0600 already; say so explicitly since credentials live here.
     set_private(tmp.path()).map_err(werr)?;
-    tmp.write_all(text.as_bytes()).map_err(werr)?;
+    tmp.write_all(text).map_err(werr)?;
     tmp.as_file().sync_all().map_err(werr)?;
     if let Some((uid, gid)) = owner_for(&target, &dir, sudo) {
         std::os::unix::fs::chown(tmp.path(), Some(uid), Some(gid)).map_err(werr)?;
@@ -334,18 +338,87 @@ pub fn merge_into_file(path: &Path, entries: &Value) -> Result<()> {
     update(path, |doc| merge(doc, entries).map(|_| true))
 }
 
-/// Undoes [`merge_into_file`] for a create that did not finish: the cluster's entries go and
-/// the context that was current before (`previous`) is current again.
-pub fn unmerge_from_file(path: &Path, cluster: &str, previous: Option<&str>) -> Result<bool> {
-    if !path.exists() {
-        return Ok(false);
+/// A merge into the user's kubeconfig that a create or restore may have to take back — even
+/// while it is being written: the write runs on a blocking thread, which an interrupt does not
+/// stop, so the take-back either undoes a merge that landed or keeps one from landing. Clones
+/// share the record.
+#[derive(Debug, Clone, Default)]
+pub struct MergeRecord(std::sync::Arc<std::sync::Mutex<MergeState>>);
+
+#[derive(Debug, Default)]
+enum MergeState {
+    #[default]
+    NotStarted,
+    /// Taken back before it was written: it never will be.
+    Cancelled,
+    Done(Merged),
+}
+
+/// What one merge changed.
+#[derive(Debug)]
+struct Merged {
+    /// The file's bytes and mode before the merge; None where there was no file.
+    before: Option<(Vec<u8>, u32)>,
+    /// The file as the merge left it.
+    after: Vec<u8>,
+    /// The context that was current before.
+    previous_context: Option<String>,
+}
+
+impl MergeRecord {
+    /// Merges `entries` into the kubeconfig at `path` (blocking), unless taken back already.
+    pub fn merge(&self, path: &Path, entries: &Value) -> Result<()> {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*state, MergeState::Cancelled) {
+            return Ok(());
+        }
+        let _lock = FileLock::acquire(path, LOCK_WAIT)?;
+        let before = read_bytes_and_mode(path)?;
+        let mut doc = read(path)?;
+        let previous_context = doc.get("current-context").and_then(Value::as_str).map(str::to_string);
+        merge(&mut doc, entries)?;
+        write(path, &doc)?;
+        let after = std::fs::read(path).map_err(|source| KubeconfigError::Read { path: path.into(), source })?;
+        *state = MergeState::Done(Merged { before, after, previous_context });
+        Ok(())
     }
-    let mut removed = false;
-    update(path, |doc| {
-        removed = unmerge(doc, &context_name(cluster), previous)?;
-        Ok(removed)
-    })?;
-    Ok(removed)
+
+    /// Takes the merge back (blocking): the file exactly as it was (bytes and mode; no file if
+    /// there was none) when no one has written it since; else only `cluster`'s entries go and
+    /// the context that was current is current again. A merge not yet written never will be.
+    pub fn take_back(&self, path: &Path, cluster: &str) -> Result<()> {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let MergeState::Done(merged) = std::mem::replace(&mut *state, MergeState::Cancelled) else { return Ok(()) };
+        let _lock = FileLock::acquire(path, LOCK_WAIT)?;
+        let now = read_bytes_and_mode(path)?;
+        if now.as_ref().map(|(bytes, _)| bytes) != Some(&merged.after) {
+            let mut doc = read(path)?;
+            if unmerge(&mut doc, &context_name(cluster), merged.previous_context.as_deref())? {
+                write(path, &doc)?;
+            }
+            return Ok(());
+        }
+        let werr = |source| KubeconfigError::Write { path: path.into(), source };
+        match merged.before {
+            None => std::fs::remove_file(write_target(path)).map_err(werr),
+            Some((bytes, mode)) => {
+                write_bytes_as(path, &bytes, sudo_user())?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(write_target(path), std::fs::Permissions::from_mode(mode)).map_err(werr)
+            }
+        }
+    }
+}
+
+/// A file's bytes and permission bits; None if it does not exist.
+fn read_bytes_and_mode(path: &Path) -> Result<Option<(Vec<u8>, u32)>> {
+    use std::os::unix::fs::PermissionsExt;
+    let rerr = |source| KubeconfigError::Read { path: path.into(), source };
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some((bytes, std::fs::metadata(path).map_err(rerr)?.permissions().mode() & 0o7777))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(rerr(e)),
+    }
 }
 
 /// Removes a cluster's entries from the kubeconfig at `path`; a missing file is fine.

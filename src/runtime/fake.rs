@@ -21,6 +21,13 @@ pub struct FakeContainer {
     pub ip: Option<String>,
     pub running: bool,
     pub files: BTreeMap<String, Vec<u8>>,
+    pub image: String,
+    /// The volume at /var: named by the create request, or anonymous (removed with the container).
+    pub var: Option<String>,
+    pub anonymous_var: bool,
+    pub host_config: Option<bollard::models::HostConfig>,
+    /// For a volume-copy helper: how many volumes it writes.
+    pub copies: usize,
 }
 
 #[derive(Debug, Default)]
@@ -46,13 +53,15 @@ struct State {
     image_labels: BTreeMap<String, HashMap<String, String>>,
     /// How a container's main process ends (`wait_exit`) and what its log says then.
     exit: (i64, String),
+    /// Containers whose start fails.
+    failing_starts: BTreeSet<String>,
     /// Scripted failures: an exec in this container whose command starts with these words
     /// exits with this code and stderr.
     failing: Vec<(String, String, i64, String)>,
 }
 
-/// The fake runtime. Cheap to make; state behind a mutex so it is `Sync`.
-#[derive(Debug, Default)]
+/// The fake runtime. Cheap to make; state behind a mutex so it is `Sync`; a clone shares it.
+#[derive(Debug, Default, Clone)]
 pub struct FakeRuntime {
     state: std::sync::Arc<Mutex<State>>,
 }
@@ -91,6 +100,12 @@ impl FakeRuntime {
         s.image_labels.insert(image.to_string(), labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
     }
 
+    /// Every image the fake holds that has labels, with them.
+    pub fn image_labels_all(&self) -> BTreeMap<String, HashMap<String, String>> {
+        let s = self.state.lock().unwrap();
+        s.image_labels.iter().filter(|(i, _)| s.images.contains(*i)).map(|(i, l)| (i.clone(), l.clone())).collect()
+    }
+
     /// Every image the fake holds.
     pub fn images(&self) -> BTreeSet<String> {
         self.state.lock().unwrap().images.clone()
@@ -99,6 +114,35 @@ impl FakeRuntime {
     pub fn add_volume(&self, name: &str, labels: &[(&str, &str)]) {
         let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         self.state.lock().unwrap().volumes.insert(name.to_string(), labels);
+    }
+
+    /// A node container as berth's create makes one: labelled for `cluster` and `role`, from
+    /// `image`, at `ip`, running, with an anonymous /var volume.
+    pub fn add_node(&self, name: &str, labels: &[(&str, &str)], image: &str, ip: &str) {
+        let mut s = self.state.lock().unwrap();
+        let var = format!("anonymous-var-of-{name}");
+        s.volumes.insert(var.clone(), HashMap::new());
+        let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let container = FakeContainer {
+            labels,
+            ip: Some(ip.into()),
+            running: true,
+            image: image.into(),
+            var: Some(var),
+            anonymous_var: true,
+            ..Default::default()
+        };
+        s.containers.insert(name.into(), container);
+    }
+
+    /// What `inspect` reports as a container's host config (its published ports, say).
+    pub fn set_host_config(&self, container: &str, host_config: bollard::models::HostConfig) {
+        self.state.lock().unwrap().containers.get_mut(container).expect("no such container").host_config = Some(host_config);
+    }
+
+    /// Makes starting `container` fail (as a port taken since would).
+    pub fn fail_start(&self, container: &str) {
+        self.state.lock().unwrap().failing_starts.insert(container.to_string());
     }
 
     /// A file in a container (what `read_file` and `download_tar` find).
@@ -212,6 +256,7 @@ impl Runtime for FakeRuntime {
         Ok(self.state.lock().unwrap().containers.values().filter_map(|c| c.ip.as_deref()?.parse().ok()).collect())
     }
     async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+        tokio::task::yield_now().await;
         let mut s = self.state.lock().unwrap();
         if s.containers.contains_key(name) {
             return Err(RuntimeError::NameTaken(name.to_string()));
@@ -223,16 +268,42 @@ impl Runtime for FakeRuntime {
             .and_then(|e| e.ipam_config)
             .and_then(|i| i.ipv4_address);
         let labels = body.labels.unwrap_or_default();
-        s.containers.insert(name.to_string(), FakeContainer { labels, ip, ..Default::default() });
+        let mounts = body.host_config.as_ref().and_then(|h| h.mounts.clone()).unwrap_or_default();
+        let named_var = mounts.iter().find(|m| m.target.as_deref() == Some("/var")).and_then(|m| m.source.clone());
+        let copies = mounts.iter().filter(|m| m.target.as_deref().is_some_and(|t| t.starts_with("/to/"))).count();
+        // Docker makes a named volume that does not exist, empty, as it mounts it.
+        for volume in mounts.iter().filter(|m| m.typ == Some(bollard::models::MountType::VOLUME)).filter_map(|m| m.source.clone()) {
+            if !s.volumes.contains_key(&volume) {
+                s.volumes.insert(volume.clone(), HashMap::new());
+                s.calls.push(format!("create volume {volume} (implicitly)"));
+            }
+        }
+        let anonymous_var = named_var.is_none() && body.volumes.iter().flatten().any(|v| v == "/var");
+        let var = if anonymous_var {
+            let volume = format!("anonymous-var-of-{name}");
+            s.volumes.insert(volume.clone(), HashMap::new());
+            Some(volume)
+        } else {
+            named_var
+        };
+        let image = body.image.unwrap_or_default();
+        let container =
+            FakeContainer { labels, ip, image, var, anonymous_var, host_config: body.host_config, copies, ..Default::default() };
+        s.containers.insert(name.to_string(), container);
         s.calls.push(format!("create {name}"));
         Ok(format!("id-{name}"))
     }
     async fn start_container(&self, name: &str) -> Result<()> {
+        tokio::task::yield_now().await;
+        if self.state.lock().unwrap().failing_starts.contains(name) {
+            return Err(RuntimeError::Other(format!("the fake runtime fails to start {name} on purpose")));
+        }
         self.state.lock().unwrap().containers.get_mut(name).ok_or_else(|| Self::missing(name))?.running = true;
         self.record(format!("start {name}"));
         Ok(())
     }
     async fn stop_container(&self, name: &str, _timeout_secs: i32) -> Result<()> {
+        tokio::task::yield_now().await;
         self.state.lock().unwrap().containers.get_mut(name).ok_or_else(|| Self::missing(name))?.running = false;
         self.record(format!("stop {name}"));
         Ok(())
@@ -243,9 +314,13 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
     async fn remove_container(&self, name: &str) -> Result<()> {
+        tokio::task::yield_now().await;
         let mut s = self.state.lock().unwrap();
         let removed = s.containers.remove(name);
         s.calls.push(format!("remove {name}"));
+        if let Some(var) = removed.as_ref().filter(|c| c.anonymous_var).and_then(|c| c.var.clone()) {
+            s.volumes.remove(&var);
+        }
         if let Some(removed) = removed.filter(|_| s.ghost_after_first_removal) {
             s.ghost_after_first_removal = false;
             let when = s.lists + 1;
@@ -278,6 +353,7 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
     async fn create_volume(&self, name: &str, labels: &[(String, String)]) -> Result<()> {
+        tokio::task::yield_now().await;
         let mut s = self.state.lock().unwrap();
         s.volumes.insert(name.to_string(), labels.iter().cloned().collect());
         s.calls.push(format!("create volume {name}"));
@@ -288,6 +364,7 @@ impl Runtime for FakeRuntime {
         Ok(s.volumes.iter().filter(|(_, l)| matches_labels(l, label)).map(|(n, l)| (n.clone(), l.clone())).collect())
     }
     async fn list_containers(&self, label: &str) -> Result<Vec<ContainerSummary>> {
+        tokio::task::yield_now().await;
         let mut s = self.state.lock().unwrap();
         s.lists += 1;
         if s.ghost.as_ref().is_some_and(|(when, _)| s.lists > *when) {
@@ -311,11 +388,30 @@ impl Runtime for FakeRuntime {
             .collect())
     }
     async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse> {
+        use bollard::models::{EndpointIpamConfig, EndpointSettings, MountPoint, NetworkSettings};
         let s = self.state.lock().unwrap();
         let c = s.containers.get(name).ok_or_else(|| Self::missing(name))?;
+        let endpoint = EndpointSettings {
+            ip_address: c.ip.clone(),
+            ipam_config: Some(EndpointIpamConfig { ipv4_address: c.ip.clone(), ..Default::default() }),
+            ..Default::default()
+        };
         Ok(ContainerInspectResponse {
             name: Some(format!("/{name}")),
-            config: Some(bollard::models::ContainerConfig { labels: Some(c.labels.clone()), ..Default::default() }),
+            config: Some(bollard::models::ContainerConfig {
+                labels: Some(c.labels.clone()),
+                image: Some(c.image.clone()),
+                ..Default::default()
+            }),
+            host_config: c.host_config.clone(),
+            mounts: c
+                .var
+                .as_ref()
+                .map(|v| vec![MountPoint { destination: Some("/var".into()), name: Some(v.clone()), ..Default::default() }]),
+            network_settings: Some(NetworkSettings {
+                networks: Some(HashMap::from([(super::NETWORK_NAME.to_string(), endpoint)])),
+                ..Default::default()
+            }),
             ..Default::default()
         })
     }
@@ -364,7 +460,11 @@ impl Runtime for FakeRuntime {
     }
     async fn logs_tail(&self, name: &str, _lines: usize) -> Result<String> {
         let s = self.state.lock().unwrap();
-        s.containers.get(name).ok_or_else(|| Self::missing(name))?;
+        let c = s.containers.get(name).ok_or_else(|| Self::missing(name))?;
+        // A volume copy that was told nothing else says what its script says on success.
+        if c.copies > 0 && s.exit == (0, String::new()) {
+            return Ok("bytes 4096\n".repeat(c.copies));
+        }
         Ok(s.exit.1.clone())
     }
     async fn image_id(&self, image: &str) -> Result<Option<String>> {
@@ -374,6 +474,7 @@ impl Runtime for FakeRuntime {
         self.image_id(image).await?.map(|_| 1 << 20).ok_or_else(|| RuntimeError::Other(format!("no image {image} in the fake runtime")))
     }
     async fn list_images(&self, label: &str) -> Result<Vec<bollard::models::ImageSummary>> {
+        tokio::task::yield_now().await;
         let s = self.state.lock().unwrap();
         Ok(s.image_labels
             .iter()
@@ -387,6 +488,7 @@ impl Runtime for FakeRuntime {
             .collect())
     }
     async fn remove_image(&self, image: &str) -> Result<()> {
+        tokio::task::yield_now().await;
         let mut s = self.state.lock().unwrap();
         if !s.images.remove(image) {
             return Err(RuntimeError::Other(format!("no image {image} in the fake runtime")));
@@ -396,6 +498,7 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
     async fn commit(&self, container: &str, repo: &str, tag: &str, config: bollard::models::ContainerConfig) -> Result<String> {
+        tokio::task::yield_now().await;
         let mut s = self.state.lock().unwrap();
         s.containers.get(container).ok_or_else(|| Self::missing(container))?;
         let image = format!("{repo}:{tag}");
@@ -416,6 +519,7 @@ impl Runtime for FakeRuntime {
         Ok(s.containers.iter().filter_map(|(name, c)| Some((c.ip.as_deref()?.parse().ok()?, name.clone()))).collect())
     }
     async fn wait_exit(&self, name: &str) -> Result<i64> {
+        tokio::task::yield_now().await;
         let mut s = self.state.lock().unwrap();
         s.containers.get_mut(name).ok_or_else(|| Self::missing(name))?.running = false;
         s.calls.push(format!("wait {name}"));
@@ -425,6 +529,7 @@ impl Runtime for FakeRuntime {
         Ok(self.state.lock().unwrap().volumes.contains_key(name))
     }
     async fn remove_volume_if_there(&self, name: &str) -> Result<bool> {
+        tokio::task::yield_now().await;
         let mut s = self.state.lock().unwrap();
         let removed = s.volumes.remove(name).is_some();
         s.calls.push(format!("remove volume {name}"));

@@ -54,10 +54,11 @@ fn create_get_delete_one_node() {
         }
     });
     assert_eq!(ds["status"]["numberReady"], 1);
-    // CoreDNS exists; its image is not in the test node image (nothing can be pulled here), so
-    // it is not expected to be Available — berth warned about that instead.
+    // CoreDNS (its image built into the test node image) is serving when create returns:
+    // create waits for it, as a user running `curl web.default` next needs.
     let coredns = kubectl_json(&kc, &["-n", "kube-system", "get", "deployment", "coredns"]).unwrap();
-    assert_eq!(coredns["metadata"]["name"], "coredns");
+    let replicas = coredns["spec"]["replicas"].as_i64().unwrap_or(0);
+    assert!(replicas >= 1 && coredns["status"]["readyReplicas"].as_i64() == Some(replicas), "CoreDNS not ready: {}", coredns["status"]);
 
     // Names only, one per line, as kind prints them (`for c in $(berth get clusters)`); the
     // table with -o wide.

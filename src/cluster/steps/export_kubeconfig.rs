@@ -2,15 +2,14 @@
 
 use super::super::Result;
 use super::{Ctx, Initialized};
-use crate::kubeconfig;
 
 pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
     let entries = cluster.kubeconfig.clone();
     let path = ctx.opts.kubeconfig_path.clone();
-    // Marked before writing: if the write is interrupted halfway, roll-back still removes
-    // whatever landed (removing absent entries is harmless).
-    ctx.kubeconfig_merged = Some(kubeconfig::current_context(&path)?);
-    tokio::task::spawn_blocking(move || kubeconfig::merge_into_file(&path, &entries))
+    // The record is the context's before the write starts: an interrupt that stops waiting for
+    // it still takes back whatever lands, or keeps it from landing.
+    let record = ctx.kubeconfig_merge.clone();
+    tokio::task::spawn_blocking(move || record.merge(&path, &entries))
         .await
         .map_err(|e| super::super::ClusterError::Io { context: "writing the kubeconfig".into(), source: std::io::Error::other(e) })??;
     Ok(())

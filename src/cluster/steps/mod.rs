@@ -51,7 +51,7 @@ pub struct Ctx<'a> {
     pub warnings: Vec<String>,
     /// Set once the merge into the user's kubeconfig may have begun: the context that was
     /// current before it (roll-back makes it current again).
-    pub kubeconfig_merged: Option<Option<String>>,
+    pub kubeconfig_merge: crate::kubeconfig::MergeRecord,
 }
 
 impl Ctx<'_> {
