@@ -4,7 +4,7 @@ use clap::Subcommand;
 
 use super::{KubeconfigArg, NameArg, Output};
 use crate::cluster;
-use crate::runtime::{Docker, SERVICE_LB_ROLE};
+use crate::runtime::Docker;
 use crate::{kubeconfig, ui};
 
 #[derive(Debug, Subcommand)]
@@ -68,7 +68,7 @@ pub async fn run(what: GetWhat) -> anyhow::Result<()> {
                     for c in clusters {
                         let missing = if c.missing.is_empty() { String::new() } else { format!(" (missing: {})", c.missing.join(", ")) };
                         // Service forwarders are not nodes (`get nodes` lists them, by role).
-                        let nodes = c.nodes.iter().filter(|n| n.role != SERVICE_LB_ROLE).count();
+                        let nodes = c.nodes.iter().filter(|n| n.role != crate::cluster::NodeRole::ServiceLb).count();
                         println!("{:<30} {:<10} {nodes}{missing}", c.name, c.state);
                     }
                 }

@@ -6,17 +6,17 @@ use std::time::Duration;
 
 use futures_util::future::try_join_all;
 
-use super::{kubeconfig_for, nodes, ClusterError, NodeInfo, Result};
+use super::{kubeconfig_for, nodes, ClusterError, NodeInfo, NodeRole, Result};
 use crate::config::Protocol;
-use crate::runtime::{Runtime, LOAD_BALANCER_ROLE, SERVICE_LB_ROLE};
+use crate::runtime::Runtime;
 use crate::ui::Status;
 use crate::wait;
 
 /// Seconds systemd gets to shut a node down before Docker kills it.
 const STOP_TIMEOUT_SECS: i32 = 30;
 
-fn by_role<'a>(nodes: &'a [NodeInfo], role: &str) -> Vec<&'a NodeInfo> {
-    nodes.iter().filter(|n| n.role == role).collect()
+fn by_role<'a>(nodes: &'a [NodeInfo], role: &NodeRole) -> Vec<&'a NodeInfo> {
+    nodes.iter().filter(|n| n.role == *role).collect()
 }
 
 /// The fixed host ports in `bindings` (a container's port bindings) that something holds now,
@@ -57,8 +57,8 @@ async fn check_published_ports(docker: &dyn Runtime, stopped: impl Iterator<Item
 /// balancer: nothing loses its API server while it still runs.
 pub async fn stop(docker: &dyn Runtime, cluster: &str, status: &Status) -> Result<()> {
     let all = nodes(docker, cluster).await?;
-    for role in [SERVICE_LB_ROLE, "worker", "control-plane", LOAD_BALANCER_ROLE] {
-        let group = by_role(&all, role);
+    for role in [NodeRole::ServiceLb, NodeRole::Worker, NodeRole::ControlPlane, NodeRole::LoadBalancer] {
+        let group = by_role(&all, &role);
         if group.is_empty() {
             continue;
         }
@@ -111,7 +111,7 @@ pub async fn start(docker: &dyn Runtime, cluster: &str, wait: Duration, status: 
     crate::kube::wait_for_nodes_ready(&client, expected, Some(&restarted), deadline).await?;
     let fresh = began.elapsed().as_secs_f64();
     step.done();
-    if restarted.nodes.iter().any(|n| all.iter().any(|a| &a.name == n && a.role == "control-plane")) {
+    if restarted.nodes.iter().any(|n| all.iter().any(|a| &a.name == n && a.role == NodeRole::ControlPlane)) {
         let step = status.step("Waiting for the controllers");
         crate::kube::wait_for_controllers(&client, deadline).await?;
         step.done();

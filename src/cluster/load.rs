@@ -143,7 +143,9 @@ mod tests {
         let loaded = load_docker_images(&fake, "dev", &["web:1".into()], &[], &Status::quiet()).await.unwrap();
         assert_eq!(loaded, [("dev-control-plane".to_string(), true), ("dev-worker".to_string(), true)]);
         assert_eq!(imports(&fake).len(), 2, "{:?}", fake.calls());
-        let fed: Vec<String> = fake.calls().into_iter().filter(|c| c.starts_with("stdin ")).collect();
+        // The nodes load at once, in no set order.
+        let mut fed: Vec<String> = fake.calls().into_iter().filter(|c| c.starts_with("stdin ")).collect();
+        fed.sort();
         assert_eq!(fed, ["stdin dev-control-plane: 5 bytes", "stdin dev-worker: 5 bytes"].map(String::from), "the archive, whole");
         assert!(!fake.calls().iter().any(|c| c.contains("load-balancer")), "{:?}", fake.calls());
     }

@@ -16,12 +16,11 @@ use std::time::Duration;
 use super::steps::kubeadm_init::{ca_cert_hash_of, redact, KUBEADM_CONFIG_PATH};
 use super::steps::loadbalancer::{haproxy_config, LB_CONFIG_PATH};
 use super::steps::LABEL_CREATE_ID;
-use super::{nodes, ClusterError, NodeInfo, Result};
+use super::{nodes, ClusterError, NodeInfo, NodeRole, Result};
 use crate::config::Role;
 use crate::kubeadm::{self, KubeVersion, NodeJoin, Params};
 use crate::runtime::{
-    network, node_container_body, Lease, NodeMode, NodeSpec, Runtime, API_SERVER_PORT, LABEL_CLUSTER, LABEL_MEMBERS, LOAD_BALANCER_ROLE,
-    NETWORK_NAME,
+    network, node_container_body, Lease, NodeMode, NodeSpec, Runtime, API_SERVER_PORT, LABEL_CLUSTER, LABEL_MEMBERS, NETWORK_NAME,
 };
 use crate::ui::Status;
 
@@ -86,7 +85,7 @@ struct Running {
 
 impl Running {
     fn control_planes(&self) -> Vec<String> {
-        self.nodes.iter().filter(|n| n.role == Role::ControlPlane.as_str()).map(|n| n.name.clone()).collect()
+        self.nodes.iter().filter(|n| n.role == NodeRole::ControlPlane).map(|n| n.name.clone()).collect()
     }
 
     fn endpoint(&self) -> String {
@@ -108,11 +107,11 @@ async fn running(docker: &dyn Runtime, api: &dyn crate::kube::Connect, cluster: 
     }
     let first_cp = nodes
         .iter()
-        .filter(|n| n.role == Role::ControlPlane.as_str())
+        .filter(|n| n.role == NodeRole::ControlPlane)
         .map(|n| n.name.clone())
         .min_by_key(|n| (n.len(), n.clone()))
         .ok_or_else(|| ClusterError::NotRunning(cluster.to_string()))?;
-    let balancer = nodes.iter().find(|n| n.role == LOAD_BALANCER_ROLE).map(|n| n.name.clone());
+    let balancer = nodes.iter().find(|n| n.role == NodeRole::LoadBalancer).map(|n| n.name.clone());
     let version = KubeVersion::parse(&docker.exec_ok(&first_cp, &["cat", "/kind/version"]).await?)?;
     let entries = super::kubeconfig_for(docker, cluster, false).await?;
     let client = api.connect(&entries).await?;
@@ -202,7 +201,7 @@ async fn check_add(docker: &dyn Runtime, api: &dyn crate::kube::Connect, opts: &
     let like = cluster
         .nodes
         .iter()
-        .find(|n| n.role == opts.role.as_str())
+        .find(|n| n.role == NodeRole::from(opts.role))
         .or_else(|| cluster.nodes.iter().find(|n| n.name == cluster.first_cp))
         .map(|n| n.name.clone())
         .expect("a running cluster has a control plane");
@@ -336,7 +335,7 @@ async fn add_steps(
         feature_gates: BTreeMap::new(),
         runtime_config: BTreeMap::new(),
         node_labels: opts.labels.clone(),
-        schedulable_control_plane: !cluster.nodes.iter().any(|n| n.role == Role::Worker.as_str()),
+        schedulable_control_plane: !cluster.nodes.iter().any(|n| n.role == NodeRole::Worker),
         single_control_plane: false,
         hostpath_provisioner: false,
         rootless: docker.rootless().await?,
@@ -501,7 +500,7 @@ async fn remove_with(docker: &dyn Runtime, api: &dyn crate::kube::Connect, opts:
             problem: format!("{} is the cluster's {}, not a node", node.name, node.role),
         });
     }
-    let control_plane = node.role == Role::ControlPlane.as_str();
+    let control_plane = node.role == NodeRole::ControlPlane;
     if control_plane {
         check_quorum(&cluster, &opts.node).await?;
     }

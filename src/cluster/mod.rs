@@ -134,11 +134,73 @@ pub fn node_name(cluster: &str, role: crate::config::Role, index: usize) -> Stri
     }
 }
 
+/// What a container of a cluster is, as its role label says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeRole {
+    ControlPlane,
+    Worker,
+    /// The API server's load balancer of a cluster with several control planes.
+    LoadBalancer,
+    /// A `type: LoadBalancer` Service's forwarder.
+    ServiceLb,
+    /// A label berth does not know (a newer berth's, or written by hand): shown as it is.
+    Other(String),
+}
+
+impl NodeRole {
+    pub fn parse(label: &str) -> NodeRole {
+        match label {
+            "control-plane" => NodeRole::ControlPlane,
+            "worker" => NodeRole::Worker,
+            crate::runtime::LOAD_BALANCER_ROLE => NodeRole::LoadBalancer,
+            crate::runtime::SERVICE_LB_ROLE => NodeRole::ServiceLb,
+            other => NodeRole::Other(other.to_string()),
+        }
+    }
+
+    /// The label's value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            NodeRole::ControlPlane => crate::config::Role::ControlPlane.as_str(),
+            NodeRole::Worker => crate::config::Role::Worker.as_str(),
+            NodeRole::LoadBalancer => crate::runtime::LOAD_BALANCER_ROLE,
+            NodeRole::ServiceLb => crate::runtime::SERVICE_LB_ROLE,
+            NodeRole::Other(label) => label,
+        }
+    }
+
+    /// A Kubernetes node (control plane or worker), not one of berth's balancers.
+    pub fn is_kubernetes_node(&self) -> bool {
+        matches!(self, NodeRole::ControlPlane | NodeRole::Worker)
+    }
+}
+
+impl From<crate::config::Role> for NodeRole {
+    fn from(role: crate::config::Role) -> NodeRole {
+        match role {
+            crate::config::Role::ControlPlane => NodeRole::ControlPlane,
+            crate::config::Role::Worker => NodeRole::Worker,
+        }
+    }
+}
+
+impl std::fmt::Display for NodeRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl Serialize for NodeRole {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// One node container as Docker reports it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct NodeInfo {
     pub name: String,
-    pub role: String,
+    pub role: NodeRole,
     pub state: String,
     pub image: String,
 }
@@ -146,7 +208,7 @@ pub struct NodeInfo {
 impl NodeInfo {
     /// A Kubernetes node (control plane or worker), not one of berth's balancers.
     pub fn is_kubernetes_node(&self) -> bool {
-        self.role == "control-plane" || self.role == "worker"
+        self.role.is_kubernetes_node()
     }
 }
 
@@ -188,7 +250,7 @@ pub async fn list(docker: &dyn Runtime) -> Result<Vec<ClusterInfo>> {
         members.extend(labels.get(LABEL_MEMBERS).into_iter().flat_map(|m| m.split(',')).filter(|m| !m.is_empty()).map(str::to_string));
         nodes.push(NodeInfo {
             name,
-            role: labels.get(LABEL_ROLE).cloned().unwrap_or_default(),
+            role: NodeRole::parse(labels.get(LABEL_ROLE).map(String::as_str).unwrap_or_default()),
             state: c.state.map(|s| s.to_string()).unwrap_or_default(),
             image: c.image.unwrap_or_default(),
         });
@@ -274,11 +336,11 @@ pub async fn kubeconfig_for(docker: &dyn Runtime, cluster: &str, internal: bool)
     let nodes = nodes(docker, cluster).await?;
     let cp = nodes
         .iter()
-        .find(|n| n.role == "control-plane" && n.state == "running")
+        .find(|n| n.role == NodeRole::ControlPlane && n.state == "running")
         .ok_or_else(|| ClusterError::NotRunning(cluster.to_string()))?;
     let admin = docker.exec_ok(&cp.name, &["cat", "/etc/kubernetes/admin.conf"]).await?;
     // The load balancer, where there is one, is the cluster's endpoint.
-    let endpoint = nodes.iter().find(|n| n.role == crate::runtime::LOAD_BALANCER_ROLE).unwrap_or(cp);
+    let endpoint = nodes.iter().find(|n| n.role == NodeRole::LoadBalancer).unwrap_or(cp);
     let server = if internal {
         format!("https://{}:{}", endpoint.name, crate::runtime::API_SERVER_PORT)
     } else {
@@ -342,7 +404,7 @@ mod tests {
 
     #[test]
     fn state_from_node_states() {
-        let n = |state: &str| NodeInfo { name: "n".into(), role: "worker".into(), state: state.into(), image: "i".into() };
+        let n = |state: &str| NodeInfo { name: "n".into(), role: NodeRole::Worker, state: state.into(), image: "i".into() };
         assert_eq!(cluster_state(&[n("running"), n("running")], &[]), "running");
         assert_eq!(cluster_state(&[n("exited"), n("exited")], &[]), "stopped");
         assert_eq!(cluster_state(&[n("running"), n("exited")], &[]), "degraded");

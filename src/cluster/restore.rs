@@ -30,7 +30,7 @@ use super::snapshot::{SavedNode, Snapshot, LABEL_RESTORED_FROM};
 use super::spare;
 use super::steps::LABEL_CREATE_ID;
 use super::volume_copy::VolumeCopy;
-use super::{ClusterError, Result};
+use super::{ClusterError, NodeRole, Result};
 use crate::kubeconfig;
 use crate::runtime::{network_endpoint, Lease, NodeMode, Runtime, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE, NETWORK_NAME};
 use crate::ui::Status;
@@ -101,7 +101,7 @@ async fn run_steps(docker: &dyn Runtime, opts: &RestoreOptions, snapshot: &Snaps
     // Control planes (and their load balancer) first: the API server's start is what everything
     // waits for, and the workers' copy then overlaps the control planes' kubelet start-up (on
     // 1.20 five idle seconds, see README). Workers' kubelets are ready long before the API server.
-    let (first, workers): (Vec<&SavedNode>, Vec<&SavedNode>) = snapshot.nodes.iter().partition(|n| n.role != "worker");
+    let (first, workers): (Vec<&SavedNode>, Vec<&SavedNode>) = snapshot.nodes.iter().partition(|n| n.role != NodeRole::Worker);
     for (group, what) in [(first, "control-plane node(s)"), (workers, "worker(s)")] {
         if group.is_empty() {
             continue;
@@ -181,7 +181,7 @@ async fn wait_ready(
 }
 
 fn is_kubernetes_node(node: &SavedNode) -> bool {
-    node.role == "control-plane" || node.role == "worker"
+    node.role.is_kubernetes_node()
 }
 
 /// Everything that would stand in a restore's way, found before anything is made: the name,
@@ -386,7 +386,7 @@ async fn copy_volumes(docker: &dyn Runtime, nodes: &[&SavedNode], volumes: &Hash
 fn node_body(snapshot: &Snapshot, node: &SavedNode, volume: Option<&str>, create_id: &str, members: &[String]) -> ContainerCreateBody {
     let mut labels = HashMap::from([
         (LABEL_CLUSTER.to_string(), snapshot.cluster.clone()),
-        (LABEL_ROLE.to_string(), node.role.clone()),
+        (LABEL_ROLE.to_string(), node.role.as_str().to_string()),
         (LABEL_MEMBERS.to_string(), members.join(",")),
         (LABEL_CREATE_ID.to_string(), create_id.to_string()),
         (LABEL_RESTORED_FROM.to_string(), snapshot.name.clone()),
@@ -568,7 +568,7 @@ current-context: other
             missing: Vec::new(),
             nodes: vec![SavedNode {
                 name: "ci-control-plane".into(),
-                role: "control-plane".into(),
+                role: NodeRole::ControlPlane,
                 image: "berth-snapshot/warm:ci-control-plane".into(),
                 volume: Some("berth-snapshot-warm-ci-control-plane-var".into()),
                 address: Some("172.18.128.1".into()),

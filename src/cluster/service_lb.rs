@@ -302,7 +302,10 @@ async fn node_addresses(docker: &dyn Runtime, cluster_nodes: &[super::NodeInfo])
 
 /// The image of the cluster's first control plane: it has `sh` and `iptables`, and it is here.
 fn node_image(cluster_nodes: &[super::NodeInfo], cluster: &str) -> Result<String> {
-    let cp = cluster_nodes.iter().find(|n| n.role == "control-plane").ok_or_else(|| super::ClusterError::NotFound(cluster.to_string()))?;
+    let cp = cluster_nodes
+        .iter()
+        .find(|n| n.role == super::NodeRole::ControlPlane)
+        .ok_or_else(|| super::ClusterError::NotFound(cluster.to_string()))?;
     Ok(cp.image.clone())
 }
 

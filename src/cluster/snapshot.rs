@@ -26,8 +26,8 @@ use bollard::models::HostConfig;
 use futures_util::future::try_join_all;
 use serde::Serialize;
 
-use super::{nodes, ClusterError, NodeInfo, Result};
-use crate::runtime::{Runtime, SERVICE_LB_ROLE};
+use super::{nodes, ClusterError, NodeInfo, NodeRole, Result};
+use crate::runtime::Runtime;
 use crate::ui::Status;
 
 pub const LABEL_SNAPSHOT: &str = "dev.berth.snapshot";
@@ -86,7 +86,7 @@ fn marker_name(snapshot: &str) -> String {
 #[derive(Debug, Clone, Serialize)]
 pub struct SavedNode {
     pub name: String,
-    pub role: String,
+    pub role: NodeRole,
     /// The committed image (`berth-snapshot/NAME:node`).
     pub image: String,
     /// The volume holding the node's /var (none for the API server's load balancer).
@@ -198,7 +198,7 @@ pub async fn list(docker: &dyn Runtime) -> Result<Vec<Snapshot>> {
         }
         snapshot.nodes.push(SavedNode {
             name: node.clone(),
-            role: get(LABEL_ROLE_SAVED),
+            role: NodeRole::parse(&get(LABEL_ROLE_SAVED)),
             image: wanted,
             volume: labels.get(LABEL_VOLUME).cloned(),
             address: labels.get(LABEL_ADDRESS).cloned(),
@@ -403,7 +403,7 @@ const LEASE_WAIT: Duration = Duration::from_secs(600);
 
 async fn save_nodes(docker: &dyn Runtime, name: &str, cluster: &str, save_id: &str, status: &Status) -> Result<()> {
     // Service forwarders are remade by `berth load-balancer`; they hold nothing of the cluster.
-    let all: Vec<NodeInfo> = nodes(docker, cluster).await?.into_iter().filter(|n| n.role != SERVICE_LB_ROLE).collect();
+    let all: Vec<NodeInfo> = nodes(docker, cluster).await?.into_iter().filter(|n| n.role != NodeRole::ServiceLb).collect();
     super::lifecycle::stop(docker, cluster, status).await?;
     let version = kubernetes_version(docker, &all).await;
     let step = status.step(format!("Saving {} node(s) as snapshot {name:?}", all.len()));
@@ -443,7 +443,7 @@ async fn unlabelled_image(docker: &dyn Runtime, running: &str) -> Result<String>
 }
 
 async fn kubernetes_version(docker: &dyn Runtime, all: &[NodeInfo]) -> String {
-    let Some(cp) = all.iter().find(|n| n.role == "control-plane") else { return String::new() };
+    let Some(cp) = all.iter().find(|n| n.role == NodeRole::ControlPlane) else { return String::new() };
     docker.read_file(&cp.name, "/kind/version").await.map(|v| String::from_utf8_lossy(&v).trim().to_string()).unwrap_or_default()
 }
 
@@ -464,7 +464,7 @@ async fn save_node(docker: &dyn Runtime, name: &str, cluster: &str, save_id: &st
         (LABEL_SAVE_ID.into(), save_id.into()),
         (LABEL_SAVED_CLUSTER.into(), cluster.into()),
         (LABEL_NODE.into(), node.name.clone()),
-        (LABEL_ROLE_SAVED.into(), node.role.clone()),
+        (LABEL_ROLE_SAVED.into(), node.role.as_str().into()),
         (LABEL_VERSION.into(), version.into()),
         (LABEL_NODE_IMAGE.into(), node_image),
         (LABEL_HOST_CONFIG.into(), serde_json::to_string(&host_config).unwrap_or_default()),
@@ -493,7 +493,7 @@ async fn save_node(docker: &dyn Runtime, name: &str, cluster: &str, save_id: &st
         labels.insert(LABEL_VOLUME.into(), volume);
         labels.insert(LABEL_VAR_BYTES.into(), bytes.to_string());
     }
-    if node.role == "control-plane" {
+    if node.role == NodeRole::ControlPlane {
         if let Some(expires) = certificate_expiry(docker, &node.name).await {
             labels.insert(LABEL_CERTS_EXPIRE.into(), expires.to_string());
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::*;
 use crate::kube::fake::{FakeApi, Seen};
 use crate::runtime::fake::FakeRuntime;
-use crate::runtime::LABEL_ROLE;
+use crate::runtime::{LABEL_ROLE, LOAD_BALANCER_ROLE};
 
 /// A running cluster "demo": a control plane, and a load balancer with `ha` (then two control
 /// planes).
