@@ -173,6 +173,13 @@ fn report(e: &anyhow::Error) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let outcome = run_command(cli).await;
+    // A lease an interrupted or failed command dropped is being given back: not cut off here.
+    crate::runtime::Lease::settle(std::time::Duration::from_secs(10)).await;
+    outcome
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<()> {
     let status = if cli.quiet { ui::Status::quiet() } else { ui::Status::new(false) };
     match cli.command {
         Command::Create { what } => create::run(what, &status).await,

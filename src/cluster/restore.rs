@@ -13,7 +13,7 @@
 //! membership and kubeadm's config stay valid), each on a fresh copy of its saved `/var`: two
 //! restores of one snapshot share no file that either may write — only containerd's image
 //! layers, which nothing writes, are hard-linked from the snapshot instead of copied (most of a
-//! node's /var; see `Docker::copy_volumes`). The copy is normally made before the restore asks
+//! node's /var; see `volume_copy.rs`). The copy is normally made before the restore asks
 //! for it: a spare (`spare.rs`). Conflicts are found before anything is made; a failure or
 //! SIGINT/SIGTERM afterwards removes what this restore made, volumes and claimed spares
 //! included, and leaves the kubeconfig as it was — the same undo as create.
@@ -220,8 +220,10 @@ async fn check(docker: &dyn Runtime, opts: &RestoreOptions) -> Result<Snapshot> 
             conflicts.push(format!("a container named {} exists (docker rm -f {} if it is not needed)", node.name, node.name));
         }
     }
-    let image = snapshot.nodes.first().map(|n| n.image.as_str()).unwrap_or_default();
-    let subnet = docker.ensure_network(NETWORK_NAME, image).await?;
+    // The network lease's container is made from an image whose labels name no cluster (a
+    // snapshot image's name this one): a lease left behind is then no node of it.
+    let image = super::snapshot::unlabelled_image(docker, snapshot.nodes.first().map(|n| n.image.as_str()).unwrap_or_default()).await?;
+    let subnet = docker.ensure_network(NETWORK_NAME, &image).await?;
     let holders = docker.address_holders(NETWORK_NAME).await?;
     for node in &snapshot.nodes {
         let Some(address) = &node.address else { continue };
@@ -371,13 +373,15 @@ async fn start_nodes(docker: &dyn Runtime, snapshot: &Snapshot, nodes: &[&SavedN
 }
 
 /// Copies `nodes`' saved /var into their volumes, all at once in one helper: full copies, so a
-/// restored node shares no file with the snapshot (see `Docker::copy_volumes`).
+/// restored node shares no file with the snapshot (see `volume_copy.rs`).
 async fn copy_volumes(docker: &dyn Runtime, nodes: &[&SavedNode], volumes: &HashMap<String, String>, create_id: &str) -> Result<()> {
     let copies: Vec<VolumeCopy> =
         nodes.iter().filter_map(|node| Some(VolumeCopy { from: node.volume.as_deref()?, to: volumes.get(&node.name)? })).collect();
-    // Any saved node's image has the shell and cp the copy needs.
+    // Any saved node's image has the shell and cp the copy needs; the node image it was saved
+    // from, where it is here, has no labels naming the cluster.
     let Some(image) = nodes.iter().find(|n| n.volume.is_some()).map(|n| n.image.as_str()) else { return Ok(()) };
-    super::volume_copy::copy_volumes(docker, image, &copies, &[(LABEL_CREATE_ID.to_string(), create_id.to_string())]).await?;
+    let image = super::snapshot::unlabelled_image(docker, image).await?;
+    super::volume_copy::copy_volumes(docker, &image, &copies, &[(LABEL_CREATE_ID.to_string(), create_id.to_string())]).await?;
     Ok(())
 }
 

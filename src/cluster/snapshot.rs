@@ -434,7 +434,7 @@ async fn save_nodes(docker: &dyn Runtime, name: &str, cluster: &str, save_id: &s
 /// An image to make helper containers (copies, leases) from: the node image that `running` (a
 /// node's image) was saved from when it is a snapshot image and that image is still here, whose
 /// labels name no cluster or snapshot; else `running` itself.
-async fn unlabelled_image(docker: &dyn Runtime, running: &str) -> Result<String> {
+pub(super) async fn unlabelled_image(docker: &dyn Runtime, running: &str) -> Result<String> {
     let labels = docker.image_labels(running).await.unwrap_or_default();
     match saved_from(&labels) {
         Some(node_image) if docker.image_exists(node_image).await? => Ok(node_image.to_string()),

@@ -88,6 +88,8 @@ pub enum NodeImageError {
     Interrupted(&'static str),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    #[error("containerd did not start in the build container:\n{0}")]
+    ContainerdDidNotStart(String),
     #[error("--tag: {0}")]
     Tag(#[from] crate::image_ref::ImageRefError),
     #[error(transparent)]
@@ -474,7 +476,7 @@ async fn wait_for_containerd(docker: &dyn Runtime, container: &str) -> Result<()
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let log = docker.exec(container, &["tail", "-20", "/tmp/containerd.log"]).await?.stdout;
-    Err(RuntimeError::Other(format!("containerd did not start in the build container:\n{log}")).into())
+    Err(NodeImageError::ContainerdDidNotStart(log))
 }
 
 async fn commit(docker: &dyn Runtime, container: &str, opts: &BuildOptions, version: &str) -> Result<String> {

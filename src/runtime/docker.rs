@@ -36,8 +36,20 @@ pub enum RuntimeError {
     ExecFailed { container: String, command: String, code: i64, tail: String },
     #[error("{what} is held by berth process {holder} (container {container}); waited {waited:?} for it. If that process is gone, remove the container: docker rm {container}")]
     LeaseHeld { what: String, holder: String, container: String, waited: std::time::Duration },
+    #[error("no free private /16 or /20 subnet left for berth's network {0}; remove Docker networks nothing uses (docker network prune)")]
+    NoFreeSubnet(String),
+    #[error("{0} disappeared while berth was using it (removed by someone else?)")]
+    Vanished(String),
+    #[error("{container} publishes no host port for {port}")]
+    NotPublished { container: String, port: String },
+    #[error("{container} has no address on network {network}")]
+    NoAddress { container: String, network: String },
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    /// What the in-memory fake runtime of the unit tests reports.
+    #[cfg(test)]
     #[error("{0}")]
-    Other(String),
+    Fake(String),
 }
 
 impl RuntimeError {
@@ -312,8 +324,7 @@ impl Runtime for Docker {
         let lease = if self.networks_named(name).await?.is_empty() { Some(super::Lease::network(self, image).await?) } else { None };
         if self.networks_named(name).await?.is_empty() {
             let taken = self.used_subnets().await?;
-            let subnet = super::network::choose_subnet(&taken)
-                .ok_or_else(|| RuntimeError::Other("no free private /16 or /20 left for berth's network".into()))?;
+            let subnet = super::network::choose_subnet(&taken).ok_or_else(|| RuntimeError::NoFreeSubnet(name.to_string()))?;
             let request = NetworkCreateRequest {
                 name: name.to_string(),
                 driver: Some("bridge".into()),
@@ -346,7 +357,7 @@ impl Runtime for Docker {
         for extra in ids.iter().skip(1) {
             let _ = self.api.remove_network(extra).await;
         }
-        let id = ids.first().ok_or_else(|| RuntimeError::Other(format!("network {name} vanished while being created")))?;
+        let id = ids.first().ok_or_else(|| RuntimeError::Vanished(format!("network {name}")))?;
         let net = self
             .api
             .inspect_network(id, None::<bollard::query_parameters::InspectNetworkOptions>)
@@ -452,7 +463,7 @@ impl Runtime for Docker {
             .and_then(|n| n.ports)
             .and_then(|p| p.get(container_port).cloned().flatten())
             .and_then(|b| b.into_iter().find_map(|b| b.host_port.and_then(|p| p.parse().ok())))
-            .ok_or_else(|| RuntimeError::Other(format!("{name} publishes no host port for {container_port}")))
+            .ok_or_else(|| RuntimeError::NotPublished { container: name.to_string(), port: container_port.to_string() })
     }
 
     /// The container's address on `network`.
@@ -463,7 +474,7 @@ impl Runtime for Docker {
             .and_then(|mut nets| nets.remove(network))
             .and_then(|e| e.ip_address)
             .filter(|ip| !ip.is_empty())
-            .ok_or_else(|| RuntimeError::Other(format!("{name} has no address on network {network}")))
+            .ok_or_else(|| RuntimeError::NoAddress { container: name.to_string(), network: network.to_string() })
     }
 
     /// Runs a command in a container and collects its output, whatever its exit code. Output is
@@ -527,14 +538,14 @@ impl Runtime for Docker {
         out.code = inspected.exit_code.unwrap_or(-1);
         // A command that failed stopped reading; its own output says more than the broken pipe.
         if let (Err(e), 0) = (fed, out.code) {
-            return Err(RuntimeError::Other(format!("{}: feeding stdin: {e}", context())));
+            return Err(RuntimeError::Io { context: format!("{}: feeding stdin", context()), source: e });
         }
         Ok(out)
     }
 
     /// Writes `images` as one `docker save` archive to `path`, streamed as Docker produces it.
     async fn save_images_to(&self, images: &[&str], path: &std::path::Path) -> Result<()> {
-        let io = |e: std::io::Error| RuntimeError::Other(format!("writing {}: {e}", path.display()));
+        let io = |source: std::io::Error| RuntimeError::Io { context: format!("writing {}", path.display()), source };
         let mut file = tokio::fs::File::create(path).await.map_err(io)?;
         let mut stream = self.api.export_images(images);
         while let Some(chunk) = stream.next().await {
@@ -570,9 +581,9 @@ impl Runtime for Docker {
             header.set_cksum();
             builder
                 .append_data(&mut header, path.trim_start_matches('/'), *contents)
-                .map_err(|e| RuntimeError::Other(format!("packing {path}: {e}")))?;
+                .map_err(|source| RuntimeError::Io { context: format!("packing {path}"), source })?;
         }
-        let tar = builder.into_inner().map_err(|e| RuntimeError::Other(format!("packing files: {e}")))?;
+        let tar = builder.into_inner().map_err(|source| RuntimeError::Io { context: "packing files".into(), source })?;
         self.upload_tar(container, "/", futures_util::stream::once(async { Ok(bytes::Bytes::from(tar)) }).boxed()).await
     }
 
@@ -593,7 +604,7 @@ impl Runtime for Docker {
     /// Streams a host file into `dir/name` in the container as a one-entry tar, without reading
     /// it into memory (image archives run to hundreds of megabytes).
     async fn upload_file(&self, container: &str, dir: &str, name: &str, path: &std::path::Path) -> Result<()> {
-        let io = |e: std::io::Error| RuntimeError::Other(format!("reading {}: {e}", path.display()));
+        let io = |source: std::io::Error| RuntimeError::Io { context: format!("reading {}", path.display()), source };
         let file = tokio::fs::File::open(path).await.map_err(io)?;
         let size = file.metadata().await.map_err(io)?.len();
         let mut header = tar::Header::new_gnu();
@@ -626,13 +637,11 @@ impl Runtime for Docker {
         let chunks: Vec<bytes::Bytes> = self.download_tar(container, path).try_collect().await?;
         let archive = chunks.concat();
         let mut tar = tar::Archive::new(archive.as_slice());
-        let mut entries = tar.entries().map_err(|e| RuntimeError::Other(format!("reading {container}:{path}: {e}")))?;
-        let mut entry = entries
-            .next()
-            .ok_or_else(|| RuntimeError::Other(format!("{container}:{path} is empty")))?
-            .map_err(|e| RuntimeError::Other(format!("reading {container}:{path}: {e}")))?;
+        let io = |source| RuntimeError::Io { context: format!("reading {container}:{path}"), source };
+        let mut entries = tar.entries().map_err(io)?;
+        let mut entry = entries.next().ok_or_else(|| io(std::io::ErrorKind::UnexpectedEof.into()))?.map_err(io)?;
         let mut out = Vec::new();
-        entry.read_to_end(&mut out).map_err(|e| RuntimeError::Other(format!("reading {container}:{path}: {e}")))?;
+        entry.read_to_end(&mut out).map_err(io)?;
         Ok(out)
     }
 
@@ -670,7 +679,7 @@ impl Runtime for Docker {
             Some(Ok(r)) => Ok(r.status_code),
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
             Some(Err(e)) => Err(RuntimeError::api(format!("waiting for {name}"))(e)),
-            None => Err(RuntimeError::Other(format!("no exit status for {name}"))),
+            None => Err(RuntimeError::Vanished(format!("container {name} (no exit status)"))),
         }
     }
 

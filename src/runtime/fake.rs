@@ -194,7 +194,7 @@ impl FakeRuntime {
     }
 
     fn missing(name: &str) -> RuntimeError {
-        RuntimeError::Other(format!("no container {name} in the fake runtime"))
+        RuntimeError::Fake(format!("no container {name} in the fake runtime"))
     }
 }
 
@@ -239,7 +239,7 @@ impl Runtime for FakeRuntime {
     async fn image_labels(&self, image: &str) -> Result<HashMap<String, String>> {
         let s = self.state.lock().unwrap();
         if !s.images.contains(image) {
-            return Err(RuntimeError::Other(format!("no image {image} in the fake runtime")));
+            return Err(RuntimeError::Fake(format!("no image {image} in the fake runtime")));
         }
         Ok(s.image_labels
             .get(image)
@@ -296,7 +296,7 @@ impl Runtime for FakeRuntime {
     async fn start_container(&self, name: &str) -> Result<()> {
         tokio::task::yield_now().await;
         if self.state.lock().unwrap().failing_starts.contains(name) {
-            return Err(RuntimeError::Other(format!("the fake runtime fails to start {name} on purpose")));
+            return Err(RuntimeError::Fake(format!("the fake runtime fails to start {name} on purpose")));
         }
         self.state.lock().unwrap().containers.get_mut(name).ok_or_else(|| Self::missing(name))?.running = true;
         self.record(format!("start {name}"));
@@ -471,7 +471,7 @@ impl Runtime for FakeRuntime {
         Ok(self.state.lock().unwrap().images.contains(image).then(|| format!("sha256:fake-{image}")))
     }
     async fn image_size(&self, image: &str) -> Result<i64> {
-        self.image_id(image).await?.map(|_| 1 << 20).ok_or_else(|| RuntimeError::Other(format!("no image {image} in the fake runtime")))
+        self.image_id(image).await?.map(|_| 1 << 20).ok_or_else(|| RuntimeError::Fake(format!("no image {image} in the fake runtime")))
     }
     async fn list_images(&self, label: &str) -> Result<Vec<bollard::models::ImageSummary>> {
         tokio::task::yield_now().await;
@@ -491,7 +491,7 @@ impl Runtime for FakeRuntime {
         tokio::task::yield_now().await;
         let mut s = self.state.lock().unwrap();
         if !s.images.remove(image) {
-            return Err(RuntimeError::Other(format!("no image {image} in the fake runtime")));
+            return Err(RuntimeError::Fake(format!("no image {image} in the fake runtime")));
         }
         s.image_labels.remove(image);
         s.calls.push(format!("remove image {image}"));
@@ -510,9 +510,9 @@ impl Runtime for FakeRuntime {
     async fn save_images_to(&self, images: &[&str], path: &std::path::Path) -> Result<()> {
         let s = self.state.lock().unwrap();
         if let Some(missing) = images.iter().find(|i| !s.images.contains(**i)) {
-            return Err(RuntimeError::Other(format!("no image {missing} in the fake runtime")));
+            return Err(RuntimeError::Fake(format!("no image {missing} in the fake runtime")));
         }
-        std::fs::write(path, images.join("\n")).map_err(|e| RuntimeError::Other(format!("writing {}: {e}", path.display())))
+        std::fs::write(path, images.join("\n")).map_err(|e| RuntimeError::Fake(format!("writing {}: {e}", path.display())))
     }
     async fn address_holders(&self, _network: &str) -> Result<BTreeMap<Ipv4Addr, String>> {
         let s = self.state.lock().unwrap();
@@ -538,7 +538,7 @@ impl Runtime for FakeRuntime {
     async fn exec_with_input(&self, container: &str, cmd: &[&str], input: Option<super::Input>) -> Result<ExecOutput> {
         if let Some(mut input) = input {
             let mut sink = Vec::new();
-            tokio::io::copy(&mut input, &mut sink).await.map_err(|e| RuntimeError::Other(e.to_string()))?;
+            tokio::io::copy(&mut input, &mut sink).await.map_err(|e| RuntimeError::Fake(e.to_string()))?;
             self.record(format!("stdin {container}: {} bytes", sink.len()));
         }
         self.exec(container, cmd).await
@@ -577,20 +577,20 @@ impl Runtime for FakeRuntime {
                 header.set_mode(0o644);
                 header.set_cksum();
                 let name = file.strip_prefix(&parent).unwrap_or(file).trim_start_matches('/');
-                builder.append_data(&mut header, name, contents.as_slice()).map_err(|e| RuntimeError::Other(e.to_string()))?;
+                builder.append_data(&mut header, name, contents.as_slice()).map_err(|e| RuntimeError::Fake(e.to_string()))?;
                 found = true;
             }
             if !found {
-                return Err(RuntimeError::Other(format!("no {container}:{path} in the fake runtime")));
+                return Err(RuntimeError::Fake(format!("no {container}:{path} in the fake runtime")));
             }
-            builder.into_inner().map_err(|e| RuntimeError::Other(e.to_string()))
+            builder.into_inner().map_err(|e| RuntimeError::Fake(e.to_string()))
         })();
         futures_util::stream::once(async move { tar.map(bytes::Bytes::from) }).boxed()
     }
     async fn read_file(&self, container: &str, path: &str) -> Result<Vec<u8>> {
         let s = self.state.lock().unwrap();
         let c = s.containers.get(container).ok_or_else(|| Self::missing(container))?;
-        c.files.get(path).cloned().ok_or_else(|| RuntimeError::Other(format!("no {container}:{path} in the fake runtime")))
+        c.files.get(path).cloned().ok_or_else(|| RuntimeError::Fake(format!("no {container}:{path} in the fake runtime")))
     }
     fn pull_progress(
         &self,
@@ -599,7 +599,7 @@ impl Runtime for FakeRuntime {
         _credentials: Option<bollard::auth::DockerCredentials>,
     ) -> futures_util::stream::BoxStream<'_, Result<bollard::models::CreateImageInfo>> {
         use futures_util::StreamExt;
-        let err = RuntimeError::Other(format!("the fake runtime pulls nothing ({from_image})"));
+        let err = RuntimeError::Fake(format!("the fake runtime pulls nothing ({from_image})"));
         futures_util::stream::once(async move { Err(err) }).boxed()
     }
     async fn probe_privileged(&self, _image: &str, _runtime: Option<&str>, _labels: &[(String, String)]) -> Result<ProbeOutcome> {

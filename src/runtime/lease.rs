@@ -7,7 +7,8 @@
 //! host, or it has held longer than anyone could) is taken over; one that is not is waited for,
 //! and a wait that runs out names it. A lease dropped without [`Lease::release`] (an error's
 //! early return, an interrupt that dropped the work holding it) is given back by a task on the
-//! runtime; should the process end first, the next taker finds its holder gone.
+//! runtime, which the command awaits before it exits ([`Lease::settle`]); should the process
+//! be killed first, the next taker finds its holder gone.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,10 +46,13 @@ impl std::fmt::Debug for Lease {
     }
 }
 
+/// Removals of leases dropped without a release, still running.
+static DROPPED: std::sync::Mutex<Vec<tokio::task::JoinHandle<Result<()>>>> = std::sync::Mutex::new(Vec::new());
+
 impl Drop for Lease {
     fn drop(&mut self) {
         if let (Some(removal), Ok(handle)) = (self.removal.take(), tokio::runtime::Handle::try_current()) {
-            handle.spawn(removal);
+            DROPPED.lock().unwrap_or_else(|e| e.into_inner()).push(handle.spawn(removal));
         }
     }
 }
@@ -130,6 +134,16 @@ impl Lease {
         Self::acquire(runtime, "network", image, NETWORK_WAIT).await
     }
 
+    /// Waits, up to `wait`, for the leases dropped without a release to be given back: a
+    /// command calls it before it exits, since ending the process would cancel those removals
+    /// and leave the lease for the next taker to find stale.
+    pub async fn settle(wait: Duration) {
+        let pending = std::mem::take(&mut *DROPPED.lock().unwrap_or_else(|e| e.into_inner()));
+        if !pending.is_empty() {
+            let _ = tokio::time::timeout(wait, futures_util::future::join_all(pending)).await;
+        }
+    }
+
     /// Gives the lease back.
     pub async fn release(mut self) -> Result<()> {
         match self.removal.take() {
@@ -143,6 +157,17 @@ impl Lease {
 mod tests {
     use super::*;
     use crate::runtime::fake::FakeRuntime;
+
+    /// A lease dropped by work an interrupt cancelled is given back before the command exits.
+    #[tokio::test]
+    async fn a_dropped_lease_is_given_back_by_settle() {
+        let fake = FakeRuntime::with_images(&["node:1"]);
+        let lease = Lease::acquire(&fake, "network", "node:1", Duration::from_secs(1)).await.unwrap();
+        drop(lease);
+        assert!(fake.containers().contains_key("berth-lease-network"), "not given back yet: the removal runs as a task");
+        Lease::settle(Duration::from_secs(5)).await;
+        assert!(fake.containers().is_empty(), "{:?}", fake.containers().keys());
+    }
 
     #[test]
     fn a_holder_is_gone_when_its_process_is_or_it_held_too_long() {
