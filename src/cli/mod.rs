@@ -174,8 +174,16 @@ fn report(e: &anyhow::Error) {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let outcome = run_command(cli).await;
-    // A lease an interrupted or failed command dropped is being given back: not cut off here.
+    // A lease an interrupted or failed command dropped is being given back: not cut off here;
+    // and one whose create landed after the interrupt is found by its holder's mark.
     crate::runtime::Lease::settle(std::time::Duration::from_secs(10)).await;
+    if outcome.is_err() {
+        if let Ok(docker) = crate::runtime::Docker::connect().await {
+            if let Err(e) = crate::runtime::Lease::sweep_mine(&docker).await {
+                tracing::warn!("removing this command's leases: {e}");
+            }
+        }
+    }
     outcome
 }
 

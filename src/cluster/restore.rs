@@ -359,8 +359,9 @@ async fn start_nodes(docker: &dyn Runtime, snapshot: &Snapshot, nodes: &[&SavedN
     copy_volumes(docker, &to_copy, &vars.by_node, create_id).await?;
     // Under berth's network lease from the containers' creation to their start: the addresses
     // are taken the moment the containers exist.
-    let image = nodes.first().map(|n| n.image.as_str()).unwrap_or_default();
-    let lease = Lease::network(docker, image).await?;
+    // From an image whose labels name no cluster: a lease left behind is then no node of it.
+    let image = super::snapshot::unlabelled_image(docker, nodes.first().map(|n| n.image.as_str()).unwrap_or_default()).await?;
+    let lease = Lease::network(docker, &image).await?;
     let members: Vec<String> = snapshot.nodes.iter().map(|n| n.name.clone()).collect();
     let created = nodes.iter().map(|n| {
         let body = node_body(snapshot, n, vars.by_node.get(&n.name).map(String::as_str), create_id, &members);

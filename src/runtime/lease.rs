@@ -24,6 +24,10 @@ pub const LABEL_LEASE: &str = "dev.berth.lease";
 const LABEL_HOLDER: &str = "dev.berth.lease.holder";
 const LABEL_SINCE: &str = "dev.berth.lease.since";
 
+/// How long a container create that was in flight when its request was dropped may take to
+/// land in dockerd.
+const IN_FLIGHT: Duration = Duration::from_millis(500);
+
 /// How often a waiting process looks again.
 const RETRY: Duration = Duration::from_millis(100);
 
@@ -144,6 +148,29 @@ impl Lease {
         }
     }
 
+    /// Removes every lease this process holds: called as a failed or interrupted command
+    /// exits, when it holds none on purpose. Besides the dropped leases [`settle`](Self::settle)
+    /// waits for, this takes those whose create was still in flight inside dockerd when an
+    /// interrupt dropped the request (the container lands; no `Lease` was ever made for it):
+    /// looked for at once and again a moment later. Returns how many it removed.
+    pub async fn sweep_mine(runtime: &dyn Runtime) -> Result<usize> {
+        let mut removed = 0;
+        for pass in 0..2 {
+            if pass > 0 {
+                tokio::time::sleep(IN_FLIGHT).await;
+            }
+            for c in runtime.list_containers(LABEL_LEASE).await? {
+                let labels = c.labels.unwrap_or_default();
+                if labels.get(LABEL_HOLDER).map(String::as_str) == Some(me().as_str()) {
+                    let name = c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
+                    runtime.remove_container(&name).await?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Gives the lease back.
     pub async fn release(mut self) -> Result<()> {
         match self.removal.take() {
@@ -167,6 +194,19 @@ mod tests {
         assert!(fake.containers().contains_key("berth-lease-network"), "not given back yet: the removal runs as a task");
         Lease::settle(Duration::from_secs(5)).await;
         assert!(fake.containers().is_empty(), "{:?}", fake.containers().keys());
+    }
+
+    /// A lease container that landed after its request was dropped (no `Lease` for it) is
+    /// swept by its holder's mark; another process's lease is left alone.
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_whose_create_landed_late_is_swept_by_its_holder() {
+        let fake = FakeRuntime::with_images(&["node:1"]);
+        let lease = Lease::acquire(&fake, "network", "node:1", Duration::from_secs(1)).await.unwrap();
+        std::mem::forget(lease);
+        let theirs = [(LABEL_LEASE, "snapshot-x"), (LABEL_HOLDER, "1@elsewhere"), (LABEL_SINCE, "0")];
+        fake.add_container("berth-lease-snapshot-x", &theirs);
+        assert_eq!(Lease::sweep_mine(&fake).await.unwrap(), 1);
+        assert_eq!(fake.containers().into_keys().collect::<Vec<_>>(), ["berth-lease-snapshot-x"]);
     }
 
     #[test]
