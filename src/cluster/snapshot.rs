@@ -597,6 +597,24 @@ mod tests {
         assert_eq!(snapshot_objects(&fake, "warm"), before);
     }
 
+    /// Two saves of one name at once: one holds the name's lease and saves, the other waits
+    /// for it, then finds the snapshot there and refuses; nothing of the first is lost.
+    #[tokio::test(start_paused = true)]
+    async fn two_concurrent_saves_of_a_name_one_wins_one_refuses() {
+        let fake = two_node_cluster();
+        let status = Status::quiet();
+        let (a, b) = tokio::join!(save_until(&fake, "warm", "dev", &status, never()), save_until(&fake, "warm", "dev", &status, never()));
+        let (won, refused) = if a.is_ok() { (a, b) } else { (b, a) };
+        assert!(won.unwrap().complete);
+        assert!(matches!(&refused, Err(ClusterError::SnapshotExists(n)) if n == "warm"), "{refused:?}");
+        let snapshot = find(&fake, "warm").await.unwrap();
+        assert!(snapshot.complete && snapshot.nodes.len() == 2, "{snapshot:?}");
+        for node in &snapshot.nodes {
+            assert!(fake.volumes().contains_key(node.volume.as_deref().unwrap()), "{} lost its /var", node.name);
+        }
+        assert!(fake.containers().keys().all(|c| c.starts_with("dev-")), "{:?}", fake.containers().keys());
+    }
+
     /// A copy that fails half-way through the save: nothing of the snapshot stays (no image,
     /// no volume, no marker, no helper), the cluster's own containers and volumes do.
     #[tokio::test(start_paused = true)]
