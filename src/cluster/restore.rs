@@ -65,14 +65,14 @@ async fn restore_until(
     interrupt: impl std::future::Future<Output = &'static str>,
 ) -> Result<CreateReport> {
     tokio::pin!(interrupt);
-    let snapshot = unless_interrupted(&mut interrupt, NOTHING_MADE, check(docker, opts)).await?;
+    let (snapshot, helper_image) = unless_interrupted(&mut interrupt, NOTHING_MADE, check(docker, opts)).await?;
     let mut made =
         Made { create_id: crate::ids::unique("restore"), claimed: Vec::new(), kubeconfig_merge: Default::default(), warnings: Vec::new() };
     for warning in expiry_warning(&snapshot, SystemTime::now()).into_iter().chain(exposure_warnings(&snapshot)) {
         status.warn(&warning);
         made.warnings.push(warning);
     }
-    let outcome = unless_interrupted(&mut interrupt, "", run_steps(docker, opts, &snapshot, &mut made, status)).await;
+    let outcome = unless_interrupted(&mut interrupt, "", run_steps(docker, opts, &snapshot, &helper_image, &mut made, status)).await;
     match outcome {
         Ok(()) => Ok(CreateReport {
             context: kubeconfig::context_name(&snapshot.cluster),
@@ -94,7 +94,14 @@ async fn restore_until(
     }
 }
 
-async fn run_steps(docker: &dyn Runtime, opts: &RestoreOptions, snapshot: &Snapshot, made: &mut Made, status: &Status) -> Result<()> {
+async fn run_steps(
+    docker: &dyn Runtime,
+    opts: &RestoreOptions,
+    snapshot: &Snapshot,
+    helper_image: &str,
+    made: &mut Made,
+    status: &Status,
+) -> Result<()> {
     let began = SystemTime::now();
     let clock = tokio::time::Instant::now();
     let vars = node_volumes(docker, snapshot, made).await?;
@@ -107,7 +114,7 @@ async fn run_steps(docker: &dyn Runtime, opts: &RestoreOptions, snapshot: &Snaps
             continue;
         }
         let step = status.step(format!("Starting {} {what} from snapshot {:?}", group.len(), snapshot.name));
-        start_nodes(docker, snapshot, &group, &vars, &made.create_id).await?;
+        start_nodes(docker, snapshot, &group, &vars, helper_image, &made.create_id).await?;
         step.done();
     }
 
@@ -135,8 +142,13 @@ async fn run_steps(docker: &dyn Runtime, opts: &RestoreOptions, snapshot: &Snaps
         status.warn(&warning);
         made.warnings.push(warning);
     }
-    super::timeline::log_nodes(docker, "restore", snapshot.nodes.iter().filter(|n| is_kubernetes_node(n)).map(|n| n.name.as_str()), began)
-        .await;
+    super::timeline::log_nodes(
+        docker,
+        "restore",
+        snapshot.nodes.iter().filter(|n| n.role.is_kubernetes_node()).map(|n| n.name.as_str()),
+        began,
+    )
+    .await;
     tracing::info!(
         "restore: API server ready (/readyz) at {readyz:.1} s, every node freshly Ready at {ready:.1} s, controllers running at {:.1} s",
         clock.elapsed().as_secs_f64()
@@ -171,7 +183,7 @@ async fn wait_ready(
     crate::kube::wait_for_readyz(client, deadline).await?;
     let readyz = clock.elapsed().as_secs_f64();
     let nodes: std::collections::BTreeSet<String> =
-        snapshot.nodes.iter().filter(|n| is_kubernetes_node(n)).map(|n| n.name.clone()).collect();
+        snapshot.nodes.iter().filter(|n| n.role.is_kubernetes_node()).map(|n| n.name.clone()).collect();
     let released = crate::kube::release_stale_leases(client, began, &nodes).await?;
     tracing::info!("stale leader leases released: {released:?}");
     let expected = nodes.len();
@@ -180,13 +192,12 @@ async fn wait_ready(
     Ok((readyz, clock.elapsed().as_secs_f64()))
 }
 
-fn is_kubernetes_node(node: &SavedNode) -> bool {
-    node.role.is_kubernetes_node()
-}
-
 /// Everything that would stand in a restore's way, found before anything is made: the name,
 /// the cluster, the node containers' names, their addresses, their published host ports.
-async fn check(docker: &dyn Runtime, opts: &RestoreOptions) -> Result<Snapshot> {
+/// Returns the snapshot and the image its helpers (leases, copies) are made from: one whose
+/// labels name no cluster (a snapshot image's name this one), so a helper left behind is no
+/// node of it.
+async fn check(docker: &dyn Runtime, opts: &RestoreOptions) -> Result<(Snapshot, String)> {
     let snapshot = super::snapshot::find(docker, &opts.snapshot).await?;
     if !snapshot.complete {
         return Err(ClusterError::SnapshotIncomplete { name: snapshot.name.clone(), missing: snapshot.missing.clone() });
@@ -220,8 +231,6 @@ async fn check(docker: &dyn Runtime, opts: &RestoreOptions) -> Result<Snapshot> 
             conflicts.push(format!("a container named {} exists (docker rm -f {} if it is not needed)", node.name, node.name));
         }
     }
-    // The network lease's container is made from an image whose labels name no cluster (a
-    // snapshot image's name this one): a lease left behind is then no node of it.
     let image = super::snapshot::unlabelled_image(docker, snapshot.nodes.first().map(|n| n.image.as_str()).unwrap_or_default()).await?;
     let subnet = docker.ensure_network(NETWORK_NAME, &image).await?;
     let holders = docker.address_holders(NETWORK_NAME).await?;
@@ -240,7 +249,7 @@ async fn check(docker: &dyn Runtime, opts: &RestoreOptions) -> Result<Snapshot> 
     }
     conflicts.extend(taken_ports(&snapshot));
     if conflicts.is_empty() {
-        Ok(snapshot)
+        Ok((snapshot, image))
     } else {
         Err(ClusterError::RestoreConflict(conflicts))
     }
@@ -354,14 +363,19 @@ async fn node_volumes(docker: &dyn Runtime, snapshot: &Snapshot, made: &mut Made
 
 /// Copies `nodes`' saved /var into their volumes (but where a spare was claimed), then creates
 /// and starts their containers.
-async fn start_nodes(docker: &dyn Runtime, snapshot: &Snapshot, nodes: &[&SavedNode], vars: &NodeVolumes, create_id: &str) -> Result<()> {
+async fn start_nodes(
+    docker: &dyn Runtime,
+    snapshot: &Snapshot,
+    nodes: &[&SavedNode],
+    vars: &NodeVolumes,
+    helper_image: &str,
+    create_id: &str,
+) -> Result<()> {
     let to_copy: Vec<&SavedNode> = nodes.iter().copied().filter(|n| vars.to_copy.contains(&n.name)).collect();
-    copy_volumes(docker, &to_copy, &vars.by_node, create_id).await?;
+    copy_volumes(docker, &to_copy, &vars.by_node, helper_image, create_id).await?;
     // Under berth's network lease from the containers' creation to their start: the addresses
     // are taken the moment the containers exist.
-    // From an image whose labels name no cluster: a lease left behind is then no node of it.
-    let image = super::snapshot::unlabelled_image(docker, nodes.first().map(|n| n.image.as_str()).unwrap_or_default()).await?;
-    let lease = Lease::network(docker, &image).await?;
+    let lease = Lease::network(docker, helper_image).await?;
     let members: Vec<String> = snapshot.nodes.iter().map(|n| n.name.clone()).collect();
     let created = nodes.iter().map(|n| {
         let body = node_body(snapshot, n, vars.by_node.get(&n.name).map(String::as_str), create_id, &members);
@@ -375,14 +389,19 @@ async fn start_nodes(docker: &dyn Runtime, snapshot: &Snapshot, nodes: &[&SavedN
 
 /// Copies `nodes`' saved /var into their volumes, all at once in one helper: full copies, so a
 /// restored node shares no file with the snapshot (see `volume_copy.rs`).
-async fn copy_volumes(docker: &dyn Runtime, nodes: &[&SavedNode], volumes: &HashMap<String, String>, create_id: &str) -> Result<()> {
+async fn copy_volumes(
+    docker: &dyn Runtime,
+    nodes: &[&SavedNode],
+    volumes: &HashMap<String, String>,
+    image: &str,
+    create_id: &str,
+) -> Result<()> {
     let copies: Vec<VolumeCopy> =
         nodes.iter().filter_map(|node| Some(VolumeCopy { from: node.volume.as_deref()?, to: volumes.get(&node.name)? })).collect();
-    // Any saved node's image has the shell and cp the copy needs; the node image it was saved
-    // from, where it is here, has no labels naming the cluster.
-    let Some(image) = nodes.iter().find(|n| n.volume.is_some()).map(|n| n.image.as_str()) else { return Ok(()) };
-    let image = super::snapshot::unlabelled_image(docker, image).await?;
-    super::volume_copy::copy_volumes(docker, &image, &copies, &[(LABEL_CREATE_ID.to_string(), create_id.to_string())]).await?;
+    if copies.is_empty() {
+        return Ok(());
+    }
+    super::volume_copy::copy_volumes(docker, image, &copies, &[(LABEL_CREATE_ID.to_string(), create_id.to_string())]).await?;
     Ok(())
 }
 
