@@ -2,7 +2,18 @@
 //! closed) — and the one way commands listen for them: [`interrupted`], installed before the
 //! command's first step, and [`Shielded`] while it cleans up.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// Set once an [`interrupted`] future has seen its signal.
+static RECEIVED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process was interrupted: work was dropped where it stood, possibly with a
+/// Docker request in flight.
+pub fn received() -> bool {
+    RECEIVED.load(Ordering::Relaxed)
+}
 
 const SIGNALS: [(SignalKind, &str); 3] =
     [(SignalKind::interrupt(), "SIGINT"), (SignalKind::terminate(), "SIGTERM"), (SignalKind::hangup(), "SIGHUP")];
@@ -24,7 +35,9 @@ pub fn interrupted() -> impl std::future::Future<Output = &'static str> {
                 name
             })
         });
-        futures_util::future::select_all(waits).await.0
+        let name = futures_util::future::select_all(waits).await.0;
+        RECEIVED.store(true, Ordering::Relaxed);
+        name
     }
 }
 

@@ -175,9 +175,10 @@ fn report(e: &anyhow::Error) {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let outcome = run_command(cli).await;
     // A lease an interrupted or failed command dropped is being given back: not cut off here;
-    // and one whose create landed after the interrupt is found by its holder's mark.
+    // and one whose create an interrupt cut off in flight (no `Lease` was made for it, so a plain
+    // error cannot leave one) is found by its holder's mark.
     crate::runtime::Lease::settle(std::time::Duration::from_secs(10)).await;
-    if outcome.is_err() {
+    if outcome.is_err() && crate::interrupt::received() {
         if let Ok(docker) = crate::runtime::Docker::connect().await {
             if let Err(e) = crate::runtime::Lease::sweep_mine(&docker).await {
                 tracing::warn!("removing this command's leases: {e}");

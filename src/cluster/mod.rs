@@ -245,7 +245,7 @@ pub async fn list(docker: &dyn Runtime) -> Result<Vec<ClusterInfo>> {
         if labels.contains_key(crate::runtime::LABEL_COPY) || labels.contains_key(crate::runtime::LABEL_LEASE) {
             continue;
         }
-        let name = c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
+        let name = crate::runtime::container_name(&c);
         let (nodes, members) = by_cluster.entry(cluster.clone()).or_default();
         members.extend(labels.get(LABEL_MEMBERS).into_iter().flat_map(|m| m.split(',')).filter(|m| !m.is_empty()).map(str::to_string));
         nodes.push(NodeInfo {

@@ -651,7 +651,7 @@ impl Runtime for Docker {
         let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
         let mut holders = std::collections::BTreeMap::new();
         for c in self.api.list_containers(Some(opts)).await.map_err(RuntimeError::api("listing containers"))? {
-            let name = c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
+            let name = super::container_name(&c);
             let endpoint = c.network_settings.and_then(|n| n.networks).and_then(|mut n| n.remove(network));
             let Some(endpoint) = endpoint else { continue };
             let pinned = endpoint.ipam_config.and_then(|i| i.ipv4_address);

@@ -148,24 +148,21 @@ impl Lease {
         }
     }
 
-    /// Removes every lease this process holds: called as a failed or interrupted command
-    /// exits, when it holds none on purpose. Besides the dropped leases [`settle`](Self::settle)
+    /// Removes every lease this process holds: called as an interrupted command exits, when it
+    /// holds none on purpose. Besides the dropped leases [`settle`](Self::settle)
     /// waits for, this takes those whose create was still in flight inside dockerd when an
     /// interrupt dropped the request (the container lands; no `Lease` was ever made for it):
     /// looked for at once and again a moment later. Returns how many it removed.
     pub async fn sweep_mine(runtime: &dyn Runtime) -> Result<usize> {
+        let me = me();
         let mut removed = 0;
         for pass in 0..2 {
             if pass > 0 {
                 tokio::time::sleep(IN_FLIGHT).await;
             }
-            for c in runtime.list_containers(LABEL_LEASE).await? {
-                let labels = c.labels.unwrap_or_default();
-                if labels.get(LABEL_HOLDER).map(String::as_str) == Some(me().as_str()) {
-                    let name = c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
-                    runtime.remove_container(&name).await?;
-                    removed += 1;
-                }
+            for c in runtime.list_containers(&format!("{LABEL_HOLDER}={me}")).await? {
+                runtime.remove_container(&super::container_name(&c)).await?;
+                removed += 1;
             }
         }
         Ok(removed)

@@ -28,6 +28,11 @@ pub use spec::{
 };
 pub use traits::{Input, Runtime};
 
+/// A listed container's name, without Docker's leading `/`.
+pub fn container_name(c: &bollard::models::ContainerSummary) -> String {
+    c.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default()
+}
+
 /// On a helper container that copies volumes. It is made from a node's image and so inherits
 /// that image's labels (a snapshot image's say `dev.berth.cluster`): this one says what it is,
 /// and cluster listings pass it over.
