@@ -25,6 +25,7 @@ pub mod kubeconfig;
 pub mod node_image;
 pub mod patches;
 pub mod registry;
+pub mod rootless;
 pub mod runtime;
 pub mod ui;
 pub mod version;

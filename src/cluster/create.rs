@@ -11,6 +11,7 @@ use super::{ClusterError, Result};
 use crate::config;
 use crate::image_ref::ImageRef;
 use crate::kubeconfig;
+use crate::runtime::endpoint::Provider;
 use crate::runtime::{NodeMode, Runtime, LABEL_CLUSTER};
 use crate::ui::Status;
 
@@ -28,6 +29,10 @@ async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) 
     config::validate_cluster_name(&opts.name)
         .map_err(|problem| ClusterError::InvalidInput { field: "--name".into(), problem: problem.to_string() })?;
     check_kubeconfig_and_daemon(docker, &opts.kubeconfig_path).await?;
+    if opts.config.control_planes().count() > 1 && docker.provider() == Provider::Podman {
+        // Untested there: a join through the balancer failed on Podman 4.3 (EOF from it).
+        return Err(ClusterError::Unsupported { feature: "several control planes (the API server's load balancer)", engine: "Podman" });
+    }
     if opts.config.control_planes().count() > 1 && !docker.image_exists(&opts.lb_image).await? {
         return Err(ClusterError::LoadBalancerImageMissing(opts.lb_image.clone()));
     }
@@ -57,6 +62,8 @@ async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) 
     if let Some(version) = super::render::version_of(Some(docker), &plan).await {
         warnings = super::render::render(opts, &plan, version)?.warnings;
     }
+    let docker_socket = std::path::Path::new(crate::runtime::endpoint::DEFAULT_HOST.trim_start_matches("unix://")).exists();
+    warnings.extend(podman_beside_docker_warning(docker.provider(), docker_socket));
     Ok((plan, warnings))
 }
 
@@ -71,7 +78,22 @@ pub(super) async fn check_kubeconfig_and_daemon(docker: &dyn Runtime, kubeconfig
     if docker.is_remote() {
         return Err(ClusterError::RemoteDaemon(std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the current docker context".into())));
     }
+    if docker.rootless().await? {
+        let problems = crate::rootless::unmet(&crate::rootless::Host::current());
+        if !problems.is_empty() {
+            return Err(ClusterError::RootlessHost { engine: docker.provider().display_name(), problems });
+        }
+    }
     Ok(())
+}
+
+/// Where dockerd runs beside Podman, Docker's FORWARD policy (DROP, with bridged traffic passed
+/// through iptables) drops pod traffic between Podman's nodes, which Podman's own rules do not
+/// accept: say so, with the rule that lets it pass. (berth cannot see the host's iptables.)
+fn podman_beside_docker_warning(provider: Provider, docker_socket_exists: bool) -> Option<String> {
+    (provider == Provider::Podman && docker_socket_exists).then(|| {
+        "Docker runs on this host too: its iptables FORWARD policy (DROP) may drop pod traffic between nodes on Podman's bridge; if pods on different nodes cannot reach each other, allow it: sudo iptables -I DOCKER-USER -i 'podman+' -o 'podman+' -j ACCEPT".to_string()
+    })
 }
 
 /// inotify instances a node's kubelet, containerd, systemd and control plane hold (measured on
@@ -320,7 +342,15 @@ pub(super) async fn sweep_settled(docker: &dyn Runtime, label: &str) -> Result<(
 
 #[cfg(test)]
 mod tests {
-    use super::{exposure_warning, port_mapping_warning};
+    use super::{exposure_warning, podman_beside_docker_warning, port_mapping_warning, Provider};
+
+    #[test]
+    fn podman_beside_dockerd_gets_the_rule_that_lets_pod_traffic_pass() {
+        let warning = podman_beside_docker_warning(Provider::Podman, true).unwrap();
+        assert!(warning.contains("iptables -I DOCKER-USER -i 'podman+' -o 'podman+' -j ACCEPT"), "{warning}");
+        assert_eq!(podman_beside_docker_warning(Provider::Podman, false), None, "Podman alone");
+        assert_eq!(podman_beside_docker_warning(Provider::Docker, true), None, "Docker's own bridges are Docker's business");
+    }
 
     #[test]
     fn warns_once_for_port_mappings_on_all_interfaces() {
@@ -464,6 +494,17 @@ mod tests {
             assert!(matches!(&err, ClusterError::Exists(name) if name == "fake"), "{err}");
             assert!(fake.calls().is_empty(), "nothing made or run: {:#?}", fake.calls());
             assert_eq!(fake.containers().len(), 1, "the other cluster's node is untouched");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn several_control_planes_are_refused_by_name_on_podman_before_anything_is_made() {
+            let dir = tempfile::tempdir().unwrap();
+            let fake = FakeRuntime::with_images(&[IMAGE, "berth-test/haproxy:1"]);
+            fake.play_podman();
+            let err = create(&fake, &options(ha_config(), &dir.path().join("config")), &Status::quiet()).await.unwrap_err();
+            assert!(matches!(&err, ClusterError::Unsupported { engine: "Podman", .. }), "{err}");
+            assert!(err.to_string().contains("several control planes"), "{err}");
+            assert!(fake.calls().is_empty() && fake.containers().is_empty(), "nothing made or run: {:#?}", fake.calls());
         }
 
         #[tokio::test(start_paused = true)]

@@ -1,6 +1,8 @@
 //! `berth load docker-image` / `load image-archive`: images from the host into every node's
 //! containerd. One `docker save` (or the user's archive) is streamed to all nodes at once; a
-//! node that already holds the image (same image ID, same name) is skipped.
+//! node that already holds the image (same image ID, same name) is skipped. An image the engine
+//! holds under another name than the user's (Podman calls what it built `localhost/web:1`) is
+//! also named in the nodes as a pod spec saying `web:1` means it (`docker.io/library/web:1`).
 
 use std::path::Path;
 
@@ -10,12 +12,24 @@ use super::{nodes, ClusterError, Result};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::ui::Status;
 
-/// An image in the host's Docker: its name and ID (the sha256 of its config, which is also
+/// An image in the host's engine: its name and ID (the sha256 of its config, which is also
 /// the digest of the config blob containerd stores when it imports the image).
 #[derive(Debug, Clone)]
 pub struct HostImage {
     pub name: String,
     pub id: String,
+    /// The name the archive carries when it is not the user's, in containerd's terms, and the
+    /// user's, which the nodes must answer to as well.
+    pub alias: Option<(String, String)>,
+}
+
+/// How the archive will name `name` in containerd when that differs from what a pod spec
+/// saying `name` asks containerd for: (the archive's name, the pod spec's name).
+fn alias_for(name: &str, repo_tags: &[String]) -> Option<(String, String)> {
+    let containerd = |r: &str| crate::image_ref::ImageRef::parse(r).ok().map(|r| r.containerd_name());
+    let wanted = containerd(name)?;
+    let held: Vec<String> = repo_tags.iter().filter_map(|t| containerd(t)).collect();
+    (!held.contains(&wanted)).then(|| held.into_iter().next().map(|h| (h, wanted))).flatten()
 }
 
 /// Which of the cluster's running nodes to load into: all, or the named ones.
@@ -53,7 +67,8 @@ pub async fn load_docker_images(
     let mut host_images = Vec::new();
     for name in images {
         let id = docker.image_id(name).await?.ok_or_else(|| ClusterError::ImageNotOnHost(name.clone()))?;
-        host_images.push(HostImage { name: name.clone(), id });
+        let alias = alias_for(name, &docker.repo_tags(name).await?);
+        host_images.push(HostImage { name: name.clone(), id, alias });
     }
     let targets = target_nodes(docker, cluster, only).await?;
     let mut needed = Vec::new();
@@ -77,7 +92,12 @@ pub async fn load_docker_images(
     docker.save_images_to(&refs, &archive).await?;
     step.done();
     let step = status.step(format!("Loading into {} node(s)", needed.len()));
-    try_join_all(needed.iter().map(|node| import_archive(docker, node, &archive))).await?;
+    let (archive, host_images) = (&archive, &host_images);
+    try_join_all(needed.iter().map(|node| async move {
+        import_archive(docker, node, archive).await?;
+        name_as_asked(docker, node, host_images).await
+    }))
+    .await?;
     step.done();
     Ok(targets
         .into_iter()
@@ -86,6 +106,14 @@ pub async fn load_docker_images(
             (n, loaded)
         })
         .collect())
+}
+
+/// Gives each imported image that came under the engine's own name the user's name too.
+async fn name_as_asked(docker: &dyn Runtime, node: &str, images: &[HostImage]) -> Result<()> {
+    for (held, wanted) in images.iter().filter_map(|i| i.alias.as_ref()) {
+        docker.exec_ok(node, &["ctr", "-n", "k8s.io", "images", "tag", "--force", held, wanted]).await?;
+    }
+    Ok(())
 }
 
 /// Loads an image archive file into every (or the named) node.
@@ -167,6 +195,21 @@ mod tests {
         let err = load_docker_images(&fake, "dev", &["web:1".into(), "api:2".into()], &[], &Status::quiet()).await.unwrap_err();
         assert!(matches!(&err, ClusterError::ImageNotOnHost(name) if name == "api:2"), "{err}");
         assert!(fake.calls().iter().all(|c| !c.starts_with("exec")), "{:?}", fake.calls());
+    }
+
+    #[tokio::test]
+    async fn an_image_podman_holds_as_localhost_is_also_named_as_the_user_named_it() {
+        let fake = cluster();
+        fake.set_repo_tags("web:1", &["localhost/web:1"]);
+        load_docker_images(&fake, "dev", &["web:1".into()], &[], &Status::quiet()).await.unwrap();
+        let tags: Vec<String> = fake.calls().into_iter().filter(|c| c.contains("images tag")).collect();
+        assert_eq!(tags.len(), 2, "one per node: {:?}", fake.calls());
+        assert!(tags.iter().all(|t| t.ends_with("ctr -n k8s.io images tag --force localhost/web:1 docker.io/library/web:1")), "{tags:?}");
+        // Docker holds it under the user's own name: nothing to add.
+        assert_eq!(alias_for("web:1", &["web:1".into()]), None);
+        assert_eq!(alias_for("docker.io/library/web:1", &["web:1".into()]), None);
+        assert_eq!(alias_for("localhost/web:1", &["localhost/web:1".into()]), None);
+        assert_eq!(alias_for("web:1", &[]), None);
     }
 
     #[tokio::test]

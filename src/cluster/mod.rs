@@ -83,6 +83,11 @@ pub enum ClusterError {
     NotRunning(String),
     #[error("the Docker daemon at {0} runs on another machine: berth publishes the API server and chooses free ports on this one, so it needs a daemon on this machine (a local socket, or tcp:// to localhost)")]
     RemoteDaemon(String),
+    #[error("{feature}: not supported on {engine} yet; use Docker for it (BERTH_PROVIDER=docker)")]
+    Unsupported { feature: &'static str, engine: &'static str },
+    /// A rootless engine, and a host that lacks what its nodes need: one line per need.
+    #[error("the {engine} engine runs rootless, and this host is not ready for rootless nodes:\n  - {}", problems.join("\n  - "))]
+    RootlessHost { engine: &'static str, problems: Vec<String> },
     #[error("cannot start: {0}; free the port(s) and start again")]
     PortsTaken(String),
     #[error("berth's network {subnet} has no {count} free addresses left")]

@@ -46,6 +46,7 @@ pub struct RestoreOptions {
 
 /// Restores `opts.snapshot`; SIGINT or SIGTERM stops it and removes what it made.
 pub async fn restore(docker: &dyn Runtime, opts: &RestoreOptions, status: &Status) -> Result<CreateReport> {
+    super::snapshot::on_docker_only(docker)?;
     restore_until(docker, opts, status, super::create::interrupted()).await
 }
 

@@ -141,8 +141,20 @@ fn invalid_name(name: &str) -> Option<ClusterError> {
     })
 }
 
+/// Snapshots are Docker's alone for now: Podman's commit names an image `docker.io/REPO` and
+/// its volume copies differ, so a save there would not be found again. Refused by name instead.
+pub(super) fn on_docker_only(docker: &dyn Runtime) -> Result<()> {
+    match docker.provider() {
+        crate::runtime::endpoint::Provider::Docker => Ok(()),
+        other => {
+            Err(ClusterError::Unsupported { feature: "snapshots (save, list, delete, --from-snapshot)", engine: other.display_name() })
+        }
+    }
+}
+
 /// Every snapshot, complete or not: from the images saves tagged and their completion markers.
 pub async fn list(docker: &dyn Runtime) -> Result<Vec<Snapshot>> {
+    on_docker_only(docker)?;
     let mut markers: HashMap<String, (String, Vec<String>)> = HashMap::new();
     for (_, labels) in docker.list_volumes(LABEL_COMPLETE).await? {
         if let (Some(name), Some(save_id), Some(nodes)) =
@@ -263,6 +275,7 @@ pub async fn delete(docker: &dyn Runtime, name: &str) -> Result<usize> {
     if let Some(e) = invalid_name(name) {
         return Err(e);
     }
+    on_docker_only(docker)?;
     // A restored node runs on the snapshot's image, which Docker will not remove under it.
     let mut users: Vec<String> = docker
         .list_containers(&format!("{LABEL_RESTORED_FROM}={name}"))
@@ -318,6 +331,7 @@ async fn remove_saved(docker: &dyn Runtime, label: &str, name: &str) -> Result<u
 /// Stops `cluster` cleanly and saves every node as snapshot `name`. SIGINT/SIGTERM or a failure
 /// removes what this save made (the cluster stays, stopped).
 pub async fn save(docker: &dyn Runtime, name: &str, cluster: &str, status: &Status) -> Result<Snapshot> {
+    on_docker_only(docker)?;
     save_until(docker, name, cluster, status, super::create::interrupted()).await
 }
 
@@ -559,6 +573,24 @@ mod tests {
 
     fn never() -> impl std::future::Future<Output = &'static str> {
         std::future::pending()
+    }
+
+    /// On Podman every snapshot command is refused by name before anything is touched.
+    #[tokio::test]
+    async fn snapshots_are_refused_by_name_on_podman() {
+        let fake = two_node_cluster();
+        fake.play_podman();
+        let calls_before = fake.calls().len();
+        for err in [
+            save(&fake, "warm", "dev", &Status::quiet()).await.unwrap_err(),
+            list(&fake).await.unwrap_err(),
+            delete(&fake, "warm").await.unwrap_err(),
+        ] {
+            assert!(matches!(err, ClusterError::Unsupported { engine: "Podman", .. }), "{err}");
+            assert!(err.to_string().contains("snapshots") && err.to_string().contains("BERTH_PROVIDER=docker"), "{err}");
+        }
+        assert_eq!(fake.calls().len(), calls_before, "nothing stopped or made: {:?}", fake.calls());
+        assert!(fake.containers().values().all(|c| c.running), "the cluster still runs");
     }
 
     /// A save of cluster "dev": every node stopped and committed with its /var copied (no file

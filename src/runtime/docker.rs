@@ -15,6 +15,7 @@ use bollard::query_parameters::{
 };
 use futures_util::{StreamExt, TryStreamExt};
 
+use super::endpoint::Provider;
 use super::Runtime;
 use tokio::io::AsyncWriteExt;
 
@@ -26,8 +27,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("cannot reach Docker at {host}: {reason} (start Docker, or set DOCKER_HOST to where it listens)")]
-    Unreachable { host: String, reason: String },
+    #[error("cannot reach {engine} at {host}: {reason} ({hint})")]
+    Unreachable { engine: &'static str, host: String, reason: String, hint: &'static str },
+    /// No engine endpoint could be decided on (a bad context, an unknown provider, no Podman socket).
+    #[error(transparent)]
+    Endpoint(#[from] super::endpoint::EndpointError),
     #[error("{context}: {source}")]
     Api { context: String, source: bollard::errors::Error },
     #[error("a container named {0} already exists; delete that cluster first or choose another name")]
@@ -100,15 +104,55 @@ pub struct Docker {
     api: bollard::Docker,
     host: String,
     remote: bool,
+    engine: Provider,
+}
+
+/// Runs a request again while Podman holds a container in its "stopped" state: for a moment
+/// between a container's exit and Podman's clean-up of it, Podman reports a state the Docker API
+/// has no name for (bollard's model cannot read the answer) and refuses to remove the container
+/// ("container state improper"). Both pass within a second; Docker's answers are taken as they are.
+async fn past_podman_stopped<T, F, Fut>(podman: bool, request: F) -> std::result::Result<T, bollard::errors::Error>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, bollard::errors::Error>>,
+{
+    use bollard::errors::Error;
+    let mut tries = 0;
+    loop {
+        match request().await {
+            Err(Error::JsonDataError { .. } | Error::JsonSerdeError { .. } | Error::DockerResponseServerError { status_code: 500, .. })
+                if podman && tries < 20 =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
+/// Docker or Podman, from the component list `/version` returns ("Podman Engine").
+async fn engine_of(api: &bollard::Docker) -> Option<Provider> {
+    let version = api.version().await.ok()?;
+    let podman = version.components.unwrap_or_default().iter().any(|c| c.name.starts_with("Podman"));
+    Some(if podman { Provider::Podman } else { Provider::Docker })
 }
 
 impl Docker {
     /// Connects to `DOCKER_HOST` (or the default socket) and negotiates the API version.
     pub async fn connect() -> Result<Docker> {
-        let endpoint = super::endpoint::resolve(&super::endpoint::Env::current())
-            .map_err(|e| RuntimeError::Unreachable { host: "(docker context)".into(), reason: e.to_string() })?;
+        let endpoint = super::endpoint::resolve(&super::endpoint::Env::current())?;
         let host = endpoint.host.clone();
-        let unreachable = |reason: String| RuntimeError::Unreachable { host: format!("{host} ({})", endpoint.source), reason };
+        let hint = match endpoint.provider {
+            Provider::Docker => "start Docker, or set DOCKER_HOST to where it listens; BERTH_PROVIDER=podman for Podman",
+            Provider::Podman => "start Podman's API service: `systemctl enable --now podman.socket` (`--user` when rootless) or `podman system service --time=0 &`",
+        };
+        let unreachable = |reason: String| RuntimeError::Unreachable {
+            engine: endpoint.provider.display_name(),
+            host: format!("{host} ({})", endpoint.source),
+            reason,
+            hint,
+        };
         let api = match &endpoint.tls {
             Some(tls) => bollard::Docker::connect_with_ssl(&host, &tls.key, &tls.cert, &tls.ca, 120, bollard::API_DEFAULT_VERSION),
             None if host.starts_with("ssh://") => {
@@ -123,15 +167,22 @@ impl Docker {
             .map_err(|e| unreachable(e.to_string()))?;
         // Long operations (image commits, large uploads) must not hit bollard's 2-minute default.
         let api = api.with_timeout(Duration::from_secs(3600));
-        Ok(Docker { api, host, remote: endpoint.is_remote() })
+        let engine = engine_of(&api).await.unwrap_or(endpoint.provider);
+        tracing::debug!("connected to {} at {host} ({})", engine.display_name(), endpoint.source);
+        Ok(Docker { api, host, remote: endpoint.is_remote(), engine })
     }
 
     pub fn host(&self) -> &str {
         &self.host
     }
 
-    /// Subnets of every Docker network, so a new one overlaps none.
+    /// Subnets of every network the engine knows, and (for an engine on this host) of the host's
+    /// routes: a new network overlaps none of them.
     async fn used_subnets(&self) -> Result<Vec<crate::config::Cidr>> {
+        let routed = match self.remote {
+            false => super::network::routed_subnets(&std::fs::read_to_string("/proc/net/route").unwrap_or_default()),
+            true => Vec::new(),
+        };
         let nets = self
             .api
             .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
@@ -141,6 +192,7 @@ impl Docker {
             .into_iter()
             .flat_map(|n| n.ipam.and_then(|i| i.config).unwrap_or_default())
             .filter_map(|c| c.subnet.and_then(|s| crate::config::Cidr::parse(&s).ok()))
+            .chain(routed)
             .collect())
     }
 
@@ -161,6 +213,10 @@ impl Runtime for Docker {
     /// The daemon runs on another machine (see [`super::endpoint::Endpoint::is_remote`]).
     fn is_remote(&self) -> bool {
         self.remote
+    }
+
+    fn provider(&self) -> Provider {
+        self.engine
     }
 
     fn removal(&self, name: &str) -> futures_util::future::BoxFuture<'static, Result<()>> {
@@ -282,6 +338,11 @@ impl Runtime for Docker {
     async fn repo_digests(&self, image: &str) -> Result<Vec<String>> {
         let info = self.api.inspect_image(image).await.map_err(RuntimeError::api(format!("inspecting image {image}")))?;
         Ok(info.repo_digests.unwrap_or_default())
+    }
+
+    async fn repo_tags(&self, image: &str) -> Result<Vec<String>> {
+        let info = self.api.inspect_image(image).await.map_err(RuntimeError::api(format!("inspecting image {image}")))?;
+        Ok(info.repo_tags.unwrap_or_default())
     }
 
     /// Whether the daemon runs rootless (in a user namespace): it says so in `docker info`.
@@ -433,7 +494,9 @@ impl Runtime for Docker {
     /// Removes a container and its anonymous volumes; a container already gone is not an error.
     async fn remove_container(&self, name: &str) -> Result<()> {
         let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-        match self.api.remove_container(name, Some(opts)).await {
+        let podman = self.engine == Provider::Podman;
+        let remove = || self.api.remove_container(name, Some(opts.clone()));
+        match past_podman_stopped(podman, remove).await {
             Ok(()) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             // 409: removal already in progress (a concurrent delete).
@@ -446,12 +509,13 @@ impl Runtime for Docker {
     async fn list_containers(&self, label: &str) -> Result<Vec<ContainerSummary>> {
         let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
         let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-        self.api.list_containers(Some(opts)).await.map_err(RuntimeError::api("listing containers"))
+        let list = || self.api.list_containers(Some(opts.clone()));
+        past_podman_stopped(self.engine == Provider::Podman, list).await.map_err(RuntimeError::api("listing containers"))
     }
 
     async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse> {
-        self.api
-            .inspect_container(name, None::<InspectContainerOptions>)
+        let inspect = || self.api.inspect_container(name, None::<InspectContainerOptions>);
+        past_podman_stopped(self.engine == Provider::Podman, inspect)
             .await
             .map_err(RuntimeError::api(format!("inspecting container {name}")))
     }

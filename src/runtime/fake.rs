@@ -49,6 +49,10 @@ struct State {
     kubeadm: (i64, String),
     /// How long a `kubeadm …` exec takes before it answers.
     kubeadm_delay: std::time::Duration,
+    /// The engine the fake plays (Docker unless [`FakeRuntime::play_podman`]).
+    podman: bool,
+    /// The names an image is held under, where they differ from the one it is asked for by.
+    repo_tags: BTreeMap<String, Vec<String>>,
     /// Labels of images made here (commits) or given with [`FakeRuntime::add_image`].
     image_labels: BTreeMap<String, HashMap<String, String>>,
     /// How a container's main process ends (`wait_exit`) and what its log says then.
@@ -98,6 +102,16 @@ impl FakeRuntime {
         let mut s = self.state.lock().unwrap();
         s.images.insert(image.to_string());
         s.image_labels.insert(image.to_string(), labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    }
+
+    /// Answers as Podman does.
+    pub fn play_podman(&self) {
+        self.state.lock().unwrap().podman = true;
+    }
+
+    /// Holds `image` under other names, as Podman holds what a user built as `localhost/NAME`.
+    pub fn set_repo_tags(&self, image: &str, tags: &[&str]) {
+        self.state.lock().unwrap().repo_tags.insert(image.to_string(), tags.iter().map(|t| t.to_string()).collect());
     }
 
     /// Every image the fake holds that has labels, with them.
@@ -230,11 +244,21 @@ fn ok(stdout: &str) -> ExecOutput {
 
 #[async_trait]
 impl Runtime for FakeRuntime {
+    fn provider(&self) -> crate::runtime::endpoint::Provider {
+        match self.state.lock().unwrap().podman {
+            true => crate::runtime::endpoint::Provider::Podman,
+            false => crate::runtime::endpoint::Provider::Docker,
+        }
+    }
     async fn image_exists(&self, image: &str) -> Result<bool> {
         Ok(self.state.lock().unwrap().images.contains(image))
     }
     async fn repo_digests(&self, _image: &str) -> Result<Vec<String>> {
         Ok(Vec::new())
+    }
+    async fn repo_tags(&self, image: &str) -> Result<Vec<String>> {
+        let s = self.state.lock().unwrap();
+        Ok(s.repo_tags.get(image).cloned().unwrap_or_else(|| vec![image.to_string()]))
     }
     async fn image_labels(&self, image: &str) -> Result<HashMap<String, String>> {
         let s = self.state.lock().unwrap();

@@ -24,6 +24,24 @@ pub fn choose_subnet(taken: &[Cidr]) -> Option<Cidr> {
     candidate_subnets().find(|c| taken.iter().all(|t| !t.overlaps(*c)))
 }
 
+/// Subnets this host routes directly (`/proc/net/route`'s format), the default route aside: a
+/// new network there would shadow them, and Podman refuses a subnet a host route covers
+/// ("already used on the host"). Every engine's bridges are among them.
+pub fn routed_subnets(proc_net_route: &str) -> Vec<Cidr> {
+    proc_net_route
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (dest, mask) = (f.get(1)?, f.get(7)?);
+            // The kernel prints both as the in-memory (little-endian) u32 in hex.
+            let addr = Ipv4Addr::from(u32::from_be(u32::from_str_radix(dest, 16).ok()?));
+            let mask = u32::from_be(u32::from_str_radix(mask, 16).ok()?);
+            (mask != 0).then(|| Cidr { addr, prefix: mask.count_ones() as u8 })
+        })
+        .collect()
+}
+
 /// The gateway (first address) of a subnet.
 pub fn gateway(subnet: Cidr) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(subnet.addr) + 1)
@@ -59,6 +77,18 @@ mod tests {
         let all: Vec<Cidr> = candidate_subnets().collect();
         assert_eq!(choose_subnet(&all), None);
         assert_eq!(choose_subnet(&[cidr("172.16.0.0/12")]), Some(cidr("192.168.0.0/20")));
+    }
+
+    #[test]
+    fn host_routes_are_read_from_proc_net_route() {
+        let table = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                     eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+                     docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n\
+                     eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+        let routed = routed_subnets(table);
+        assert_eq!(routed, vec![cidr("172.17.0.0/16"), cidr("192.0.2.0/24")], "the default route is not a subnet in use");
+        assert_eq!(choose_subnet(&[routed, vec![cidr("172.18.0.0/16")]].concat()), Some(cidr("172.19.0.0/16")));
+        assert!(routed_subnets("").is_empty());
     }
 
     #[test]

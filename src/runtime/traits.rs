@@ -30,6 +30,9 @@ pub trait Runtime: Send + Sync {
     async fn image_size(&self, image: &str) -> Result<i64>;
     /// The `repo@digest` names recorded for a local image.
     async fn repo_digests(&self, image: &str) -> Result<Vec<String>>;
+    /// The `repo:tag` names the engine holds a local image under (Podman's `localhost/web:1`
+    /// for what a user built and calls `web:1`).
+    async fn repo_tags(&self, image: &str) -> Result<Vec<String>>;
     /// A local image's labels.
     async fn image_labels(&self, image: &str) -> Result<HashMap<String, String>>;
     /// Local images carrying `label` (or `label=value`).
@@ -122,6 +125,10 @@ pub trait Runtime: Send + Sync {
     /// Whether the daemon runs rootless.
     async fn rootless(&self) -> Result<bool> {
         Ok(false)
+    }
+    /// Which engine answers (Docker or Podman).
+    fn provider(&self) -> super::endpoint::Provider {
+        super::endpoint::Provider::Docker
     }
 
     /// Runs a command and returns its stdout; a non-zero exit is an error with its last lines.

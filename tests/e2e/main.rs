@@ -4,7 +4,8 @@
 //!
 //! `cli` runs anywhere. The rest run with `BERTH_E2E=1` (as `scripts/test` sets it) against
 //! real Docker and the test node image, and fail — never skip — when either is missing.
-//! `daemon_restart` restarts dockerd and is `#[ignore]`d: `scripts/test` runs it alone.
+//! `daemon_restart` restarts dockerd and `podman` needs a Podman service: both are `#[ignore]`d,
+//! and `scripts/test` runs each alone.
 
 mod common;
 
@@ -18,6 +19,7 @@ mod load_balancer;
 mod members;
 mod multinode;
 mod node_image;
+mod podman;
 mod registry;
 mod snapshot;
 mod trust;

@@ -1,0 +1,137 @@
+//! berth on Podman: Debian's rootful `podman system service`, chosen with `BERTH_PROVIDER=podman`
+//! as a user chooses it. A 1+1 cluster from README's quickstart command (the test image named
+//! with `--image`), an image the user built with `podman build` loaded with `berth load
+//! docker-image` under the name they gave it, a Deployment of it reached by Service name from a
+//! pod on the other node, `stop` / `start` and the Service answering again, and `delete`
+//! leaving no container, volume or network of the cluster in Podman.
+//!
+//! Ignored by default: `scripts/test` starts the Podman service (scripts/podman-service, which
+//! copies the test images in) and runs this alone, after the Docker tests.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::common::*;
+
+fn podman(args: &[&str]) -> Output {
+    Command::new("podman").args(args).output().expect("running podman")
+}
+
+fn podman_lines(args: &[&str]) -> Vec<String> {
+    let out = podman(args);
+    assert!(out.status.success(), "podman {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect();
+    lines.sort();
+    lines
+}
+
+/// berth, told to use Podman, as a user tells it.
+fn berth_podman(kc: &Path) -> Command {
+    let mut c = berth(kc);
+    c.env("BERTH_PROVIDER", "podman").env_remove("DOCKER_HOST");
+    c
+}
+
+fn deletes_on_drop(name: &str, kc: &Path) -> impl Drop {
+    struct Delete(String, std::path::PathBuf);
+    impl Drop for Delete {
+        fn drop(&mut self) {
+            let _ = berth_podman(&self.1).args(["delete", "cluster", "--name", &self.0]).output();
+        }
+    }
+    Delete(name.to_string(), kc.to_path_buf())
+}
+
+#[test]
+#[ignore = "needs a Podman service: scripts/test starts one and runs this alone"]
+fn a_cluster_on_podman_serves_a_podman_built_image_and_leaves_nothing() {
+    assert!(e2e_enabled(), "an end-to-end test: run it with BERTH_E2E=1");
+    let ping = podman(&["info", "--format", "{{.Host.OCIRuntime.Name}}"]);
+    assert!(ping.status.success(), "BERTH_E2E=1 but podman does not answer: {}", String::from_utf8_lossy(&ping.stderr));
+    let image = test_image();
+    assert!(
+        podman(&["image", "exists", &image]).status.success(),
+        "{image} is not in Podman's store (scripts/podman-service start copies it)"
+    );
+
+    let name = &cluster_name("podman");
+    let (dir, kc) = temp_kubeconfig();
+    let networks_before = podman_lines(&["network", "ls", "--format", "{{.Name}}"]);
+    let volumes_before = podman_lines(&["volume", "ls", "--format", "{{.Name}}"]);
+    let _delete = deletes_on_drop(name, &kc);
+
+    // An image the user builds with Podman, which stores it as localhost/NAME.
+    let web_image = format!("berth-e2e-web:{}", std::process::id());
+    let body = format!("served-from-a-podman-build-{}", std::process::id());
+    std::fs::write(
+        dir.path().join("Containerfile"),
+        format!("FROM {TOOLBOX}\nRUN mkdir -p /www && echo {body} > /www/index.html\nCMD [\"busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n"),
+    )
+    .unwrap();
+    run_ok(Command::new("podman").args(["build", "-q", "-t", &web_image]).arg(dir.path()));
+    let built = podman_lines(&["image", "inspect", "-f", "{{range .RepoTags}}{{.}}{{end}}", &web_image]);
+    assert_eq!(built, [format!("localhost/{web_image}")], "Podman's own name for it");
+
+    let config = dir.path().join("cluster.yaml");
+    std::fs::write(&config, "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: worker\n").unwrap();
+    let out = berth_podman(&kc).args(["create", "cluster", "--name", name, "--image", &image, "--config"]).arg(&config).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "create on Podman failed:\n{stderr}");
+    let (cp, worker) = (format!("{name}-control-plane"), format!("{name}-worker"));
+    assert_eq!(
+        podman_lines(&["ps", "--filter", &format!("label=dev.berth.cluster={name}"), "--format", "{{.Names}}"]),
+        [cp.clone(), worker.clone()]
+    );
+    let listed = run_ok(berth_podman(&kc).args(["get", "clusters"]));
+    assert!(listed.lines().any(|l| l.trim() == name.as_str()), "get clusters on Podman lists it: {listed}");
+
+    // Loaded under the name the user gave; the Deployment says only that name.
+    run_ok(berth_podman(&kc).args(["load", "docker-image", &web_image, TOOLBOX, "--name", name]));
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers: [{{name: web, image: \"{web_image}\", imagePullPolicy: Never}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  selector: {{app: web}}\n  ports: [{{port: 80, targetPort: 8080}}]\n"
+    );
+    // The client runs on the control plane, where the Deployment's pod cannot (its taint): what
+    // it reaches, it reaches across nodes.
+    let client = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: client}}\nspec:\n  nodeName: {cp}\n  tolerations: [{{operator: Exists}}]\n  containers: [{{name: c, image: \"{TOOLBOX}\", imagePullPolicy: Never, command: [sleep, infinity]}}]\n"
+    );
+    let manifest = dir.path().join("web.yaml");
+    std::fs::write(&manifest, format!("{deployment}---\n{client}")).unwrap();
+    run_ok(kubectl_cmd(&kc).args(["apply", "-f"]).arg(&manifest));
+    kubectl_ok(&kc, &["rollout", "status", "deployment/web", "--timeout=120s"]);
+    kubectl_ok(&kc, &["wait", "--for=condition=Ready", "pod/client", "--timeout=120s"]);
+    let web_node = kubectl_ok(&kc, &["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].spec.nodeName}"]);
+    assert_eq!(web_node, worker, "the Deployment's pod runs on the worker, the client on the control plane");
+    for host in ["web.default", "web.default.svc.cluster.local"] {
+        curl_from_pod(&kc, &format!("the Service answers by name ({host}) across nodes"), "client", host, &body, Duration::from_secs(90));
+    }
+
+    // Stopped and started, the cluster serves again through the same kubeconfig.
+    run_ok(berth_podman(&kc).args(["stop", "cluster", "--name", name]));
+    let states = podman_lines(&["inspect", "-f", "{{.State.Status}}", &cp, &worker]);
+    assert_eq!(states, ["exited", "exited"], "every node stopped");
+    let started_at = now_rfc3339();
+    run_ok(berth_podman(&kc).args(["start", "cluster", "--name", name]));
+    eventually("both nodes freshly Ready after start", Duration::from_secs(120), || all_ready_since(&kc, 2, &started_at));
+    curl_from_pod(&kc, "the Service answers by name after start", "client", "web.default", &body, Duration::from_secs(120));
+
+    // Delete: nothing of the cluster is left in Podman.
+    run_ok(berth_podman(&kc).args(["delete", "cluster", "--name", name]));
+    assert_eq!(
+        podman_lines(&["ps", "-a", "--filter", &format!("label=dev.berth.cluster={name}"), "--format", "{{.Names}}"]),
+        Vec::<String>::new()
+    );
+    assert!(
+        podman_lines(&["ps", "-a", "--format", "{{.Names}}"]).iter().all(|c| !c.starts_with(name.as_str())),
+        "no container of the cluster"
+    );
+    assert_eq!(podman_lines(&["volume", "ls", "--format", "{{.Name}}"]), volumes_before, "no volume left behind");
+    // berth's shared network stays for the next cluster, as kind's `kind` network does; nothing else.
+    let networks_after = podman_lines(&["network", "ls", "--format", "{{.Name}}"]);
+    let added: Vec<&String> = networks_after.iter().filter(|n| !networks_before.contains(n)).collect();
+    assert!(added.iter().all(|n| n.as_str() == "berth"), "networks left: {added:?}");
+    let kubeconfig = std::fs::read_to_string(&kc).unwrap_or_default();
+    assert!(!kubeconfig.contains(&format!("berth-{name}")), "the context is gone:\n{kubeconfig}");
+    let _ = podman(&["rmi", &web_image]);
+}
