@@ -1,12 +1,13 @@
 //! berth on Podman: Debian's rootful `podman system service`, chosen with `BERTH_PROVIDER=podman`
-//! as a user chooses it. A 1+1 cluster from README's quickstart command (the test image named
+//! as a user chooses it. Two control planes behind berth's load balancer, Ready through it and
+//! gone without a trace on delete; and a 1+1 cluster from README's quickstart command (the test image named
 //! with `--image`), an image the user built with `podman build` loaded with `berth load
 //! docker-image` under the name they gave it, a Deployment of it reached by Service name from a
 //! pod on the other node, `stop` / `start` and the Service answering again, and `delete`
 //! leaving no container, volume or network of the cluster in Podman.
 //!
 //! Ignored by default: `scripts/test` starts the Podman service (scripts/podman-service, which
-//! copies the test images in) and runs this alone, after the Docker tests.
+//! copies the test images in) and runs these alone, after the Docker tests.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -43,17 +44,77 @@ fn deletes_on_drop(name: &str, kc: &Path) -> impl Drop {
     Delete(name.to_string(), kc.to_path_buf())
 }
 
-#[test]
-#[ignore = "needs a Podman service: scripts/test starts one and runs this alone"]
-fn a_cluster_on_podman_serves_a_podman_built_image_and_leaves_nothing() {
+/// Fails the test unless Podman answers and holds `images` (scripts/podman-service copies them).
+fn require_podman(images: &[&str]) {
     assert!(e2e_enabled(), "an end-to-end test: run it with BERTH_E2E=1");
     let ping = podman(&["info", "--format", "{{.Host.OCIRuntime.Name}}"]);
     assert!(ping.status.success(), "BERTH_E2E=1 but podman does not answer: {}", String::from_utf8_lossy(&ping.stderr));
-    let image = test_image();
-    assert!(
-        podman(&["image", "exists", &image]).status.success(),
-        "{image} is not in Podman's store (scripts/podman-service start copies it)"
+    for image in images {
+        assert!(
+            podman(&["image", "exists", image]).status.success(),
+            "{image} is not in Podman's store (scripts/podman-service start copies it)"
+        );
+    }
+}
+
+/// Nothing of cluster `name` left in Podman, and no volume or network but those there were.
+fn nothing_left(name: &str, kc: &Path, volumes_before: &[String], networks_before: &[String]) {
+    assert_eq!(
+        podman_lines(&["ps", "-a", "--filter", &format!("label=dev.berth.cluster={name}"), "--format", "{{.Names}}"]),
+        Vec::<String>::new()
     );
+    assert!(podman_lines(&["ps", "-a", "--format", "{{.Names}}"]).iter().all(|c| !c.starts_with(name)), "no container of the cluster");
+    assert_eq!(podman_lines(&["volume", "ls", "--format", "{{.Name}}"]), volumes_before, "no volume left behind");
+    // berth's shared network stays for the next cluster, as kind's `kind` network does; nothing else.
+    let networks_after = podman_lines(&["network", "ls", "--format", "{{.Name}}"]);
+    let added: Vec<&String> = networks_after.iter().filter(|n| !networks_before.contains(n)).collect();
+    assert!(added.iter().all(|n| n.as_str() == "berth"), "networks left: {added:?}");
+    let kubeconfig = std::fs::read_to_string(kc).unwrap_or_default();
+    assert!(!kubeconfig.contains(&format!("berth-{name}")), "the context is gone:\n{kubeconfig}");
+}
+
+#[test]
+#[ignore = "needs a Podman service: scripts/test starts one and runs this alone"]
+fn two_control_planes_on_podman_answer_through_their_balancer_and_leave_nothing() {
+    let (image, lb_image) = (test_image(), "berth-test/haproxy:1");
+    require_podman(&[&image, lb_image]);
+    let name = &cluster_name("podman-ha");
+    let (dir, kc) = temp_kubeconfig();
+    let networks_before = podman_lines(&["network", "ls", "--format", "{{.Name}}"]);
+    let volumes_before = podman_lines(&["volume", "ls", "--format", "{{.Name}}"]);
+    let _delete = deletes_on_drop(name, &kc);
+    let config = dir.path().join("ha.yaml");
+    std::fs::write(&config, "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: control-plane\n")
+        .unwrap();
+    let out = berth_podman(&kc)
+        .env("BERTH_LB_IMAGE", lb_image)
+        .args(["create", "cluster", "--name", name, "--image", &image, "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "HA create on Podman failed:\n{}", text(&out).1);
+    // The kubeconfig names the balancer's published port, and both API servers answer behind it.
+    let lb = format!("{name}-external-load-balancer");
+    let published = podman_lines(&["port", &lb, "6443/tcp"]);
+    let server = kubectl_ok(&kc, &["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]);
+    let port = |p: &String| p.rsplit(':').next().unwrap_or_default().to_string();
+    assert!(published.iter().any(|p| server.ends_with(&format!(":{}", port(p)))), "{server} is the balancer ({published:?})");
+    eventually("both control planes Ready through the balancer", Duration::from_secs(120), || {
+        let ready = kubectl_ok(
+            &kc,
+            &["get", "nodes", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\" \"}{end}"],
+        );
+        (ready.split_whitespace().filter(|s| *s == "True").count() == 2).then_some(()).ok_or(ready)
+    });
+    run_ok(berth_podman(&kc).args(["delete", "cluster", "--name", name]));
+    nothing_left(name, &kc, &volumes_before, &networks_before);
+}
+
+#[test]
+#[ignore = "needs a Podman service: scripts/test starts one and runs this alone"]
+fn a_cluster_on_podman_serves_a_podman_built_image_and_leaves_nothing() {
+    let image = test_image();
+    require_podman(&[&image, TOOLBOX]);
 
     let name = &cluster_name("podman");
     let (dir, kc) = temp_kubeconfig();
@@ -118,20 +179,6 @@ fn a_cluster_on_podman_serves_a_podman_built_image_and_leaves_nothing() {
 
     // Delete: nothing of the cluster is left in Podman.
     run_ok(berth_podman(&kc).args(["delete", "cluster", "--name", name]));
-    assert_eq!(
-        podman_lines(&["ps", "-a", "--filter", &format!("label=dev.berth.cluster={name}"), "--format", "{{.Names}}"]),
-        Vec::<String>::new()
-    );
-    assert!(
-        podman_lines(&["ps", "-a", "--format", "{{.Names}}"]).iter().all(|c| !c.starts_with(name.as_str())),
-        "no container of the cluster"
-    );
-    assert_eq!(podman_lines(&["volume", "ls", "--format", "{{.Name}}"]), volumes_before, "no volume left behind");
-    // berth's shared network stays for the next cluster, as kind's `kind` network does; nothing else.
-    let networks_after = podman_lines(&["network", "ls", "--format", "{{.Name}}"]);
-    let added: Vec<&String> = networks_after.iter().filter(|n| !networks_before.contains(n)).collect();
-    assert!(added.iter().all(|n| n.as_str() == "berth"), "networks left: {added:?}");
-    let kubeconfig = std::fs::read_to_string(&kc).unwrap_or_default();
-    assert!(!kubeconfig.contains(&format!("berth-{name}")), "the context is gone:\n{kubeconfig}");
+    nothing_left(name, &kc, &volumes_before, &networks_before);
     let _ = podman(&["rmi", &web_image]);
 }

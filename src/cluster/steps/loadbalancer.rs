@@ -15,13 +15,15 @@ pub fn lb_name(cluster: &str) -> String {
     format!("{cluster}-external-load-balancer")
 }
 
-/// haproxy's config for these control-plane containers. Names are resolved through Docker's
-/// embedded DNS at run time, so the balancer may start before the nodes do.
+/// haproxy's config for these control-plane containers. Names are resolved at run time, so the
+/// balancer may start before the nodes do, through the nameserver the engine wrote into the
+/// balancer's resolv.conf: Docker's embedded DNS (127.0.0.11), or Podman's aardvark-dns at the
+/// network's gateway.
 pub fn haproxy_config(control_planes: &[String]) -> String {
     let mut cfg = String::from(
         "# written by berth\n\
          global\n  log stdout format raw local0 info\n  # well under the 20000 open files a container may have here\n  maxconn 4000\n\n\
-         resolvers docker\n  nameserver dns 127.0.0.11:53\n  hold valid 5s\n\n\
+         resolvers engine\n  parse-resolv-conf\n  hold valid 5s\n\n\
          defaults\n  log global\n  mode tcp\n  option dontlognull\n  timeout connect 5s\n  timeout client 30m\n  timeout server 30m\n  \
          default-server init-addr last,libc,none\n\n",
     );
@@ -29,7 +31,7 @@ pub fn haproxy_config(control_planes: &[String]) -> String {
     cfg.push_str("backend kube-apiservers\n  option httpchk GET /healthz\n");
     for cp in control_planes {
         cfg.push_str(&format!(
-            "  server {cp} {cp}:{API_SERVER_PORT} check check-ssl verify none inter 2s fall 2 rise 1 resolvers docker resolve-prefer ipv4\n"
+            "  server {cp} {cp}:{API_SERVER_PORT} check check-ssl verify none inter 2s fall 2 rise 1 resolvers engine resolve-prefer ipv4\n"
         ));
     }
     cfg
@@ -78,5 +80,6 @@ mod tests {
         assert!(cfg.contains("server ha-control-plane2 ha-control-plane2:6443"));
         assert!(cfg.contains("maxconn 4000"));
         assert!(cfg.contains("bind *:6443"));
+        assert!(cfg.contains("resolvers engine\n  parse-resolv-conf\n"), "the engine's own nameserver, Docker's or Podman's");
     }
 }
