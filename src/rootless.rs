@@ -79,10 +79,15 @@ fn missing_controllers(host: &Host) -> Vec<&'static str> {
     CONTROLLERS.iter().copied().filter(|c| !delegated.split_whitespace().any(|d| d == *c)).collect()
 }
 
-/// Loaded as a module (/proc/modules) or built into the kernel (/sys/module/NAME).
+/// Loaded as a module (/proc/modules), or built into the kernel: /sys/module/NAME (only for
+/// built-ins with parameters or a version) or the kernel's own list, modules.builtin.
 fn module_loaded(host: &Host, name: &str) -> bool {
     let listed = (host.read)(Path::new("/proc/modules")).is_some_and(|m| m.lines().any(|l| l.split_whitespace().next() == Some(name)));
-    listed || (host.exists)(&Path::new("/sys/module").join(name))
+    let release = (host.read)(Path::new("/proc/sys/kernel/osrelease")).unwrap_or_default();
+    let builtin_list = PathBuf::from(format!("/lib/modules/{}/modules.builtin", release.trim()));
+    let file = format!("/{name}.ko");
+    let builtin = (host.read)(&builtin_list).is_some_and(|m| m.lines().any(|l| l.trim().ends_with(&file)));
+    listed || builtin || (host.exists)(&Path::new("/sys/module").join(name))
 }
 
 /// A `NAME:start:count` line for the user (by name or UID) with a count above zero.
@@ -169,6 +174,13 @@ mod tests {
         files[2].1 = "iptable_nat 12288 1 - Live 0x0\n".into();
         let problems = unmet(&host(&with(&files), 1000, Some("alice")));
         assert_eq!(problems, ["kernel module(s) ip6_tables, ip6table_nat not loaded, and a rootless engine cannot load them: `sudo modprobe ip6_tables ip6table_nat` (list them in /etc/modules-load.d/berth.conf to keep them)"]);
+        // Built into this kernel, by its own list: nothing to load.
+        files.push(("/proc/sys/kernel/osrelease".into(), "6.1.0-13-amd64\n".into()));
+        files.push((
+            "/lib/modules/6.1.0-13-amd64/modules.builtin".into(),
+            "kernel/net/ipv6/netfilter/ip6_tables.ko\nkernel/net/ipv6/netfilter/ip6table_nat.ko\n".into(),
+        ));
+        assert_eq!(unmet(&host(&with(&files), 1000, Some("alice"))), Vec::<String>::new());
     }
 
     #[test]
