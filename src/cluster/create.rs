@@ -58,8 +58,7 @@ async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) 
     if let Some(version) = super::render::version_of(Some(docker), &plan).await {
         warnings = super::render::render(opts, &plan, version)?.warnings;
     }
-    let docker_socket = std::path::Path::new(crate::runtime::endpoint::DEFAULT_HOST.trim_start_matches("unix://")).exists();
-    warnings.extend(podman_beside_docker_warning(docker.provider(), docker_socket));
+    warnings.extend(podman_beside_docker_warning(docker.provider(), crate::runtime::endpoint::default_socket().exists()));
     Ok((plan, warnings))
 }
 

@@ -29,7 +29,10 @@ fn alias_for(name: &str, repo_tags: &[String]) -> Option<(String, String)> {
     let containerd = |r: &str| crate::image_ref::ImageRef::parse(r).ok().map(|r| r.containerd_name());
     let wanted = containerd(name)?;
     let held: Vec<String> = repo_tags.iter().filter_map(|t| containerd(t)).collect();
-    (!held.contains(&wanted)).then(|| held.into_iter().next().map(|h| (h, wanted))).flatten()
+    if held.contains(&wanted) {
+        return None;
+    }
+    held.into_iter().next().map(|h| (h, wanted))
 }
 
 /// Which of the cluster's running nodes to load into: all, or the named ones.

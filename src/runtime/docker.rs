@@ -107,30 +107,6 @@ pub struct Docker {
     engine: Provider,
 }
 
-/// Runs a request again while Podman holds a container in its "stopped" state: for a moment
-/// between a container's exit and Podman's clean-up of it, Podman reports a state the Docker API
-/// has no name for (bollard's model cannot read the answer) and refuses to remove the container
-/// ("container state improper"). Both pass within a second; Docker's answers are taken as they are.
-async fn past_podman_stopped<T, F, Fut>(podman: bool, request: F) -> std::result::Result<T, bollard::errors::Error>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = std::result::Result<T, bollard::errors::Error>>,
-{
-    use bollard::errors::Error;
-    let mut tries = 0;
-    loop {
-        match request().await {
-            Err(Error::JsonDataError { .. } | Error::JsonSerdeError { .. } | Error::DockerResponseServerError { status_code: 500, .. })
-                if podman && tries < 20 =>
-            {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(150)).await;
-            }
-            answer => return answer,
-        }
-    }
-}
-
 /// Docker or Podman, from the component list `/version` returns ("Podman Engine").
 async fn engine_of(api: &bollard::Docker) -> Option<Provider> {
     let version = api.version().await.ok()?;
@@ -141,12 +117,10 @@ async fn engine_of(api: &bollard::Docker) -> Option<Provider> {
 impl Docker {
     /// Connects to `DOCKER_HOST` (or the default socket) and negotiates the API version.
     pub async fn connect() -> Result<Docker> {
-        let endpoint = super::endpoint::resolve(&super::endpoint::Env::current())?;
+        let env = super::endpoint::Env::current();
+        let endpoint = super::endpoint::resolve(&env)?;
         let host = endpoint.host.clone();
-        let hint = match endpoint.provider {
-            Provider::Docker => "start Docker, or set DOCKER_HOST to where it listens; BERTH_PROVIDER=podman for Podman",
-            Provider::Podman => "start Podman's API service: `systemctl enable --now podman.socket` (`--user` when rootless) or `podman system service --time=0 &`",
-        };
+        let hint = super::endpoint::start_hint(endpoint.provider, env.uid);
         let unreachable = |reason: String| RuntimeError::Unreachable {
             engine: endpoint.provider.display_name(),
             host: format!("{host} ({})", endpoint.source),
@@ -174,6 +148,31 @@ impl Docker {
 
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Runs a request again while Podman holds a container in its "stopped" state: for a moment
+    /// between a container's exit and Podman's clean-up of it, Podman reports a state the Docker
+    /// API has no name for (bollard's model cannot read the answer) and refuses to remove the
+    /// container ("container state improper"). Both pass within a second; Docker's answers are
+    /// taken as they are.
+    async fn past_podman_stopped<T, F, Fut>(&self, request: F) -> std::result::Result<T, bollard::errors::Error>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, bollard::errors::Error>>,
+    {
+        use bollard::errors::Error;
+        let mut tries = 0;
+        loop {
+            match request().await {
+                Err(
+                    Error::JsonDataError { .. } | Error::JsonSerdeError { .. } | Error::DockerResponseServerError { status_code: 500, .. },
+                ) if self.engine == Provider::Podman && tries < 20 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                }
+                answer => return answer,
+            }
+        }
     }
 
     /// Subnets of every network the engine knows, and (for an engine on this host) of the host's
@@ -494,9 +493,8 @@ impl Runtime for Docker {
     /// Removes a container and its anonymous volumes; a container already gone is not an error.
     async fn remove_container(&self, name: &str) -> Result<()> {
         let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-        let podman = self.engine == Provider::Podman;
         let remove = || self.api.remove_container(name, Some(opts.clone()));
-        match past_podman_stopped(podman, remove).await {
+        match self.past_podman_stopped(remove).await {
             Ok(()) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             // 409: removal already in progress (a concurrent delete).
@@ -510,14 +508,12 @@ impl Runtime for Docker {
         let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
         let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
         let list = || self.api.list_containers(Some(opts.clone()));
-        past_podman_stopped(self.engine == Provider::Podman, list).await.map_err(RuntimeError::api("listing containers"))
+        self.past_podman_stopped(list).await.map_err(RuntimeError::api("listing containers"))
     }
 
     async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse> {
         let inspect = || self.api.inspect_container(name, None::<InspectContainerOptions>);
-        past_podman_stopped(self.engine == Provider::Podman, inspect)
-            .await
-            .map_err(RuntimeError::api(format!("inspecting container {name}")))
+        self.past_podman_stopped(inspect).await.map_err(RuntimeError::api(format!("inspecting container {name}")))
     }
 
     /// The host port Docker published for `container_port` (e.g. "6443/tcp").

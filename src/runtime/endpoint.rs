@@ -65,21 +65,14 @@ impl Env {
 }
 
 /// The engine family berth was asked for (`BERTH_PROVIDER`), or found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Provider {
+    #[default]
     Docker,
     Podman,
 }
 
 impl Provider {
-    /// The engine's own command, for the hints berth prints (`docker rm …`, `podman rm …`).
-    pub fn cli(self) -> &'static str {
-        match self {
-            Provider::Docker => "docker",
-            Provider::Podman => "podman",
-        }
-    }
-
     pub fn display_name(self) -> &'static str {
         match self {
             Provider::Docker => "Docker",
@@ -99,16 +92,22 @@ pub enum EndpointError {
     BadContext { name: String, reason: String },
     #[error("BERTH_PROVIDER={0:?} is not a provider berth knows; use docker or podman, or unset it")]
     UnknownProvider(String),
-    #[error("{why}, but Podman's API socket {socket} is not there. Start it: {start}")]
+    #[error("{why}, but Podman's API socket {socket} is not there; {start}")]
     NoPodmanSocket { why: String, socket: PathBuf, start: &'static str },
 }
 
-/// How to start Podman's API service, as root or as one's own (rootless) user.
-fn podman_start_hint(uid: u32) -> &'static str {
-    if uid == 0 {
-        "`systemctl enable --now podman.socket`, or `podman system service --time=0 &`"
-    } else {
-        "`systemctl --user enable --now podman.socket`, or `podman system service --time=0 &`"
+/// Where Docker's default socket is (`DEFAULT_HOST` without its scheme).
+pub fn default_socket() -> &'static Path {
+    Path::new(DEFAULT_HOST.trim_start_matches("unix://"))
+}
+
+/// What to do when the engine does not answer: for Podman, how to start its API service, as
+/// root or as one's own (rootless) user.
+pub fn start_hint(provider: Provider, uid: u32) -> &'static str {
+    match (provider, uid) {
+        (Provider::Docker, _) => "start Docker, or set DOCKER_HOST to where it listens; BERTH_PROVIDER=podman for Podman",
+        (Provider::Podman, 0) => "start it: `systemctl enable --now podman.socket`, or `podman system service --time=0 &`",
+        (Provider::Podman, _) => "start it: `systemctl --user enable --now podman.socket`, or `podman system service --time=0 &`",
     }
 }
 
@@ -129,7 +128,7 @@ fn podman_endpoint(env: &Env, why: &str) -> Result<Endpoint, EndpointError> {
     }
     let socket = podman_socket(env);
     if !(env.exists)(&socket) {
-        return Err(EndpointError::NoPodmanSocket { why: why.to_string(), socket, start: podman_start_hint(env.uid) });
+        return Err(EndpointError::NoPodmanSocket { why: why.to_string(), socket, start: start_hint(Provider::Podman, env.uid) });
     }
     Ok(Endpoint { host: format!("unix://{}", socket.display()), tls: None, source: why.to_string(), provider: Provider::Podman })
 }
@@ -145,9 +144,8 @@ pub fn resolve(env: &Env) -> Result<Endpoint, EndpointError> {
         None => {}
     }
     let docker = resolve_docker(env)?;
-    let default_socket = Path::new(DEFAULT_HOST.trim_start_matches("unix://"));
-    if docker.source == DEFAULT_SOURCE && !(env.exists)(default_socket) && (env.exists)(&podman_socket(env)) {
-        return podman_endpoint(env, "Podman's socket (no Docker socket at /var/run/docker.sock)");
+    if docker.source == DEFAULT_SOURCE && !(env.exists)(default_socket()) && (env.exists)(&podman_socket(env)) {
+        return podman_endpoint(env, &format!("Podman's socket (no Docker socket at {})", default_socket().display()));
     }
     Ok(docker)
 }

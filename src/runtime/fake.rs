@@ -50,7 +50,7 @@ struct State {
     /// How long a `kubeadm …` exec takes before it answers.
     kubeadm_delay: std::time::Duration,
     /// The engine the fake plays (Docker unless [`FakeRuntime::play_podman`]).
-    podman: bool,
+    provider: crate::runtime::endpoint::Provider,
     /// The names an image is held under, where they differ from the one it is asked for by.
     repo_tags: BTreeMap<String, Vec<String>>,
     /// Labels of images made here (commits) or given with [`FakeRuntime::add_image`].
@@ -106,7 +106,7 @@ impl FakeRuntime {
 
     /// Answers as Podman does.
     pub fn play_podman(&self) {
-        self.state.lock().unwrap().podman = true;
+        self.state.lock().unwrap().provider = crate::runtime::endpoint::Provider::Podman;
     }
 
     /// Holds `image` under other names, as Podman holds what a user built as `localhost/NAME`.
@@ -245,10 +245,7 @@ fn ok(stdout: &str) -> ExecOutput {
 #[async_trait]
 impl Runtime for FakeRuntime {
     fn provider(&self) -> crate::runtime::endpoint::Provider {
-        match self.state.lock().unwrap().podman {
-            true => crate::runtime::endpoint::Provider::Podman,
-            false => crate::runtime::endpoint::Provider::Docker,
-        }
+        self.state.lock().unwrap().provider
     }
     async fn image_exists(&self, image: &str) -> Result<bool> {
         Ok(self.state.lock().unwrap().images.contains(image))
