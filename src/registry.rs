@@ -205,16 +205,16 @@ pub async fn ensure_local_registry(docker: &dyn Runtime, port: u16, image: &str)
 }
 
 /// Removes berth's registry container and its data volume; a foreign container of that name
-/// (and its volume) is left alone.
-pub async fn delete_local_registry(docker: &dyn Runtime) -> Result<bool, RegistryError> {
+/// (and its volume) is left alone. Returns the image the removed registry ran, if there was one.
+pub async fn delete_local_registry(docker: &dyn Runtime) -> Result<Option<String>, RegistryError> {
     let info = docker.inspect(REGISTRY_CONTAINER).await.ok();
     if let Some(info) = &info {
         describe_existing(info)?;
     }
-    let existed = info.is_some();
+    let image = info.map(|i| i.config.and_then(|c| c.image).or(i.image).unwrap_or_default());
     docker.remove_container(REGISTRY_CONTAINER).await?;
     docker.remove_volume(REGISTRY_VOLUME).await?;
-    Ok(existed)
+    Ok(image)
 }
 
 /// containerd's hosts.toml that sends `localhost:PORT` (as pods name it) to the registry

@@ -109,7 +109,7 @@ pub struct CreateClusterArgs {
 }
 
 fn parse_mode(s: &str) -> Result<ModeRequest, String> {
-    ModeRequest::parse(Some(s))
+    ModeRequest::parse(Some(s)).map_err(|e| e.to_string())
 }
 
 pub(super) fn parse_wait(s: &str) -> Result<Duration, String> {

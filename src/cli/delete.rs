@@ -49,8 +49,13 @@ pub async fn run(what: DeleteWhat, status: &ui::Status) -> anyhow::Result<()> {
     let docker = Docker::connect().await?;
     let (names, kubeconfig_arg) = match what {
         DeleteWhat::Registry => {
-            let existed = crate::registry::delete_local_registry(&docker).await?;
-            status.info(if existed { "Deleted the local registry and its data" } else { "There was no local registry" });
+            let Some(image) = crate::registry::delete_local_registry(&docker).await? else {
+                status.info("There was no local registry");
+                return Ok(());
+            };
+            // The registry may have been the last thing on berth's network.
+            cluster::remove_network_if_unused(&docker, &image).await;
+            status.info("Deleted the local registry and its data");
             return Ok(());
         }
         DeleteWhat::Node { node, name, force, timeout } => {

@@ -145,7 +145,7 @@ fn create_id() -> String {
 
 /// Creates the cluster described by `opts`; SIGINT or SIGTERM stops it and removes what it made.
 pub async fn create(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) -> Result<CreateReport> {
-    create_until(docker, &crate::kube::Dial, opts, status, interrupted()).await
+    create_until(docker, &crate::kube::Dial, opts, status, crate::interrupt::interrupted()).await
 }
 
 /// [`create`] with its seams open: the cluster's API is reached through `api`, and whatever
@@ -189,7 +189,8 @@ async fn create_until(
             Err(err)
         }
         Err(err) => {
-            let cleanup = undo(docker, status, &ctx.create_id, &opts.kubeconfig_path, &opts.name, &ctx.kubeconfig_merge).await;
+            let image = ctx.plan.nodes[0].image.to_string();
+            let cleanup = undo(docker, status, &image, &ctx.create_id, &opts.kubeconfig_path, &opts.name, &ctx.kubeconfig_merge).await;
             Err(after_undo(err, cleanup))
         }
     }
@@ -286,17 +287,14 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<NodeMode> {
     Ok(nodes.mode)
 }
 
-/// Resolves at the first signal that stops a command (see [`crate::interrupt`]).
-pub(super) fn interrupted() -> impl std::future::Future<Output = &'static str> {
-    crate::interrupt::interrupted()
-}
-
-/// Removes this run's containers and volumes and takes back its kubeconfig merge (the file as it
-/// was, or, if someone wrote it since, without this cluster's entries). A second signal during
-/// cleanup is ignored: stopping halfway would leave exactly the mess this prevents.
+/// Removes this run's containers and volumes, and berth's network if nothing else is on it,
+/// and takes back its kubeconfig merge (the file as it was, or, if someone wrote it since,
+/// without this cluster's entries). `image` is a local image for the network lease. A second
+/// signal during cleanup is ignored: stopping halfway would leave exactly the mess this prevents.
 pub(super) async fn undo(
     docker: &dyn Runtime,
     status: &Status,
+    image: &str,
     create_id: &str,
     kubeconfig_path: &std::path::Path,
     cluster: &str,
@@ -309,6 +307,9 @@ pub(super) async fn undo(
     // Volumes go after the containers that use them.
     let volumes = docker.remove_volumes(&label).await.map(|_| ()).map_err(ClusterError::from);
     let kube = kubeconfig_merge.take_back(kubeconfig_path, cluster).map_err(ClusterError::from);
+    if removed.is_ok() {
+        super::remove_network_if_unused(docker, image).await;
+    }
     drop(guard);
     removed?;
     volumes?;
@@ -477,6 +478,7 @@ mod tests {
             create(&fake, &options(config::Cluster::default_config(), &dir.path().join("config")), &Status::quiet()).await.unwrap_err();
             assert!(fake.calls().contains(&"remove ghost-from-an-in-flight-create".to_string()), "{:#?}", fake.calls());
             assert!(fake.containers().is_empty(), "left behind: {:?}", fake.containers().keys());
+            assert!(fake.networks().is_empty(), "the network this create made is left");
         }
 
         #[tokio::test(start_paused = true)]
@@ -683,6 +685,7 @@ mod tests {
                 let err = create_until(fake.as_ref(), &api, &opts, &Status::quiet(), interrupt).await.unwrap_err();
                 assert!(matches!(&err, ClusterError::Interrupted("SIGINT", _)), "{step}: {err}");
                 assert!(fake.containers().is_empty(), "{step}: left {:?}", fake.containers().keys());
+                assert!(fake.networks().is_empty(), "{step}: the network this create made is left");
                 let now: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&kc).unwrap()).unwrap();
                 assert_eq!(now, serde_yaml::from_str::<serde_yaml::Value>(USERS).unwrap(), "{step}: the kubeconfig is not as it was");
             }

@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use futures_util::future::try_join_all;
 
-use super::{kubeconfig_for, nodes, ClusterError, NodeInfo, NodeRole, Result};
+use super::{nodes, ClusterError, NodeInfo, NodeRole, Result};
 use crate::config::Protocol;
 use crate::runtime::Runtime;
 use crate::ui::Status;
-use crate::wait;
 
 /// Seconds systemd gets to shut a node down before Docker kills it.
 const STOP_TIMEOUT_SECS: i32 = 30;
@@ -78,12 +77,12 @@ pub async fn stop(docker: &dyn Runtime, cluster: &str, status: &Status) -> Resul
 /// applied next runs at once.
 pub async fn start(docker: &dyn Runtime, cluster: &str, wait: Duration, status: &Status) -> Result<()> {
     let all = nodes(docker, cluster).await?;
-    check_published_ports(docker, all.iter().filter(|n| n.state != "running")).await?;
+    check_published_ports(docker, all.iter().filter(|n| !n.state.is_running())).await?;
     let began = tokio::time::Instant::now();
     let mut restarted = crate::kube::Restarted { since: std::time::SystemTime::now(), nodes: Default::default() };
     // All at once: a kubelet or a balancer that comes up before its API server retries, so no
     // order is needed, and starting them together saves a round per role.
-    let stopped: Vec<&NodeInfo> = all.iter().filter(|n| n.state != "running").collect();
+    let stopped: Vec<&NodeInfo> = all.iter().filter(|n| !n.state.is_running()).collect();
     restarted.nodes.extend(stopped.iter().map(|n| n.name.clone()));
     if !stopped.is_empty() {
         let step = status.step(format!("Starting {} node(s)", stopped.len()));
@@ -95,21 +94,10 @@ pub async fn start(docker: &dyn Runtime, cluster: &str, wait: Duration, status: 
     }
     let step = status.step("Waiting for Ready");
     let deadline = tokio::time::Instant::now() + wait;
-    // admin.conf can be read only once systemd has mounted the node's filesystems.
-    let what = "the control plane's admin.conf could be read";
-    let doc = wait::until_some(what, deadline, Duration::from_millis(200), wait::poll_only(), || async {
-        kubeconfig_for(docker, cluster, false).await.map(Some).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(crate::kube::KubeError::from)?;
+    let doc = super::startup::admin_kubeconfig(docker, cluster, deadline).await?;
     let client = crate::kube::client(&doc).await?;
-    crate::kube::wait_for_readyz(&client, deadline).await?;
-    let readyz = began.elapsed().as_secs_f64();
-    let released = crate::kube::release_stale_leases(&client, restarted.since, &restarted.nodes).await?;
-    tracing::info!("stale leader leases released: {released:?}");
     let expected = all.iter().filter(|n| n.is_kubernetes_node()).count();
-    crate::kube::wait_for_nodes_ready(&client, expected, Some(&restarted), deadline).await?;
-    let fresh = began.elapsed().as_secs_f64();
+    let reached = super::startup::wait_fresh_ready(&client, &restarted, expected, began, deadline).await?;
     step.done();
     if restarted.nodes.iter().any(|n| all.iter().any(|a| &a.name == n && a.role == NodeRole::ControlPlane)) {
         let step = status.step("Waiting for the controllers");
@@ -119,7 +107,9 @@ pub async fn start(docker: &dyn Runtime, cluster: &str, wait: Duration, status: 
     let started = all.iter().filter(|n| restarted.nodes.contains(&n.name) && n.is_kubernetes_node()).map(|n| n.name.as_str());
     super::timeline::log_nodes(docker, "start", started, restarted.since).await;
     tracing::info!(
-        "start: API server ready (/readyz) at {readyz:.1} s, every node freshly Ready at {fresh:.1} s, controllers running at {:.1} s",
+        "start: API server ready (/readyz) at {:.1} s, every node freshly Ready at {:.1} s, controllers running at {:.1} s",
+        reached.readyz,
+        reached.ready,
         began.elapsed().as_secs_f64()
     );
     Ok(())

@@ -39,7 +39,7 @@ fn alias_for(name: &str, repo_tags: &[String]) -> Option<(String, String)> {
 async fn target_nodes(docker: &dyn Runtime, cluster: &str, only: &[String]) -> Result<Vec<String>> {
     // Nodes only: the load balancer of a multi-control-plane cluster runs no containerd.
     let all: Vec<String> =
-        nodes(docker, cluster).await?.into_iter().filter(|n| n.state == "running" && n.is_kubernetes_node()).map(|n| n.name).collect();
+        nodes(docker, cluster).await?.into_iter().filter(|n| n.state.is_running() && n.is_kubernetes_node()).map(|n| n.name).collect();
     if only.is_empty() {
         return Ok(all);
     }

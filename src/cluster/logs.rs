@@ -80,7 +80,7 @@ async fn write_all(docker: &dyn Runtime, cluster: &str, dir: &Path, made: &mut M
         made.files.push(write(&node_dir.join("serial.log"), docker.logs_tail(&node.name, 100_000).await?.as_bytes())?);
         // The load balancer has no journal or pod logs (kind's haproxy image has no shell):
         // its inspect output and console log are all there is.
-        if node.state != "running" || !node.is_kubernetes_node() {
+        if !node.state.is_running() || !node.is_kubernetes_node() {
             continue;
         }
         let files: [(&str, &[&str]); 4] = [

@@ -95,7 +95,7 @@ impl Running {
 
 async fn running(docker: &dyn Runtime, api: &dyn crate::kube::Connect, cluster: &str) -> Result<Running> {
     let nodes = nodes(docker, cluster).await?;
-    let stopped: Vec<&str> = nodes.iter().filter(|n| n.state != "running").map(|n| n.name.as_str()).collect();
+    let stopped: Vec<&str> = nodes.iter().filter(|n| !n.state.is_running()).map(|n| n.name.as_str()).collect();
     if !stopped.is_empty() {
         return Err(ClusterError::InvalidInput {
             field: "--name".into(),
@@ -425,9 +425,9 @@ async fn provision(docker: &dyn Runtime, opts: &AddOptions, cluster: &Running, n
             .collect(),
         service_subnet: value(crate::runtime::SERVICE_SUBNET_ENV),
     };
-    let subnet = docker.ensure_network(NETWORK_NAME, &new.image).await?;
     // From choosing the address until the container holding it runs, no other berth may choose.
     let lease = Lease::network(docker, &new.image).await?;
+    let subnet = docker.ensure_network(NETWORK_NAME, &lease).await?;
     if let Some(subnet) = subnet {
         let used = docker.used_addresses(NETWORK_NAME).await?;
         let picked =

@@ -18,6 +18,7 @@ pub mod restore;
 pub mod service_lb;
 pub mod snapshot;
 mod spare;
+mod startup;
 pub(crate) mod steps;
 pub mod timeline;
 mod volume_copy;
@@ -94,8 +95,8 @@ pub enum ClusterError {
     NoAddresses { subnet: String, count: usize },
     #[error("containers labelled {0} keep appearing; remove them with `docker rm -f`")]
     KeepsAppearing(String),
-    #[error("{0}")]
-    NodeMode(String),
+    #[error(transparent)]
+    NodeMode(#[from] crate::runtime::ModeError),
     #[error("installing add-on {name}: {source}")]
     Addon { name: String, source: crate::addons::AddonError },
     #[error("{context}: {source}")]
@@ -109,19 +110,8 @@ pub enum ClusterError {
     NotReady { what: String, details: String },
     #[error("patching containerd's config on {node}: {source}")]
     ContainerdConfig { node: String, source: crate::containerd::ContainerdPatchError },
-    #[error("no snapshot named {name:?}; {}", if have.is_empty() { "there are none (berth snapshot save NAME makes one)".to_string() } else { format!("there are: {}", have.join(", ")) })]
-    SnapshotNotFound { name: String, have: Vec<String> },
-    #[error("a snapshot named {0:?} exists already; delete it first (berth snapshot delete {0}) or pick another name")]
-    SnapshotExists(String),
-    #[error("snapshot {name:?} is in use by cluster(s) restored from it: {}; delete them first (berth delete cluster --name …)", clusters.join(", "))]
-    SnapshotInUse { name: String, clusters: Vec<String> },
-    #[error("snapshot {name:?} is incomplete ({}): a save or a delete of it was cut short, so it would restore part of a cluster; delete it (berth snapshot delete {name}) and save a new one", missing.join(", "))]
-    SnapshotIncomplete { name: String, missing: Vec<String> },
-    #[error("snapshot {name:?} cannot be restored: its volume(s) {} are gone (`docker volume prune` on Docker before 23.0 removes unused named volumes); delete it (berth snapshot delete {name}) and save a new one", missing.join(", "))]
-    SnapshotBroken { name: String, missing: Vec<String> },
-    /// A restore would collide with what exists: each entry names what is in the way.
-    #[error("cannot restore: {}", .0.join("; "))]
-    RestoreConflict(Vec<String>),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
     #[error("interrupted ({0}); {1}")]
     Interrupted(&'static str, String),
 }
@@ -201,12 +191,62 @@ impl Serialize for NodeRole {
     }
 }
 
+/// A node container's state, as the engine names it (`docker ps`'s words).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeState {
+    Running,
+    /// Made and never started.
+    Created,
+    Exited,
+    Paused,
+    /// Any other word the engine uses (restarting, removing, dead, …): shown as it is.
+    Other(String),
+}
+
+impl NodeState {
+    pub fn parse(word: &str) -> NodeState {
+        match word {
+            "running" => NodeState::Running,
+            "created" => NodeState::Created,
+            "exited" => NodeState::Exited,
+            "paused" => NodeState::Paused,
+            other => NodeState::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            NodeState::Running => "running",
+            NodeState::Created => "created",
+            NodeState::Exited => "exited",
+            NodeState::Paused => "paused",
+            NodeState::Other(word) => word,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        *self == NodeState::Running
+    }
+}
+
+impl std::fmt::Display for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl Serialize for NodeState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// One node container as Docker reports it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct NodeInfo {
     pub name: String,
     pub role: NodeRole,
-    pub state: String,
+    pub state: NodeState,
     pub image: String,
 }
 
@@ -221,22 +261,45 @@ impl NodeInfo {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ClusterInfo {
     pub name: String,
-    /// running (every node running), stopped (none), degraded (some), or broken (a node of
-    /// the cluster's no longer exists: removed by hand).
-    pub state: String,
+    pub state: ClusterState,
     pub nodes: Vec<NodeInfo>,
     /// Containers the cluster was created with that no longer exist.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<String>,
 }
 
-fn cluster_state(nodes: &[NodeInfo], missing: &[String]) -> &'static str {
-    let running = nodes.iter().filter(|n| n.state == "running").count();
+/// A cluster's state, from its nodes'.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterState {
+    /// Every node runs.
+    Running,
+    /// No node runs.
+    Stopped,
+    /// Some nodes run.
+    Degraded,
+    /// A node of the cluster's no longer exists (removed by hand).
+    Broken,
+}
+
+impl std::fmt::Display for ClusterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            ClusterState::Running => "running",
+            ClusterState::Stopped => "stopped",
+            ClusterState::Degraded => "degraded",
+            ClusterState::Broken => "broken",
+        })
+    }
+}
+
+fn cluster_state(nodes: &[NodeInfo], missing: &[String]) -> ClusterState {
+    let running = nodes.iter().filter(|n| n.state.is_running()).count();
     match running {
-        _ if !missing.is_empty() => "broken",
-        0 => "stopped",
-        n if n == nodes.len() => "running",
-        _ => "degraded",
+        _ if !missing.is_empty() => ClusterState::Broken,
+        0 => ClusterState::Stopped,
+        n if n == nodes.len() => ClusterState::Running,
+        _ => ClusterState::Degraded,
     }
 }
 
@@ -256,7 +319,7 @@ pub async fn list(docker: &dyn Runtime) -> Result<Vec<ClusterInfo>> {
         nodes.push(NodeInfo {
             name,
             role: NodeRole::parse(labels.get(LABEL_ROLE).map(String::as_str).unwrap_or_default()),
-            state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            state: NodeState::parse(&c.state.map(|s| s.to_string()).unwrap_or_default()),
             image: c.image.unwrap_or_default(),
         });
     }
@@ -274,7 +337,7 @@ pub async fn list(docker: &dyn Runtime) -> Result<Vec<ClusterInfo>> {
             let gone = removed.get(&name);
             let missing: Vec<String> =
                 members.into_iter().filter(|m| !nodes.iter().any(|n| &n.name == m) && !gone.is_some_and(|g| g.contains(m))).collect();
-            ClusterInfo { state: cluster_state(&nodes, &missing).to_string(), name, nodes, missing }
+            ClusterInfo { state: cluster_state(&nodes, &missing), name, nodes, missing }
         })
         .collect())
 }
@@ -289,9 +352,9 @@ pub async fn nodes(docker: &dyn Runtime, cluster: &str) -> Result<Vec<NodeInfo>>
 /// error: the end state is what was asked.
 pub async fn delete(docker: &dyn Runtime, cluster: &str, kubeconfig_paths: &[PathBuf]) -> Result<usize> {
     let label = format!("{LABEL_CLUSTER}={cluster}");
+    let found = docker.list_containers(&label).await?;
     // A restored node's /var may be a spare its restore claimed, which only the container names.
-    let claimed: Vec<String> =
-        docker.list_containers(&label).await?.into_iter().filter_map(|c| c.labels?.remove(spare::LABEL_VAR_VOLUME)).collect();
+    let claimed: Vec<String> = found.iter().filter_map(|c| c.labels.as_ref()?.get(spare::LABEL_VAR_VOLUME).cloned()).collect();
     let removed = remove_containers(docker, &label).await?;
     // The /var volumes of restored nodes are named, so removing their containers leaves them.
     docker.remove_volumes(&label).await?;
@@ -301,7 +364,28 @@ pub async fn delete(docker: &dyn Runtime, cluster: &str, kubeconfig_paths: &[Pat
     for path in kubeconfig_paths {
         kubeconfig::remove_from_file(path, cluster)?;
     }
+    if let Some(image) = found.iter().find_map(|c| c.image.clone()) {
+        remove_network_if_unused(docker, &image).await;
+    }
     Ok(removed)
+}
+
+/// Removes berth's network once the last thing on it is gone, so a delete leaves nothing of
+/// berth's behind. Under the network lease: a create that has made sure of the network holds
+/// it until its nodes are on it. A failure here leaves only the network, so it is logged, not
+/// returned: the cluster is deleted either way.
+pub async fn remove_network_if_unused(docker: &dyn Runtime, image: &str) {
+    let removed = async {
+        let lease = crate::runtime::Lease::network(docker, image).await?;
+        let removed = docker.remove_network_if_unused(crate::runtime::NETWORK_NAME, &lease).await;
+        lease.release().await?;
+        removed
+    };
+    match removed.await {
+        Ok(true) => tracing::info!("removed network {} (nothing is on it)", crate::runtime::NETWORK_NAME),
+        Ok(false) => {}
+        Err(e) => tracing::warn!("network {} is left: {e}", crate::runtime::NETWORK_NAME),
+    }
 }
 
 /// Removes all containers matching `label` in parallel. Lists again afterwards until none is
@@ -341,7 +425,7 @@ pub async fn kubeconfig_for(docker: &dyn Runtime, cluster: &str, internal: bool)
     let nodes = nodes(docker, cluster).await?;
     let cp = nodes
         .iter()
-        .find(|n| n.role == NodeRole::ControlPlane && n.state == "running")
+        .find(|n| n.role == NodeRole::ControlPlane && n.state.is_running())
         .ok_or_else(|| ClusterError::NotRunning(cluster.to_string()))?;
     let admin = docker.exec_ok(&cp.name, &["cat", "/etc/kubernetes/admin.conf"]).await?;
     // The load balancer, where there is one, is the cluster's endpoint.
@@ -382,11 +466,34 @@ mod tests {
             fake.add_container(name, &[(LABEL_CLUSTER, "demo"), (LABEL_ROLE, role), (LABEL_MEMBERS, members)]);
         }
         let clusters = list(&fake).await.unwrap();
-        assert_eq!(clusters[0].state, "broken");
+        assert_eq!(clusters[0].state, ClusterState::Broken);
         assert_eq!(clusters[0].missing, ["demo-worker"]);
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(delete(&fake, "demo", &[dir.path().join("config")]).await.unwrap(), 2);
         assert!(fake.containers().is_empty());
+    }
+
+    /// berth's network goes with the last cluster on it, and not while another cluster (even a
+    /// stopped one) or a snapshot's saved addresses need it.
+    #[tokio::test]
+    async fn the_last_delete_removes_the_network_and_no_delete_before_it() {
+        use crate::cluster::fixtures::{two_node_cluster, NODE_IMAGE};
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfigs = [dir.path().join("config")];
+        let network = crate::runtime::NETWORK_NAME;
+        let fake = two_node_cluster();
+        fake.add_node("other-control-plane", &[(LABEL_CLUSTER, "other"), (LABEL_ROLE, "control-plane")], NODE_IMAGE, "172.30.0.9");
+        fake.stop_container("other-control-plane", 0).await.unwrap();
+        delete(&fake, "dev", &kubeconfigs).await.unwrap();
+        assert!(fake.networks().contains(network), "removed while a stopped cluster is on it");
+        delete(&fake, "other", &kubeconfigs).await.unwrap();
+        assert!(fake.networks().is_empty(), "left after the last cluster: {:?}", fake.networks());
+        assert!(fake.containers().is_empty(), "the network lease is given back: {:?}", fake.containers().keys());
+
+        let fake = two_node_cluster();
+        fake.add_image("berth-snapshot/warm:dev-control-plane", &[(crate::runtime::LABEL_RESERVED_ADDRESS, "172.30.0.2")]);
+        delete(&fake, "dev", &kubeconfigs).await.unwrap();
+        assert!(fake.networks().contains(network), "removed while a snapshot's addresses are in its subnet");
     }
 
     #[test]
@@ -409,9 +516,9 @@ mod tests {
 
     #[test]
     fn state_from_node_states() {
-        let n = |state: &str| NodeInfo { name: "n".into(), role: NodeRole::Worker, state: state.into(), image: "i".into() };
-        assert_eq!(cluster_state(&[n("running"), n("running")], &[]), "running");
-        assert_eq!(cluster_state(&[n("exited"), n("exited")], &[]), "stopped");
-        assert_eq!(cluster_state(&[n("running"), n("exited")], &[]), "degraded");
+        let n = |state: &str| NodeInfo { name: "n".into(), role: NodeRole::Worker, state: NodeState::parse(state), image: "i".into() };
+        assert_eq!(cluster_state(&[n("running"), n("running")], &[]), ClusterState::Running);
+        assert_eq!(cluster_state(&[n("exited"), n("exited")], &[]), ClusterState::Stopped);
+        assert_eq!(cluster_state(&[n("running"), n("exited")], &[]), ClusterState::Degraded);
     }
 }

@@ -26,7 +26,7 @@ use bollard::models::{ContainerCreateBody, Mount, MountType, MountVolumeOptions}
 use futures_util::future::try_join_all;
 
 use super::create::{after_undo, undo, unless_interrupted, CreateReport, NOTHING_MADE};
-use super::snapshot::{SavedNode, Snapshot, LABEL_RESTORED_FROM};
+use super::snapshot::{SavedNode, Snapshot, SnapshotError, LABEL_RESTORED_FROM};
 use super::spare;
 use super::steps::LABEL_CREATE_ID;
 use super::volume_copy::VolumeCopy;
@@ -47,7 +47,7 @@ pub struct RestoreOptions {
 /// Restores `opts.snapshot`; SIGINT or SIGTERM stops it and removes what it made.
 pub async fn restore(docker: &dyn Runtime, opts: &RestoreOptions, status: &Status) -> Result<CreateReport> {
     super::snapshot::on_docker_only(docker)?;
-    restore_until(docker, opts, status, super::create::interrupted()).await
+    restore_until(docker, opts, status, crate::interrupt::interrupted()).await
 }
 
 /// What a restore has made so far, for the undo.
@@ -86,7 +86,9 @@ async fn restore_until(
             warnings: made.warnings,
         }),
         Err(err) => {
-            let mut cleanup = undo(docker, status, &made.create_id, &opts.kubeconfig_path, &snapshot.cluster, &made.kubeconfig_merge).await;
+            let mut cleanup =
+                undo(docker, status, &helper_image, &made.create_id, &opts.kubeconfig_path, &snapshot.cluster, &made.kubeconfig_merge)
+                    .await;
             for volume in &made.claimed {
                 cleanup = cleanup.and(docker.remove_volume(volume).await.map_err(ClusterError::from));
             }
@@ -129,7 +131,10 @@ async fn run_steps(
     let deadline = tokio::time::Instant::now() + opts.wait;
     let client = crate::kube::client(&entries).await?;
     let step = status.step("Waiting for Ready");
-    let (readyz, ready) = wait_ready(&client, snapshot, began, clock, deadline).await?;
+    let nodes: std::collections::BTreeSet<String> =
+        snapshot.nodes.iter().filter(|n| n.role.is_kubernetes_node()).map(|n| n.name.clone()).collect();
+    let restarted = crate::kube::Restarted { since: began, nodes };
+    let reached = super::startup::wait_fresh_ready(&client, &restarted, restarted.nodes.len(), clock, deadline).await?;
     step.done();
     let step = status.step("Waiting for the controllers");
     // The next restore's spares are made meanwhile: the controllers take seconds to start, and
@@ -151,7 +156,9 @@ async fn run_steps(
     )
     .await;
     tracing::info!(
-        "restore: API server ready (/readyz) at {readyz:.1} s, every node freshly Ready at {ready:.1} s, controllers running at {:.1} s",
+        "restore: API server ready (/readyz) at {:.1} s, every node freshly Ready at {:.1} s, controllers running at {:.1} s",
+        reached.readyz,
+        reached.ready,
         clock.elapsed().as_secs_f64()
     );
     Ok(())
@@ -161,7 +168,7 @@ async fn run_steps(
 /// can be read; `made` records the merge, for the undo. Returns the entries.
 async fn merge_kubeconfig(docker: &dyn Runtime, opts: &RestoreOptions, snapshot: &Snapshot, made: &mut Made) -> Result<serde_yaml::Value> {
     let deadline = tokio::time::Instant::now() + opts.wait.max(Duration::from_secs(60));
-    let entries = admin_kubeconfig(docker, &snapshot.cluster, deadline).await?;
+    let entries = super::startup::admin_kubeconfig(docker, &snapshot.cluster, deadline).await?;
     // Recorded in `made` before the write starts: an interrupt that stops waiting for it still
     // takes back whatever lands, or keeps it from landing.
     let (path, merged, record) = (opts.kubeconfig_path.clone(), entries.clone(), made.kubeconfig_merge.clone());
@@ -169,28 +176,6 @@ async fn merge_kubeconfig(docker: &dyn Runtime, opts: &RestoreOptions, snapshot:
         .await
         .map_err(|e| ClusterError::Io { context: "writing the kubeconfig".into(), source: std::io::Error::other(e) })??;
     Ok(entries)
-}
-
-/// Waits for `/readyz`, releases the leader leases the saved processes left, and waits for
-/// every node Ready by a status posted since `began`. Returns the seconds since `clock` at
-/// which the API server, then the nodes, were ready.
-async fn wait_ready(
-    client: &::kube::Client,
-    snapshot: &Snapshot,
-    began: SystemTime,
-    clock: tokio::time::Instant,
-    deadline: tokio::time::Instant,
-) -> Result<(f64, f64)> {
-    crate::kube::wait_for_readyz(client, deadline).await?;
-    let readyz = clock.elapsed().as_secs_f64();
-    let nodes: std::collections::BTreeSet<String> =
-        snapshot.nodes.iter().filter(|n| n.role.is_kubernetes_node()).map(|n| n.name.clone()).collect();
-    let released = crate::kube::release_stale_leases(client, began, &nodes).await?;
-    tracing::info!("stale leader leases released: {released:?}");
-    let expected = nodes.len();
-    let restarted = crate::kube::Restarted { since: began, nodes };
-    crate::kube::wait_for_nodes_ready(client, expected, Some(&restarted), deadline).await?;
-    Ok((readyz, clock.elapsed().as_secs_f64()))
 }
 
 /// Everything that would stand in a restore's way, found before anything is made: the name,
@@ -201,7 +186,7 @@ async fn wait_ready(
 async fn check(docker: &dyn Runtime, opts: &RestoreOptions) -> Result<(Snapshot, String)> {
     let snapshot = super::snapshot::find(docker, &opts.snapshot).await?;
     if !snapshot.complete {
-        return Err(ClusterError::SnapshotIncomplete { name: snapshot.name.clone(), missing: snapshot.missing.clone() });
+        return Err(SnapshotError::Incomplete { name: snapshot.name.clone(), missing: snapshot.missing.clone() }.into());
     }
     if let Some(name) = opts.name.as_deref().filter(|n| *n != snapshot.cluster) {
         return Err(ClusterError::InvalidInput {
@@ -220,7 +205,7 @@ async fn check(docker: &dyn Runtime, opts: &RestoreOptions) -> Result<(Snapshot,
         }
     }
     if !missing.is_empty() {
-        return Err(ClusterError::SnapshotBroken { name: snapshot.name.clone(), missing });
+        return Err(SnapshotError::Broken { name: snapshot.name.clone(), missing }.into());
     }
     super::create::check_kubeconfig_and_daemon(docker, &opts.kubeconfig_path).await?;
     if !docker.list_containers(&format!("{LABEL_CLUSTER}={}", snapshot.cluster)).await?.is_empty() {
@@ -233,7 +218,9 @@ async fn check(docker: &dyn Runtime, opts: &RestoreOptions) -> Result<(Snapshot,
         }
     }
     let image = super::snapshot::unlabelled_image(docker, snapshot.nodes.first().map(|n| n.image.as_str()).unwrap_or_default()).await?;
-    let subnet = docker.ensure_network(NETWORK_NAME, &image).await?;
+    let lease = Lease::network(docker, &image).await?;
+    let subnet = docker.ensure_network(NETWORK_NAME, &lease).await?;
+    lease.release().await?;
     let holders = docker.address_holders(NETWORK_NAME).await?;
     for node in &snapshot.nodes {
         let Some(address) = &node.address else { continue };
@@ -252,7 +239,7 @@ async fn check(docker: &dyn Runtime, opts: &RestoreOptions) -> Result<(Snapshot,
     if conflicts.is_empty() {
         Ok((snapshot, image))
     } else {
-        Err(ClusterError::RestoreConflict(conflicts))
+        Err(SnapshotError::RestoreConflict(conflicts).into())
     }
 }
 
@@ -442,17 +429,6 @@ fn node_body(snapshot: &Snapshot, node: &SavedNode, volume: Option<&str>, create
         networking_config: Some(network_endpoint(NETWORK_NAME, &node.name, node.address.as_deref())),
         ..Default::default()
     }
-}
-
-/// The cluster's kubeconfig entries, once the control plane's admin.conf can be read (systemd
-/// must have mounted the node's filesystems first).
-async fn admin_kubeconfig(docker: &dyn Runtime, cluster: &str, deadline: tokio::time::Instant) -> Result<serde_yaml::Value> {
-    let what = "the control plane's admin.conf could be read";
-    crate::wait::until_some(what, deadline, Duration::from_millis(200), crate::wait::poll_only(), || async {
-        super::kubeconfig_for(docker, cluster, false).await.map(Some).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| crate::kube::KubeError::from(e).into())
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use sha2::{Digest, Sha256};
 
 use super::{kubeconfig_for, nodes, Result};
-use crate::config::Cidr;
+use crate::config::{Cidr, Protocol};
 use crate::runtime::{network, service_lb_body, Lease, Runtime, ServiceLbSpec, LABEL_CLUSTER, NETWORK_NAME, SERVICE_LB_ROLE};
 use crate::ui::Status;
 
@@ -39,7 +39,7 @@ const RESYNC: Duration = Duration::from_secs(5);
 /// One port of a LoadBalancer Service, as its forwarder serves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LbPort {
-    pub protocol: String,
+    pub protocol: Protocol,
     pub port: u16,
     pub node_port: u16,
 }
@@ -83,7 +83,8 @@ pub fn wanted(services: &[Service]) -> (Vec<Wanted>, Vec<String>) {
             .flatten()
             .filter_map(|p| {
                 Some(LbPort {
-                    protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                    // Kubernetes defaults an unset protocol to TCP; an unknown one is not forwarded.
+                    protocol: p.protocol.as_deref().map_or(Some(Protocol::Tcp), Protocol::parse)?,
                     port: u16::try_from(p.port).ok()?,
                     node_port: u16::try_from(p.node_port?).ok()?,
                 })
@@ -114,7 +115,7 @@ pub fn wanted(services: &[Service]) -> (Vec<Wanted>, Vec<String>) {
 pub fn forwarder_script(ports: &[LbPort], node_ips: &[String]) -> String {
     let mut s = String::from("set -e\n");
     for p in ports {
-        let proto = p.protocol.to_lowercase();
+        let proto = p.protocol.docker_suffix();
         for (i, ip) in node_ips.iter().enumerate() {
             let left = node_ips.len() - i;
             let spread =
@@ -206,7 +207,6 @@ async fn reconcile(docker: &dyn Runtime, cluster: &str, client: &kube::Client, s
     let node_ips = node_addresses(docker, &cluster_nodes).await?;
     let existing = forwarders(docker, cluster).await?;
     let image = node_image(&cluster_nodes, cluster)?;
-    let subnet = docker.ensure_network(NETWORK_NAME, &image).await?;
     for w in &wanted {
         // One Service's failure (its address, Docker refusing its forwarder) is said and left
         // for the next pass; the other Services are served all the same.
@@ -223,7 +223,9 @@ async fn reconcile(docker: &dyn Runtime, cluster: &str, client: &kube::Client, s
                     docker.container_ip(&f.name, NETWORK_NAME).await?
                 }
                 _ => {
-                    let Some(subnet) = subnet else {
+                    let lease = Lease::network(docker, &image).await?;
+                    let Some(subnet) = docker.ensure_network(NETWORK_NAME, &lease).await? else {
+                        lease.release().await?;
                         said.say(status, format!("berth's network has no subnet of berth's; cannot pin addresses for {}", w.key()));
                         return Ok(());
                     };
@@ -235,7 +237,6 @@ async fn reconcile(docker: &dyn Runtime, cluster: &str, client: &kube::Client, s
                     if let Some(f) = current {
                         docker.remove_container(&f.name).await?;
                     }
-                    let lease = Lease::network(docker, &image).await?;
                     let used = docker.used_addresses(NETWORK_NAME).await?;
                     let w_keep = Wanted { current_ip: keep.or_else(|| w.current_ip.clone()), ..w.clone() };
                     let ip = match choose_address(subnet, &used, &w_keep) {
@@ -390,8 +391,8 @@ mod tests {
         assert_eq!(wanted.len(), 1);
         let w = &wanted[0];
         assert_eq!(w.key(), "default/web");
-        assert_eq!(w.ports[0], LbPort { protocol: "TCP".into(), port: 80, node_port: 30080 });
-        assert_eq!(w.ports[1].protocol, "UDP");
+        assert_eq!(w.ports[0], LbPort { protocol: Protocol::Tcp, port: 80, node_port: 30080 });
+        assert_eq!(w.ports[1].protocol, Protocol::Udp);
         assert_eq!((w.requested_ip.as_deref(), w.current_ip.as_deref()), (Some("172.18.250.1"), Some("172.18.128.9")));
         assert!(skipped[0].contains("x/other") && skipped[0].contains("another implementation"), "{skipped:?}");
         assert!(skipped[1].contains("x/bare") && skipped[1].contains("NodePort"), "{skipped:?}");
@@ -399,7 +400,7 @@ mod tests {
 
     #[test]
     fn the_script_spreads_each_port_over_every_node() {
-        let ports = [LbPort { protocol: "UDP".into(), port: 53, node_port: 30053 }];
+        let ports = [LbPort { protocol: Protocol::Udp, port: 53, node_port: 30053 }];
         let script = forwarder_script(&ports, &["10.0.0.2".into(), "10.0.0.3".into(), "10.0.0.4".into()]);
         let rules: Vec<&str> = script.lines().filter(|l| l.contains("DNAT")).collect();
         assert_eq!(rules.len(), 3);

@@ -31,6 +31,25 @@ use crate::runtime::Runtime;
 use crate::ui::Status;
 
 pub const LABEL_SNAPSHOT: &str = "dev.berth.snapshot";
+
+/// Why a snapshot cannot be saved, restored or deleted: each names what is in the way and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("no snapshot named {name:?}; {}", if have.is_empty() { "there are none (berth snapshot save NAME makes one)".to_string() } else { format!("there are: {}", have.join(", ")) })]
+    NotFound { name: String, have: Vec<String> },
+    #[error("a snapshot named {0:?} exists already; delete it first (berth snapshot delete {0}) or pick another name")]
+    Exists(String),
+    #[error("snapshot {name:?} is in use by cluster(s) restored from it: {}; delete them first (berth delete cluster --name …)", clusters.join(", "))]
+    InUse { name: String, clusters: Vec<String> },
+    #[error("snapshot {name:?} is incomplete ({}): a save or a delete of it was cut short, so it would restore part of a cluster; delete it (berth snapshot delete {name}) and save a new one", missing.join(", "))]
+    Incomplete { name: String, missing: Vec<String> },
+    #[error("snapshot {name:?} cannot be restored: its volume(s) {} are gone (`docker volume prune` on Docker before 23.0 removes unused named volumes); delete it (berth snapshot delete {name}) and save a new one", missing.join(", "))]
+    Broken { name: String, missing: Vec<String> },
+    /// A restore would collide with what exists: each entry names what is in the way.
+    #[error("cannot restore: {}", .0.join("; "))]
+    RestoreConflict(Vec<String>),
+}
+
 /// On a restored cluster's containers and volumes: the snapshot it came from.
 pub const LABEL_RESTORED_FROM: &str = "dev.berth.restored-from";
 /// The cluster a snapshot was saved from (the runtime's `LABEL_CLUSTER` names a running one).
@@ -266,7 +285,7 @@ async fn parent_size(docker: &dyn Runtime, image: &str) -> i64 {
 pub async fn find(docker: &dyn Runtime, name: &str) -> Result<Snapshot> {
     let all = list(docker).await?;
     let names: Vec<String> = all.iter().map(|s| s.name.clone()).collect();
-    all.into_iter().find(|s| s.name == name).ok_or_else(|| ClusterError::SnapshotNotFound { name: name.to_string(), have: names })
+    all.into_iter().find(|s| s.name == name).ok_or_else(|| SnapshotError::NotFound { name: name.to_string(), have: names }.into())
 }
 
 /// Removes a snapshot's images and volumes; an absent one is not an error. Returns how many
@@ -286,7 +305,7 @@ pub async fn delete(docker: &dyn Runtime, name: &str) -> Result<usize> {
     users.sort();
     users.dedup();
     if !users.is_empty() {
-        return Err(ClusterError::SnapshotInUse { name: name.to_string(), clusters: users });
+        return Err(SnapshotError::InUse { name: name.to_string(), clusters: users }.into());
     }
     // The marker first: from here on the snapshot is incomplete, never half-restored.
     let marker = marker_name(name);
@@ -332,7 +351,7 @@ async fn remove_saved(docker: &dyn Runtime, label: &str, name: &str) -> Result<u
 /// removes what this save made (the cluster stays, stopped).
 pub async fn save(docker: &dyn Runtime, name: &str, cluster: &str, status: &Status) -> Result<Snapshot> {
     on_docker_only(docker)?;
-    save_until(docker, name, cluster, status, super::create::interrupted()).await
+    save_until(docker, name, cluster, status, crate::interrupt::interrupted()).await
 }
 
 async fn save_until(
@@ -348,7 +367,7 @@ async fn save_until(
     // A marker means a save finished; objects of the name without one are a cut-short save's
     // (or delete's) leftovers, cleared below once this save holds the name.
     if docker.volume_exists(&marker_name(name)).await? {
-        return Err(ClusterError::SnapshotExists(name.to_string()));
+        return Err(SnapshotError::Exists(name.to_string()).into());
     }
     let info = super::list(docker).await?.into_iter().find(|c| c.name == cluster).ok_or_else(|| ClusterError::NotFound(cluster.into()))?;
     if !info.missing.is_empty() {
@@ -369,7 +388,7 @@ async fn save_until(
     // The name may have been taken while this save waited for it.
     if docker.volume_exists(&marker_name(name)).await? {
         let _ = lease.release().await;
-        return Err(ClusterError::SnapshotExists(name.to_string()));
+        return Err(SnapshotError::Exists(name.to_string()).into());
     }
     let outcome = super::create::unless_interrupted(&mut interrupt, "", async {
         // Holding the lease, no other save of this name is running: what carries the name is
@@ -427,13 +446,13 @@ async fn save_nodes(docker: &dyn Runtime, name: &str, cluster: &str, save_id: &s
         .await?
         .into_iter()
         .find(|s| s.name == name && s.save_id == save_id)
-        .ok_or_else(|| ClusterError::SnapshotNotFound { name: name.to_string(), have: Vec::new() })?;
+        .ok_or_else(|| SnapshotError::NotFound { name: name.to_string(), have: Vec::new() })?;
     super::spare::make(docker, &saved, &[(LABEL_SAVE_ID.to_string(), save_id.to_string())]).await?;
     // Last: the marker that makes it a snapshot, naming every node saved.
     let nodes: Vec<&str> = all.iter().map(|n| n.name.as_str()).collect();
     let marker = marker_name(name);
     if docker.volume_exists(&marker).await? {
-        return Err(ClusterError::SnapshotExists(name.to_string()));
+        return Err(SnapshotError::Exists(name.to_string()).into());
     }
     let labels = [
         (LABEL_SNAPSHOT.to_string(), name.to_string()),
@@ -492,7 +511,7 @@ async fn save_node(docker: &dyn Runtime, name: &str, cluster: &str, save_id: &st
         // Docker hands back a volume that exists instead of failing: one of that name would be
         // another save's, and copying into it would merge two snapshots.
         if docker.volume_exists(&volume).await? {
-            return Err(ClusterError::SnapshotExists(format!("{name} (volume {volume} exists)")));
+            return Err(SnapshotError::Exists(format!("{name} (volume {volume} exists)")).into());
         }
         let volume_labels = vec![
             (LABEL_SNAPSHOT.to_string(), name.to_string()),
@@ -625,7 +644,7 @@ mod tests {
         save_until(&fake, "warm", "dev", &Status::quiet(), never()).await.unwrap();
         let before = snapshot_objects(&fake, "warm");
         let err = save_until(&fake, "warm", "dev", &Status::quiet(), never()).await.unwrap_err();
-        assert!(matches!(&err, ClusterError::SnapshotExists(n) if n == "warm"), "{err}");
+        assert!(matches!(&err, ClusterError::Snapshot(SnapshotError::Exists(n)) if n == "warm"), "{err}");
         assert_eq!(snapshot_objects(&fake, "warm"), before);
     }
 
@@ -638,7 +657,7 @@ mod tests {
         let (a, b) = tokio::join!(save_until(&fake, "warm", "dev", &status, never()), save_until(&fake, "warm", "dev", &status, never()));
         let (won, refused) = if a.is_ok() { (a, b) } else { (b, a) };
         assert!(won.unwrap().complete);
-        assert!(matches!(&refused, Err(ClusterError::SnapshotExists(n)) if n == "warm"), "{refused:?}");
+        assert!(matches!(&refused, Err(ClusterError::Snapshot(SnapshotError::Exists(n))) if n == "warm"), "{refused:?}");
         let snapshot = find(&fake, "warm").await.unwrap();
         assert!(snapshot.complete && snapshot.nodes.len() == 2, "{snapshot:?}");
         for node in &snapshot.nodes {
@@ -659,7 +678,7 @@ mod tests {
         assert_eq!(snapshot_objects(&fake, "warm"), BTreeSet::new());
         assert_eq!(fake.volumes(), volumes_before);
         assert_eq!(fake.containers().keys().collect::<Vec<_>>(), ["dev-control-plane", "dev-worker"]);
-        assert!(matches!(find(&fake, "warm").await, Err(ClusterError::SnapshotNotFound { .. })));
+        assert!(matches!(find(&fake, "warm").await, Err(ClusterError::Snapshot(SnapshotError::NotFound { .. }))));
     }
 
     /// SIGINT at every point of a save in turn: each time the save either finished (the

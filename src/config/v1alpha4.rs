@@ -117,16 +117,36 @@ pub enum Protocol {
 impl<'de> Deserialize<'de> for Protocol {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {
         let raw = String::deserialize(d)?;
-        match raw.to_ascii_uppercase().as_str() {
-            "TCP" => Ok(Protocol::Tcp),
-            "UDP" => Ok(Protocol::Udp),
-            "SCTP" => Ok(Protocol::Sctp),
-            _ => Err(serde::de::Error::custom(format!("unknown protocol {raw:?}: use TCP, UDP or SCTP"))),
-        }
+        Protocol::parse(&raw).ok_or_else(|| serde::de::Error::custom(format!("unknown protocol {raw:?}: use TCP, UDP or SCTP")))
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
     }
 }
 
 impl Protocol {
+    /// `TCP`, `UDP` or `SCTP`, in any case (a Service's ports and kind's config both use them).
+    pub fn parse(raw: &str) -> Option<Protocol> {
+        match raw.to_ascii_uppercase().as_str() {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
+    /// As Kubernetes spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        }
+    }
+
     pub fn docker_suffix(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",

@@ -128,9 +128,9 @@ pub fn check_image_archive(path: &Path) -> Result<(), NodeImageError> {
 pub fn retag(src: &Path, dst: &Path, renames: &[(&str, &str)]) -> Result<(), NodeImageError> {
     let io = |e: std::io::Error| NodeImageError::Io { context: format!("renaming the images in {}", src.display()), source: e };
     let renamed = |name: &str| renames.iter().find(|(from, _)| *from == name).map_or(name.to_string(), |(_, to)| to.to_string());
+    // `localhost:5000/node` is a repository without a tag, not `localhost` tagged `5000/node`.
     let split = |name: &str| -> (String, String) {
-        let (repo, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
-        (repo.to_string(), tag.to_string())
+        crate::image_ref::ImageRef::parse(name).map(|r| r.repo_and_tag()).unwrap_or_else(|_| (name.to_string(), "latest".to_string()))
     };
     let mut archive = tar::Archive::new(std::io::BufReader::new(std::fs::File::open(src).map_err(io)?));
     let mut out = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(dst).map_err(io)?));
@@ -221,10 +221,18 @@ mod tests {
             "manifest.json",
             br#"[{"Config":"c.json","RepoTags":["berth.dev/netd:build-1"],"Layers":["abc/layer.tar"]},{"Config":"d.json","RepoTags":["berth.dev/proxy:build-1"],"Layers":["abc/layer.tar"]}]"#,
         );
-        add("repositories", br#"{"berth.dev/netd":{"build-1":"abc"},"berth.dev/proxy":{"build-1":"def"}}"#);
+        add(
+            "repositories",
+            br#"{"berth.dev/netd":{"build-1":"abc"},"berth.dev/proxy":{"build-1":"def"},"berth.dev/reg":{"build-1":"fed"}}"#,
+        );
         b.finish().unwrap();
         let dst = tempfile::NamedTempFile::new().unwrap();
-        let renames = [("berth.dev/netd:build-1", "berth.dev/netd:v1"), ("berth.dev/proxy:build-1", "registry.k8s.io/kube-proxy:v1.37.2")];
+        let renames = [
+            ("berth.dev/netd:build-1", "berth.dev/netd:v1"),
+            ("berth.dev/proxy:build-1", "registry.k8s.io/kube-proxy:v1.37.2"),
+            // A registry with a port and no tag: the colon is the port's.
+            ("berth.dev/reg:build-1", "localhost:5000/reg"),
+        ];
         retag(src.path(), dst.path(), &renames).unwrap();
         let mut files = std::collections::BTreeMap::new();
         for e in tar::Archive::new(std::fs::File::open(dst.path()).unwrap()).entries().unwrap() {
@@ -239,7 +247,10 @@ mod tests {
         assert_eq!(manifest[1]["RepoTags"], serde_json::json!(["registry.k8s.io/kube-proxy:v1.37.2"]));
         assert_eq!(manifest[0]["Layers"], serde_json::json!(["abc/layer.tar"]));
         let repos: serde_json::Value = serde_json::from_str(&files["repositories"]).unwrap();
-        assert_eq!(repos, serde_json::json!({"berth.dev/netd": {"v1": "abc"}, "registry.k8s.io/kube-proxy": {"v1.37.2": "def"}}));
+        assert_eq!(
+            repos,
+            serde_json::json!({"berth.dev/netd": {"v1": "abc"}, "registry.k8s.io/kube-proxy": {"v1.37.2": "def"}, "localhost:5000/reg": {"latest": "fed"}})
+        );
     }
 
     #[test]

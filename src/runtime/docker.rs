@@ -105,6 +105,8 @@ pub struct Docker {
     host: String,
     remote: bool,
     engine: Provider,
+    /// Whether the engine runs rootless, asked once: it does not change while berth runs.
+    rootless: tokio::sync::OnceCell<bool>,
 }
 
 /// Docker or Podman, from the component list `/version` returns ("Podman Engine").
@@ -143,7 +145,7 @@ impl Docker {
         let api = api.with_timeout(Duration::from_secs(3600));
         let engine = engine_of(&api).await.unwrap_or(endpoint.provider);
         tracing::debug!("connected to {} at {host} ({})", engine.display_name(), endpoint.source);
-        Ok(Docker { api, host, remote: endpoint.is_remote(), engine })
+        Ok(Docker { api, host, remote: endpoint.is_remote(), engine, rootless: tokio::sync::OnceCell::new() })
     }
 
     pub fn host(&self) -> &str {
@@ -346,8 +348,11 @@ impl Runtime for Docker {
 
     /// Whether the daemon runs rootless (in a user namespace): it says so in `docker info`.
     async fn rootless(&self) -> Result<bool> {
-        let info = self.api.info().await.map_err(RuntimeError::api("asking the daemon for its info"))?;
-        Ok(super::endpoint::is_rootless(&info.security_options.unwrap_or_default()))
+        let ask = || async {
+            let info = self.api.info().await.map_err(RuntimeError::api("asking the daemon for its info"))?;
+            Ok(super::endpoint::is_rootless(&info.security_options.unwrap_or_default()))
+        };
+        self.rootless.get_or_try_init(ask).await.copied()
     }
 
     /// Removes an image name (the image itself goes when no other name holds it).
@@ -374,14 +379,13 @@ impl Runtime for Docker {
     }
 
     /// Creates the shared network if it does not exist, with a subnet of its own so nodes can
-    /// keep fixed addresses. Creation happens under berth's network lease, looking again once
-    /// it is held: two creates at once would otherwise both see the name free and the same
-    /// subnet unused (Docker enforces neither a unique name nor, between two requests, a free
-    /// subnet). Should a berth on another host of the same daemon still make a second one, all
-    /// agree on the lowest ID and the extras are removed. Returns the subnet where nodes may be
-    /// pinned, or None for a network made without one (older berth).
-    async fn ensure_network(&self, name: &str, image: &str) -> Result<Option<crate::config::Cidr>> {
-        let lease = if self.networks_named(name).await?.is_empty() { Some(super::Lease::network(self, image).await?) } else { None };
+    /// keep fixed addresses. The caller holds berth's network lease: two creates at once would
+    /// otherwise both see the name free and the same subnet unused (Docker enforces neither a
+    /// unique name nor, between two requests, a free subnet). Should a berth on another host of
+    /// the same daemon still make a second one, all agree on the lowest ID and the extras are
+    /// removed. Returns the subnet where nodes may be pinned, or None for a network made
+    /// without one (older berth).
+    async fn ensure_network(&self, name: &str, _held: &super::Lease) -> Result<Option<crate::config::Cidr>> {
         if self.networks_named(name).await?.is_empty() {
             let taken = self.used_subnets().await?;
             let subnet = super::network::choose_subnet(&taken).ok_or_else(|| RuntimeError::NoFreeSubnet(name.to_string()))?;
@@ -409,9 +413,6 @@ impl Runtime for Docker {
                 Err(e) => return Err(RuntimeError::api(format!("creating network {name}"))(e)),
             }
         }
-        if let Some(lease) = lease {
-            lease.release().await?;
-        }
         let mut ids = self.networks_named(name).await?;
         ids.sort();
         for extra in ids.iter().skip(1) {
@@ -424,6 +425,33 @@ impl Runtime for Docker {
             .await
             .map_err(RuntimeError::api(format!("inspecting network {name}")))?;
         Ok(net.labels.unwrap_or_default().get(LABEL_SUBNET).and_then(|s| crate::config::Cidr::parse(s).ok()))
+    }
+
+    async fn remove_network_if_unused(&self, name: &str, _held: &super::Lease) -> Result<bool> {
+        let ids = self.networks_named(name).await?;
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        // A stopped container keeps its place on the network (and its address) for its next start.
+        let filters = HashMap::from([("network".to_string(), vec![name.to_string()])]);
+        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        if !self.api.list_containers(Some(opts)).await.map_err(RuntimeError::api("listing containers"))?.is_empty() {
+            return Ok(false);
+        }
+        // A network made again gets another subnet, where a snapshot's saved addresses are not.
+        if name == super::NETWORK_NAME && !self.list_images(super::LABEL_RESERVED_ADDRESS).await?.is_empty() {
+            return Ok(false);
+        }
+        for id in &ids {
+            match self.api.remove_network(id).await {
+                Ok(()) => {}
+                // Joined meanwhile by something that asks no lease (`docker run --network`): it stays.
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 403 | 409, .. }) => return Ok(false),
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+                Err(e) => return Err(RuntimeError::api(format!("removing network {name}"))(e)),
+            }
+        }
+        Ok(true)
     }
 
     /// Addresses on `network` that are taken: by running endpoints, pinned by any container (a

@@ -19,6 +19,8 @@ type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 pub struct FakeContainer {
     pub labels: HashMap<String, String>,
     pub ip: Option<String>,
+    /// The network it is on (by its create request), if any but the engine's own.
+    pub network: Option<String>,
     pub running: bool,
     pub files: BTreeMap<String, Vec<u8>>,
     pub image: String,
@@ -34,6 +36,7 @@ pub struct FakeContainer {
 struct State {
     images: BTreeSet<String>,
     containers: BTreeMap<String, FakeContainer>,
+    networks: BTreeSet<String>,
     /// Named volumes and their labels.
     volumes: BTreeMap<String, HashMap<String, String>>,
     /// Every call that changes something or runs a command, in order: "create NAME",
@@ -97,6 +100,11 @@ impl FakeRuntime {
         self.state.lock().unwrap().containers.insert(name.into(), FakeContainer { labels, running: true, ..Default::default() });
     }
 
+    /// The networks the fake holds.
+    pub fn networks(&self) -> BTreeSet<String> {
+        self.state.lock().unwrap().networks.clone()
+    }
+
     /// An image with labels (a snapshot's, say).
     pub fn add_image(&self, image: &str, labels: &[(&str, &str)]) {
         let mut s = self.state.lock().unwrap();
@@ -137,9 +145,11 @@ impl FakeRuntime {
         let var = format!("anonymous-var-of-{name}");
         s.volumes.insert(var.clone(), HashMap::new());
         let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        s.networks.insert(super::NETWORK_NAME.to_string());
         let container = FakeContainer {
             labels,
             ip: Some(ip.into()),
+            network: Some(super::NETWORK_NAME.to_string()),
             running: true,
             image: image.into(),
             var: Some(var),
@@ -270,8 +280,23 @@ impl Runtime for FakeRuntime {
     async fn node_has_image(&self, _node: &str, _image: &str) -> Result<bool> {
         Ok(false)
     }
-    async fn ensure_network(&self, _name: &str, _image: &str) -> Result<Option<Cidr>> {
+    async fn ensure_network(&self, name: &str, _held: &super::Lease) -> Result<Option<Cidr>> {
+        if self.state.lock().unwrap().networks.insert(name.to_string()) {
+            self.record(format!("create network {name}"));
+        }
         Ok(Some(Cidr { addr: Ipv4Addr::new(172, 30, 0, 0), prefix: 16 }))
+    }
+    async fn remove_network_if_unused(&self, name: &str, _held: &super::Lease) -> Result<bool> {
+        tokio::task::yield_now().await;
+        let mut s = self.state.lock().unwrap();
+        let on_it = s.containers.values().any(|c| c.network.as_deref() == Some(name));
+        let reserved = name == super::NETWORK_NAME
+            && s.image_labels.iter().any(|(i, l)| s.images.contains(i) && l.contains_key(super::LABEL_RESERVED_ADDRESS));
+        if on_it || reserved || !s.networks.remove(name) {
+            return Ok(false);
+        }
+        s.calls.push(format!("remove network {name}"));
+        Ok(true)
     }
     async fn used_addresses(&self, _network: &str) -> Result<BTreeSet<Ipv4Addr>> {
         Ok(self.state.lock().unwrap().containers.values().filter_map(|c| c.ip.as_deref()?.parse().ok()).collect())
@@ -282,12 +307,17 @@ impl Runtime for FakeRuntime {
         if s.containers.contains_key(name) {
             return Err(RuntimeError::NameTaken(name.to_string()));
         }
-        let ip = body
-            .networking_config
-            .and_then(|n| n.endpoints_config)
-            .and_then(|e| e.into_values().next())
-            .and_then(|e| e.ipam_config)
-            .and_then(|i| i.ipv4_address);
+        let endpoint = body.networking_config.and_then(|n| n.endpoints_config).and_then(|e| e.into_iter().next());
+        let network = endpoint.as_ref().map(|(n, _)| n.clone()).or_else(|| {
+            body.host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.clone())
+                .filter(|m| !["none", "bridge", "default", "host"].contains(&m.as_str()))
+        });
+        if let Some(network) = network.as_ref().filter(|n| !s.networks.contains(*n)) {
+            return Err(RuntimeError::Fake(format!("network {network} not found (the fake's containers need ensure_network first)")));
+        }
+        let ip = endpoint.and_then(|(_, e)| e.ipam_config).and_then(|i| i.ipv4_address);
         let labels = body.labels.unwrap_or_default();
         let mounts = body.host_config.as_ref().and_then(|h| h.mounts.clone()).unwrap_or_default();
         let named_var = mounts.iter().find(|m| m.target.as_deref() == Some("/var")).and_then(|m| m.source.clone());
@@ -309,7 +339,7 @@ impl Runtime for FakeRuntime {
         };
         let image = body.image.unwrap_or_default();
         let container =
-            FakeContainer { labels, ip, image, var, anonymous_var, host_config: body.host_config, copies, ..Default::default() };
+            FakeContainer { labels, ip, network, image, var, anonymous_var, host_config: body.host_config, copies, ..Default::default() };
         s.containers.insert(name.to_string(), container);
         s.calls.push(format!("create {name}"));
         Ok(format!("id-{name}"))
@@ -399,6 +429,7 @@ impl Runtime for FakeRuntime {
                 id: Some(name.clone()),
                 names: Some(vec![format!("/{name}")]),
                 labels: Some(c.labels.clone()),
+                image: Some(c.image.clone()),
                 state: Some(if c.running {
                     bollard::models::ContainerSummaryStateEnum::RUNNING
                 } else {

@@ -69,15 +69,29 @@ pub enum ModeRequest {
     Capabilities,
 }
 
+/// Why no node mode could be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModeError {
+    #[error("{0:?} is not a node mode (--node-mode, BERTH_NODE_MODE); use auto, privileged or capabilities")]
+    Unknown(String),
+    #[error(
+        "BERTH_NODE_MODE=privileged, but this Docker daemon cannot start privileged containers ({0}); unset it to let berth use capability mode"
+    )]
+    PrivilegedRefused(String),
+    /// The probe failed for a reason that says nothing about privilege (a missing image, say).
+    #[error("could not test whether privileged containers work here: {0}")]
+    ProbeFailed(String),
+    #[error("internal: a privileged probe is needed for this mode request")]
+    ProbeMissing,
+}
+
 impl ModeRequest {
-    pub fn parse(value: Option<&str>) -> Result<ModeRequest, String> {
+    pub fn parse(value: Option<&str>) -> Result<ModeRequest, ModeError> {
         match value.map(str::trim) {
             None | Some("") | Some("auto") => Ok(ModeRequest::Auto),
             Some("privileged") => Ok(ModeRequest::Privileged),
             Some("capabilities") | Some("unprivileged") => Ok(ModeRequest::Capabilities),
-            Some(other) => {
-                Err(format!("{other:?} is not a node mode (--node-mode, BERTH_NODE_MODE); use auto, privileged or capabilities"))
-            }
+            Some(other) => Err(ModeError::Unknown(other.to_string())),
         }
     }
 
@@ -111,17 +125,15 @@ impl ProbeOutcome {
 }
 
 /// The decision table. `probe` is None only when the request needs no probe.
-pub fn decide_mode(request: ModeRequest, probe: Option<&ProbeOutcome>) -> Result<NodeMode, String> {
+pub fn decide_mode(request: ModeRequest, probe: Option<&ProbeOutcome>) -> Result<NodeMode, ModeError> {
     use ProbeOutcome::*;
     match (request, probe) {
         (ModeRequest::Capabilities, _) => Ok(NodeMode::Capabilities),
         (ModeRequest::Auto, Some(Started)) | (ModeRequest::Privileged, Some(Started)) => Ok(NodeMode::Privileged),
         (ModeRequest::Auto, Some(CapabilitiesDenied(_))) => Ok(NodeMode::Capabilities),
-        (ModeRequest::Privileged, Some(CapabilitiesDenied(msg))) => Err(format!(
-            "BERTH_NODE_MODE=privileged, but this Docker daemon cannot start privileged containers ({msg}); unset it to let berth use capability mode"
-        )),
-        (_, Some(Failed(msg))) => Err(format!("could not test whether privileged containers work here: {msg}")),
-        (_, None) => Err("internal: a privileged probe is needed for this mode request".into()),
+        (ModeRequest::Privileged, Some(CapabilitiesDenied(msg))) => Err(ModeError::PrivilegedRefused(msg.clone())),
+        (_, Some(Failed(msg))) => Err(ModeError::ProbeFailed(msg.clone())),
+        (_, None) => Err(ModeError::ProbeMissing),
     }
 }
 
@@ -145,20 +157,21 @@ mod tests {
         let denied = ProbeOutcome::CapabilitiesDenied("unable to apply caps".into());
         let failed = ProbeOutcome::Failed("No such image".into());
         let started = ProbeOutcome::Started;
-        let table: &[(ModeRequest, Option<&ProbeOutcome>, Result<NodeMode, ()>)] = &[
+        let refused = ModeError::PrivilegedRefused("unable to apply caps".into());
+        let probe_failed = ModeError::ProbeFailed("No such image".into());
+        let table: &[(ModeRequest, Option<&ProbeOutcome>, Result<NodeMode, ModeError>)] = &[
             (ModeRequest::Auto, Some(&started), Ok(NodeMode::Privileged)),
             (ModeRequest::Auto, Some(&denied), Ok(NodeMode::Capabilities)),
-            (ModeRequest::Auto, Some(&failed), Err(())),
-            (ModeRequest::Auto, None, Err(())),
+            (ModeRequest::Auto, Some(&failed), Err(probe_failed.clone())),
+            (ModeRequest::Auto, None, Err(ModeError::ProbeMissing)),
             (ModeRequest::Privileged, Some(&started), Ok(NodeMode::Privileged)),
-            (ModeRequest::Privileged, Some(&denied), Err(())),
-            (ModeRequest::Privileged, Some(&failed), Err(())),
+            (ModeRequest::Privileged, Some(&denied), Err(refused)),
+            (ModeRequest::Privileged, Some(&failed), Err(probe_failed)),
             (ModeRequest::Capabilities, None, Ok(NodeMode::Capabilities)),
             (ModeRequest::Capabilities, Some(&started), Ok(NodeMode::Capabilities)),
         ];
         for (request, probe, want) in table {
-            let got = decide_mode(*request, *probe).map_err(|_| ());
-            assert_eq!(&got, want, "request {request:?}, probe {probe:?}");
+            assert_eq!(&decide_mode(*request, *probe), want, "request {request:?}, probe {probe:?}");
         }
     }
 
@@ -174,7 +187,7 @@ mod tests {
         assert_eq!(ModeRequest::parse(None), Ok(ModeRequest::Auto));
         assert_eq!(ModeRequest::parse(Some("privileged")), Ok(ModeRequest::Privileged));
         assert_eq!(ModeRequest::parse(Some("capabilities")), Ok(ModeRequest::Capabilities));
-        assert!(ModeRequest::parse(Some("root")).is_err());
+        assert_eq!(ModeRequest::parse(Some("root")), Err(ModeError::Unknown("root".into())));
         assert!(!ModeRequest::Capabilities.needs_probe());
     }
 }

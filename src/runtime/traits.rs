@@ -11,7 +11,7 @@ use bollard::models::{ContainerConfig, ContainerCreateBody, ContainerInspectResp
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 
-use super::{ExecOutput, ProbeOutcome, RuntimeError};
+use super::{ExecOutput, Lease, ProbeOutcome, RuntimeError};
 use crate::config::Cidr;
 
 type Result<T, E = RuntimeError> = std::result::Result<T, E>;
@@ -55,8 +55,13 @@ pub trait Runtime: Send + Sync {
 
     // Networks.
     /// Makes sure the shared network exists; its subnet for pinned addresses, if it has one.
-    /// `image` is any local image (the network lease's container is made from it).
-    async fn ensure_network(&self, name: &str, image: &str) -> Result<Option<Cidr>>;
+    /// Asked under berth's network lease (`held`): then no delete removes the network before
+    /// the caller's containers are on it.
+    async fn ensure_network(&self, name: &str, held: &Lease) -> Result<Option<Cidr>>;
+    /// Removes the network when nothing uses it: no container on it, running or stopped, and,
+    /// on berth's network, no snapshot keeping addresses in its subnet. Under the network
+    /// lease. Returns whether it was removed.
+    async fn remove_network_if_unused(&self, name: &str, held: &Lease) -> Result<bool>;
     async fn used_addresses(&self, network: &str) -> Result<BTreeSet<Ipv4Addr>>;
     /// Which container holds each address on `network` (running, or pinned by a stopped one).
     async fn address_holders(&self, network: &str) -> Result<BTreeMap<Ipv4Addr, String>>;

@@ -143,16 +143,17 @@ fn sigint_during_create_cleans_up() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Interrupt while kubeadm init runs: the node exists and kubeadm has started.
-    eventually("kubeadm init started", Duration::from_secs(120), || {
-        let out = docker(&["exec", &format!("{name}-control-plane"), "pgrep", "-x", "kubeadm"]);
-        if out.status.success() {
+    // Interrupt while kubeadm init runs: it has written the static pods and waits for them.
+    eventually("kubeadm init wrote the API server's static pod", Duration::from_secs(120), || {
+        let node = format!("{name}-control-plane");
+        let manifest = docker(&["exec", &node, "test", "-f", "/etc/kubernetes/manifests/kube-apiserver.yaml"]);
+        let running = docker(&["exec", &node, "pgrep", "-x", "kubeadm"]);
+        if manifest.status.success() && running.status.success() {
             Ok(())
         } else {
             Err("not yet".into())
         }
     });
-    std::thread::sleep(Duration::from_secs(3));
     let pid = child.id().to_string();
     run_ok(Command::new("kill").args(["-INT", &pid]));
     let out = child.wait_with_output().unwrap();

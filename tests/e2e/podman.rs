@@ -3,8 +3,9 @@
 //! gone without a trace on delete; and a 1+1 cluster from README's quickstart command (the test image named
 //! with `--image`), an image the user built with `podman build` loaded with `berth load
 //! docker-image` under the name they gave it, a Deployment of it reached by Service name from a
-//! pod on the other node, `stop` / `start` and the Service answering again, and `delete`
-//! leaving no container, volume or network of the cluster in Podman.
+//! pod on the other node, an image pushed with `podman push` to the local registry run by a pod,
+//! `export logs`, `stop` / `start` and the Service answering again, and `delete` (registry, then
+//! cluster) leaving no container, volume or network in Podman, berth's own network included.
 //!
 //! Ignored by default: `scripts/test` starts the Podman service (scripts/podman-service, which
 //! copies the test images in) and runs these alone, after the Docker tests.
@@ -38,6 +39,8 @@ fn deletes_on_drop(name: &str, kc: &Path) -> impl Drop {
     struct Delete(String, std::path::PathBuf);
     impl Drop for Delete {
         fn drop(&mut self) {
+            // The registry first: on berth's network it would keep the network after the cluster.
+            let _ = berth_podman(&self.1).args(["delete", "registry"]).output();
             let _ = berth_podman(&self.1).args(["delete", "cluster", "--name", &self.0]).output();
         }
     }
@@ -57,7 +60,8 @@ fn require_podman(images: &[&str]) {
     }
 }
 
-/// Nothing of cluster `name` left in Podman, and no volume or network but those there were.
+/// Nothing of cluster `name` left in Podman: no container, no volume or network but those there
+/// were, and no `berth` network.
 fn nothing_left(name: &str, kc: &Path, volumes_before: &[String], networks_before: &[String]) {
     assert_eq!(
         podman_lines(&["ps", "-a", "--filter", &format!("label=dev.berth.cluster={name}"), "--format", "{{.Names}}"]),
@@ -65,13 +69,17 @@ fn nothing_left(name: &str, kc: &Path, volumes_before: &[String], networks_befor
     );
     assert!(podman_lines(&["ps", "-a", "--format", "{{.Names}}"]).iter().all(|c| !c.starts_with(name)), "no container of the cluster");
     assert_eq!(podman_lines(&["volume", "ls", "--format", "{{.Name}}"]), volumes_before, "no volume left behind");
-    // berth's shared network stays for the next cluster, as kind's `kind` network does; nothing else.
+    // berth's shared network goes with the last cluster on it (the Podman tests run one at a time).
     let networks_after = podman_lines(&["network", "ls", "--format", "{{.Name}}"]);
-    let added: Vec<&String> = networks_after.iter().filter(|n| !networks_before.contains(n)).collect();
-    assert!(added.iter().all(|n| n.as_str() == "berth"), "networks left: {added:?}");
+    assert!(!networks_after.iter().any(|n| n == "berth"), "berth's network is left: {networks_after:?}");
+    let before: Vec<&String> = networks_before.iter().filter(|n| *n != "berth").collect();
+    assert_eq!(networks_after.iter().collect::<Vec<_>>(), before, "no other network made or removed");
     let kubeconfig = std::fs::read_to_string(kc).unwrap_or_default();
     assert!(!kubeconfig.contains(&format!("berth-{name}")), "the context is gone:\n{kubeconfig}");
 }
+
+/// The local registry's port in the Podman tests (Docker's tests publish theirs on 5001).
+const REGISTRY_PORT: &str = "5002";
 
 #[test]
 #[ignore = "needs a Podman service: scripts/test starts one and runs this alone"]
@@ -113,8 +121,8 @@ fn two_control_planes_on_podman_answer_through_their_balancer_and_leave_nothing(
 #[test]
 #[ignore = "needs a Podman service: scripts/test starts one and runs this alone"]
 fn a_cluster_on_podman_serves_a_podman_built_image_and_leaves_nothing() {
-    let image = test_image();
-    require_podman(&[&image, TOOLBOX]);
+    let (image, registry_image) = (test_image(), "berth-test/registry:1");
+    require_podman(&[&image, TOOLBOX, registry_image]);
 
     let name = &cluster_name("podman");
     let (dir, kc) = temp_kubeconfig();
@@ -136,7 +144,14 @@ fn a_cluster_on_podman_serves_a_podman_built_image_and_leaves_nothing() {
 
     let config = dir.path().join("cluster.yaml");
     std::fs::write(&config, "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: worker\n").unwrap();
-    let out = berth_podman(&kc).args(["create", "cluster", "--name", name, "--image", &image, "--config"]).arg(&config).output().unwrap();
+    // With the local registry (on a port of its own: Docker's tests use 5001).
+    let _ = berth_podman(&kc).args(["delete", "registry"]).output();
+    let out = berth_podman(&kc)
+        .env("BERTH_REGISTRY_IMAGE", registry_image)
+        .args(["create", "cluster", "--name", name, "--image", &image, "--registry", REGISTRY_PORT, "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "create on Podman failed:\n{stderr}");
     let (cp, worker) = (format!("{name}-control-plane"), format!("{name}-worker"));
@@ -168,6 +183,41 @@ fn a_cluster_on_podman_serves_a_podman_built_image_and_leaves_nothing() {
         curl_from_pod(&kc, &format!("the Service answers by name ({host}) across nodes"), "client", host, &body, Duration::from_secs(90));
     }
 
+    // An image built and pushed to the local registry with Podman runs on the worker under that
+    // name. An image of its own: Kubernetes 1.35+ kubelets (KubeletEnsureSecretPulledImages)
+    // record the image ID a pull brought, and after a restart refuse a `Never` pod an image of
+    // that ID under a name they never pulled (seen here when the loaded image was pushed too).
+    let pushed = format!("localhost:{REGISTRY_PORT}/berth-e2e/pushed:{}", std::process::id());
+    let pushed_body = format!("pushed-with-podman-{}", std::process::id());
+    let push_dir = dir.path().join("pushed");
+    std::fs::create_dir(&push_dir).unwrap();
+    std::fs::write(push_dir.join("Containerfile"), format!("FROM {TOOLBOX}\nRUN mkdir -p /www && echo {pushed_body} > /www/index.html\n"))
+        .unwrap();
+    run_ok(Command::new("podman").args(["build", "-q", "-t", &pushed]).arg(&push_dir));
+    run_ok(Command::new("podman").args(["push", "-q", "--tls-verify=false", &pushed]));
+    let _ = podman(&["rmi", &pushed]);
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: from-registry}}\nspec:\n  nodeName: {worker}\n  containers: [{{name: web, image: \"{pushed}\", command: [sleep, infinity]}}]\n"
+    );
+    let pod_file = dir.path().join("from-registry.yaml");
+    std::fs::write(&pod_file, pod).unwrap();
+    run_ok(kubectl_cmd(&kc).args(["apply", "-f"]).arg(&pod_file));
+    kubectl_ok(&kc, &["wait", "--for=condition=Ready", "pod/from-registry", "--timeout=120s"]);
+    let served = kubectl_ok(&kc, &["exec", "from-registry", "--", "cat", "/www/index.html"]);
+    assert_eq!(served.trim(), pushed_body, "the pod runs the pushed image");
+
+    // Logs: per node, the journals and the kube-system pods' logs.
+    let logs = tempfile::tempdir().unwrap();
+    run_ok(berth_podman(&kc).args(["export", "logs"]).arg(logs.path()).args(["--name", name]));
+    for node in [&cp, &worker] {
+        for f in ["kubelet.log", "containerd.log", "journal.log", "kubernetes-version.txt", "inspect.json"] {
+            let p = logs.path().join(node).join(f);
+            assert!(std::fs::metadata(&p).is_ok_and(|m| m.len() > 0), "{} is missing or empty", p.display());
+        }
+    }
+    let pods = std::fs::read_dir(logs.path().join(&cp).join("pods")).unwrap();
+    assert!(pods.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("kube-system_")), "kube-system pod logs");
+
     // Stopped and started, the cluster serves again through the same kubeconfig.
     run_ok(berth_podman(&kc).args(["stop", "cluster", "--name", name]));
     let states = podman_lines(&["inspect", "-f", "{{.State.Status}}", &cp, &worker]);
@@ -177,7 +227,9 @@ fn a_cluster_on_podman_serves_a_podman_built_image_and_leaves_nothing() {
     eventually("both nodes freshly Ready after start", Duration::from_secs(120), || all_ready_since(&kc, 2, &started_at));
     curl_from_pod(&kc, "the Service answers by name after start", "client", "web.default", &body, Duration::from_secs(120));
 
-    // Delete: nothing of the cluster is left in Podman.
+    // Delete the registry, then the cluster: nothing is left in Podman.
+    run_ok(berth_podman(&kc).args(["delete", "registry"]));
+    assert!(!podman(&["container", "exists", "berth-registry"]).status.success(), "the registry container is gone");
     run_ok(berth_podman(&kc).args(["delete", "cluster", "--name", name]));
     nothing_left(name, &kc, &volumes_before, &networks_before);
     let _ = podman(&["rmi", &web_image]);

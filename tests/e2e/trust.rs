@@ -326,27 +326,47 @@ fn a_stale_kubeconfig_lock_is_named_before_anything_is_created() {
 
 /// Creates that find no network race to make it: each asks under berth's network lease (a
 /// Docker container every client of the daemon sees) and looks again once it holds it, so one
-/// network is made, every create gets its subnet and no lease is left behind. (A network of its
-/// own name, so the clusters of other tests running now are not disturbed.)
+/// network is made, every create gets its subnet and no lease is left behind. The network goes
+/// with the last container on it, and not before: a stopped container keeps it. (A network of
+/// its own name, so the clusters of other tests running now are not disturbed.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[cfg_attr(not(berth_e2e), ignore = "end-to-end: needs BERTH_E2E=1, Docker and the test image")]
-async fn racing_creates_make_one_network() {
-    if !require_e2e("racing_creates_make_one_network") {
+async fn racing_creates_make_one_network_and_the_last_user_removes_it() {
+    if !require_e2e("racing_creates_make_one_network_and_the_last_user_removes_it") {
         return;
     }
     let name = format!("berth-race-{}", std::process::id());
-    use berth::runtime::Runtime as _;
+    use berth::runtime::{Lease, Runtime as _};
     let daemon = berth::runtime::Docker::connect().await.unwrap();
     let image = test_image();
-    let racers = (0..4).map(|_| daemon.ensure_network(&name, &image));
-    let subnets = futures_util::future::join_all(racers).await;
-    let ids = run_ok(Command::new("docker").args(["network", "ls", "-q", "--filter", &format!("name=^{name}$")]));
-    let _ = docker(&["network", "rm", &name]);
+    let racer = || async {
+        let lease = Lease::network(&daemon, &image).await.unwrap();
+        let subnet = daemon.ensure_network(&name, &lease).await;
+        lease.release().await.unwrap();
+        subnet
+    };
+    let subnets = futures_util::future::join_all((0..4).map(|_| racer())).await;
+    let network_ids = || run_ok(Command::new("docker").args(["network", "ls", "-q", "--filter", &format!("name=^{name}$")]));
+    let ids = network_ids();
     let subnets: Vec<_> = subnets.into_iter().map(|s| s.unwrap().expect("a subnet of berth's")).collect();
+    let leases = run_ok(Command::new("docker").args(["ps", "-aq", "--filter", "name=^berth-lease-network$"]));
+
+    let user = format!("{name}-user");
+    run_ok(Command::new("docker").args(["create", "--name", &user, "--network", &name, TOOLBOX, "true"]));
+    let lease = Lease::network(&daemon, &image).await.unwrap();
+    let kept = daemon.remove_network_if_unused(&name, &lease).await;
+    let _ = docker(&["rm", "-f", &user]);
+    let removed = daemon.remove_network_if_unused(&name, &lease).await;
+    lease.release().await.unwrap();
+    let left = network_ids();
+    let _ = docker(&["network", "rm", &name]);
+
     assert!(subnets.iter().all(|s| *s == subnets[0]), "every racer got the same subnet: {subnets:?}");
     assert_eq!(ids.lines().count(), 1, "one network named {name}: {ids}");
-    let leases = run_ok(Command::new("docker").args(["ps", "-aq", "--filter", "name=^berth-lease-network$"]));
     assert!(leases.trim().is_empty(), "the network lease was released: {leases}");
+    assert!(!kept.unwrap(), "a network with a stopped container on it was removed");
+    assert!(removed.unwrap(), "the unused network was not removed");
+    assert!(left.trim().is_empty(), "network {name} is still there: {left}");
 }
 
 /// Another Unix user on the same host (one in Docker's group, not root) creates and deletes a

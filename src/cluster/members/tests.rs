@@ -147,7 +147,7 @@ async fn a_removed_control_plane_leaves_etcd_and_the_balancer_and_is_not_missing
     assert!(requests.iter().any(|r| r.starts_with("DELETE /api/v1/nodes/demo-control-plane2")), "the Node object: {requests:#?}");
     // The others' member lists still name it, and yet the cluster is not broken.
     let listed = crate::cluster::list(fake.as_ref()).await.unwrap();
-    assert_eq!((listed[0].state.as_str(), listed[0].missing.len()), ("running", 0), "{:?}", listed[0]);
+    assert_eq!((listed[0].state, listed[0].missing.len()), (crate::cluster::ClusterState::Running, 0), "{:?}", listed[0]);
     // Added again under the same name, it is no longer recorded as removed.
     let api = api_for(&fake);
     add_until(fake.as_ref(), &api, &add_options(Role::ControlPlane), &Status::quiet(), std::future::pending()).await.unwrap();

@@ -17,13 +17,14 @@ const SYSTEMD_TIMEOUT: Duration = Duration::from_secs(120);
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<Provisioned> {
     let first_image = ctx.plan.nodes[0].image.clone();
     let image = first_image.to_string();
-    let (mode, subnet) = tokio::try_join!(choose_mode(ctx, &first_image), async {
-        ctx.docker.ensure_network(NETWORK_NAME, &image).await.map_err(ClusterError::from)
+    // From making sure the network is there until the containers holding their addresses run,
+    // no other berth may choose addresses or remove the network.
+    let (mode, (lease, subnet)) = tokio::try_join!(choose_mode(ctx, &first_image), async {
+        let lease = Lease::network(ctx.docker, &image).await?;
+        let subnet = ctx.docker.ensure_network(NETWORK_NAME, &lease).await?;
+        Ok::<_, ClusterError>((lease, subnet))
     })?;
     tracing::info!("node mode: {mode}");
-
-    // From choosing addresses until the containers holding them run, no other berth may choose.
-    let lease = Lease::network(ctx.docker, &image).await?;
     let mut addresses = allocate_addresses(ctx, subnet).await?.into_iter();
     let mut names: Vec<String> = ctx.plan.nodes.iter().map(|n| n.name.clone()).collect();
     if ctx.is_ha() {
@@ -94,7 +95,7 @@ async fn choose_mode(ctx: &Ctx<'_>, image: &crate::image_ref::ImageRef) -> Resul
     } else {
         None
     };
-    decide_mode(request, probe.as_ref()).map_err(ClusterError::NodeMode)
+    Ok(decide_mode(request, probe.as_ref())?)
 }
 
 fn spec_for(ctx: &Ctx<'_>, node: &PlannedNode, mode: NodeMode, proxies: &[String]) -> NodeSpec {

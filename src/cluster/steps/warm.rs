@@ -11,18 +11,7 @@ use crate::runtime::Runtime;
 
 /// The images every node runs, named as the node's containerd names them, each unpacked by
 /// mounting it once and dropping the mount (the unpacked layers stay for the kubelet).
-const WARM_SCRIPT: &str = r#"
-sandbox=$(sed -n 's/^ *sandbox_image = "\(.*\)"/\1/p' /etc/containerd/config.toml)
-proxy=$(ctr -n k8s.io images ls -q | grep '/kube-proxy:' | head -n 1)
-network=$(sed -n 's/^ *image: *//p' /kind/manifests/default-cni.yaml 2>/dev/null | tr -d '"' | sort -u)
-target=/run/berth-warm
-mkdir -p "$target"
-for ref in $sandbox $proxy $network; do
-  if ctr -n k8s.io images mount "$ref" "$target" >/dev/null; then
-    ctr -n k8s.io images unmount --rm "$target" >/dev/null
-  fi
-done
-"#;
+const WARM_SCRIPT: &str = include_str!("warm-images.sh");
 
 pub async fn unpack_common_images(docker: &dyn Runtime, nodes: &[String]) {
     let runs = nodes.iter().map(|node| async move {
