@@ -7,11 +7,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::auth::DockerCredentials;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, RestartPolicy, RestartPolicyNameEnum};
 use futures_util::StreamExt;
 
 use crate::image_ref::ImageRef;
-use crate::runtime::{Runtime, RuntimeError, NETWORK_NAME};
+use crate::runtime::{local_registry_body, LocalRegistrySpec, Runtime, RuntimeError, NETWORK_NAME};
 use crate::ui::Status;
 
 pub const REGISTRY_CONTAINER: &str = "berth-registry";
@@ -172,28 +171,15 @@ pub async fn ensure_local_registry(docker: &dyn Runtime, port: u16, image: &str)
         }
         return Ok(());
     }
-    let key = format!("{REGISTRY_INTERNAL_PORT}/tcp");
-    let body = ContainerCreateBody {
-        image: Some(image.to_string()),
-        labels: Some(HashMap::from([(LABEL_REGISTRY.to_string(), "true".to_string())])),
-        exposed_ports: Some(vec![key.clone()]),
-        host_config: Some(HostConfig {
-            port_bindings: Some(HashMap::from([(
-                key,
-                Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(port.to_string()) }]),
-            )])),
-            mounts: Some(vec![Mount {
-                typ: Some(MountType::VOLUME),
-                source: Some(REGISTRY_VOLUME.into()),
-                target: Some("/var/lib/registry".into()),
-                ..Default::default()
-            }]),
-            restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
-            network_mode: Some(NETWORK_NAME.into()),
-            ..Default::default()
-        }),
-        ..Default::default()
+    let spec = LocalRegistrySpec {
+        image,
+        label: LABEL_REGISTRY,
+        port,
+        internal_port: REGISTRY_INTERNAL_PORT,
+        volume: REGISTRY_VOLUME,
+        network: NETWORK_NAME,
     };
+    let body = local_registry_body(&spec);
     match docker.create_container(REGISTRY_CONTAINER, body).await {
         Ok(_) => {}
         // Another create started it a moment ago: use that one.

@@ -587,7 +587,14 @@ mod tests {
                 let signed_token_id = rendered.iter().find_map(|(_, conf)| {
                     conf.lines().find_map(|l| Some(l.trim().strip_prefix("token: ")?.split('.').next()?.to_string()))
                 });
-                Seen { signed_token_id, nodes: rendered.into_iter().map(|(name, _)| name).collect(), not_ready: false, leases: Vec::new() }
+                Seen {
+                    signed_token_id,
+                    nodes: rendered.into_iter().map(|(name, _)| name).collect(),
+                    not_ready: false,
+                    leases: Vec::new(),
+                    fresh: false,
+                    lease_holder: None,
+                }
             })
         }
 

@@ -20,6 +20,28 @@ pub fn two_node_cluster() -> FakeRuntime {
     fake
 }
 
+/// The API server of cluster "dev" as a start or restore finds it: both nodes registered and
+/// Ready, the scheduler's leader lease left by the stopped control plane, the kubelets reporting
+/// afresh if `fresh`.
+pub fn api_after_a_stop(fresh: bool) -> crate::kube::fake::FakeApi {
+    crate::kube::fake::FakeApi::new(move || crate::kube::fake::Seen {
+        nodes: vec!["dev-control-plane".into(), "dev-worker".into()],
+        fresh,
+        leases: vec![("kube-scheduler".into(), "2026-01-01T00:00:00.000000Z".into(), "7".into())],
+        lease_holder: Some("dev-control-plane".into()),
+        ..Default::default()
+    })
+}
+
+/// The requests of a start's (or restore's) whole wait, in order: `/readyz`, the stale lease
+/// released, the nodes, the controllers' probe.
+pub const STARTUP_REQUESTS: &[&str] = &[
+    "GET /readyz",
+    "DELETE /apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-scheduler",
+    "GET /api/v1/nodes",
+    "POST /apis/apps/v1/namespaces/kube-system/replicasets",
+];
+
 /// Everything in the fake that carries snapshot `name`'s label: images, volumes, containers.
 pub fn snapshot_objects(fake: &FakeRuntime, name: &str) -> BTreeSet<String> {
     let label = super::snapshot::LABEL_SNAPSHOT;

@@ -76,6 +76,11 @@ pub async fn stop(docker: &dyn Runtime, cluster: &str, status: &Status) -> Resul
 /// nodes are Ready, it waits for the restarted controller-manager's controllers, so what is
 /// applied next runs at once.
 pub async fn start(docker: &dyn Runtime, cluster: &str, wait: Duration, status: &Status) -> Result<()> {
+    start_with(docker, &crate::kube::Dial, cluster, wait, status).await
+}
+
+/// [`start`], reaching the API server through `api`.
+async fn start_with(docker: &dyn Runtime, api: &dyn crate::kube::Connect, cluster: &str, wait: Duration, status: &Status) -> Result<()> {
     let all = nodes(docker, cluster).await?;
     check_published_ports(docker, all.iter().filter(|n| !n.state.is_running())).await?;
     let began = tokio::time::Instant::now();
@@ -95,7 +100,7 @@ pub async fn start(docker: &dyn Runtime, cluster: &str, wait: Duration, status: 
     let step = status.step("Waiting for Ready");
     let deadline = tokio::time::Instant::now() + wait;
     let doc = super::startup::admin_kubeconfig(docker, cluster, deadline).await?;
-    let client = crate::kube::client(&doc).await?;
+    let client = api.connect(&doc).await?;
     let expected = all.iter().filter(|n| n.is_kubernetes_node()).count();
     let reached = super::startup::wait_fresh_ready(&client, &restarted, expected, began, deadline).await?;
     step.done();
@@ -118,7 +123,7 @@ pub async fn start(docker: &dyn Runtime, cluster: &str, wait: Duration, status: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::fixtures::two_node_cluster;
+    use crate::cluster::fixtures::{api_after_a_stop, two_node_cluster, STARTUP_REQUESTS};
 
     fn started_and_stopped(calls: &[String]) -> Vec<&str> {
         calls.iter().filter(|c| c.starts_with("start ") || c.starts_with("stop ")).map(String::as_str).collect()
@@ -158,6 +163,36 @@ mod tests {
         drop(holder);
         start(&fake, "dev", Duration::ZERO, &Status::quiet()).await.unwrap();
         assert!(fake.containers().values().all(|c| c.running));
+    }
+
+    /// A start with a wait goes through the whole chain, in order: `/readyz`, the stopped
+    /// scheduler's lease released, every node Ready by a fresh report, the controllers asked.
+    #[tokio::test]
+    async fn a_start_waits_for_readyz_then_fresh_nodes_then_the_controllers() {
+        let fake = two_node_cluster();
+        stop(&fake, "dev", &Status::quiet()).await.unwrap();
+        let api = api_after_a_stop(true);
+        start_with(&fake, &api, "dev", Duration::from_secs(30), &Status::quiet()).await.unwrap();
+        api.assert_asked_in_order(STARTUP_REQUESTS);
+        api.assert_asked_in_order(&[
+            "POST /apis/apps/v1/namespaces/kube-system/replicasets",
+            "DELETE /apis/apps/v1/namespaces/kube-system/replicasets/",
+        ]);
+    }
+
+    /// Nodes whose kubelets have not reported since the start are not Ready yet, however their
+    /// old status reads: the wait runs out naming each of them, and asks nothing of the
+    /// controllers.
+    #[tokio::test(start_paused = true)]
+    async fn nodes_without_a_fresh_report_are_named_when_the_wait_runs_out() {
+        let fake = two_node_cluster();
+        stop(&fake, "dev", &Status::quiet()).await.unwrap();
+        let api = api_after_a_stop(false);
+        let err = start_with(&fake, &api, "dev", Duration::from_secs(30), &Status::quiet()).await.unwrap_err().to_string();
+        for node in ["dev-control-plane", "dev-worker"] {
+            assert!(err.contains(&format!("{node} (its kubelet has not reported since the start)")), "{err}");
+        }
+        assert!(!api.requests().iter().any(|r| r.contains("replicasets")), "{:#?}", api.requests());
     }
 
     #[tokio::test]

@@ -47,7 +47,7 @@ pub struct RestoreOptions {
 /// Restores `opts.snapshot`; SIGINT or SIGTERM stops it and removes what it made.
 pub async fn restore(docker: &dyn Runtime, opts: &RestoreOptions, status: &Status) -> Result<CreateReport> {
     super::snapshot::on_docker_only(docker)?;
-    restore_until(docker, opts, status, crate::interrupt::interrupted()).await
+    restore_until(docker, &crate::kube::Dial, opts, status, crate::interrupt::interrupted()).await
 }
 
 /// What a restore has made so far, for the undo.
@@ -61,6 +61,7 @@ struct Made {
 
 async fn restore_until(
     docker: &dyn Runtime,
+    api: &dyn crate::kube::Connect,
     opts: &RestoreOptions,
     status: &Status,
     interrupt: impl std::future::Future<Output = &'static str>,
@@ -73,7 +74,7 @@ async fn restore_until(
         status.warn(&warning);
         made.warnings.push(warning);
     }
-    let outcome = unless_interrupted(&mut interrupt, "", run_steps(docker, opts, &snapshot, &helper_image, &mut made, status)).await;
+    let outcome = unless_interrupted(&mut interrupt, "", run_steps(docker, api, opts, &snapshot, &helper_image, &mut made, status)).await;
     match outcome {
         Ok(()) => Ok(CreateReport {
             context: kubeconfig::context_name(&snapshot.cluster),
@@ -99,6 +100,7 @@ async fn restore_until(
 
 async fn run_steps(
     docker: &dyn Runtime,
+    api: &dyn crate::kube::Connect,
     opts: &RestoreOptions,
     snapshot: &Snapshot,
     helper_image: &str,
@@ -129,7 +131,7 @@ async fn run_steps(
         return Ok(());
     }
     let deadline = tokio::time::Instant::now() + opts.wait;
-    let client = crate::kube::client(&entries).await?;
+    let client = api.connect(&entries).await?;
     let step = status.step("Waiting for Ready");
     let nodes: std::collections::BTreeSet<String> =
         snapshot.nodes.iter().filter(|n| n.role.is_kubernetes_node()).map(|n| n.name.clone()).collect();
@@ -485,12 +487,25 @@ current-context: other
         assert_eq!(std::fs::read_to_string(&opts.kubeconfig_path).unwrap(), THEIRS, "{when}: the kubeconfig changed");
     }
 
+    /// With a wait, a restore returns once the API server is ready, the saved scheduler's lease
+    /// is released, both nodes report afresh and the controllers run, in that order.
+    #[tokio::test]
+    async fn a_restore_with_a_wait_returns_once_fresh_nodes_and_the_controllers_are_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fake, opts) = saved_and_deleted(dir.path()).await;
+        let opts = RestoreOptions { wait: Duration::from_secs(30), ..opts };
+        let api = crate::cluster::fixtures::api_after_a_stop(true);
+        restore_until(&fake, &api, &opts, &Status::quiet(), never()).await.unwrap();
+        api.assert_asked_in_order(crate::cluster::fixtures::STARTUP_REQUESTS);
+        assert!(fake.containers().values().all(|c| c.running), "{:?}", fake.containers().keys());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_restore_brings_back_every_node_on_a_copy_of_its_var() {
         let dir = tempfile::tempdir().unwrap();
         let (fake, opts) = saved_and_deleted(dir.path()).await;
         let snapshot = super::super::snapshot::find(&fake, "warm").await.unwrap();
-        let report = restore_until(&fake, &opts, &Status::quiet(), never()).await.unwrap();
+        let report = restore_until(&fake, &crate::kube::Dial, &opts, &Status::quiet(), never()).await.unwrap();
         assert_eq!(report.context, "berth-dev");
         let containers = fake.containers();
         for saved in &snapshot.nodes {
@@ -510,9 +525,9 @@ current-context: other
     async fn a_restore_of_a_cluster_that_exists_is_refused_before_anything_is_made() {
         let dir = tempfile::tempdir().unwrap();
         let (fake, opts) = saved_and_deleted(dir.path()).await;
-        restore_until(&fake, &opts, &Status::quiet(), never()).await.unwrap();
+        restore_until(&fake, &crate::kube::Dial, &opts, &Status::quiet(), never()).await.unwrap();
         let before = fake.calls().len();
-        let err = restore_until(&fake, &opts, &Status::quiet(), never()).await.unwrap_err();
+        let err = restore_until(&fake, &crate::kube::Dial, &opts, &Status::quiet(), never()).await.unwrap_err();
         assert!(matches!(&err, ClusterError::Exists(name) if name == "dev"), "{err}");
         assert!(!fake.calls()[before..].iter().any(|c| c.starts_with("create")), "{:?}", &fake.calls()[before..]);
     }
@@ -524,7 +539,7 @@ current-context: other
         let dir = tempfile::tempdir().unwrap();
         let (fake, opts) = saved_and_deleted(dir.path()).await;
         fake.fail_start("dev-worker");
-        let err = restore_until(&fake, &opts, &Status::quiet(), never()).await.unwrap_err().to_string();
+        let err = restore_until(&fake, &crate::kube::Dial, &opts, &Status::quiet(), never()).await.unwrap_err().to_string();
         assert!(err.contains("dev-worker"), "{err}");
         assert_nothing_of_the_cluster(&fake, &opts, "after a failed start");
         assert_snapshot_intact(&fake, "after a failed restore").await;
@@ -538,14 +553,14 @@ current-context: other
         let dir = tempfile::tempdir().unwrap();
         let (probe, opts) = saved_and_deleted(dir.path()).await;
         let start = probe.calls().len();
-        restore_until(&probe, &opts, &Status::quiet(), never()).await.unwrap();
+        restore_until(&probe, &crate::kube::Dial, &opts, &Status::quiet(), never()).await.unwrap();
         let steps = probe.calls().len() - start;
         let mut interrupted = 0;
         for n in 1..=steps {
             let dir = tempfile::tempdir().unwrap();
             let (fake, opts) = saved_and_deleted(dir.path()).await;
             let at = fake.calls().len() + n;
-            match restore_until(&fake, &opts, &Status::quiet(), interrupt_after(fake.clone(), at)).await {
+            match restore_until(&fake, &crate::kube::Dial, &opts, &Status::quiet(), interrupt_after(fake.clone(), at)).await {
                 Ok(_) => assert_eq!(fake.containers().len(), 2, "after {n} calls"),
                 Err(ClusterError::Interrupted("SIGINT", _)) => {
                     interrupted += 1;

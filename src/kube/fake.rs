@@ -1,7 +1,9 @@
 //! An in-memory API server for unit tests: a [`kube::Client`] over a function that answers the
-//! few requests create and `create/delete node` make (the version, `cluster-info`, nodes — one
-//! read, patched or deleted by name too —, pods (none), the kube-proxy DaemonSet) from what the test says the cluster looks like, and records every
-//! request, so a test can check which waits and joins a create ran, in what order.
+//! few requests create, `start` and `create/delete node` make (the version, `/readyz`,
+//! `cluster-info`, nodes — one read, patched or deleted by name too —, pods (none), the
+//! kube-proxy DaemonSet, leader leases, the controllers' probe ReplicaSet) from what the test
+//! says the cluster looks like, and records every request, so a test can check which waits and
+//! joins an operation ran, in what order.
 
 use std::sync::{Arc, Mutex};
 
@@ -21,8 +23,13 @@ pub struct Seen {
     pub nodes: Vec<String>,
     /// The nodes report NotReady (a wait for them never ends).
     pub not_ready: bool,
+    /// The nodes' kubelets report at the moment of asking, as just-started kubelets do; otherwise
+    /// their last report is from long ago (a start's wait for fresh reports never ends).
+    pub fresh: bool,
     /// Leader leases in kube-system: (name, renewTime as RFC 3339, resourceVersion).
     pub leases: Vec<(String, String, String)>,
+    /// The node whose process holds the leases (`demo-control-plane` when not given).
+    pub lease_holder: Option<String>,
 }
 
 type Look = dyn Fn() -> Seen + Send + Sync;
@@ -49,6 +56,15 @@ impl FakeApi {
         self.requests.lock().unwrap().clone()
     }
 
+    /// Fails unless a request starting with each of `prefixes` was made, the first of each in
+    /// the order given.
+    pub fn assert_asked_in_order(&self, prefixes: &[&str]) {
+        let requests = self.requests();
+        let at = |what: &str| requests.iter().position(|r| r.starts_with(what)).unwrap_or_else(|| panic!("no {what}: {requests:#?}"));
+        let order: Vec<usize> = prefixes.iter().map(|p| at(p)).collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "out of order {order:?}: {requests:#?}");
+    }
+
     pub fn client(&self) -> Client {
         let api = self.clone();
         let service = tower::service_fn(move |request: Request<Body>| {
@@ -72,14 +88,23 @@ impl FakeApi {
         let body = match (request.method(), uri.path()) {
             _ if watch => None,
             (&Method::GET, "/version") => Some(version()),
+            (&Method::GET, "/readyz") => return respond_text("ok"),
+            (&Method::POST, REPLICA_SETS) => {
+                let posted: Value = serde_json::from_slice(request.body()).unwrap_or_default();
+                Some(observed_replica_set(posted.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()))
+            }
+            // The ReplicaSet controller runs: whatever is asked for has been observed.
+            (&Method::GET | &Method::DELETE, path) if path.starts_with(&format!("{REPLICA_SETS}/")) => {
+                Some(observed_replica_set(path.trim_start_matches(&format!("{REPLICA_SETS}/"))))
+            }
             (&Method::GET, "/api/v1/namespaces/kube-public/configmaps/cluster-info") => seen.signed_token_id.map(cluster_info),
             (&Method::GET, "/api/v1/nodes") => Some(json!({
                 "apiVersion": "v1", "kind": "NodeList", "metadata": {},
-                "items": seen.nodes.iter().map(|n| node(n, !seen.not_ready)).collect::<Vec<_>>(),
+                "items": seen.nodes.iter().map(|n| node(n, !seen.not_ready, seen.fresh)).collect::<Vec<_>>(),
             })),
             (&Method::GET | &Method::PATCH | &Method::DELETE, path) if path.starts_with("/api/v1/nodes/") => {
                 let name = path.trim_start_matches("/api/v1/nodes/");
-                seen.nodes.iter().any(|n| n == name).then(|| node(name, !seen.not_ready))
+                seen.nodes.iter().any(|n| n == name).then(|| node(name, !seen.not_ready, seen.fresh))
             }
             // No pods run in the fake: a drain finds none to move.
             (&Method::GET, "/api/v1/pods") => Some(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []})),
@@ -88,7 +113,7 @@ impl FakeApi {
                 let name = path.trim_start_matches(LEASES);
                 let lease = seen.leases.iter().find(|(n, _, _)| n == name);
                 match (method, lease) {
-                    (&Method::GET, Some((name, renewed, rv))) => Some(lease_object(name, renewed, rv)),
+                    (&Method::GET, Some((name, renewed, rv))) => Some(lease_object(seen.lease_holder.as_deref(), name, renewed, rv)),
                     // A delete's precondition is honoured: another resourceVersion is a conflict.
                     (&Method::DELETE, Some((name, renewed, rv))) => {
                         let wanted: Value = serde_json::from_slice(request.body()).unwrap_or_default();
@@ -99,7 +124,7 @@ impl FakeApi {
                                     &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "precondition failed"}),
                                 )
                             }
-                            _ => Some(lease_object(name, renewed, rv)),
+                            _ => Some(lease_object(seen.lease_holder.as_deref(), name, renewed, rv)),
                         }
                     }
                     _ => None,
@@ -131,14 +156,31 @@ fn respond(status: StatusCode, body: &Value) -> Response<Body> {
     response
 }
 
-const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/";
+fn respond_text(body: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.as_bytes().to_vec()));
+    response.headers_mut().insert(http::header::CONTENT_TYPE, "text/plain".parse().unwrap());
+    response
+}
 
-/// A leader lease held by a process on `demo-control-plane`.
-fn lease_object(name: &str, renewed: &str, rv: &str) -> Value {
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/";
+const REPLICA_SETS: &str = "/apis/apps/v1/namespaces/kube-system/replicasets";
+
+fn observed_replica_set(name: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": name, "namespace": "kube-system", "generation": 1},
+        "spec": {"replicas": 0, "selector": {}},
+        "status": {"replicas": 0, "observedGeneration": 1},
+    })
+}
+
+/// A leader lease held by a process on `holder` (`demo-control-plane` when None).
+fn lease_object(holder: Option<&str>, name: &str, renewed: &str, rv: &str) -> Value {
+    let holder = format!("{}_5f3c2a1e-0000-4000-8000-000000000000", holder.unwrap_or("demo-control-plane"));
     json!({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {"name": name, "namespace": "kube-system", "resourceVersion": rv},
-        "spec": {"holderIdentity": "demo-control-plane_5f3c2a1e-0000-4000-8000-000000000000", "leaseDurationSeconds": 15, "renewTime": renewed},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": renewed},
     })
 }
 
@@ -157,11 +199,13 @@ fn cluster_info(token_id: String) -> Value {
     })
 }
 
-fn node(name: &str, ready: bool) -> Value {
+fn node(name: &str, ready: bool, fresh: bool) -> Value {
     let status = if ready { "True" } else { "False" };
+    let heartbeat =
+        if fresh { humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string() } else { "2026-01-01T00:00:00Z".into() };
     json!({
         "apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
-        "status": {"conditions": [{"type": "Ready", "status": status, "lastHeartbeatTime": "2026-01-01T00:00:00Z"}]},
+        "status": {"conditions": [{"type": "Ready", "status": status, "lastHeartbeatTime": heartbeat}]},
     })
 }
 

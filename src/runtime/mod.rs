@@ -23,8 +23,9 @@ pub use lease::{Lease, LABEL_LEASE};
 pub use docker::{Docker, ExecOutput, RuntimeError};
 pub use mode::{decide_mode, sweep_orphaned_probes, ModeError, ModeRequest, NodeMode, ProbeOutcome, LABEL_PROBE};
 pub use spec::{
-    load_balancer_body, network_endpoint, node_container_body, service_lb_body, volume_script_body, NodeSpec, ServiceLbSpec,
-    VolumeScriptSpec, API_SERVER_PORT, DNS_SEARCH_ENV, LOAD_BALANCER_ROLE, RUNTIME_CNI_ENV, SERVICE_LB_ROLE, SERVICE_SUBNET_ENV,
+    load_balancer_body, local_registry_body, network_endpoint, node_container_body, service_lb_body, volume_script_body, LocalRegistrySpec,
+    NodeSpec, ServiceLbSpec, VolumeScriptSpec, API_SERVER_PORT, DNS_SEARCH_ENV, LOAD_BALANCER_ROLE, RUNTIME_CNI_ENV, SERVICE_LB_ROLE,
+    SERVICE_SUBNET_ENV,
 };
 pub use traits::{Input, Runtime};
 

@@ -210,6 +210,45 @@ pub fn service_lb_body(spec: &ServiceLbSpec) -> ContainerCreateBody {
     }
 }
 
+/// berth's local registry: published on 127.0.0.1:`port` only, its data on a named volume so it
+/// outlives clusters, restarted with the engine unless stopped, on berth's network where the
+/// nodes' containerd reaches it by name.
+pub struct LocalRegistrySpec<'a> {
+    pub image: &'a str,
+    /// The label (set to `true`) that marks the container as berth's.
+    pub label: &'a str,
+    pub port: u16,
+    /// Where the registry listens inside its container.
+    pub internal_port: u16,
+    pub volume: &'a str,
+    pub network: &'a str,
+}
+
+pub fn local_registry_body(spec: &LocalRegistrySpec) -> ContainerCreateBody {
+    let key = format!("{}/tcp", spec.internal_port);
+    ContainerCreateBody {
+        image: Some(spec.image.to_string()),
+        labels: Some(HashMap::from([(spec.label.to_string(), "true".to_string())])),
+        exposed_ports: Some(vec![key.clone()]),
+        host_config: Some(HostConfig {
+            port_bindings: Some(HashMap::from([(
+                key,
+                Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(spec.port.to_string()) }]),
+            )])),
+            mounts: Some(vec![Mount {
+                typ: Some(MountType::VOLUME),
+                source: Some(spec.volume.into()),
+                target: Some("/var/lib/registry".into()),
+                ..Default::default()
+            }]),
+            restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
+            network_mode: Some(spec.network.into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// A throwaway container that runs `script` over pairs of named volumes: pair `i` is mounted
 /// read-only at `/from/i` and writable at `/to/i`, and the script gets `/from/0 /to/0 /from/1 …`
 /// as its arguments. Volumes are mounted as volumes (not their host directories), so Docker

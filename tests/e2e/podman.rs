@@ -1,6 +1,6 @@
 //! berth on Podman: Debian's rootful `podman system service`, chosen with `BERTH_PROVIDER=podman`
 //! as a user chooses it. Two control planes behind berth's load balancer, Ready through it and
-//! gone without a trace on delete; and a 1+1 cluster from README's quickstart command (the test image named
+//! gone without a trace on delete; and a 1+2 cluster from README's quickstart command (the test image named
 //! with `--image`), an image the user built with `podman build` loaded with `berth load
 //! docker-image` under the name they gave it, a Deployment of it reached by Service name from a
 //! pod on the other node, an image pushed with `podman push` to the local registry run by a pod,
@@ -143,7 +143,11 @@ fn a_cluster_on_podman_serves_a_podman_built_image_and_leaves_nothing() {
     assert_eq!(built, [format!("localhost/{web_image}")], "Podman's own name for it");
 
     let config = dir.path().join("cluster.yaml");
-    std::fs::write(&config, "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: worker\n").unwrap();
+    std::fs::write(
+        &config,
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: worker\n- role: worker\n",
+    )
+    .unwrap();
     // With the local registry (on a port of its own: Docker's tests use 5001).
     let _ = berth_podman(&kc).args(["delete", "registry"]).output();
     let out = berth_podman(&kc)
@@ -154,11 +158,10 @@ fn a_cluster_on_podman_serves_a_podman_built_image_and_leaves_nothing() {
         .unwrap();
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "create on Podman failed:\n{stderr}");
-    let (cp, worker) = (format!("{name}-control-plane"), format!("{name}-worker"));
-    assert_eq!(
-        podman_lines(&["ps", "--filter", &format!("label=dev.berth.cluster={name}"), "--format", "{{.Names}}"]),
-        [cp.clone(), worker.clone()]
-    );
+    let (cp, worker, worker2) = (format!("{name}-control-plane"), format!("{name}-worker"), format!("{name}-worker2"));
+    let mut running = podman_lines(&["ps", "--filter", &format!("label=dev.berth.cluster={name}"), "--format", "{{.Names}}"]);
+    running.sort();
+    assert_eq!(running, [cp.clone(), worker.clone(), worker2.clone()]);
     let listed = run_ok(berth_podman(&kc).args(["get", "clusters"]));
     assert!(listed.lines().any(|l| l.trim() == name.as_str()), "get clusters on Podman lists it: {listed}");
 
@@ -178,7 +181,10 @@ fn a_cluster_on_podman_serves_a_podman_built_image_and_leaves_nothing() {
     kubectl_ok(&kc, &["rollout", "status", "deployment/web", "--timeout=120s"]);
     kubectl_ok(&kc, &["wait", "--for=condition=Ready", "pod/client", "--timeout=120s"]);
     let web_node = kubectl_ok(&kc, &["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].spec.nodeName}"]);
-    assert_eq!(web_node, worker, "the Deployment's pod runs on the worker, the client on the control plane");
+    assert!(
+        web_node == worker || web_node == worker2,
+        "the Deployment's pod runs on a worker ({web_node}), the client on the control plane"
+    );
     for host in ["web.default", "web.default.svc.cluster.local"] {
         curl_from_pod(&kc, &format!("the Service answers by name ({host}) across nodes"), "client", host, &body, Duration::from_secs(90));
     }
@@ -209,7 +215,7 @@ fn a_cluster_on_podman_serves_a_podman_built_image_and_leaves_nothing() {
     // Logs: per node, the journals and the kube-system pods' logs.
     let logs = tempfile::tempdir().unwrap();
     run_ok(berth_podman(&kc).args(["export", "logs"]).arg(logs.path()).args(["--name", name]));
-    for node in [&cp, &worker] {
+    for node in [&cp, &worker, &worker2] {
         for f in ["kubelet.log", "containerd.log", "journal.log", "kubernetes-version.txt", "inspect.json"] {
             let p = logs.path().join(node).join(f);
             assert!(std::fs::metadata(&p).is_ok_and(|m| m.len() > 0), "{} is missing or empty", p.display());
@@ -220,11 +226,11 @@ fn a_cluster_on_podman_serves_a_podman_built_image_and_leaves_nothing() {
 
     // Stopped and started, the cluster serves again through the same kubeconfig.
     run_ok(berth_podman(&kc).args(["stop", "cluster", "--name", name]));
-    let states = podman_lines(&["inspect", "-f", "{{.State.Status}}", &cp, &worker]);
-    assert_eq!(states, ["exited", "exited"], "every node stopped");
+    let states = podman_lines(&["inspect", "-f", "{{.State.Status}}", &cp, &worker, &worker2]);
+    assert_eq!(states, ["exited", "exited", "exited"], "every node stopped");
     let started_at = now_rfc3339();
     run_ok(berth_podman(&kc).args(["start", "cluster", "--name", name]));
-    eventually("both nodes freshly Ready after start", Duration::from_secs(120), || all_ready_since(&kc, 2, &started_at));
+    eventually("every node freshly Ready after start", Duration::from_secs(120), || all_ready_since(&kc, 3, &started_at));
     curl_from_pod(&kc, "the Service answers by name after start", "client", "web.default", &body, Duration::from_secs(120));
 
     // Delete the registry, then the cluster: nothing is left in Podman.
