@@ -35,6 +35,9 @@ const RETRY: Duration = Duration::from_millis(100);
 /// lease this long.
 const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 
+/// How long a taker waits for the removals of this process's dropped leases.
+const SETTLE_OWN: Duration = Duration::from_secs(10);
+
 /// How long a berth waits for another to finish choosing addresses on berth's network.
 const NETWORK_WAIT: Duration = Duration::from_secs(300);
 
@@ -53,8 +56,27 @@ impl std::fmt::Debug for Lease {
 /// Removals of leases dropped without a release, still running.
 static DROPPED: std::sync::Mutex<Vec<tokio::task::JoinHandle<Result<()>>>> = std::sync::Mutex::new(Vec::new());
 
+/// The leases a live [`Lease`] of this process holds, by container name. A lease container that
+/// names this process as its holder but is not here was dropped (its removal may still be
+/// pending) or landed after its request was dropped: nothing will use it, so it is taken over.
+static HELD: std::sync::Mutex<std::collections::BTreeSet<String>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn held_here(container: &str) -> bool {
+    HELD.lock().unwrap_or_else(|e| e.into_inner()).contains(container)
+}
+
+fn set_held(container: &str, held: bool) {
+    let mut set = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    if held {
+        set.insert(container.to_string());
+    } else {
+        set.remove(container);
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
+        set_held(&self.container, false);
         if let (Some(removal), Ok(handle)) = (self.removal.take(), tokio::runtime::Handle::try_current()) {
             DROPPED.lock().unwrap_or_else(|e| e.into_inner()).push(handle.spawn(removal));
         }
@@ -108,7 +130,10 @@ impl Lease {
                 ..Default::default()
             };
             match runtime.create_container(&container, body).await {
-                Ok(_) => return Ok(Lease { removal: Some(runtime.removal(&container)), container }),
+                Ok(_) => {
+                    set_held(&container, true);
+                    return Ok(Lease { removal: Some(runtime.removal(&container)), container });
+                }
                 Err(RuntimeError::NameTaken(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -119,6 +144,16 @@ impl Lease {
             };
             let holder = labels.get(LABEL_HOLDER).cloned().unwrap_or_default();
             let since: u64 = labels.get(LABEL_SINCE).and_then(|s| s.parse().ok()).unwrap_or(0);
+            if holder == me() && !held_here(&container) {
+                // This process's, but no live `Lease` holds it: once the removals of dropped
+                // leases have run (one of them must not remove the lease taken next), what is
+                // left landed late, and is taken over. A failed step's undo takes the lease
+                // again right after, and would otherwise wait on itself.
+                tracing::info!("lease {what}: left by this process; taking it over");
+                Self::settle(SETTLE_OWN).await;
+                runtime.remove_container(&container).await?;
+                continue;
+            }
             let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
             if holder_gone(&holder, since, now(), alive, &hostname()) {
                 tracing::info!("lease {what}: its holder {holder} is gone; taking it over");
@@ -170,6 +205,7 @@ impl Lease {
 
     /// Gives the lease back.
     pub async fn release(mut self) -> Result<()> {
+        set_held(&self.container, false);
         match self.removal.take() {
             Some(removal) => removal.await,
             None => Ok(()),
@@ -204,6 +240,26 @@ mod tests {
         fake.add_container("berth-lease-snapshot-x", &theirs);
         assert_eq!(Lease::sweep_mine(&fake).await.unwrap(), 1);
         assert_eq!(fake.containers().into_keys().collect::<Vec<_>>(), ["berth-lease-snapshot-x"]);
+    }
+
+    /// A lease this process dropped (its removal not run yet) or whose create landed late is
+    /// taken over at once by the next acquire here (an undo after a failed step takes the
+    /// lease again at once), and the dropped lease's removal does not take the new one.
+    #[tokio::test(start_paused = true)]
+    async fn this_processs_dropped_or_late_lease_is_taken_over_at_once() {
+        let fake = FakeRuntime::with_images(&["img"]);
+        let dropped = Lease::acquire(&fake, "own-dropped", "img", Duration::from_secs(1)).await.unwrap();
+        drop(dropped);
+        let again = Lease::acquire(&fake, "own-dropped", "img", Duration::from_secs(1)).await.unwrap();
+        Lease::settle(Duration::from_secs(5)).await;
+        assert!(fake.containers().contains_key("berth-lease-own-dropped"), "the dropped lease's removal took the new one");
+        again.release().await.unwrap();
+
+        let (holder, since) = (me(), now().to_string());
+        fake.add_container("berth-lease-own-late", &[(LABEL_LEASE, "own-late"), (LABEL_HOLDER, &holder), (LABEL_SINCE, &since)]);
+        let taken = Lease::acquire(&fake, "own-late", "img", Duration::ZERO).await.unwrap();
+        taken.release().await.unwrap();
+        assert!(fake.containers().is_empty(), "{:?}", fake.containers().keys());
     }
 
     #[test]
