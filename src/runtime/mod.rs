@@ -49,5 +49,6 @@ pub const LABEL_MEMBERS: &str = "dev.berth.members";
 /// On a snapshot's images: the node's saved address on berth's network, which new nodes leave
 /// free so the snapshot can be restored.
 pub const LABEL_RESERVED_ADDRESS: &str = "dev.berth.snapshot.address";
-/// The user-defined bridge network every berth node joins. Shared by clusters, like kind's.
+/// The user-defined bridge network every berth node joins. Shared by clusters, like kind's, and
+/// removed once nothing is on it (`cluster::remove_network_if_unused`).
 pub const NETWORK_NAME: &str = "berth";
