@@ -408,7 +408,8 @@ async fn save_until(
         Ok(snapshot) => Ok(snapshot),
         Err(err) => {
             let step = status.step("Removing what this save made");
-            let cleanup = sweep_save(docker, name, &save_id).await;
+            let node_names: Vec<String> = info.nodes.iter().map(|n| n.name.clone()).collect();
+            let cleanup = sweep_save(docker, name, &save_id, &node_names).await;
             step.done();
             match (err, cleanup) {
                 (ClusterError::Interrupted(which, _), Ok(_)) => {
@@ -422,12 +423,21 @@ async fn save_until(
 }
 
 /// Removes what save `save_id` of `name` made; then once more after a pause, for a commit or
-/// copy that was still in flight inside dockerd when the save stopped waiting for it.
-async fn sweep_save(docker: &dyn Runtime, name: &str, save_id: &str) -> Result<()> {
+/// copy that was still in flight inside dockerd when the save stopped waiting for it. Besides
+/// what carries the save's label, each node's volume goes by its exact name: a copy helper
+/// whose create landed after its volume was removed has Docker make that volume again, empty
+/// and unlabelled (seen after a SIGHUP during a save).
+async fn sweep_save(docker: &dyn Runtime, name: &str, save_id: &str, nodes: &[String]) -> Result<()> {
     let label = format!("{LABEL_SAVE_ID}={save_id}");
-    remove_saved(docker, &label, name).await?;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    remove_saved(docker, &label, name).await?;
+    for pass in 0..2 {
+        if pass > 0 {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        remove_saved(docker, &label, name).await?;
+        for node in nodes {
+            docker.remove_volume(&volume_name(name, node, save_id)).await?;
+        }
+    }
     Ok(())
 }
 
@@ -726,6 +736,21 @@ mod tests {
     }
 
     const TEST_CERT_NOT_AFTER: i64 = 2_079_718_193;
+
+    /// A volume of this save that Docker made again without labels (a copy helper landing
+    /// late) goes by its exact name; another snapshot's, named alike, stays.
+    #[tokio::test(start_paused = true)]
+    async fn an_unlabelled_volume_of_the_save_is_swept_by_name_and_no_other() {
+        let fake = two_node_cluster();
+        let ours = volume_name("warm", "dev-worker", "save-1");
+        let alike = volume_name("warm-dev", "worker", "save-2");
+        for volume in [&ours, &alike] {
+            fake.create_volume(volume, &[]).await.unwrap();
+        }
+        sweep_save(&fake, "warm", "save-1", &["dev-control-plane".into(), "dev-worker".into()]).await.unwrap();
+        let left: Vec<String> = fake.volumes().into_keys().filter(|v| v.starts_with("berth-snapshot")).collect();
+        assert_eq!(left, [alike]);
+    }
 
     #[test]
     fn names_images_and_volumes_by_snapshot_node_and_save() {
