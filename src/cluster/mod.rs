@@ -196,7 +196,7 @@ macro_rules! words {
     )*};
 }
 
-words!(NodeRole, NodeState);
+words!(NodeRole, NodeState, ClusterState);
 
 /// A node container's state, as the engine names it (`docker ps`'s words).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,8 +264,7 @@ pub struct ClusterInfo {
 }
 
 /// A cluster's state, from its nodes'.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterState {
     /// Every node runs.
     Running,
@@ -277,14 +276,14 @@ pub enum ClusterState {
     Broken,
 }
 
-impl std::fmt::Display for ClusterState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(match self {
+impl ClusterState {
+    pub fn as_str(&self) -> &str {
+        match self {
             ClusterState::Running => "running",
             ClusterState::Stopped => "stopped",
             ClusterState::Degraded => "degraded",
             ClusterState::Broken => "broken",
-        })
+        }
     }
 }
 

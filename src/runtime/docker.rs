@@ -177,6 +177,22 @@ impl Docker {
         }
     }
 
+    /// Every container on `network`, running or not: a stopped one keeps its place (and its
+    /// pinned address) for its next start.
+    async fn containers_on(&self, network: &str) -> Result<Vec<ContainerSummary>> {
+        let filters = HashMap::from([("network".to_string(), vec![network.to_string()])]);
+        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let list = || self.api.list_containers(Some(opts.clone()));
+        self.past_podman_stopped(list).await.map_err(RuntimeError::api("listing containers"))
+    }
+
+    /// The addresses snapshots keep on berth's network for their nodes (a restore puts them back
+    /// there).
+    async fn reserved_addresses(&self) -> Result<Vec<std::net::Ipv4Addr>> {
+        let images = self.list_images(super::LABEL_RESERVED_ADDRESS).await?;
+        Ok(images.iter().filter_map(|i| i.labels.get(super::LABEL_RESERVED_ADDRESS)?.parse().ok()).collect())
+    }
+
     /// Subnets of every network the engine knows, and (for an engine on this host) of the host's
     /// routes: a new network overlaps none of them.
     async fn used_subnets(&self) -> Result<Vec<crate::config::Cidr>> {
@@ -432,14 +448,11 @@ impl Runtime for Docker {
         if ids.is_empty() {
             return Ok(false);
         }
-        // A stopped container keeps its place on the network (and its address) for its next start.
-        let filters = HashMap::from([("network".to_string(), vec![name.to_string()])]);
-        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-        if !self.api.list_containers(Some(opts)).await.map_err(RuntimeError::api("listing containers"))?.is_empty() {
+        if !self.containers_on(name).await?.is_empty() {
             return Ok(false);
         }
         // A network made again gets another subnet, where a snapshot's saved addresses are not.
-        if name == super::NETWORK_NAME && !self.list_images(super::LABEL_RESERVED_ADDRESS).await?.is_empty() {
+        if name == super::NETWORK_NAME && !self.reserved_addresses().await?.is_empty() {
             return Ok(false);
         }
         for id in &ids {
@@ -469,9 +482,7 @@ impl Runtime for Docker {
                 used.insert(ip);
             }
         }
-        let filters = HashMap::from([("network".to_string(), vec![network.to_string()])]);
-        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-        for c in self.api.list_containers(Some(opts)).await.map_err(RuntimeError::api("listing containers"))? {
+        for c in self.containers_on(network).await? {
             let pinned = c
                 .network_settings
                 .and_then(|n| n.networks)
@@ -483,9 +494,7 @@ impl Runtime for Docker {
         }
         if network == super::NETWORK_NAME {
             // A snapshot's nodes come back at their saved addresses: no new node may take them.
-            for image in self.list_images(super::LABEL_RESERVED_ADDRESS).await? {
-                used.extend(image.labels.get(super::LABEL_RESERVED_ADDRESS).and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok()));
-            }
+            used.extend(self.reserved_addresses().await?);
         }
         Ok(used)
     }
@@ -735,10 +744,8 @@ impl Runtime for Docker {
 
     /// Which container holds each address on `network` (running, or pinned by a stopped one).
     async fn address_holders(&self, network: &str) -> Result<std::collections::BTreeMap<std::net::Ipv4Addr, String>> {
-        let filters = HashMap::from([("network".to_string(), vec![network.to_string()])]);
-        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
         let mut holders = std::collections::BTreeMap::new();
-        for c in self.api.list_containers(Some(opts)).await.map_err(RuntimeError::api("listing containers"))? {
+        for c in self.containers_on(network).await? {
             let name = super::container_name(&c);
             let endpoint = c.network_settings.and_then(|n| n.networks).and_then(|mut n| n.remove(network));
             let Some(endpoint) = endpoint else { continue };

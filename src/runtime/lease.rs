@@ -205,7 +205,6 @@ impl Lease {
 
     /// Gives the lease back.
     pub async fn release(mut self) -> Result<()> {
-        set_held(&self.container, false);
         match self.removal.take() {
             Some(removal) => removal.await,
             None => Ok(()),
