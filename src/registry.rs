@@ -6,11 +6,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::auth::DockerCredentials;
 use futures_util::StreamExt;
 
 use crate::image_ref::ImageRef;
-use crate::runtime::{local_registry_body, LocalRegistrySpec, Runtime, RuntimeError, NETWORK_NAME};
+use crate::runtime::{local_registry_body, ContainerDetails, Credentials, LocalRegistrySpec, Runtime, RuntimeError, Secret, NETWORK_NAME};
 use crate::ui::Status;
 
 pub const REGISTRY_CONTAINER: &str = "berth-registry";
@@ -36,25 +35,24 @@ pub enum RegistryError {
     Runtime(#[from] RuntimeError),
 }
 
-/// Credentials for `host` from Docker's config file (`$DOCKER_CONFIG/config.json`, else
-/// `~/.docker/config.json`): the base64 `auth` entry, as `docker login` writes it.
-pub fn credentials_for(host: &str) -> Option<DockerCredentials> {
-    use base64::Engine;
-    let dir = std::env::var_os("DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| directories::BaseDirs::new().map(|b| b.home_dir().join(".docker")))?;
-    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let keys = if host == "docker.io" {
-        vec!["https://index.docker.io/v1/".to_string(), "docker.io".to_string(), "index.docker.io".to_string()]
-    } else {
-        vec![host.to_string(), format!("https://{host}"), format!("http://{host}")]
+/// Credentials for `host` as `docker login` left them in Docker's config file
+/// (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`): from the credential helper it
+/// names for that registry (`credHelpers`) or for all (`credsStore`), else its `auths` entry.
+/// None where it names none, or the helper fails (the pull then goes without and the
+/// registry's refusal is what the user sees).
+pub fn credentials_for(host: &str) -> Option<Credentials> {
+    // Docker files Docker Hub's login under its v1 address, and asks helpers by it.
+    let server = if host == "docker.io" { "https://index.docker.io/v1/" } else { host };
+    let secret = match docker_credential::get_credential(server) {
+        Ok(docker_credential::DockerCredential::UsernamePassword(username, password)) => Secret::Password { username, password },
+        Ok(docker_credential::DockerCredential::IdentityToken(token)) => Secret::IdentityToken(token),
+        Err(docker_credential::CredentialRetrievalError::NoCredentialConfigured | docker_credential::CredentialRetrievalError::ConfigNotFound | docker_credential::CredentialRetrievalError::ConfigReadError) => return None,
+        Err(e) => {
+            tracing::warn!("no credentials for {host}: {e}");
+            return None;
+        }
     };
-    let auths = json.get("auths")?;
-    let auth = keys.iter().find_map(|k| auths.get(k)?.get("auth")?.as_str())?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(auth).ok()?;
-    let (user, pass) = String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
-    Some(DockerCredentials { username: Some(user), password: Some(pass), serveraddress: Some(host.to_string()), ..Default::default() })
+    Some(Credentials { server: server.to_string(), secret })
 }
 
 /// Pulls `image`, showing each layer's progress; fails with one line naming the registry. A
@@ -72,12 +70,11 @@ pub async fn pull(docker: &dyn Runtime, image: &ImageRef, status: &Status) -> Re
             .map_err(|_| fail(format!("no progress for {}s", PULL_STALL.as_secs())))?;
         let Some(item) = next else { break };
         let info = item.map_err(|e| fail(one_line(&pull_failure(e))))?;
-        if let Some(err) = info.error_detail.and_then(|d| d.message) {
+        if let Some(err) = info.error {
             return Err(fail(one_line(&err)));
         }
-        if let (Some(id), Some(state)) = (info.id, info.status) {
-            let detail = info.progress_detail.and_then(|p| Some((p.current?, p.total?)));
-            let line = match detail {
+        if let (Some(id), Some(state)) = (info.layer, info.status) {
+            let line = match info.bytes {
                 Some((cur, total)) if total > 0 => format!("{state} {:.0}/{:.0} MB", cur as f64 / 1e6, total as f64 / 1e6),
                 _ => state.clone(),
             };
@@ -136,18 +133,13 @@ pub struct ExistingRegistry {
 
 /// What `info` (of the container named [`REGISTRY_CONTAINER`]) says: berth's registry, or a
 /// stranger's container that only shares the name.
-fn describe_existing(info: &bollard::models::ContainerInspectResponse) -> Result<ExistingRegistry, RegistryError> {
-    let ours = info.config.as_ref().and_then(|c| c.labels.as_ref()).is_some_and(|l| l.get(LABEL_REGISTRY).is_some_and(|v| v == "true"));
-    if !ours {
+fn describe_existing(info: &ContainerDetails) -> Result<ExistingRegistry, RegistryError> {
+    if info.labels().get(LABEL_REGISTRY).map(String::as_str) != Some("true") {
         return Err(RegistryError::Foreign);
     }
-    let port = info
-        .host_config
-        .as_ref()
-        .and_then(|h| h.port_bindings.as_ref())
-        .and_then(|b| b.get(&format!("{REGISTRY_INTERNAL_PORT}/tcp")).cloned().flatten())
-        .and_then(|b| b.into_iter().find_map(|b| b.host_port?.parse().ok()));
-    Ok(ExistingRegistry { port, running: info.state.as_ref().and_then(|s| s.running).unwrap_or(false) })
+    let internal = format!("{REGISTRY_INTERNAL_PORT}/tcp");
+    let port = info.host_config().published_ports().into_iter().find(|p| p.container_port == internal && p.host_port != 0).map(|p| p.host_port);
+    Ok(ExistingRegistry { port, running: info.running() })
 }
 
 /// The local registry as it stands: none, berth's (checked to be set up for `port`, running or
@@ -197,7 +189,7 @@ pub async fn delete_local_registry(docker: &dyn Runtime) -> Result<Option<String
     if let Some(info) = &info {
         describe_existing(info)?;
     }
-    let image = info.map(|i| i.config.and_then(|c| c.image).or(i.image).unwrap_or_default());
+    let image = info.map(|i| i.image());
     docker.remove_container(REGISTRY_CONTAINER).await?;
     docker.remove_volume(REGISTRY_VOLUME).await?;
     Ok(image)
@@ -230,20 +222,35 @@ mod tests {
         std::fs::write(dir.path().join("config.json"), r#"{"auths":{"127.0.0.1:5001":{"auth":"YWxpY2U6czNjcmV0"}}}"#).unwrap();
         std::env::set_var("DOCKER_CONFIG", dir.path());
         let c = credentials_for("127.0.0.1:5001").unwrap();
-        assert_eq!((c.username.as_deref(), c.password.as_deref()), (Some("alice"), Some("s3cret")));
+        assert_eq!(c.secret, Secret::Password { username: "alice".into(), password: "s3cret".into() });
         assert!(credentials_for("ghcr.io").is_none());
+
+        // A credential helper named for one registry, and a store for the rest, as
+        // `docker login` with docker-credential-* installed leaves them.
+        let helper = dir.path().join("docker-credential-berthtest");
+        std::fs::write(&helper, "#!/bin/sh\nread server\nprintf '{\"Username\":\"bob\",\"Secret\":\"%s-pw\"}' \"$server\"\n").unwrap();
+        std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let config = r#"{"auths":{"127.0.0.1:5001":{"auth":"YWxpY2U6czNjcmV0"}},"credHelpers":{"ghcr.io":"berthtest"},"credsStore":"berthtest"}"#;
+        std::fs::write(dir.path().join("config.json"), config).unwrap();
+        let path = std::env::var("PATH").unwrap_or_default();
+        std::env::set_var("PATH", format!("{}:{path}", dir.path().display()));
+        let by_helper = credentials_for("ghcr.io").unwrap();
+        assert_eq!(by_helper.secret, Secret::Password { username: "bob".into(), password: "ghcr.io-pw".into() });
+        let hub = credentials_for("docker.io").unwrap();
+        assert_eq!(hub.server, "https://index.docker.io/v1/");
+        assert_eq!(hub.secret, Secret::Password { username: "bob".into(), password: "https://index.docker.io/v1/-pw".into() });
+        std::env::set_var("PATH", path);
         std::env::remove_var("DOCKER_CONFIG");
     }
 
     #[test]
     fn a_registry_is_ours_by_label_and_its_port_is_read_even_when_stopped() {
-        let info = |labels: &[(&str, &str)], running: bool| -> bollard::models::ContainerInspectResponse {
-            serde_json::from_value(serde_json::json!({
+        let info = |labels: &[(&str, &str)], running: bool| {
+            ContainerDetails::from_engine_json(serde_json::json!({
                 "Config": {"Labels": labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>()},
                 "HostConfig": {"PortBindings": {"5000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "5002"}]}},
                 "State": {"Running": running},
             }))
-            .unwrap()
         };
         let stopped = describe_existing(&info(&[(LABEL_REGISTRY, "true")], false)).unwrap();
         assert_eq!(stopped, ExistingRegistry { port: Some(5002), running: false });

@@ -166,7 +166,7 @@ async fn create_until(
     let running = docker
         .list_containers(crate::runtime::LABEL_ROLE)
         .await
-        .map(|c| c.into_iter().filter(|c| c.state.map(|s| s.to_string()).as_deref() == Some("running")).count())
+        .map(|c| c.iter().filter(|c| c.running()).count())
         .unwrap_or(0);
     let inotify = inotify_warning(inotify_limit(), running, ctx.plan.nodes.len());
     let general = [exposure_warning(opts.config.api_server_address()), port_mapping_warning(&opts.config), inotify];

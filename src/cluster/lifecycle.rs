@@ -8,7 +8,7 @@ use futures_util::future::try_join_all;
 
 use super::{nodes, ClusterError, NodeInfo, NodeRole, Result};
 use crate::config::Protocol;
-use crate::runtime::Runtime;
+use crate::runtime::{HostConfig, Runtime};
 use crate::ui::Status;
 
 /// Seconds systemd gets to shut a node down before Docker kills it.
@@ -18,18 +18,15 @@ fn by_role<'a>(nodes: &'a [NodeInfo], role: &NodeRole) -> Vec<&'a NodeInfo> {
     nodes.iter().filter(|n| n.role == *role).collect()
 }
 
-/// The fixed host ports in `bindings` (a container's port bindings) that something holds now,
-/// each named with `node`, the container port and what holds it.
-pub(super) fn taken_host_ports(node: &str, bindings: &bollard::models::PortMap) -> Vec<String> {
+/// The fixed host ports `host` publishes that something holds now, each named with `node`, the
+/// container port and what holds it.
+pub(super) fn taken_host_ports(node: &str, host: &HostConfig) -> Vec<String> {
     let mut taken = Vec::new();
-    for (container_port, list) in bindings {
-        let protocol = if container_port.ends_with("/udp") { Protocol::Udp } else { Protocol::Tcp };
-        for b in list.iter().flatten() {
-            let Some(port) = b.host_port.as_deref().and_then(|p| p.parse::<u16>().ok()).filter(|p| *p != 0) else { continue };
-            let address = b.host_ip.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| "0.0.0.0".into());
-            if !crate::host_ports::is_free(&address, port, protocol) {
-                taken.push(format!("{node} ({container_port}): {}", crate::host_ports::describe_taken(&address, port)));
-            }
+    for published in host.published_ports().into_iter().filter(|p| p.host_port != 0) {
+        let protocol = Protocol::of_container_port(&published.container_port);
+        let address = if published.host_ip.is_empty() { "0.0.0.0" } else { published.host_ip.as_str() };
+        if !crate::host_ports::is_free(address, published.host_port, protocol) {
+            taken.push(format!("{node} ({}): {}", published.container_port, crate::host_ports::describe_taken(address, published.host_port)));
         }
     }
     taken
@@ -41,9 +38,8 @@ pub(super) fn taken_host_ports(node: &str, bindings: &bollard::models::PortMap) 
 async fn check_published_ports(docker: &dyn Runtime, stopped: impl Iterator<Item = &NodeInfo>) -> Result<()> {
     let mut taken = Vec::new();
     for node in stopped {
-        let info = docker.inspect(&node.name).await?;
-        let bindings = info.host_config.and_then(|h| h.port_bindings).unwrap_or_default();
-        taken.extend(taken_host_ports(&node.name, &bindings));
+        let host = docker.inspect(&node.name).await?.host_config();
+        taken.extend(taken_host_ports(&node.name, &host));
     }
     if taken.is_empty() {
         Ok(())
@@ -149,13 +145,10 @@ mod tests {
     /// and what holds it, and starts nothing (no half-started cluster).
     #[tokio::test]
     async fn a_port_taken_while_stopped_is_named_before_any_node_starts() {
-        use bollard::models::{HostConfig, PortBinding};
         let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = holder.local_addr().unwrap().port();
         let fake = two_node_cluster();
-        let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(port.to_string()) };
-        let bindings = std::collections::HashMap::from([("80/tcp".to_string(), Some(vec![binding]))]);
-        fake.set_host_config("dev-worker", HostConfig { port_bindings: Some(bindings), ..Default::default() });
+        fake.set_host_config("dev-worker", HostConfig::default().with_published_port("80/tcp", "127.0.0.1", port));
         stop(&fake, "dev", &Status::quiet()).await.unwrap();
         let err = start(&fake, "dev", Duration::ZERO, &Status::quiet()).await.unwrap_err().to_string();
         assert!(err.contains("dev-worker (80/tcp)") && err.contains(&format!("pid {}", std::process::id())), "{err}");

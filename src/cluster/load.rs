@@ -56,7 +56,16 @@ async fn target_nodes(docker: &dyn Runtime, cluster: &str, only: &[String]) -> R
 
 async fn has_image(docker: &dyn Runtime, node: &str, image: &HostImage) -> Result<bool> {
     let blob = docker.exec(node, &["ctr", "-n", "k8s.io", "content", "get", &image.id]).await?;
-    Ok(blob.code == 0 && docker.node_has_image(node, &image.name).await?)
+    Ok(blob.code == 0 && node_has_image(docker, node, &image.name).await?)
+}
+
+/// Whether a node's containerd holds an image of this name (as containerd spells it:
+/// `busybox` is `docker.io/library/busybox:latest`). A name that is no image reference is
+/// held by no node.
+pub(super) async fn node_has_image(docker: &dyn Runtime, node: &str, image: &str) -> Result<bool, RuntimeError> {
+    let Ok(reference) = crate::image_ref::ImageRef::parse(image) else { return Ok(false) };
+    let filter = format!("name=={}", reference.containerd_name());
+    Ok(!docker.exec_ok(node, &["ctr", "-n", "k8s.io", "images", "ls", "-q", &filter]).await?.trim().is_empty())
 }
 
 /// Loads images from the host's Docker into the cluster's nodes. Returns (node, loaded?) pairs.

@@ -76,7 +76,7 @@ async fn write_all(docker: &dyn Runtime, cluster: &str, dir: &Path, made: &mut M
         let node_dir = dir.join(&node.name);
         made.dir(&node_dir)?;
         let inspect = docker.inspect(&node.name).await?;
-        made.files.push(write(&node_dir.join("inspect.json"), serde_json::to_string_pretty(&inspect).unwrap_or_default().as_bytes())?);
+        made.files.push(write(&node_dir.join("inspect.json"), inspect.to_json_pretty().as_bytes())?);
         made.files.push(write(&node_dir.join("serial.log"), docker.logs_tail(&node.name, 100_000).await?.as_bytes())?);
         // The load balancer has no journal or pod logs (kind's haproxy image has no shell):
         // its inspect output and console log are all there is.

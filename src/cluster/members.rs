@@ -215,7 +215,7 @@ async fn check_add(docker: &dyn Runtime, api: &dyn crate::kube::Connect, opts: &
             local
         }
         None => {
-            let running = docker.inspect(&cluster.first_cp).await?.config.and_then(|c| c.image).unwrap_or_default();
+            let running = docker.inspect(&cluster.first_cp).await?.image();
             // A restored cluster runs on its snapshot's images, which hold their nodes' own
             // certificates: a new node starts from the image they were saved from.
             let labels = docker.image_labels(&running).await.unwrap_or_default();
@@ -391,10 +391,9 @@ async fn add_steps(
 /// address, with the settings its sibling `new.like` was given, and waits for systemd.
 async fn provision(docker: &dyn Runtime, opts: &AddOptions, cluster: &Running, new: &NewNode, create_id: &str) -> Result<()> {
     let sibling = docker.inspect(&new.like).await?;
-    let host = sibling.host_config.clone().unwrap_or_default();
-    let config = sibling.config.clone().unwrap_or_default();
+    let host = sibling.host_config();
     let env: Vec<String> =
-        config.env.unwrap_or_default().into_iter().filter(|e| e.split_once('=').is_some_and(|(k, _)| INHERITED_ENV.contains(&k))).collect();
+        sibling.config().env_vars().iter().cloned().filter(|e| e.split_once('=').is_some_and(|(k, _)| INHERITED_ENV.contains(&k))).collect();
     let value = |key: &str| env.iter().find_map(|e| e.strip_prefix(&format!("{key}=")).map(str::to_string));
     let mut members: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
     members.push(new.name.clone());
@@ -403,9 +402,9 @@ async fn provision(docker: &dyn Runtime, opts: &AddOptions, cluster: &Running, n
         cluster: opts.cluster.clone(),
         role: opts.role,
         image: new.image.clone(),
-        mode: if host.privileged == Some(true) { NodeMode::Privileged } else { NodeMode::Capabilities },
+        mode: if host.privileged() { NodeMode::Privileged } else { NodeMode::Capabilities },
         network: NETWORK_NAME.to_string(),
-        runtime: host.runtime.filter(|r| r != "runc" && !r.is_empty()),
+        runtime: host.runtime(),
         api_server: None,
         port_mappings: Vec::new(),
         mounts: Vec::new(),

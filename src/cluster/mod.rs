@@ -301,20 +301,20 @@ fn cluster_state(nodes: &[NodeInfo], missing: &[String]) -> ClusterState {
 pub async fn list(docker: &dyn Runtime) -> Result<Vec<ClusterInfo>> {
     let mut by_cluster: BTreeMap<String, (Vec<NodeInfo>, BTreeSet<String>)> = BTreeMap::new();
     for c in docker.list_containers(LABEL_CLUSTER).await? {
-        let labels = c.labels.clone().unwrap_or_default();
+        let labels = &c.labels;
         let Some(cluster) = labels.get(LABEL_CLUSTER) else { continue };
         // Helpers made from a node's (or a snapshot's) image inherit its cluster label.
         if labels.contains_key(crate::runtime::LABEL_COPY) || labels.contains_key(crate::runtime::LABEL_LEASE) {
             continue;
         }
-        let name = crate::runtime::container_name(&c);
+        let name = c.name.clone();
         let (nodes, members) = by_cluster.entry(cluster.clone()).or_default();
         members.extend(labels.get(LABEL_MEMBERS).into_iter().flat_map(|m| m.split(',')).filter(|m| !m.is_empty()).map(str::to_string));
         nodes.push(NodeInfo {
             name,
             role: NodeRole::parse(labels.get(LABEL_ROLE).map(String::as_str).unwrap_or_default()),
-            state: NodeState::parse(&c.state.map(|s| s.to_string()).unwrap_or_default()),
-            image: c.image.unwrap_or_default(),
+            state: NodeState::parse(&c.state),
+            image: c.image.clone(),
         });
     }
     // Nodes removed on purpose (`delete node`) are not missing.
@@ -348,7 +348,7 @@ pub async fn delete(docker: &dyn Runtime, cluster: &str, kubeconfig_paths: &[Pat
     let label = format!("{LABEL_CLUSTER}={cluster}");
     let found = docker.list_containers(&label).await?;
     // A restored node's /var may be a spare its restore claimed, which only the container names.
-    let claimed: Vec<String> = found.iter().filter_map(|c| c.labels.as_ref()?.get(spare::LABEL_VAR_VOLUME).cloned()).collect();
+    let claimed: Vec<String> = found.iter().filter_map(|c| c.labels.get(spare::LABEL_VAR_VOLUME).cloned()).collect();
     let removed = remove_containers(docker, &label).await?;
     // The /var volumes of restored nodes are named, so removing their containers leaves them.
     docker.remove_volumes(&label).await?;
@@ -358,7 +358,7 @@ pub async fn delete(docker: &dyn Runtime, cluster: &str, kubeconfig_paths: &[Pat
     for path in kubeconfig_paths {
         kubeconfig::remove_from_file(path, cluster)?;
     }
-    if let Some(image) = found.iter().find_map(|c| c.image.clone()) {
+    if let Some(image) = found.iter().map(|c| c.image.clone()).find(|i| !i.is_empty()) {
         remove_network_if_unused(docker, &image).await;
     }
     Ok(removed)
@@ -387,7 +387,7 @@ pub async fn remove_network_if_unused(docker: &dyn Runtime, image: &str) {
 pub(crate) async fn remove_containers(docker: &dyn Runtime, label: &str) -> Result<usize> {
     let mut total = 0;
     for _ in 0..5 {
-        let names: Vec<String> = docker.list_containers(label).await?.into_iter().filter_map(|c| c.id).collect();
+        let names: Vec<String> = docker.list_containers(label).await?.into_iter().map(|c| c.id).collect();
         if names.is_empty() {
             return Ok(total);
         }
@@ -428,13 +428,8 @@ pub async fn kubeconfig_for(docker: &dyn Runtime, cluster: &str, internal: bool)
         format!("https://{}:{}", endpoint.name, crate::runtime::API_SERVER_PORT)
     } else {
         let port = docker.published_port(&endpoint.name, "6443/tcp").await?;
-        let info = docker.inspect(&endpoint.name).await?;
-        let ip = info
-            .host_config
-            .and_then(|h| h.port_bindings)
-            .and_then(|p| p.get("6443/tcp").cloned().flatten())
-            .and_then(|b| b.into_iter().find_map(|b| b.host_ip))
-            .unwrap_or_default();
+        let published = docker.inspect(&endpoint.name).await?.host_config().published_ports();
+        let ip = published.into_iter().find(|p| p.container_port == "6443/tcp").map(|p| p.host_ip).unwrap_or_default();
         host_server_url(&ip, port)
     };
     Ok(kubeconfig::for_cluster(&admin, cluster, &server)?)

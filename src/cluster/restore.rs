@@ -22,7 +22,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use bollard::models::{ContainerCreateBody, Mount, MountType, MountVolumeOptions};
 use futures_util::future::try_join_all;
 
 use super::create::{after_undo, undo, unless_interrupted, CreateReport, NOTHING_MADE};
@@ -32,7 +31,9 @@ use super::steps::LABEL_CREATE_ID;
 use super::volume_copy::VolumeCopy;
 use super::{ClusterError, NodeRole, Result};
 use crate::kubeconfig;
-use crate::runtime::{network_endpoint, Lease, NodeMode, Runtime, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE, NETWORK_NAME};
+use crate::runtime::{
+    restored_node_body, ContainerBody, Lease, NodeMode, RestoredNodeSpec, Runtime, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE, NETWORK_NAME,
+};
 use crate::ui::Status;
 
 #[derive(Debug, Clone)]
@@ -79,7 +80,7 @@ async fn restore_until(
         Ok(()) => Ok(CreateReport {
             context: kubeconfig::context_name(&snapshot.cluster),
             kubeconfig_path: opts.kubeconfig_path.clone(),
-            mode: if snapshot.nodes.iter().any(|n| n.host_config.privileged == Some(true)) {
+            mode: if snapshot.nodes.iter().any(|n| n.host_config.privileged()) {
                 NodeMode::Privileged
             } else {
                 NodeMode::Capabilities
@@ -247,11 +248,10 @@ async fn check(docker: &dyn Runtime, opts: &RestoreOptions) -> Result<(Snapshot,
 
 /// Host ports the saved nodes publish that something holds now, each with its holder.
 fn taken_ports(snapshot: &Snapshot) -> Vec<String> {
-    let no_ports = bollard::models::PortMap::new();
     snapshot
         .nodes
         .iter()
-        .flat_map(|n| super::lifecycle::taken_host_ports(&n.name, n.host_config.port_bindings.as_ref().unwrap_or(&no_ports)))
+        .flat_map(|n| super::lifecycle::taken_host_ports(&n.name, &n.host_config))
         .map(|taken| format!("host port taken: {taken}"))
         .collect()
 }
@@ -263,17 +263,11 @@ fn exposure_warnings(snapshot: &Snapshot) -> Vec<String> {
     let mut open = Vec::new();
     let mut paths = Vec::new();
     for node in &snapshot.nodes {
-        for (port, bindings) in node.host_config.port_bindings.iter().flatten() {
-            for b in bindings.iter().flatten() {
-                if b.host_ip.as_deref().is_none_or(|ip| ip.is_empty() || ip == "0.0.0.0" || ip == "::") {
-                    open.push(format!("{} {}->{port}", node.name, b.host_port.as_deref().unwrap_or("?")));
-                }
-            }
+        for port in node.host_config.published_ports().into_iter().filter(|p| p.on_every_interface()) {
+            open.push(format!("{} {}->{}", node.name, port.host_port, port.container_port));
         }
-        for m in node.host_config.mounts.iter().flatten() {
-            if m.typ == Some(MountType::BIND) && m.target.as_deref() != Some("/lib/modules") {
-                paths.push(format!("{}: {} at {}", node.name, m.source.as_deref().unwrap_or("?"), m.target.as_deref().unwrap_or("?")));
-            }
+        for (source, target) in node.host_config.bind_mounts().into_iter().filter(|(_, target)| target != "/lib/modules") {
+            paths.push(format!("{}: {source} at {target}", node.name));
         }
     }
     let mut warnings = Vec::new();
@@ -397,7 +391,7 @@ async fn copy_volumes(
 
 /// A restored node's container: the saved image and host config, its /var on `volume`, its
 /// saved address.
-fn node_body(snapshot: &Snapshot, node: &SavedNode, volume: Option<&str>, create_id: &str, members: &[String]) -> ContainerCreateBody {
+fn node_body(snapshot: &Snapshot, node: &SavedNode, volume: Option<&str>, create_id: &str, members: &[String]) -> ContainerBody {
     let mut labels = HashMap::from([
         (LABEL_CLUSTER.to_string(), snapshot.cluster.clone()),
         (LABEL_ROLE.to_string(), node.role.as_str().to_string()),
@@ -409,28 +403,15 @@ fn node_body(snapshot: &Snapshot, node: &SavedNode, volume: Option<&str>, create
         // Deleting the cluster removes it: a claimed spare carries no cluster label.
         labels.insert(spare::LABEL_VAR_VOLUME.to_string(), volume.to_string());
     }
-    let mut host_config = node.host_config.clone();
-    let mut mounts: Vec<Mount> =
-        host_config.mounts.take().unwrap_or_default().into_iter().filter(|m| m.target.as_deref() != Some("/var")).collect();
-    if let Some(volume) = volume {
-        mounts.push(Mount {
-            source: Some(volume.to_string()),
-            target: Some("/var".into()),
-            typ: Some(MountType::VOLUME),
-            volume_options: Some(MountVolumeOptions { no_copy: Some(true), ..Default::default() }),
-            ..Default::default()
-        });
-    }
-    host_config.mounts = Some(mounts);
-    ContainerCreateBody {
-        image: Some(node.image.clone()),
-        hostname: Some(node.name.clone()),
-        labels: Some(labels),
-        tty: Some(true),
-        host_config: Some(host_config),
-        networking_config: Some(network_endpoint(NETWORK_NAME, &node.name, node.address.as_deref())),
-        ..Default::default()
-    }
+    restored_node_body(&RestoredNodeSpec {
+        name: &node.name,
+        image: &node.image,
+        labels,
+        host: &node.host_config,
+        var_volume: volume,
+        network: NETWORK_NAME,
+        address: node.address.as_deref(),
+    })
 }
 
 #[cfg(test)]
@@ -438,6 +419,7 @@ mod tests {
     use super::*;
     use crate::cluster::fixtures::{interrupt_after, two_node_cluster};
     use crate::runtime::fake::FakeRuntime;
+    use crate::runtime::HostConfig;
 
     const THEIRS: &str = "apiVersion: v1
 kind: Config
@@ -588,10 +570,7 @@ current-context: other
                 image: "berth-snapshot/warm:ci-control-plane".into(),
                 volume: Some("berth-snapshot-warm-ci-control-plane-var".into()),
                 address: Some("172.18.128.1".into()),
-                host_config: bollard::models::HostConfig {
-                    mounts: Some(vec![Mount { target: Some("/lib/modules".into()), ..Default::default() }]),
-                    ..Default::default()
-                },
+                host_config: HostConfig::default().with_bind_mount("/lib/modules", "/lib/modules"),
                 node_image: "berth-test/node:v1.20.2".into(),
                 bytes: 0,
                 certificates_expire: expires,
@@ -600,35 +579,25 @@ current-context: other
     }
 
     #[test]
-    fn a_restored_node_keeps_its_name_address_and_mounts_and_gets_its_own_var() {
+    fn a_restored_node_is_labelled_as_the_restores_and_the_clusters() {
         let s = snapshot(None);
         let body = node_body(&s, &s.nodes[0], Some("ci-control-plane-var-abc"), "restore-1", &["ci-control-plane".into()]);
-        assert_eq!(body.hostname.as_deref(), Some("ci-control-plane"));
-        let labels = body.labels.unwrap();
+        let labels = body.labels();
         assert_eq!(labels[LABEL_CLUSTER], "ci");
         assert_eq!(labels[LABEL_CREATE_ID], "restore-1");
-        let mounts = body.host_config.unwrap().mounts.unwrap();
-        let targets: Vec<_> = mounts.iter().map(|m| (m.target.clone().unwrap(), m.source.clone())).collect();
-        assert_eq!(targets, [("/lib/modules".into(), None), ("/var".into(), Some("ci-control-plane-var-abc".into()))]);
-        let ep = &body.networking_config.unwrap().endpoints_config.unwrap()[NETWORK_NAME];
-        assert_eq!(ep.ipam_config.as_ref().unwrap().ipv4_address.as_deref(), Some("172.18.128.1"));
+        assert_eq!(labels[LABEL_RESTORED_FROM], "warm");
+        assert_eq!(labels[spare::LABEL_VAR_VOLUME], "ci-control-plane-var-abc");
     }
 
     #[test]
     fn warns_of_ports_on_every_interface_and_host_paths_a_snapshot_opens() {
-        use bollard::models::PortBinding;
         let mut s = snapshot(None);
         assert_eq!(exposure_warnings(&s), Vec::<String>::new(), "/lib/modules alone is not worth a word");
-        let bind = |ip: &str, port: &str| Some(vec![PortBinding { host_ip: Some(ip.into()), host_port: Some(port.into()) }]);
-        let host = &mut s.nodes[0].host_config;
-        host.port_bindings =
-            Some([("6443/tcp".to_string(), bind("127.0.0.1", "40000")), ("80/tcp".to_string(), bind("0.0.0.0", "8080"))].into());
-        host.mounts.get_or_insert_with(Vec::new).push(Mount {
-            typ: Some(MountType::BIND),
-            source: Some("/home/alice/.ssh".into()),
-            target: Some("/data".into()),
-            ..Default::default()
-        });
+        let host = std::mem::take(&mut s.nodes[0].host_config);
+        s.nodes[0].host_config = host
+            .with_published_port("6443/tcp", "127.0.0.1", 40000)
+            .with_published_port("80/tcp", "0.0.0.0", 8080)
+            .with_bind_mount("/home/alice/.ssh", "/data");
         let warnings = exposure_warnings(&s);
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].contains("ci-control-plane 8080->80/tcp") && !warnings[0].contains("40000"), "{}", warnings[0]);

@@ -167,8 +167,8 @@ struct Forwarder {
 async fn forwarders(docker: &dyn Runtime, cluster: &str) -> Result<Vec<Forwarder>> {
     let mut out = Vec::new();
     for c in docker.list_containers(&format!("{LABEL_CLUSTER}={cluster}")).await? {
-        let name = crate::runtime::container_name(&c);
-        let labels = c.labels.unwrap_or_default();
+        let running = c.running();
+        let (name, labels) = (c.name, c.labels);
         if labels.get(crate::runtime::LABEL_ROLE).map(String::as_str) != Some(SERVICE_LB_ROLE) {
             continue;
         }
@@ -176,7 +176,7 @@ async fn forwarders(docker: &dyn Runtime, cluster: &str) -> Result<Vec<Forwarder
             name,
             service: labels.get(LABEL_SERVICE).cloned().unwrap_or_default(),
             rules: labels.get(LABEL_RULES).cloned().unwrap_or_default(),
-            running: c.state.is_some_and(|s| s.to_string() == "running"),
+            running,
         });
     }
     Ok(out)

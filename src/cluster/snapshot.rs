@@ -22,12 +22,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::models::HostConfig;
 use futures_util::future::try_join_all;
 use serde::Serialize;
 
 use super::{nodes, ClusterError, NodeInfo, NodeRole, Result};
-use crate::runtime::Runtime;
+use crate::runtime::{HostConfig, Runtime};
 use crate::ui::Status;
 
 pub const LABEL_SNAPSHOT: &str = "dev.berth.snapshot";
@@ -300,7 +299,7 @@ pub async fn delete(docker: &dyn Runtime, name: &str) -> Result<usize> {
         .list_containers(&format!("{LABEL_RESTORED_FROM}={name}"))
         .await?
         .into_iter()
-        .filter_map(|c| c.labels.and_then(|mut l| l.remove(crate::runtime::LABEL_CLUSTER)))
+        .filter_map(|mut c| c.labels.remove(crate::runtime::LABEL_CLUSTER))
         .collect();
     users.sort();
     users.dedup();
@@ -327,9 +326,8 @@ async fn remove_saved(docker: &dyn Runtime, label: &str, name: &str) -> Result<u
     let repo = format!("{}:", image_repo(name));
     let mut removed = 0;
     for c in docker.list_containers(label).await? {
-        let labels = c.labels.unwrap_or_default();
-        if let (true, Some(id)) = (labels.contains_key(crate::runtime::LABEL_COPY), c.id) {
-            docker.remove_container(&id).await?;
+        if c.labels.contains_key(crate::runtime::LABEL_COPY) {
+            docker.remove_container(&c.id).await?;
             removed += 1;
         }
     }
@@ -492,16 +490,15 @@ async fn kubernetes_version(docker: &dyn Runtime, all: &[NodeInfo]) -> String {
 
 async fn save_node(docker: &dyn Runtime, name: &str, cluster: &str, save_id: &str, node: &NodeInfo, version: &str) -> Result<()> {
     let info = docker.inspect(&node.name).await?;
-    let mut config = info.config.clone().unwrap_or_default();
-    let host_config = info.host_config.clone().unwrap_or_default();
+    let host_config = info.host_config();
     // A node of a restored cluster runs on a snapshot image: the node image is the one that was
     // saved from. Copies run from it too, whose labels name no cluster.
-    let running = config.image.clone().unwrap_or_default();
+    let running = info.image();
     let node_image = saved_from(&docker.image_labels(&running).await.unwrap_or_default()).map(str::to_string).unwrap_or(running.clone());
     let copy_image = unlabelled_image(docker, &running).await?;
     // Proxy credentials stay out of the image: the URLs are kept, user and password dropped.
-    config.env = config.env.map(|env| env.into_iter().map(|e| without_credentials(&e)).collect());
-    let var = info.mounts.iter().flatten().find(|m| m.destination.as_deref() == Some("/var")).and_then(|m| m.name.clone());
+    let config = info.config().map_env(without_credentials);
+    let var = info.volume_at("/var");
     let mut labels: HashMap<String, String> = HashMap::from([
         (LABEL_SNAPSHOT.into(), name.into()),
         (LABEL_SAVE_ID.into(), save_id.into()),
@@ -513,7 +510,7 @@ async fn save_node(docker: &dyn Runtime, name: &str, cluster: &str, save_id: &st
         (LABEL_HOST_CONFIG.into(), serde_json::to_string(&host_config).unwrap_or_default()),
         (LABEL_HOLDS.into(), HOLDS.into()),
     ]);
-    if let Some(ip) = pinned_address(&info) {
+    if let Some(ip) = info.pinned_address(crate::runtime::NETWORK_NAME) {
         labels.insert(LABEL_ADDRESS.into(), ip);
     }
     if let Some(from) = var {
@@ -543,9 +540,7 @@ async fn save_node(docker: &dyn Runtime, name: &str, cluster: &str, save_id: &st
     }
     // The container's own config (entrypoint, environment, the /var volume) with the snapshot's
     // labels added: what a restored node is created from.
-    let mut image_config = config;
-    image_config.labels.get_or_insert_with(HashMap::new).extend(labels);
-    docker.commit(&node.name, &image_repo(name), &image_tag(&node.name, save_id), image_config).await?;
+    docker.commit(&node.name, &image_repo(name), &image_tag(&node.name, save_id), config.labels(labels)).await?;
     Ok(())
 }
 
@@ -564,17 +559,6 @@ fn without_credentials(var: &str) -> String {
         })
         .collect();
     format!("{key}={}", cleaned.join(","))
-}
-
-/// The address a node is pinned to on berth's network.
-fn pinned_address(info: &bollard::models::ContainerInspectResponse) -> Option<String> {
-    info.network_settings
-        .as_ref()
-        .and_then(|n| n.networks.as_ref())
-        .and_then(|n| n.get(crate::runtime::NETWORK_NAME))
-        .and_then(|e| e.ipam_config.as_ref())
-        .and_then(|i| i.ipv4_address.clone())
-        .filter(|a| !a.is_empty())
 }
 
 /// When the node's API server certificate expires (Unix seconds); kubeadm issues the others

@@ -154,6 +154,15 @@ impl Protocol {
             Protocol::Sctp => "sctp",
         }
     }
+
+    /// The protocol of an engine's container port (`80/udp`); TCP where it names none.
+    pub fn of_container_port(port: &str) -> Protocol {
+        match port.rsplit_once('/').map(|(_, p)| p) {
+            Some("udp") => Protocol::Udp,
+            Some("sctp") => Protocol::Sctp,
+            _ => Protocol::Tcp,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

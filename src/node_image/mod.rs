@@ -16,10 +16,8 @@ mod kubernetes;
 
 use std::path::{Path, PathBuf};
 
-use bollard::models::ContainerCreateBody;
-
 use crate::image_ref::ImageRef;
-use crate::runtime::{Runtime, RuntimeError};
+use crate::runtime::{build_body, ImageConfig, Runtime, RuntimeError};
 use crate::ui::Status;
 
 pub use archive::check_image_archive;
@@ -290,10 +288,8 @@ async fn build_over_base(
         let container = crate::ids::unique("berth-build-image");
         // Names of this build's own: two builds at once must not save each other's images.
         let own_name = format!("berth.dev/build-image:{}", container.trim_start_matches("berth-build-image-"));
-        // No label marks build containers: `docker commit` would copy it into the image, and
-        // every container made from that would carry it. Their names (berth-build-*) say what
-        // they are.
-        let body = ContainerCreateBody { image: Some(base.to_string()), ..Default::default() };
+        // Their names (berth-build-*) say what build containers are; no label may (`build_body`).
+        let body = build_body(base, None);
         scaffolding.container(&container);
         docker.create_container(&container, body).await?;
         let mut files: Vec<(String, Vec<u8>, u32)> = Vec::new();
@@ -308,7 +304,7 @@ async fn build_over_base(
         let refs: Vec<(&str, &[u8], u32)> = files.iter().map(|(p, c, m)| (p.as_str(), c.as_slice(), *m)).collect();
         docker.write_files(&container, &refs).await?;
         let (repo, tag) = ImageRef::parse(&own_name).expect("a valid name").repo_and_tag();
-        let config = bollard::models::ContainerConfig { entrypoint: image.entrypoint.clone(), cmd: None, ..Default::default() };
+        let config = ImageConfig::with_entrypoint(image.entrypoint.clone());
         scaffolding.image(&own_name);
         docker.commit(&container, &repo, &tag, config).await?;
         docker.remove_container(&container).await?;
@@ -363,11 +359,7 @@ async fn build_in_container(
     status: &Status,
 ) -> Result<String> {
     let step = status.step("Starting build container");
-    let body = ContainerCreateBody {
-        image: Some(opts.base_image.clone()),
-        entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
-        ..Default::default()
-    };
+    let body = build_body(&opts.base_image, Some(vec!["sleep".into(), "infinity".into()]));
     docker.create_container(container, body).await?;
     docker.start_container(container).await?;
     step.done();
@@ -484,15 +476,11 @@ async fn commit(docker: &dyn Runtime, container: &str, opts: &BuildOptions, vers
     let mut labels: std::collections::HashMap<String, String> = opts.labels.iter().cloned().collect();
     labels.insert("dev.berth.node-image".into(), "true".into());
     labels.insert("dev.berth.kubernetes-version".into(), version.to_string());
-    let config = bollard::models::ContainerConfig {
-        entrypoint: Some(vec!["/usr/local/bin/entrypoint".into(), "/sbin/init".into()]),
-        cmd: None,
-        env: Some(vec!["container=docker".into(), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()]),
+    let config = ImageConfig::with_entrypoint(Some(vec!["/usr/local/bin/entrypoint".into(), "/sbin/init".into()]))
+        .env(vec!["container=docker".into(), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()])
         // systemd shuts down cleanly on SIGRTMIN+3, not on SIGTERM.
-        stop_signal: Some("SIGRTMIN+3".into()),
-        labels: Some(labels),
-        ..Default::default()
-    };
+        .stop_signal("SIGRTMIN+3")
+        .labels(labels);
     Ok(docker.commit(container, &repo, &tag, config).await?)
 }
 

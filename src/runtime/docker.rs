@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary, Ipam, IpamConfig, NetworkCreateRequest};
+use bollard::models::{ContainerCreateBody, Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
@@ -16,6 +16,7 @@ use bollard::query_parameters::{
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::endpoint::Provider;
+use super::model::{ContainerBody, ContainerDetails, ContainerSummary, Credentials, ImageConfig, ImageSummary, PullProgress};
 use super::Runtime;
 use tokio::io::AsyncWriteExt;
 
@@ -179,7 +180,7 @@ impl Docker {
 
     /// Every container on `network`, running or not: a stopped one keeps its place (and its
     /// pinned address) for its next start.
-    async fn containers_on(&self, network: &str) -> Result<Vec<ContainerSummary>> {
+    async fn containers_on(&self, network: &str) -> Result<Vec<bollard::models::ContainerSummary>> {
         let filters = HashMap::from([("network".to_string(), vec![network.to_string()])]);
         let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
         let list = || self.api.list_containers(Some(opts.clone()));
@@ -211,6 +212,12 @@ impl Docker {
             .filter_map(|c| c.subnet.and_then(|s| crate::config::Cidr::parse(&s).ok()))
             .chain(routed)
             .collect())
+    }
+
+    /// The engine's whole answer for one container.
+    async fn inspect_engine(&self, name: &str) -> Result<bollard::models::ContainerInspectResponse> {
+        let inspect = || self.api.inspect_container(name, None::<InspectContainerOptions>);
+        self.past_podman_stopped(inspect).await.map_err(RuntimeError::api(format!("inspecting container {name}")))
     }
 
     async fn networks_named(&self, name: &str) -> Result<Vec<String>> {
@@ -278,25 +285,26 @@ impl Runtime for Docker {
         &self,
         from_image: &str,
         tag: &str,
-        credentials: Option<bollard::auth::DockerCredentials>,
-    ) -> futures_util::stream::BoxStream<'_, Result<bollard::models::CreateImageInfo>> {
+        credentials: Option<Credentials>,
+    ) -> futures_util::stream::BoxStream<'_, Result<PullProgress>> {
         let options = bollard::query_parameters::CreateImageOptionsBuilder::default().from_image(from_image).tag(tag).build();
         let context = format!("pulling {from_image}");
         self.api
-            .create_image(Some(options), None, credentials)
+            .create_image(Some(options), None, credentials.as_ref().map(Credentials::to_engine))
+            .map_ok(PullProgress::from_engine)
             .map_err(move |e| RuntimeError::Api { context: context.clone(), source: e })
             .boxed()
     }
 
     /// Commits a container's filesystem as image `repo:tag` with `config`; returns the image ID.
-    async fn commit(&self, container: &str, repo: &str, tag: &str, config: bollard::models::ContainerConfig) -> Result<String> {
+    async fn commit(&self, container: &str, repo: &str, tag: &str, config: ImageConfig) -> Result<String> {
         let options = bollard::query_parameters::CommitContainerOptionsBuilder::default()
             .container(container)
             .repo(repo)
             .tag(tag)
             .pause(true)
             .build();
-        let resp = self.api.commit_container(options, config).await.map_err(RuntimeError::api(format!("committing {repo}:{tag}")))?;
+        let resp = self.api.commit_container(options, config.0).await.map_err(RuntimeError::api(format!("committing {repo}:{tag}")))?;
         Ok(resp.id)
     }
 
@@ -344,10 +352,11 @@ impl Runtime for Docker {
     }
 
     /// Local images carrying `label` (or `label=value`).
-    async fn list_images(&self, label: &str) -> Result<Vec<bollard::models::ImageSummary>> {
+    async fn list_images(&self, label: &str) -> Result<Vec<ImageSummary>> {
         let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
         let opts = bollard::query_parameters::ListImagesOptionsBuilder::default().filters(&filters).build();
-        self.api.list_images(Some(opts)).await.map_err(RuntimeError::api("listing images"))
+        let images = self.api.list_images(Some(opts)).await.map_err(RuntimeError::api("listing images"))?;
+        Ok(images.into_iter().map(ImageSummary::from_engine).collect())
     }
 
     /// The `repo@digest` names Docker recorded for a local image (empty for one never pushed
@@ -383,15 +392,6 @@ impl Runtime for Docker {
     async fn image_labels(&self, image: &str) -> Result<std::collections::HashMap<String, String>> {
         let info = self.api.inspect_image(image).await.map_err(RuntimeError::api(format!("inspecting image {image}")))?;
         Ok(info.config.and_then(|c| c.labels).unwrap_or_default())
-    }
-
-    /// Whether a node's containerd holds an image of this name (as containerd spells it:
-    /// `busybox` is `docker.io/library/busybox:latest`). A name that is no image reference is
-    /// held by no node.
-    async fn node_has_image(&self, node: &str, image: &str) -> Result<bool> {
-        let Ok(reference) = crate::image_ref::ImageRef::parse(image) else { return Ok(false) };
-        let filter = format!("name=={}", reference.containerd_name());
-        Ok(!self.exec_ok(node, &["ctr", "-n", "k8s.io", "images", "ls", "-q", &filter]).await?.trim().is_empty())
     }
 
     /// Creates the shared network if it does not exist, with a subnet of its own so nodes can
@@ -499,9 +499,9 @@ impl Runtime for Docker {
         Ok(used)
     }
 
-    async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+    async fn create_container(&self, name: &str, body: ContainerBody) -> Result<String> {
         let opts = CreateContainerOptionsBuilder::default().name(name).build();
-        let resp = self.api.create_container(Some(opts), body).await.map_err(|e| match e {
+        let resp = self.api.create_container(Some(opts), body.0).await.map_err(|e| match e {
             bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => RuntimeError::NameTaken(name.to_string()),
             e => RuntimeError::api(format!("creating container {name}"))(e),
         })?;
@@ -545,17 +545,17 @@ impl Runtime for Docker {
         let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
         let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
         let list = || self.api.list_containers(Some(opts.clone()));
-        self.past_podman_stopped(list).await.map_err(RuntimeError::api("listing containers"))
+        let found = self.past_podman_stopped(list).await.map_err(RuntimeError::api("listing containers"))?;
+        Ok(found.into_iter().map(ContainerSummary::from_engine).collect())
     }
 
-    async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse> {
-        let inspect = || self.api.inspect_container(name, None::<InspectContainerOptions>);
-        self.past_podman_stopped(inspect).await.map_err(RuntimeError::api(format!("inspecting container {name}")))
+    async fn inspect(&self, name: &str) -> Result<ContainerDetails> {
+        self.inspect_engine(name).await.map(ContainerDetails)
     }
 
     /// The host port Docker published for `container_port` (e.g. "6443/tcp").
     async fn published_port(&self, name: &str, container_port: &str) -> Result<u16> {
-        let info = self.inspect(name).await?;
+        let info = self.inspect_engine(name).await?;
         info.network_settings
             .and_then(|n| n.ports)
             .and_then(|p| p.get(container_port).cloned().flatten())
@@ -565,7 +565,7 @@ impl Runtime for Docker {
 
     /// The container's address on `network`.
     async fn container_ip(&self, name: &str, network: &str) -> Result<String> {
-        let info = self.inspect(name).await?;
+        let info = self.inspect_engine(name).await?;
         info.network_settings
             .and_then(|n| n.networks)
             .and_then(|mut nets| nets.remove(network))
@@ -746,7 +746,7 @@ impl Runtime for Docker {
     async fn address_holders(&self, network: &str) -> Result<std::collections::BTreeMap<std::net::Ipv4Addr, String>> {
         let mut holders = std::collections::BTreeMap::new();
         for c in self.containers_on(network).await? {
-            let name = super::container_name(&c);
+            let name = ContainerSummary::from_engine(c.clone()).name;
             let endpoint = c.network_settings.and_then(|n| n.networks).and_then(|mut n| n.remove(network));
             let Some(endpoint) = endpoint else { continue };
             let pinned = endpoint.ipam_config.and_then(|i| i.ipv4_address);

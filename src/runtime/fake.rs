@@ -1,5 +1,6 @@
 //! An in-memory [`Runtime`] for unit tests: containers are entries in a map (name, labels,
-//! address, files written), execs answer from a small script of what a healthy node says, and
+//! address, files written), execs answer from a small script of what a healthy node says (a
+//! command outside it is an error), and
 //! every call is recorded, so a test can check what a create made, in what order, and that
 //! roll-back removed it — in milliseconds, with no Docker.
 
@@ -8,7 +9,9 @@ use std::net::Ipv4Addr;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary};
+use bollard::models::ContainerInspectResponse;
+
+use super::model::{ContainerBody, ContainerDetails, ContainerSummary, Credentials, HostConfig, ImageConfig, ImageSummary, PullProgress};
 
 use super::{ExecOutput, ProbeOutcome, Runtime, RuntimeError};
 use crate::config::Cidr;
@@ -160,8 +163,8 @@ impl FakeRuntime {
     }
 
     /// What `inspect` reports as a container's host config (its published ports, say).
-    pub fn set_host_config(&self, container: &str, host_config: bollard::models::HostConfig) {
-        self.state.lock().unwrap().containers.get_mut(container).expect("no such container").host_config = Some(host_config);
+    pub fn set_host_config(&self, container: &str, host_config: HostConfig) {
+        self.state.lock().unwrap().containers.get_mut(container).expect("no such container").host_config = Some(host_config.0);
     }
 
     /// Makes starting `container` fail (as a port taken since would).
@@ -248,6 +251,32 @@ contexts:
 current-context: kubernetes-admin@fake
 ";
 
+/// Commands a healthy node runs without a word (or whose output no caller reads), answered
+/// with exit 0 and nothing: any other command the fake was not told about is an error, so a
+/// new exec cannot pass a test by the fake's silence.
+const QUIET_SUCCESSES: &[&str] = &[
+    "test -S /run/containerd/containerd.sock",
+    "ctr version",
+    "systemctl restart containerd",
+    "systemctl stop kubelet",
+    "cat /etc/containerd/config.toml",
+    "cat /usr/local/etc/haproxy/haproxy.cfg",
+    // No image is in a fake node's containerd.
+    "ctr -n k8s.io images ls -q name==",
+    "ctr -n k8s.io content get ",
+    "ctr -n k8s.io images import ",
+    "ctr -n k8s.io images tag --force ",
+    "journalctl --no-pager",
+    "rm -rf /var/lib/berth/pod-logs",
+    "sh -c rm -rf /var/lib/berth/pod-logs && ",
+    // The image warm-up (`cluster/steps/warm-images.sh`).
+    "sh -c #!/bin/sh\n# Run in a node (sh -c): unpacks the images",
+];
+
+fn line_of(cmd: &[&str]) -> String {
+    cmd.join(" ")
+}
+
 fn ok(stdout: &str) -> ExecOutput {
     ExecOutput { code: 0, stdout: stdout.to_string(), stderr: String::new() }
 }
@@ -277,9 +306,6 @@ impl Runtime for FakeRuntime {
             .cloned()
             .unwrap_or_else(|| HashMap::from([("dev.berth.kubernetes-version".to_string(), "v1.20.2".to_string())])))
     }
-    async fn node_has_image(&self, _node: &str, _image: &str) -> Result<bool> {
-        Ok(false)
-    }
     async fn ensure_network(&self, name: &str, _held: &super::Lease) -> Result<Option<Cidr>> {
         if self.state.lock().unwrap().networks.insert(name.to_string()) {
             self.record(format!("create network {name}"));
@@ -301,7 +327,8 @@ impl Runtime for FakeRuntime {
     async fn used_addresses(&self, _network: &str) -> Result<BTreeSet<Ipv4Addr>> {
         Ok(self.state.lock().unwrap().containers.values().filter_map(|c| c.ip.as_deref()?.parse().ok()).collect())
     }
-    async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+    async fn create_container(&self, name: &str, body: ContainerBody) -> Result<String> {
+        let body = body.0;
         tokio::task::yield_now().await;
         let mut s = self.state.lock().unwrap();
         if s.containers.contains_key(name) {
@@ -426,20 +453,16 @@ impl Runtime for FakeRuntime {
             .iter()
             .filter(|(_, c)| matches_label(c, label))
             .map(|(name, c)| ContainerSummary {
-                id: Some(name.clone()),
-                names: Some(vec![format!("/{name}")]),
-                labels: Some(c.labels.clone()),
-                image: Some(c.image.clone()),
-                state: Some(if c.running {
-                    bollard::models::ContainerSummaryStateEnum::RUNNING
-                } else {
-                    bollard::models::ContainerSummaryStateEnum::CREATED
-                }),
-                ..Default::default()
+                id: name.clone(),
+                name: name.clone(),
+                labels: c.labels.clone(),
+                state: if c.running { "running" } else { "created" }.into(),
+                image: c.image.clone(),
+                created: None,
             })
             .collect())
     }
-    async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse> {
+    async fn inspect(&self, name: &str) -> Result<ContainerDetails> {
         use bollard::models::{EndpointIpamConfig, EndpointSettings, MountPoint, NetworkSettings};
         let s = self.state.lock().unwrap();
         let c = s.containers.get(name).ok_or_else(|| Self::missing(name))?;
@@ -448,8 +471,9 @@ impl Runtime for FakeRuntime {
             ipam_config: Some(EndpointIpamConfig { ipv4_address: c.ip.clone(), ..Default::default() }),
             ..Default::default()
         };
-        Ok(ContainerInspectResponse {
+        Ok(ContainerDetails(ContainerInspectResponse {
             name: Some(format!("/{name}")),
+            state: Some(bollard::models::ContainerState { running: Some(c.running), ..Default::default() }),
             config: Some(bollard::models::ContainerConfig {
                 labels: Some(c.labels.clone()),
                 image: Some(c.image.clone()),
@@ -465,7 +489,7 @@ impl Runtime for FakeRuntime {
                 ..Default::default()
             }),
             ..Default::default()
-        })
+        }))
     }
     async fn published_port(&self, name: &str, _container_port: &str) -> Result<u16> {
         self.state.lock().unwrap().containers.get(name).ok_or_else(|| Self::missing(name))?;
@@ -499,7 +523,8 @@ impl Runtime for FakeRuntime {
             ["cat", "/etc/kubernetes/pki/ca.crt"] => ok(include_str!("../../tests/testdata/snapshot/apiserver.crt")),
             ["kubeadm", ..] if kubeadm.0 == 0 => ok(&kubeadm.1),
             ["kubeadm", ..] => ExecOutput { code: kubeadm.0, stdout: String::new(), stderr: kubeadm.1 },
-            _ => ok(""),
+            _ if QUIET_SUCCESSES.iter().any(|known| line_of(cmd).starts_with(known)) => ok(""),
+            _ => return Err(RuntimeError::Fake(format!("the fake runtime has no answer for `{}` in {container}: script it", line_of(cmd)))),
         })
     }
     async fn write_files(&self, container: &str, files: &[(&str, &[u8], u32)]) -> Result<()> {
@@ -525,13 +550,13 @@ impl Runtime for FakeRuntime {
     async fn image_size(&self, image: &str) -> Result<i64> {
         self.image_id(image).await?.map(|_| 1 << 20).ok_or_else(|| RuntimeError::Fake(format!("no image {image} in the fake runtime")))
     }
-    async fn list_images(&self, label: &str) -> Result<Vec<bollard::models::ImageSummary>> {
+    async fn list_images(&self, label: &str) -> Result<Vec<ImageSummary>> {
         tokio::task::yield_now().await;
         let s = self.state.lock().unwrap();
         Ok(s.image_labels
             .iter()
             .filter(|(name, labels)| s.images.contains(*name) && matches_labels(labels, label))
-            .map(|(name, labels)| bollard::models::ImageSummary {
+            .map(|(name, labels)| ImageSummary {
                 id: format!("sha256:fake-{name}"),
                 repo_tags: vec![name.clone()],
                 labels: labels.clone(),
@@ -549,13 +574,13 @@ impl Runtime for FakeRuntime {
         s.calls.push(format!("remove image {image}"));
         Ok(())
     }
-    async fn commit(&self, container: &str, repo: &str, tag: &str, config: bollard::models::ContainerConfig) -> Result<String> {
+    async fn commit(&self, container: &str, repo: &str, tag: &str, config: ImageConfig) -> Result<String> {
         tokio::task::yield_now().await;
         let mut s = self.state.lock().unwrap();
         s.containers.get(container).ok_or_else(|| Self::missing(container))?;
         let image = format!("{repo}:{tag}");
         s.images.insert(image.clone());
-        s.image_labels.insert(image.clone(), config.labels.unwrap_or_default());
+        s.image_labels.insert(image.clone(), config.label_map());
         s.calls.push(format!("commit {container} as {image}"));
         Ok(format!("sha256:fake-{image}"))
     }
@@ -648,13 +673,29 @@ impl Runtime for FakeRuntime {
         &self,
         from_image: &str,
         _tag: &str,
-        _credentials: Option<bollard::auth::DockerCredentials>,
-    ) -> futures_util::stream::BoxStream<'_, Result<bollard::models::CreateImageInfo>> {
+        _credentials: Option<Credentials>,
+    ) -> futures_util::stream::BoxStream<'_, Result<PullProgress>> {
         use futures_util::StreamExt;
         let err = RuntimeError::Fake(format!("the fake runtime pulls nothing ({from_image})"));
         futures_util::stream::once(async move { Err(err) }).boxed()
     }
     async fn probe_privileged(&self, _image: &str, _runtime: Option<&str>, _labels: &[(String, String)]) -> Result<ProbeOutcome> {
         Ok(ProbeOutcome::Started)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command nobody scripted fails, naming itself, so a test cannot pass on the fake's
+    /// silence; the quiet ones a healthy node runs still succeed.
+    #[tokio::test]
+    async fn an_unscripted_exec_is_an_error() {
+        let fake = FakeRuntime::healthy(&[]);
+        fake.add_container("n", &[]);
+        let err = fake.exec("n", &["crictl", "rmi", "--prune"]).await.unwrap_err().to_string();
+        assert!(err.contains("no answer for `crictl rmi --prune` in n"), "{err}");
+        assert_eq!(fake.exec("n", &["ctr", "version"]).await.unwrap().code, 0);
     }
 }

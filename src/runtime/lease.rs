@@ -115,7 +115,7 @@ impl Lease {
         let container = format!("berth-lease-{what}");
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let body = ContainerCreateBody {
+            let body = super::ContainerBody(ContainerCreateBody {
                 image: Some(image.to_string()),
                 entrypoint: Some(vec!["true".into()]),
                 labels: Some(
@@ -128,7 +128,7 @@ impl Lease {
                 ),
                 network_disabled: Some(true),
                 ..Default::default()
-            };
+            });
             match runtime.create_container(&container, body).await {
                 Ok(_) => {
                     set_held(&container, true);
@@ -138,7 +138,7 @@ impl Lease {
                 Err(e) => return Err(e),
             }
             let labels = match runtime.inspect(&container).await {
-                Ok(info) => info.config.and_then(|c| c.labels).unwrap_or_default(),
+                Ok(info) => info.labels(),
                 // Released between our create and our look: try again at once.
                 Err(_) => continue,
             };
@@ -196,7 +196,7 @@ impl Lease {
                 tokio::time::sleep(IN_FLIGHT).await;
             }
             for c in runtime.list_containers(&format!("{LABEL_HOLDER}={me}")).await? {
-                runtime.remove_container(&super::container_name(&c)).await?;
+                runtime.remove_container(&c.name).await?;
                 removed += 1;
             }
         }

@@ -4,7 +4,8 @@
 //! the [`Runtime`] trait through which every cluster operation and node-image build reaches it
 //! (`traits.rs`; an in-memory fake for unit tests in `fake.rs`),
 //! the pure description of a node
-//! container (`spec.rs`, unit-tested without Docker), and the choice between privileged and
+//! container (`spec.rs`, unit-tested without Docker), berth's own types for what goes to the
+//! engine and comes back (`model.rs`; no bollard type leaves this module), and the choice between privileged and
 //! capability-mode nodes (`mode.rs`). Cluster logic lives in `cluster`; this module knows
 //! containers, networks, images and execs, not Kubernetes.
 
@@ -14,6 +15,7 @@ pub mod endpoint;
 pub mod fake;
 mod lease;
 mod mode;
+mod model;
 pub mod network;
 mod spec;
 mod traits;
@@ -21,18 +23,14 @@ mod traits;
 pub use lease::{Lease, LABEL_LEASE};
 
 pub use docker::{Docker, ExecOutput, RuntimeError};
+pub use model::{ContainerBody, ContainerDetails, ContainerSummary, Credentials, HostConfig, ImageConfig, ImageSummary, PublishedPort, PullProgress, Secret};
 pub use mode::{decide_mode, sweep_orphaned_probes, ModeError, ModeRequest, NodeMode, ProbeOutcome, LABEL_PROBE};
 pub use spec::{
-    load_balancer_body, local_registry_body, network_endpoint, node_container_body, service_lb_body, volume_script_body, LocalRegistrySpec,
-    NodeSpec, ServiceLbSpec, VolumeScriptSpec, API_SERVER_PORT, DNS_SEARCH_ENV, LOAD_BALANCER_ROLE, RUNTIME_CNI_ENV, SERVICE_LB_ROLE,
+    build_body, load_balancer_body, local_registry_body, node_container_body, restored_node_body, service_lb_body, volume_script_body,
+    LocalRegistrySpec, NodeSpec, RestoredNodeSpec, ServiceLbSpec, VolumeScriptSpec, API_SERVER_PORT, DNS_SEARCH_ENV, LOAD_BALANCER_ROLE, RUNTIME_CNI_ENV, SERVICE_LB_ROLE,
     SERVICE_SUBNET_ENV,
 };
 pub use traits::{Input, Runtime};
-
-/// A listed container's name, without Docker's leading `/`.
-pub fn container_name(c: &bollard::models::ContainerSummary) -> String {
-    c.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default()
-}
 
 /// On a helper container that copies volumes. It is made from a node's image and so inherits
 /// that image's labels (a snapshot image's say `dev.berth.cluster`): this one says what it is,

@@ -32,10 +32,9 @@ pub async fn sweep_orphaned_probes(runtime: &dyn super::Runtime) -> Result<usize
     let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
     let mut removed = 0;
     for c in runtime.list_containers(LABEL_PROBE).await? {
-        let name = c.names.as_ref().and_then(|n| n.first()).cloned().unwrap_or_default();
-        if orphaned_probe(&name, c.created, now, alive) {
-            tracing::info!("removing {name}, a probe container left by a berth process that is gone");
-            runtime.remove_container(name.trim_start_matches('/')).await?;
+        if orphaned_probe(&c.name, c.created, now, alive) {
+            tracing::info!("removing {}, a probe container left by a berth process that is gone", c.name);
+            runtime.remove_container(&c.name).await?;
             removed += 1;
         }
     }

@@ -8,6 +8,7 @@ use bollard::models::{
     NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 
+use super::model::ContainerBody;
 use super::{NodeMode, LABEL_CLUSTER, LABEL_ROLE};
 use crate::config::{self, Propagation};
 
@@ -75,7 +76,7 @@ pub fn network_endpoint(network: &str, name: &str, ip: Option<&str>) -> Networki
     NetworkingConfig { endpoints_config: Some(HashMap::from([(network.to_string(), settings)])) }
 }
 
-pub fn node_container_body(spec: &NodeSpec) -> ContainerCreateBody {
+pub fn node_container_body(spec: &NodeSpec) -> ContainerBody {
     let mut labels: HashMap<String, String> = spec.labels.iter().cloned().collect();
     labels.insert(LABEL_CLUSTER.into(), spec.cluster.clone());
     labels.insert(LABEL_ROLE.into(), spec.role.as_str().into());
@@ -111,7 +112,7 @@ pub fn node_container_body(spec: &NodeSpec) -> ContainerCreateBody {
         ..Default::default()
     };
 
-    ContainerCreateBody {
+    ContainerBody(ContainerCreateBody {
         image: Some(spec.image.clone()),
         hostname: Some(spec.name.clone()),
         labels: Some(labels),
@@ -124,7 +125,7 @@ pub fn node_container_body(spec: &NodeSpec) -> ContainerCreateBody {
         host_config: Some(host_config),
         networking_config: Some(endpoint(spec)),
         ..Default::default()
-    }
+    })
 }
 
 fn node_env(spec: &NodeSpec) -> Vec<String> {
@@ -144,12 +145,12 @@ fn node_env(spec: &NodeSpec) -> Vec<String> {
 
 /// The external load balancer in front of several control planes: an ordinary container (no
 /// privilege needed), publishing the API server port where a single control plane would.
-pub fn load_balancer_body(spec: &NodeSpec) -> ContainerCreateBody {
+pub fn load_balancer_body(spec: &NodeSpec) -> ContainerBody {
     let mut labels: HashMap<String, String> = spec.labels.iter().cloned().collect();
     labels.insert(LABEL_CLUSTER.into(), spec.cluster.clone());
     labels.insert(LABEL_ROLE.into(), LOAD_BALANCER_ROLE.into());
     let (exposed, bindings) = port_bindings(spec);
-    ContainerCreateBody {
+    ContainerBody(ContainerCreateBody {
         image: Some(spec.image.clone()),
         hostname: Some(spec.name.clone()),
         labels: Some(labels),
@@ -162,7 +163,7 @@ pub fn load_balancer_body(spec: &NodeSpec) -> ContainerCreateBody {
         }),
         networking_config: Some(endpoint(spec)),
         ..Default::default()
-    }
+    })
 }
 
 /// The role label of the load balancer container.
@@ -186,7 +187,7 @@ pub struct ServiceLbSpec {
     pub labels: Vec<(String, String)>,
 }
 
-pub fn service_lb_body(spec: &ServiceLbSpec) -> ContainerCreateBody {
+pub fn service_lb_body(spec: &ServiceLbSpec) -> ContainerBody {
     let mut labels: HashMap<String, String> = spec.labels.iter().cloned().collect();
     labels.insert(LABEL_CLUSTER.into(), spec.cluster.clone());
     labels.insert(LABEL_ROLE.into(), SERVICE_LB_ROLE.into());
@@ -194,7 +195,7 @@ pub fn service_lb_body(spec: &ServiceLbSpec) -> ContainerCreateBody {
         ipam_config: Some(EndpointIpamConfig { ipv4_address: Some(spec.ip.clone()), ..Default::default() }),
         ..Default::default()
     };
-    ContainerCreateBody {
+    ContainerBody(ContainerCreateBody {
         image: Some(spec.image.clone()),
         entrypoint: Some(vec!["sh".into(), "-c".into(), spec.script.clone()]),
         cmd: Some(Vec::new()),
@@ -207,7 +208,7 @@ pub fn service_lb_body(spec: &ServiceLbSpec) -> ContainerCreateBody {
         }),
         networking_config: Some(NetworkingConfig { endpoints_config: Some(HashMap::from([(spec.network.clone(), endpoint)])) }),
         ..Default::default()
-    }
+    })
 }
 
 /// berth's local registry: published on 127.0.0.1:`port` only, its data on a named volume so it
@@ -224,9 +225,9 @@ pub struct LocalRegistrySpec<'a> {
     pub network: &'a str,
 }
 
-pub fn local_registry_body(spec: &LocalRegistrySpec) -> ContainerCreateBody {
+pub fn local_registry_body(spec: &LocalRegistrySpec) -> ContainerBody {
     let key = format!("{}/tcp", spec.internal_port);
-    ContainerCreateBody {
+    ContainerBody(ContainerCreateBody {
         image: Some(spec.image.to_string()),
         labels: Some(HashMap::from([(spec.label.to_string(), "true".to_string())])),
         exposed_ports: Some(vec![key.clone()]),
@@ -246,7 +247,7 @@ pub fn local_registry_body(spec: &LocalRegistrySpec) -> ContainerCreateBody {
             ..Default::default()
         }),
         ..Default::default()
-    }
+    })
 }
 
 /// A throwaway container that runs `script` over pairs of named volumes: pair `i` is mounted
@@ -260,7 +261,51 @@ pub struct VolumeScriptSpec<'a> {
     pub labels: &'a [(String, String)],
 }
 
-pub fn volume_script_body(spec: &VolumeScriptSpec) -> ContainerCreateBody {
+/// A node brought back from a snapshot: its saved image, host settings and address, with its
+/// /var on `var_volume` in place of the saved node's.
+pub struct RestoredNodeSpec<'a> {
+    pub name: &'a str,
+    pub image: &'a str,
+    pub labels: HashMap<String, String>,
+    pub host: &'a super::HostConfig,
+    pub var_volume: Option<&'a str>,
+    pub network: &'a str,
+    pub address: Option<&'a str>,
+}
+
+pub fn restored_node_body(spec: &RestoredNodeSpec) -> ContainerBody {
+    let mut host_config = spec.host.0.clone();
+    let mut mounts: Vec<Mount> =
+        host_config.mounts.take().unwrap_or_default().into_iter().filter(|m| m.target.as_deref() != Some("/var")).collect();
+    if let Some(volume) = spec.var_volume {
+        mounts.push(Mount {
+            source: Some(volume.to_string()),
+            target: Some("/var".into()),
+            typ: Some(MountType::VOLUME),
+            volume_options: Some(bollard::models::MountVolumeOptions { no_copy: Some(true), ..Default::default() }),
+            ..Default::default()
+        });
+    }
+    host_config.mounts = Some(mounts);
+    ContainerBody(ContainerCreateBody {
+        image: Some(spec.image.to_string()),
+        hostname: Some(spec.name.to_string()),
+        labels: Some(spec.labels.clone()),
+        tty: Some(true),
+        host_config: Some(host_config),
+        networking_config: Some(network_endpoint(spec.network, spec.name, spec.address)),
+        ..Default::default()
+    })
+}
+
+/// A node-image build's container: `image` running `entrypoint` (the image's own if None). No
+/// label marks it: a commit would copy the label into the image, and every container made from
+/// that would carry it.
+pub fn build_body(image: &str, entrypoint: Option<Vec<String>>) -> ContainerBody {
+    ContainerBody(ContainerCreateBody { image: Some(image.to_string()), entrypoint, ..Default::default() })
+}
+
+pub fn volume_script_body(spec: &VolumeScriptSpec) -> ContainerBody {
     use bollard::models::MountVolumeOptions;
     // `no_copy`: Docker must not seed a volume from the image.
     let volume = |source: &str, target: String, read_only: bool| Mount {
@@ -279,7 +324,7 @@ pub fn volume_script_body(spec: &VolumeScriptSpec) -> ContainerCreateBody {
     }
     let mut labels: HashMap<String, String> = spec.labels.iter().cloned().collect();
     labels.insert(super::LABEL_COPY.to_string(), "true".to_string());
-    ContainerCreateBody {
+    ContainerBody(ContainerCreateBody {
         image: Some(spec.image.to_string()),
         entrypoint: Some(cmd),
         cmd: Some(Vec::new()),
@@ -295,7 +340,7 @@ pub fn volume_script_body(spec: &VolumeScriptSpec) -> ContainerCreateBody {
         }),
         network_disabled: Some(true),
         ..Default::default()
-    }
+    })
 }
 
 fn capabilities_mode(mode: NodeMode) -> bool {
@@ -421,7 +466,7 @@ mod tests {
 
     #[test]
     fn runtime_cni_is_asked_for_only_when_wanted() {
-        let env = |runtime_cni| node_container_body(&NodeSpec { runtime_cni, ..spec(NodeMode::Privileged) }).env.unwrap();
+        let env = |runtime_cni| node_container_body(&NodeSpec { runtime_cni, ..spec(NodeMode::Privileged) }).0.env.unwrap();
         assert!(env(true).contains(&format!("{RUNTIME_CNI_ENV}=1")));
         assert!(!env(false).iter().any(|e| e.starts_with(RUNTIME_CNI_ENV)));
     }
@@ -429,7 +474,7 @@ mod tests {
     #[test]
     fn capability_mode_grants_all_but_sys_resource() {
         let body = node_container_body(&spec(NodeMode::Capabilities));
-        let hc = body.host_config.unwrap();
+        let hc = body.0.host_config.unwrap();
         assert_eq!(hc.privileged, Some(false));
         assert_eq!(hc.cap_add, Some(vec!["ALL".into()]));
         assert_eq!(hc.cap_drop, Some(vec!["SYS_RESOURCE".into()]));
@@ -439,14 +484,14 @@ mod tests {
         assert_eq!(hc.device_cgroup_rules, Some(vec!["a *:* rwm".into()]));
         assert_eq!(hc.cgroupns_mode, Some(HostConfigCgroupnsModeEnum::PRIVATE));
         assert!(hc.tmpfs.unwrap().contains_key("/run"));
-        assert_eq!(body.volumes, Some(vec!["/var".to_string()]));
-        let ep = &body.networking_config.unwrap().endpoints_config.unwrap()["berth"];
+        assert_eq!(body.0.volumes, Some(vec!["/var".to_string()]));
+        let ep = &body.0.networking_config.unwrap().endpoints_config.unwrap()["berth"];
         assert_eq!(ep.ipam_config.as_ref().unwrap().ipv4_address.as_deref(), Some("172.18.128.1"));
     }
 
     #[test]
     fn privileged_mode_adds_no_capability_list() {
-        let hc = node_container_body(&spec(NodeMode::Privileged)).host_config.unwrap();
+        let hc = node_container_body(&spec(NodeMode::Privileged)).0.host_config.unwrap();
         assert_eq!(hc.privileged, Some(true));
         assert_eq!(hc.cap_add, None);
         assert_eq!(hc.device_cgroup_rules, None);
@@ -455,12 +500,12 @@ mod tests {
     #[test]
     fn publishes_api_server_on_loopback_and_extra_ports() {
         let body = node_container_body(&spec(NodeMode::Privileged));
-        let bindings = body.host_config.unwrap().port_bindings.unwrap();
+        let bindings = body.0.host_config.unwrap().port_bindings.unwrap();
         let api = bindings["6443/tcp"].as_ref().unwrap();
         assert_eq!(api[0].host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(api[0].host_port.as_deref(), Some(""));
         assert_eq!(bindings["80/tcp"].as_ref().unwrap()[0].host_port.as_deref(), Some("8080"));
-        let labels = body.labels.unwrap();
+        let labels = body.0.labels.unwrap();
         assert_eq!(labels[LABEL_CLUSTER], "demo");
         assert_eq!(labels[LABEL_ROLE], "control-plane");
     }
@@ -471,19 +516,19 @@ mod tests {
         s.name = "demo-external-load-balancer".into();
         s.port_mappings.clear();
         let body = load_balancer_body(&s);
-        let hc = body.host_config.unwrap();
+        let hc = body.0.host_config.unwrap();
         assert_eq!(hc.privileged, None);
         assert_eq!(hc.cap_add, None);
         assert!(hc.port_bindings.unwrap().contains_key("6443/tcp"));
-        assert_eq!(body.labels.unwrap()[LABEL_ROLE], LOAD_BALANCER_ROLE);
+        assert_eq!(body.0.labels.unwrap()[LABEL_ROLE], LOAD_BALANCER_ROLE);
     }
 
     #[test]
     fn lib_modules_only_when_host_has_it() {
         let mut s = spec(NodeMode::Privileged);
-        assert!(node_container_body(&s).host_config.unwrap().mounts.unwrap().is_empty());
+        assert!(node_container_body(&s).0.host_config.unwrap().mounts.unwrap().is_empty());
         s.host_has_lib_modules = true;
-        let m = node_container_body(&s).host_config.unwrap().mounts.unwrap();
+        let m = node_container_body(&s).0.host_config.unwrap().mounts.unwrap();
         assert_eq!(m[0].target.as_deref(), Some("/lib/modules"));
         assert_eq!(m[0].read_only, Some(true));
     }
@@ -503,6 +548,29 @@ mod tests {
             mount(true, true, Some(Propagation::HostToContainer)),
             mount(false, false, Some(Propagation::Bidirectional)),
         ];
-        assert_eq!(node_container_body(&s).host_config.unwrap().binds.unwrap(), ["/h:/c", "/h:/c:ro,Z,rslave", "/h:/c:rshared"]);
+        assert_eq!(node_container_body(&s).0.host_config.unwrap().binds.unwrap(), ["/h:/c", "/h:/c:ro,Z,rslave", "/h:/c:rshared"]);
     }
+
+    #[test]
+    fn a_restored_node_keeps_its_name_address_and_mounts_and_gets_its_own_var() {
+        let host = super::super::HostConfig::default().with_bind_mount("/lib/modules", "/lib/modules");
+        let spec = RestoredNodeSpec {
+            name: "ci-control-plane",
+            image: "berth-snapshot/warm:ci-control-plane",
+            labels: HashMap::from([("a".to_string(), "b".to_string())]),
+            host: &host,
+            var_volume: Some("ci-control-plane-var-abc"),
+            network: "berth",
+            address: Some("172.18.128.1"),
+        };
+        let body = restored_node_body(&spec);
+        assert_eq!(body.0.hostname.as_deref(), Some("ci-control-plane"));
+        assert_eq!(body.0.labels.unwrap()["a"], "b");
+        let mounts = body.0.host_config.unwrap().mounts.unwrap();
+        let targets: Vec<_> = mounts.iter().map(|m| (m.target.clone().unwrap(), m.source.clone().unwrap())).collect();
+        assert_eq!(targets, [("/lib/modules".into(), "/lib/modules".into()), ("/var".into(), "ci-control-plane-var-abc".into())]);
+        let ep = &body.0.networking_config.unwrap().endpoints_config.unwrap()["berth"];
+        assert_eq!(ep.ipam_config.as_ref().unwrap().ipv4_address.as_deref(), Some("172.18.128.1"));
+    }
+
 }

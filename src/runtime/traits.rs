@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use async_trait::async_trait;
-use bollard::models::{ContainerConfig, ContainerCreateBody, ContainerInspectResponse, ContainerSummary, CreateImageInfo, ImageSummary};
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 
+use super::model::{ContainerBody, ContainerDetails, ContainerSummary, Credentials, ImageConfig, ImageSummary, PullProgress};
 use super::{ExecOutput, Lease, ProbeOutcome, RuntimeError};
 use crate::config::Cidr;
 
@@ -40,7 +40,7 @@ pub trait Runtime: Send + Sync {
     /// Removes an image name (the image itself goes when no other name holds it).
     async fn remove_image(&self, image: &str) -> Result<()>;
     /// Commits a container's filesystem as image `repo:tag` with `config`; returns the image ID.
-    async fn commit(&self, container: &str, repo: &str, tag: &str, config: ContainerConfig) -> Result<String>;
+    async fn commit(&self, container: &str, repo: &str, tag: &str, config: ImageConfig) -> Result<String>;
     /// Writes `images` as one `docker save` archive to `path`.
     async fn save_images_to(&self, images: &[&str], path: &std::path::Path) -> Result<()>;
     /// Pulls `from_image` at `tag` (or digest), as a stream of progress reports.
@@ -48,10 +48,8 @@ pub trait Runtime: Send + Sync {
         &self,
         from_image: &str,
         tag: &str,
-        credentials: Option<bollard::auth::DockerCredentials>,
-    ) -> BoxStream<'_, Result<CreateImageInfo>>;
-    /// Whether a node's containerd holds an image of this name.
-    async fn node_has_image(&self, node: &str, image: &str) -> Result<bool>;
+        credentials: Option<Credentials>,
+    ) -> BoxStream<'_, Result<PullProgress>>;
 
     // Networks.
     /// Makes sure the shared network exists; its subnet for pinned addresses, if it has one.
@@ -67,7 +65,7 @@ pub trait Runtime: Send + Sync {
     async fn address_holders(&self, network: &str) -> Result<BTreeMap<Ipv4Addr, String>>;
 
     // Containers.
-    async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String>;
+    async fn create_container(&self, name: &str, body: ContainerBody) -> Result<String>;
     async fn start_container(&self, name: &str) -> Result<()>;
     async fn stop_container(&self, name: &str, timeout_secs: i32) -> Result<()>;
     /// Sends `signal` (e.g. `SIGUSR2`) to a container's main process.
@@ -81,7 +79,7 @@ pub trait Runtime: Send + Sync {
     fn removal(&self, name: &str) -> BoxFuture<'static, Result<()>>;
     /// Containers (running or not) carrying `label`, or `label=value`.
     async fn list_containers(&self, label: &str) -> Result<Vec<ContainerSummary>>;
-    async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse>;
+    async fn inspect(&self, name: &str) -> Result<ContainerDetails>;
     /// The host port published for `container_port` (e.g. "6443/tcp").
     async fn published_port(&self, name: &str, container_port: &str) -> Result<u16>;
     async fn container_ip(&self, name: &str, network: &str) -> Result<String>;

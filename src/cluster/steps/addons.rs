@@ -15,7 +15,7 @@ pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
         addons::install(&cluster.client, addon).await.map_err(|source| ClusterError::Addon { name: name.clone(), source })?;
         let mut missing = Vec::new();
         for image in addon.images {
-            if !ctx.docker.node_has_image(&node, image).await? {
+            if !crate::cluster::load::node_has_image(ctx.docker, &node, image).await? {
                 missing.push(*image);
             }
         }

@@ -40,7 +40,7 @@ async fn report_coredns(ctx: &mut Ctx<'_>, client: &::kube::Client, deadline: to
     let node = ctx.control_plane().name.clone();
     let mut missing = Vec::new();
     for image in &images {
-        if !ctx.docker.node_has_image(&node, image).await? {
+        if !crate::cluster::load::node_has_image(ctx.docker, &node, image).await? {
             missing.push(image.clone());
         }
     }
