@@ -2,67 +2,84 @@
 //! can say "port 16443 is held by python3 (pid 4242)" instead of Docker's "address already in use".
 
 use std::collections::HashSet;
-use std::net::{TcpListener, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 
 use crate::config::{Cluster, Protocol};
 
 /// Whether `port` on `address` can be bound right now (the binding is released at once).
 pub fn is_free(address: &str, port: u16, protocol: Protocol) -> bool {
     match protocol {
-        Protocol::Tcp | Protocol::Sctp => TcpListener::bind((address, port)).is_ok(),
+        Protocol::Tcp => TcpListener::bind((address, port)).is_ok(),
         Protocol::Udp => UdpSocket::bind((address, port)).is_ok(),
+        Protocol::Sctp => sctp_is_free(address, port),
     }
 }
 
-/// The process listening on TCP `port`, as "NAME (pid N)", from /proc: the socket's inode in
-/// /proc/net/tcp{,6}, then the process with a descriptor on it. None where /proc does not say
-/// (another user's process without privileges to look, or no listener at all).
-pub fn holder(port: u16) -> Option<String> {
-    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|f| std::fs::read_to_string(f).ok())
-        .flat_map(|table| listening_inodes(&table, port))
-        .collect();
+/// An SCTP port is its own namespace (a TCP listener on the number says nothing of it): bound
+/// with an SCTP socket. A host without SCTP (no kernel module) cannot say; the engine will.
+fn sctp_is_free(address: &str, port: u16) -> bool {
+    const IPPROTO_SCTP: i32 = 132;
+    let Ok(ip) = address.parse::<IpAddr>() else { return true };
+    let at = SocketAddr::new(ip, port);
+    let Ok(socket) = socket2::Socket::new(socket2::Domain::for_address(at), socket2::Type::STREAM, Some(IPPROTO_SCTP.into())) else {
+        return true;
+    };
+    socket.bind(&at.into()).is_ok()
+}
+
+/// The process holding `port` for `protocol` (a TCP listener, a bound UDP socket), as
+/// "NAME (pid N)", from /proc: the socket's inode in the kernel's tables, then the process with
+/// a descriptor on it. None where /proc does not say (another user's process without privileges
+/// to look, SCTP, or no socket at all).
+pub fn holder(port: u16, protocol: Protocol) -> Option<String> {
+    let inodes = socket_inodes(port, protocol);
     if inodes.is_empty() {
         return None;
     }
-    for proc in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = proc.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(fds) = std::fs::read_dir(proc.path().join("fd")) else { continue };
-        for fd in fds.flatten() {
-            let Ok(link) = std::fs::read_link(fd.path()) else { continue };
-            let link = link.to_string_lossy();
-            if inodes.iter().any(|i| link == format!("socket:[{i}]")) {
-                let name = std::fs::read_to_string(proc.path().join("comm")).unwrap_or_default();
-                return Some(format!("{} (pid {pid})", name.trim()));
-            }
+    for process in procfs::process::all_processes().ok()?.flatten() {
+        let Ok(fds) = process.fd() else { continue };
+        let holds = fds.flatten().any(|fd| matches!(fd.target, procfs::process::FDTarget::Socket(inode) if inodes.contains(&inode)));
+        if holds {
+            let name = process.stat().map(|s| s.comm).unwrap_or_default();
+            return Some(format!("{name} (pid {})", process.pid));
         }
     }
     None
 }
 
-/// The inodes of sockets listening on `port` in a /proc/net/tcp table.
-fn listening_inodes(table: &str, port: u16) -> Vec<String> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let local_port = fields.get(1)?.rsplit(':').next()?;
-            let listening = *fields.get(3)? == "0A";
-            (listening && u16::from_str_radix(local_port, 16).ok()? == port).then(|| fields.get(9).map(|s| s.to_string()))?
-        })
-        .collect()
+/// The inodes of the sockets that hold `port`: listening TCP sockets, or bound UDP ones.
+fn socket_inodes(port: u16, protocol: Protocol) -> HashSet<u64> {
+    match protocol {
+        Protocol::Tcp => [procfs::net::tcp(), procfs::net::tcp6()]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.state == procfs::net::TcpState::Listen && e.local_address.port() == port)
+            .map(|e| e.inode)
+            .collect(),
+        Protocol::Udp => [procfs::net::udp(), procfs::net::udp6()]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.local_address.port() == port)
+            .map(|e| e.inode)
+            .collect(),
+        Protocol::Sctp => HashSet::new(),
+    }
 }
 
 /// "port P on A is taken[ by HOLDER]".
-pub fn describe_taken(address: &str, port: u16) -> String {
-    match holder(port) {
+pub fn describe_taken(address: &str, port: u16, protocol: Protocol) -> String {
+    let what = match protocol {
+        Protocol::Tcp => format!("port {port}"),
+        other => format!("{} port {port}", other.as_str()),
+    };
+    match holder(port, protocol) {
         Some(h) if h.starts_with("docker-proxy") => {
-            format!("port {port} on {address} is taken by {h}: another container publishes it (docker ps --filter publish={port})")
+            format!("{what} on {address} is taken by {h}: another container publishes it (docker ps --filter publish={port})")
         }
-        Some(h) => format!("port {port} on {address} is taken by {h}"),
-        None => format!("port {port} on {address} is taken by another process"),
+        Some(h) => format!("{what} on {address} is taken by {h}"),
+        None => format!("{what} on {address} is taken by another process"),
     }
 }
 
@@ -76,7 +93,7 @@ pub fn check(c: &Cluster) -> Vec<String> {
             continue;
         }
         if !is_free(&addr, port, proto) {
-            problems.push(format!("{field}: {}; pick another or free it", describe_taken(&addr, port)));
+            problems.push(format!("{field}: {}; pick another or free it", describe_taken(&addr, port, proto)));
         }
     }
     problems
@@ -104,17 +121,31 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         assert!(!is_free("127.0.0.1", port, Protocol::Tcp));
-        let described = describe_taken("127.0.0.1", port);
+        let described = describe_taken("127.0.0.1", port, Protocol::Tcp);
         assert!(described.contains(&format!("(pid {})", std::process::id())), "{described}");
+        assert_eq!(holder(port, Protocol::Udp), None, "a TCP listener holds no UDP port");
         drop(listener);
         assert!(is_free("127.0.0.1", port, Protocol::Tcp));
-        assert_eq!(holder(port), None);
+        assert_eq!(holder(port, Protocol::Tcp), None);
     }
 
     #[test]
-    fn reads_listening_sockets_from_the_proc_table() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:3F0B 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000\n   1: 0100007F:3F0B 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 999 1 0000\n";
-        assert_eq!(listening_inodes(table, 0x3F0B), ["12345"], "only the listener, not the connection");
-        assert!(listening_inodes(table, 80).is_empty());
+    fn names_the_process_that_holds_a_udp_port() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        assert!(!is_free("127.0.0.1", port, Protocol::Udp));
+        let described = describe_taken("127.0.0.1", port, Protocol::Udp);
+        assert!(
+            described.starts_with(&format!("UDP port {port}")) && described.contains(&format!("(pid {})", std::process::id())),
+            "{described}"
+        );
+    }
+
+    /// A TCP listener on a number does not make the SCTP port of that number taken.
+    #[test]
+    fn an_sctp_port_is_not_a_tcp_port() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(is_free("127.0.0.1", port, Protocol::Sctp));
     }
 }

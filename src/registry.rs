@@ -46,7 +46,11 @@ pub fn credentials_for(host: &str) -> Option<Credentials> {
     let secret = match docker_credential::get_credential(server) {
         Ok(docker_credential::DockerCredential::UsernamePassword(username, password)) => Secret::Password { username, password },
         Ok(docker_credential::DockerCredential::IdentityToken(token)) => Secret::IdentityToken(token),
-        Err(docker_credential::CredentialRetrievalError::NoCredentialConfigured | docker_credential::CredentialRetrievalError::ConfigNotFound | docker_credential::CredentialRetrievalError::ConfigReadError) => return None,
+        Err(
+            docker_credential::CredentialRetrievalError::NoCredentialConfigured
+            | docker_credential::CredentialRetrievalError::ConfigNotFound
+            | docker_credential::CredentialRetrievalError::ConfigReadError,
+        ) => return None,
         Err(e) => {
             tracing::warn!("no credentials for {host}: {e}");
             return None;
@@ -138,7 +142,8 @@ fn describe_existing(info: &ContainerDetails) -> Result<ExistingRegistry, Regist
         return Err(RegistryError::Foreign);
     }
     let internal = format!("{REGISTRY_INTERNAL_PORT}/tcp");
-    let port = info.host_config().published_ports().into_iter().find(|p| p.container_port == internal && p.host_port != 0).map(|p| p.host_port);
+    let port =
+        info.host_config().published_ports().into_iter().find(|p| p.container_port == internal && p.host_port != 0).map(|p| p.host_port);
     Ok(ExistingRegistry { port, running: info.running() })
 }
 
@@ -230,7 +235,8 @@ mod tests {
         let helper = dir.path().join("docker-credential-berthtest");
         std::fs::write(&helper, "#!/bin/sh\nread server\nprintf '{\"Username\":\"bob\",\"Secret\":\"%s-pw\"}' \"$server\"\n").unwrap();
         std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let config = r#"{"auths":{"127.0.0.1:5001":{"auth":"YWxpY2U6czNjcmV0"}},"credHelpers":{"ghcr.io":"berthtest"},"credsStore":"berthtest"}"#;
+        let config =
+            r#"{"auths":{"127.0.0.1:5001":{"auth":"YWxpY2U6czNjcmV0"}},"credHelpers":{"ghcr.io":"berthtest"},"credsStore":"berthtest"}"#;
         std::fs::write(dir.path().join("config.json"), config).unwrap();
         let path = std::env::var("PATH").unwrap_or_default();
         std::env::set_var("PATH", format!("{}:{path}", dir.path().display()));

@@ -163,11 +163,7 @@ async fn create_until(
     let (plan, render_warnings) = unless_interrupted(&mut interrupt, NOTHING_MADE, preflight(docker, opts, status)).await?;
     let mut ctx =
         Ctx { docker, api, opts, status, create_id: create_id(), plan, warnings: Vec::new(), kubeconfig_merge: Default::default() };
-    let running = docker
-        .list_containers(crate::runtime::LABEL_ROLE)
-        .await
-        .map(|c| c.iter().filter(|c| c.running()).count())
-        .unwrap_or(0);
+    let running = docker.list_containers(crate::runtime::LABEL_ROLE).await.map(|c| c.iter().filter(|c| c.running()).count()).unwrap_or(0);
     let inotify = inotify_warning(inotify_limit(), running, ctx.plan.nodes.len());
     let general = [exposure_warning(opts.config.api_server_address()), port_mapping_warning(&opts.config), inotify];
     for warning in general.into_iter().flatten().chain(render_warnings) {

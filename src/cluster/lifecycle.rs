@@ -26,7 +26,11 @@ pub(super) fn taken_host_ports(node: &str, host: &HostConfig) -> Vec<String> {
         let protocol = Protocol::of_container_port(&published.container_port);
         let address = if published.host_ip.is_empty() { "0.0.0.0" } else { published.host_ip.as_str() };
         if !crate::host_ports::is_free(address, published.host_port, protocol) {
-            taken.push(format!("{node} ({}): {}", published.container_port, crate::host_ports::describe_taken(address, published.host_port)));
+            taken.push(format!(
+                "{node} ({}): {}",
+                published.container_port,
+                crate::host_ports::describe_taken(address, published.host_port, protocol)
+            ));
         }
     }
     taken

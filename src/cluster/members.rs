@@ -392,8 +392,8 @@ async fn add_steps(
 async fn provision(docker: &dyn Runtime, opts: &AddOptions, cluster: &Running, new: &NewNode, create_id: &str) -> Result<()> {
     let sibling = docker.inspect(&new.like).await?;
     let host = sibling.host_config();
-    let env: Vec<String> =
-        sibling.config().env_vars().iter().cloned().filter(|e| e.split_once('=').is_some_and(|(k, _)| INHERITED_ENV.contains(&k))).collect();
+    let inherited = |e: &&String| e.split_once('=').is_some_and(|(k, _)| INHERITED_ENV.contains(&k));
+    let env: Vec<String> = sibling.config().env_vars().iter().filter(inherited).cloned().collect();
     let value = |key: &str| env.iter().find_map(|e| e.strip_prefix(&format!("{key}=")).map(str::to_string));
     let mut members: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
     members.push(new.name.clone());

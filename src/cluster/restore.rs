@@ -80,11 +80,7 @@ async fn restore_until(
         Ok(()) => Ok(CreateReport {
             context: kubeconfig::context_name(&snapshot.cluster),
             kubeconfig_path: opts.kubeconfig_path.clone(),
-            mode: if snapshot.nodes.iter().any(|n| n.host_config.privileged()) {
-                NodeMode::Privileged
-            } else {
-                NodeMode::Capabilities
-            },
+            mode: if snapshot.nodes.iter().any(|n| n.host_config.privileged()) { NodeMode::Privileged } else { NodeMode::Capabilities },
             warnings: made.warnings,
         }),
         Err(err) => {

@@ -144,7 +144,7 @@ fn digest(text: &str) -> String {
 /// An address for a new forwarder: the one asked for or already held if it is on berth's
 /// network and free, else the next free one where berth pins nodes.
 fn choose_address(subnet: Cidr, used: &BTreeSet<Ipv4Addr>, w: &Wanted) -> std::result::Result<Ipv4Addr, String> {
-    let usable = |ip: &str| ip.parse::<Ipv4Addr>().ok().filter(|ip| Cidr { addr: *ip, prefix: 32 }.overlaps(subnet) && !used.contains(ip));
+    let usable = |ip: &str| ip.parse::<Ipv4Addr>().ok().filter(|ip| subnet.contains(*ip) && !used.contains(ip));
     if let Some(requested) = &w.requested_ip {
         return usable(requested).ok_or_else(|| {
             format!("{}: loadBalancerIP {requested} is not a free address on berth's network {subnet}; left alone", w.key())

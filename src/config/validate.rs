@@ -78,42 +78,60 @@ pub fn validate_cluster_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// An IPv4 CIDR: base address and prefix length.
+/// An IPv4 subnet (`10.244.0.0/16`), as the config and the engine's networks give them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub addr: Ipv4Addr,
-    pub prefix: u8,
-}
+pub struct Cidr(ipnet::Ipv4Net);
 
 impl std::fmt::Display for Cidr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        self.0.fmt(f)
     }
 }
 
 impl Cidr {
+    /// `addr/prefix`; None for a prefix over 32.
+    pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Cidr> {
+        ipnet::Ipv4Net::new(addr, prefix).ok().map(Cidr)
+    }
+
     pub fn parse(s: &str) -> Result<Cidr, String> {
         let (a, p) = s.split_once('/').ok_or_else(|| format!("{s:?} is not a CIDR like 10.244.0.0/16"))?;
         let addr: Ipv4Addr = a.parse().map_err(|_| format!("{s:?}: {a:?} is not an IPv4 address"))?;
-        let prefix: u8 = p.parse().ok().filter(|p| *p <= 32).ok_or_else(|| format!("{s:?}: prefix must be 0..32"))?;
-        Ok(Cidr { addr, prefix })
+        let prefix: u8 = p.parse().map_err(|_| format!("{s:?}: prefix must be 0..32"))?;
+        Cidr::new(addr, prefix).ok_or_else(|| format!("{s:?}: prefix must be 0..32"))
     }
 
-    fn range(self) -> (u32, u32) {
-        let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
-        let start = u32::from(self.addr) & mask;
-        (start, start | !mask)
+    /// The address as written (host bits kept).
+    pub fn addr(self) -> Ipv4Addr {
+        self.0.addr()
+    }
+
+    pub fn prefix(self) -> u8 {
+        self.0.prefix_len()
+    }
+
+    /// The subnet's first address (host bits cleared).
+    pub fn network(self) -> Ipv4Addr {
+        self.0.network()
+    }
+
+    /// The subnet's last address.
+    pub fn broadcast(self) -> Ipv4Addr {
+        self.0.broadcast()
     }
 
     pub fn contains(self, ip: Ipv4Addr) -> bool {
-        let (start, end) = self.range();
-        (start..=end).contains(&u32::from(ip))
+        self.0.contains(&ip)
     }
 
     pub fn overlaps(self, other: Cidr) -> bool {
-        let (a0, a1) = self.range();
-        let (b0, b1) = other.range();
-        a0 <= b1 && b0 <= a1
+        self.0.contains(&other.0.network()) || other.0.contains(&self.0.network())
+    }
+
+    /// Its two halves, lower first; None for a single address.
+    pub fn halves(self) -> Option<(Cidr, Cidr)> {
+        let mut halves = self.0.trunc().subnets(self.prefix().checked_add(1).filter(|p| *p <= 32)?).ok()?;
+        Some((Cidr(halves.next()?), Cidr(halves.next()?)))
     }
 }
 
@@ -128,7 +146,7 @@ fn check_subnets(c: &Cluster, problems: &mut Vec<String>) {
                 c.service_subnet()
             ));
         }
-        if pod.prefix > 24 {
+        if pod.prefix() > 24 {
             problems.push(format!("networking.podSubnet: {} is too small; each node takes a /24, so use /16 to /24", c.pod_subnet()));
         }
     }

@@ -310,7 +310,7 @@ impl Runtime for FakeRuntime {
         if self.state.lock().unwrap().networks.insert(name.to_string()) {
             self.record(format!("create network {name}"));
         }
-        Ok(Some(Cidr { addr: Ipv4Addr::new(172, 30, 0, 0), prefix: 16 }))
+        Ok(Cidr::new(Ipv4Addr::new(172, 30, 0, 0), 16))
     }
     async fn remove_network_if_unused(&self, name: &str, _held: &super::Lease) -> Result<bool> {
         tokio::task::yield_now().await;
@@ -524,7 +524,9 @@ impl Runtime for FakeRuntime {
             ["kubeadm", ..] if kubeadm.0 == 0 => ok(&kubeadm.1),
             ["kubeadm", ..] => ExecOutput { code: kubeadm.0, stdout: String::new(), stderr: kubeadm.1 },
             _ if QUIET_SUCCESSES.iter().any(|known| line_of(cmd).starts_with(known)) => ok(""),
-            _ => return Err(RuntimeError::Fake(format!("the fake runtime has no answer for `{}` in {container}: script it", line_of(cmd)))),
+            _ => {
+                return Err(RuntimeError::Fake(format!("the fake runtime has no answer for `{}` in {container}: script it", line_of(cmd))))
+            }
         })
     }
     async fn write_files(&self, container: &str, files: &[(&str, &[u8], u32)]) -> Result<()> {

@@ -23,12 +23,15 @@ mod traits;
 pub use lease::{Lease, LABEL_LEASE};
 
 pub use docker::{Docker, ExecOutput, RuntimeError};
-pub use model::{ContainerBody, ContainerDetails, ContainerSummary, Credentials, HostConfig, ImageConfig, ImageSummary, PublishedPort, PullProgress, Secret};
 pub use mode::{decide_mode, sweep_orphaned_probes, ModeError, ModeRequest, NodeMode, ProbeOutcome, LABEL_PROBE};
+pub use model::{
+    ContainerBody, ContainerDetails, ContainerSummary, Credentials, HostConfig, ImageConfig, ImageSummary, PublishedPort, PullProgress,
+    Secret,
+};
 pub use spec::{
     build_body, load_balancer_body, local_registry_body, node_container_body, restored_node_body, service_lb_body, volume_script_body,
-    LocalRegistrySpec, NodeSpec, RestoredNodeSpec, ServiceLbSpec, VolumeScriptSpec, API_SERVER_PORT, DNS_SEARCH_ENV, LOAD_BALANCER_ROLE, RUNTIME_CNI_ENV, SERVICE_LB_ROLE,
-    SERVICE_SUBNET_ENV,
+    LocalRegistrySpec, NodeSpec, RestoredNodeSpec, ServiceLbSpec, VolumeScriptSpec, API_SERVER_PORT, DNS_SEARCH_ENV, LOAD_BALANCER_ROLE,
+    RUNTIME_CNI_ENV, SERVICE_LB_ROLE, SERVICE_SUBNET_ENV,
 };
 pub use traits::{Input, Runtime};
 

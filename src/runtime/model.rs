@@ -271,7 +271,10 @@ pub struct Credentials {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Secret {
-    Password { username: String, password: String },
+    Password {
+        username: String,
+        password: String,
+    },
     /// An OAuth refresh token, as some registries' logins leave (`identitytoken`).
     IdentityToken(String),
 }

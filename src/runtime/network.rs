@@ -15,8 +15,8 @@ use crate::config::Cidr;
 /// Subnets tried, in order, for a new network: the /16s Docker itself would hand out.
 pub fn candidate_subnets() -> impl Iterator<Item = Cidr> {
     (18u8..=31)
-        .map(|b| Cidr { addr: Ipv4Addr::new(172, b, 0, 0), prefix: 16 })
-        .chain((0u8..=240).step_by(16).map(|c| Cidr { addr: Ipv4Addr::new(192, 168, c, 0), prefix: 20 }))
+        .filter_map(|b| Cidr::new(Ipv4Addr::new(172, b, 0, 0), 16))
+        .chain((0u8..=240).step_by(16).filter_map(|c| Cidr::new(Ipv4Addr::new(192, 168, c, 0), 20)))
 }
 
 /// The first candidate that overlaps none of `taken`.
@@ -37,27 +37,26 @@ pub fn routed_subnets(proc_net_route: &str) -> Vec<Cidr> {
             // The kernel prints both as the in-memory (little-endian) u32 in hex.
             let addr = Ipv4Addr::from(u32::from_be(u32::from_str_radix(dest, 16).ok()?));
             let mask = u32::from_be(u32::from_str_radix(mask, 16).ok()?);
-            (mask != 0).then(|| Cidr { addr, prefix: mask.count_ones() as u8 })
+            (mask != 0).then(|| Cidr::new(addr, mask.count_ones() as u8)).flatten()
         })
         .collect()
 }
 
-/// The gateway (first address) of a subnet.
+/// The gateway (first host address) of a subnet.
 pub fn gateway(subnet: Cidr) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(subnet.addr) + 1)
+    Ipv4Addr::from(u32::from(subnet.network()) + 1)
 }
 
 /// Docker's dynamic pool: the lower half of the subnet.
 pub fn dynamic_range(subnet: Cidr) -> Cidr {
-    Cidr { addr: subnet.addr, prefix: subnet.prefix + 1 }
+    subnet.halves().map_or(subnet, |(lower, _)| lower)
 }
 
 /// `count` free addresses from the upper half of `subnet`, lowest first, avoiding `used`.
 pub fn allocate(subnet: Cidr, used: &BTreeSet<Ipv4Addr>, count: usize) -> Option<Vec<Ipv4Addr>> {
-    let size = 1u32 << (32 - subnet.prefix);
-    let base = u32::from(subnet.addr);
-    let first = base + size / 2 + 1; // skip the upper half's network-like first address
-    let last = base + size - 2; // keep the broadcast address free
+    let (_, upper) = subnet.halves()?;
+    let first = u32::from(upper.network()) + 1; // skip the upper half's network-like first address
+    let last = u32::from(subnet.broadcast()) - 1; // keep the broadcast address free
     let picked: Vec<Ipv4Addr> = (first..=last).map(Ipv4Addr::from).filter(|ip| !used.contains(ip)).take(count).collect();
     (picked.len() == count).then_some(picked)
 }

@@ -572,5 +572,4 @@ mod tests {
         let ep = &body.0.networking_config.unwrap().endpoints_config.unwrap()["berth"];
         assert_eq!(ep.ipam_config.as_ref().unwrap().ipv4_address.as_deref(), Some("172.18.128.1"));
     }
-
 }

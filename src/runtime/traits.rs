@@ -44,12 +44,7 @@ pub trait Runtime: Send + Sync {
     /// Writes `images` as one `docker save` archive to `path`.
     async fn save_images_to(&self, images: &[&str], path: &std::path::Path) -> Result<()>;
     /// Pulls `from_image` at `tag` (or digest), as a stream of progress reports.
-    fn pull_progress(
-        &self,
-        from_image: &str,
-        tag: &str,
-        credentials: Option<Credentials>,
-    ) -> BoxStream<'_, Result<PullProgress>>;
+    fn pull_progress(&self, from_image: &str, tag: &str, credentials: Option<Credentials>) -> BoxStream<'_, Result<PullProgress>>;
 
     // Networks.
     /// Makes sure the shared network exists; its subnet for pinned addresses, if it has one.
