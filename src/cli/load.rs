@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use super::NameArg;
-use crate::cluster::{load, ClusterError};
+use crate::cluster::{load, Operation};
 use crate::runtime::{Docker, Runtime};
 use crate::ui;
 
@@ -40,7 +40,7 @@ pub async fn run(what: LoadWhat, status: &ui::Status) -> anyhow::Result<()> {
     let docker = Docker::connect().await?;
     tokio::select! {
         biased;
-        which = stop => Err(ClusterError::Interrupted(which, INTERRUPTED.into()).into()),
+        which = stop => Err(Operation::Load.interrupted(which, INTERRUPTED).into()),
         done = load(what, &docker, status) => done,
     }
 }

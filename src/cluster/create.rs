@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::options::CreateOptions;
 use super::steps::{self, ensure_image, Ctx, Plan, LABEL_CREATE_ID};
-use super::{ClusterError, Result};
+use super::{ClusterError, Operation, Result};
 use crate::config;
 use crate::image_ref::ImageRef;
 use crate::kubeconfig;
@@ -160,7 +160,7 @@ async fn create_until(
 ) -> Result<CreateReport> {
     tokio::pin!(interrupt);
     // Preflight makes nothing (a pull lands whole or not at all), so an interrupt here just stops.
-    let (plan, render_warnings) = unless_interrupted(&mut interrupt, NOTHING_MADE, preflight(docker, opts, status)).await?;
+    let (plan, render_warnings) = Operation::Create.unless_interrupted(&mut interrupt, preflight(docker, opts, status)).await?;
     let mut ctx =
         Ctx { docker, api, opts, status, create_id: create_id(), plan, warnings: Vec::new(), kubeconfig_merge: Default::default() };
     let running = docker.list_containers(crate::runtime::LABEL_ROLE).await.map(|c| c.iter().filter(|c| c.running()).count()).unwrap_or(0);
@@ -169,54 +169,30 @@ async fn create_until(
     for warning in general.into_iter().flatten().chain(render_warnings) {
         ctx.warn(warning);
     }
-    let outcome = unless_interrupted(&mut interrupt, "", run_steps(&mut ctx)).await;
-    match outcome {
-        Ok(mode) => Ok(CreateReport {
-            context: kubeconfig::context_name(&opts.name),
-            kubeconfig_path: opts.kubeconfig_path.clone(),
-            mode,
-            warnings: ctx.warnings,
-        }),
+    let outcome = Operation::Create.unless_interrupted(&mut interrupt, run_steps(&mut ctx)).await;
+    let outcome = match outcome {
         Err(err) if opts.retain => {
             status.warn(format!(
                 "--retain: leaving the nodes of {:?} for inspection; `berth delete cluster --name {}` removes them",
                 opts.name, opts.name
             ));
-            Err(err)
+            return Err(err);
         }
-        Err(err) => {
-            let image = ctx.plan.nodes[0].image.to_string();
-            let cleanup = undo(docker, status, &image, &ctx.create_id, &opts.kubeconfig_path, &opts.name, &ctx.kubeconfig_merge).await;
-            Err(after_undo(err, cleanup))
-        }
-    }
+        outcome => outcome,
+    };
+    let image = ctx.plan.nodes[0].image.to_string();
+    let undo = || undo(docker, status, &image, &ctx.create_id, &opts.kubeconfig_path, &opts.name, &ctx.kubeconfig_merge);
+    let mode = Operation::Create.finish(outcome, undo, EVERYTHING_REMOVED).await?;
+    Ok(CreateReport {
+        context: kubeconfig::context_name(&opts.name),
+        kubeconfig_path: opts.kubeconfig_path.clone(),
+        mode,
+        warnings: ctx.warnings,
+    })
 }
 
-pub(super) const NOTHING_MADE: &str = "nothing had been created";
-
-/// `work`'s outcome, unless `interrupt` resolves first: then `Interrupted(signal, detail)`.
-/// Biased: a signal that has arrived wins over work that is also ready.
-pub(super) async fn unless_interrupted<T>(
-    interrupt: &mut std::pin::Pin<&mut impl std::future::Future<Output = &'static str>>,
-    detail: &str,
-    work: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    tokio::select! {
-        biased;
-        which = interrupt => Err(ClusterError::Interrupted(which, detail.to_string())),
-        r = work => r,
-    }
-}
-
-/// The error a failed create (or restore) reports once [`undo`] has run.
-pub(super) fn after_undo(err: ClusterError, cleanup: Result<()>) -> ClusterError {
-    match (err, cleanup) {
-        (ClusterError::Interrupted(which, _), Ok(())) => ClusterError::Interrupted(which, "everything it had created was removed".into()),
-        (ClusterError::Interrupted(which, _), Err(e)) => ClusterError::Interrupted(which, format!("cleaning up failed too: {e}")),
-        (err, Ok(())) => err,
-        (err, Err(e)) => ClusterError::CleanupFailed { error: Box::new(err), cleanup: Box::new(e) },
-    }
-}
+/// What a create's or restore's undo leaves.
+pub(super) const EVERYTHING_REMOVED: &str = "everything it had created was removed";
 
 /// The steps, in order; each gets what the ones before it made. Returns the nodes' mode.
 async fn run_steps(ctx: &mut Ctx<'_>) -> Result<NodeMode> {
@@ -285,8 +261,7 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<NodeMode> {
 
 /// Removes this run's containers and volumes, and berth's network if nothing else is on it,
 /// and takes back its kubeconfig merge (the file as it was, or, if someone wrote it since,
-/// without this cluster's entries). `image` is a local image for the network lease. A second
-/// signal during cleanup is ignored: stopping halfway would leave exactly the mess this prevents.
+/// without this cluster's entries). `image` is a local image for the network lease.
 pub(super) async fn undo(
     docker: &dyn Runtime,
     status: &Status,
@@ -297,7 +272,6 @@ pub(super) async fn undo(
     kubeconfig_merge: &kubeconfig::MergeRecord,
 ) -> Result<()> {
     let step = status.step("Removing what this create made");
-    let guard = crate::interrupt::Shielded::new();
     let label = format!("{LABEL_CREATE_ID}={create_id}");
     let removed = sweep_settled(docker, &label).await;
     // Volumes go after the containers that use them.
@@ -306,7 +280,6 @@ pub(super) async fn undo(
     if removed.is_ok() {
         super::remove_network_if_unused(docker, image).await;
     }
-    drop(guard);
     removed?;
     volumes?;
     kube?;
@@ -440,7 +413,10 @@ mod tests {
                 create_until(&fake, &crate::kube::Dial, &options(ha_config(), &dir.path().join("config")), &Status::quiet(), interrupt)
                     .await
                     .unwrap_err();
-            assert!(matches!(&err, ClusterError::Interrupted("SIGINT", detail) if detail.contains("removed")), "{err}");
+            assert!(
+                matches!(&err, ClusterError::Interrupted { operation: crate::cluster::Operation::Create, signal: "SIGINT", outcome: detail } if detail.contains("removed")),
+                "{err}"
+            );
             assert!(fake.calls().iter().any(|c| c.contains("kubeadm init")), "interrupted while init ran: {:#?}", fake.calls());
             assert!(fake.containers().is_empty(), "left behind: {:?}", fake.containers().keys());
         }
@@ -451,7 +427,10 @@ mod tests {
             let fake = FakeRuntime::with_images(&[IMAGE]);
             let opts = options(config::Cluster::default_config(), &dir.path().join("config"));
             let err = create_until(&fake, &crate::kube::Dial, &opts, &Status::quiet(), async { "SIGTERM" }).await.unwrap_err();
-            assert!(matches!(&err, ClusterError::Interrupted("SIGTERM", detail) if detail.contains("nothing had been created")), "{err}");
+            assert!(
+                matches!(&err, ClusterError::Interrupted { operation: crate::cluster::Operation::Create, signal: "SIGTERM", outcome: detail } if detail.contains("nothing had been made")),
+                "{err}"
+            );
             assert!(fake.calls().is_empty(), "{:#?}", fake.calls());
         }
 
@@ -686,7 +665,10 @@ mod tests {
                 };
                 let opts = options(&config_of(&["control-plane", "worker"], extra), &kc, 60);
                 let err = create_until(fake.as_ref(), &api, &opts, &Status::quiet(), interrupt).await.unwrap_err();
-                assert!(matches!(&err, ClusterError::Interrupted("SIGINT", _)), "{step}: {err}");
+                assert!(
+                    matches!(&err, ClusterError::Interrupted { operation: crate::cluster::Operation::Create, signal: "SIGINT", .. }),
+                    "{step}: {err}"
+                );
                 assert!(fake.containers().is_empty(), "{step}: left {:?}", fake.containers().keys());
                 assert!(fake.networks().is_empty(), "{step}: the network this create made is left");
                 let now: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&kc).unwrap()).unwrap();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
 
-use super::{nodes, ClusterError, Result};
+use super::{nodes, ClusterError, Operation, Result};
 use crate::runtime::Runtime;
 
 /// Writes the logs of every node of `cluster` under `dir/<node>/`; returns the files written.
@@ -23,24 +23,15 @@ async fn export_until(
     dir: &Path,
     interrupt: impl std::future::Future<Output = &'static str>,
 ) -> Result<Vec<PathBuf>> {
+    tokio::pin!(interrupt);
     let mut made = Made::default();
-    let outcome = tokio::select! {
-        biased;
-        which = interrupt => Err(which),
-        done = write_all(docker, cluster, dir, &mut made) => Ok(done),
+    let outcome = Operation::ExportLogs.unless_interrupted(&mut interrupt, write_all(docker, cluster, dir, &mut made)).await;
+    let undo = || async {
+        made.remove();
+        Ok(())
     };
-    match outcome {
-        Ok(Ok(())) => Ok(made.files),
-        Ok(Err(e)) => {
-            made.remove();
-            Err(e)
-        }
-        Err(which) => {
-            let _shield = crate::interrupt::Shielded::new();
-            made.remove();
-            Err(ClusterError::Interrupted(which, "the log files it had written were removed".into()))
-        }
-    }
+    Operation::ExportLogs.finish(outcome, undo, "the log files it had written were removed").await?;
+    Ok(made.files)
 }
 
 /// What an export has written so far: files, and the directories it made (not those it found).
@@ -251,7 +242,10 @@ mod tests {
         let fake = cluster();
         let dir = tempfile::tempdir().unwrap();
         let err = export_until(&fake, "dev", &dir.path().join("logs"), async { "SIGINT" }).await.unwrap_err();
-        assert!(matches!(err, ClusterError::Interrupted("SIGINT", _)), "{err}");
+        assert!(
+            matches!(err, ClusterError::Interrupted { operation: crate::cluster::Operation::ExportLogs, signal: "SIGINT", .. }),
+            "{err}"
+        );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 

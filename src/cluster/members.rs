@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::steps::kubeadm_init::{ca_cert_hash_of, redact, KUBEADM_CONFIG_PATH};
 use super::steps::loadbalancer::{haproxy_config, LB_CONFIG_PATH};
 use super::steps::LABEL_CREATE_ID;
-use super::{nodes, ClusterError, NodeInfo, NodeRole, Result};
+use super::{nodes, ClusterError, NodeInfo, NodeRole, Operation, Result};
 use crate::config::Role;
 use crate::kubeadm::{self, KubeVersion, NodeJoin, Params};
 use crate::runtime::{
@@ -144,24 +144,13 @@ async fn add_until(
 ) -> Result<String> {
     tokio::pin!(interrupt);
     let step = status.step(format!("Checking cluster {:?}", opts.cluster));
-    let (cluster, plan) =
-        super::create::unless_interrupted(&mut interrupt, super::create::NOTHING_MADE, check_add(docker, api, opts)).await?;
+    let (cluster, plan) = Operation::AddNode.unless_interrupted(&mut interrupt, check_add(docker, api, opts)).await?;
     step.done();
     let mut made = Made { create_id: crate::ids::unique("node"), ..Default::default() };
-    let outcome = super::create::unless_interrupted(&mut interrupt, "", add_steps(docker, opts, &cluster, &plan, &mut made, status)).await;
-    match outcome {
-        Ok(()) => Ok(plan.name),
-        Err(err) => {
-            let cleanup = undo_add(docker, &cluster, &plan, &made, status).await;
-            Err(match (err, cleanup) {
-                (ClusterError::Interrupted(which, _), Ok(())) => {
-                    ClusterError::Interrupted(which, format!("the new node {} was removed; the cluster is as it was", plan.name))
-                }
-                (err, Ok(())) => err,
-                (err, Err(e)) => ClusterError::CleanupFailed { error: Box::new(err), cleanup: Box::new(e) },
-            })
-        }
-    }
+    let outcome = Operation::AddNode.unless_interrupted(&mut interrupt, add_steps(docker, opts, &cluster, &plan, &mut made, status)).await;
+    let undone = format!("the new node {} was removed; the cluster is as it was", plan.name);
+    Operation::AddNode.finish(outcome, || undo_add(docker, &cluster, &plan, &made, status), &undone).await?;
+    Ok(plan.name)
 }
 
 /// The new node, settled before anything is made.
@@ -449,9 +438,8 @@ async fn set_balancer(docker: &dyn Runtime, balancer: &str, control_planes: &[St
     Ok(())
 }
 
-/// Removes what a failed or interrupted add made; a second signal meanwhile is ignored.
+/// Removes what a failed or interrupted add made.
 async fn undo_add(docker: &dyn Runtime, cluster: &Running, new: &NewNode, made: &Made, status: &Status) -> Result<()> {
-    let _shield = crate::interrupt::Shielded::new();
     let step = status.step(format!("Removing {}", new.name));
     if let Some((balancer, config)) = &made.balancer_config {
         docker.write_files(balancer, &[(LB_CONFIG_PATH, config.as_bytes(), 0o644)]).await?;

@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod load;
 pub mod logs;
 pub mod members;
+mod operation;
 mod options;
 pub mod plan;
 pub mod render;
@@ -27,6 +28,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::Serialize;
+
+pub use operation::Operation;
 
 use crate::config::ConfigError;
 use crate::kube::KubeError;
@@ -112,8 +115,9 @@ pub enum ClusterError {
     ContainerdConfig { node: String, source: crate::containerd::ContainerdPatchError },
     #[error(transparent)]
     Snapshot(#[from] snapshot::SnapshotError),
-    #[error("interrupted ({0}); {1}")]
-    Interrupted(&'static str, String),
+    /// A signal stopped `operation`; `outcome` says what its undo did.
+    #[error("{operation} interrupted ({signal}); {outcome}")]
+    Interrupted { operation: Operation, signal: &'static str, outcome: String },
 }
 
 pub type Result<T, E = ClusterError> = std::result::Result<T, E>;

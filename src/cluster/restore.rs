@@ -24,12 +24,12 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::try_join_all;
 
-use super::create::{after_undo, undo, unless_interrupted, CreateReport, NOTHING_MADE};
+use super::create::{undo, CreateReport, EVERYTHING_REMOVED};
 use super::snapshot::{SavedNode, Snapshot, SnapshotError, LABEL_RESTORED_FROM};
 use super::spare;
 use super::steps::LABEL_CREATE_ID;
 use super::volume_copy::VolumeCopy;
-use super::{ClusterError, NodeRole, Result};
+use super::{ClusterError, NodeRole, Operation, Result};
 use crate::kubeconfig;
 use crate::runtime::{
     restored_node_body, ContainerBody, Lease, NodeMode, RestoredNodeSpec, Runtime, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE, NETWORK_NAME,
@@ -68,31 +68,31 @@ async fn restore_until(
     interrupt: impl std::future::Future<Output = &'static str>,
 ) -> Result<CreateReport> {
     tokio::pin!(interrupt);
-    let (snapshot, helper_image) = unless_interrupted(&mut interrupt, NOTHING_MADE, check(docker, opts)).await?;
+    let (snapshot, helper_image) = Operation::Restore.unless_interrupted(&mut interrupt, check(docker, opts)).await?;
     let mut made =
         Made { create_id: crate::ids::unique("restore"), claimed: Vec::new(), kubeconfig_merge: Default::default(), warnings: Vec::new() };
     for warning in expiry_warning(&snapshot, SystemTime::now()).into_iter().chain(exposure_warnings(&snapshot)) {
         status.warn(&warning);
         made.warnings.push(warning);
     }
-    let outcome = unless_interrupted(&mut interrupt, "", run_steps(docker, api, opts, &snapshot, &helper_image, &mut made, status)).await;
-    match outcome {
-        Ok(()) => Ok(CreateReport {
-            context: kubeconfig::context_name(&snapshot.cluster),
-            kubeconfig_path: opts.kubeconfig_path.clone(),
-            mode: if snapshot.nodes.iter().any(|n| n.host_config.privileged()) { NodeMode::Privileged } else { NodeMode::Capabilities },
-            warnings: made.warnings,
-        }),
-        Err(err) => {
-            let mut cleanup =
-                undo(docker, status, &helper_image, &made.create_id, &opts.kubeconfig_path, &snapshot.cluster, &made.kubeconfig_merge)
-                    .await;
-            for volume in &made.claimed {
-                cleanup = cleanup.and(docker.remove_volume(volume).await.map_err(ClusterError::from));
-            }
-            Err(after_undo(err, cleanup))
+    let outcome = Operation::Restore
+        .unless_interrupted(&mut interrupt, run_steps(docker, api, opts, &snapshot, &helper_image, &mut made, status))
+        .await;
+    let undo = || async {
+        let mut cleanup =
+            undo(docker, status, &helper_image, &made.create_id, &opts.kubeconfig_path, &snapshot.cluster, &made.kubeconfig_merge).await;
+        for volume in &made.claimed {
+            cleanup = cleanup.and(docker.remove_volume(volume).await.map_err(ClusterError::from));
         }
-    }
+        cleanup
+    };
+    Operation::Restore.finish(outcome, undo, EVERYTHING_REMOVED).await?;
+    Ok(CreateReport {
+        context: kubeconfig::context_name(&snapshot.cluster),
+        kubeconfig_path: opts.kubeconfig_path.clone(),
+        mode: if snapshot.nodes.iter().any(|n| n.host_config.privileged()) { NodeMode::Privileged } else { NodeMode::Capabilities },
+        warnings: made.warnings,
+    })
 }
 
 async fn run_steps(
@@ -540,7 +540,7 @@ current-context: other
             let at = fake.calls().len() + n;
             match restore_until(&fake, &crate::kube::Dial, &opts, &Status::quiet(), interrupt_after(fake.clone(), at)).await {
                 Ok(_) => assert_eq!(fake.containers().len(), 2, "after {n} calls"),
-                Err(ClusterError::Interrupted("SIGINT", _)) => {
+                Err(ClusterError::Interrupted { operation: crate::cluster::Operation::Restore, signal: "SIGINT", .. }) => {
                     interrupted += 1;
                     assert_nothing_of_the_cluster(&fake, &opts, &format!("interrupted after {n} calls"));
                 }

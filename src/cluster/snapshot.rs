@@ -25,7 +25,7 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use serde::Serialize;
 
-use super::{nodes, ClusterError, NodeInfo, NodeRole, Result};
+use super::{nodes, ClusterError, NodeInfo, NodeRole, Operation, Result};
 use crate::runtime::{HostConfig, Runtime};
 use crate::ui::Status;
 
@@ -379,45 +379,39 @@ async fn save_until(
     // One save of a name at a time: the lease is a container of that name, which Docker makes
     // once. A second save waits, then (the first having finished) finds the snapshot there.
     let image = unlabelled_image(docker, &info.nodes.first().map(|n| n.image.clone()).unwrap_or_default()).await?;
-    let lease = super::create::unless_interrupted(&mut interrupt, super::create::NOTHING_MADE, async {
-        Ok(crate::runtime::Lease::acquire(docker, &format!("snapshot-{name}"), &image, LEASE_WAIT).await?)
-    })
-    .await?;
+    let lease = Operation::Save
+        .unless_interrupted(&mut interrupt, async {
+            Ok(crate::runtime::Lease::acquire(docker, &format!("snapshot-{name}"), &image, LEASE_WAIT).await?)
+        })
+        .await?;
     // The name may have been taken while this save waited for it.
     if docker.volume_exists(&marker_name(name)).await? {
         let _ = lease.release().await;
         return Err(SnapshotError::Exists(name.to_string()).into());
     }
-    let outcome = super::create::unless_interrupted(&mut interrupt, "", async {
-        // Holding the lease, no other save of this name is running: what carries the name is
-        // left from one that was killed (SIGKILL, a crash) or a delete cut short.
-        if remove_snapshot_objects(docker, name).await? > 0 {
-            status.info(format!("removed what an earlier save or delete of {name:?} left when it was cut short"));
-        }
-        save_nodes(docker, name, cluster, &save_id, status).await
-    })
-    .await;
+    let outcome = Operation::Save
+        .unless_interrupted(&mut interrupt, async {
+            // Holding the lease, no other save of this name is running: what carries the name is
+            // left from one that was killed (SIGKILL, a crash) or a delete cut short.
+            if remove_snapshot_objects(docker, name).await? > 0 {
+                status.info(format!("removed what an earlier save or delete of {name:?} left when it was cut short"));
+            }
+            save_nodes(docker, name, cluster, &save_id, status).await
+        })
+        .await;
     let outcome = match outcome {
         Ok(()) => find(docker, name).await,
         Err(e) => Err(e),
     };
     let _ = lease.release().await;
-    match outcome {
-        Ok(snapshot) => Ok(snapshot),
-        Err(err) => {
-            let step = status.step("Removing what this save made");
-            let node_names: Vec<String> = info.nodes.iter().map(|n| n.name.clone()).collect();
-            let cleanup = sweep_save(docker, name, &save_id, &node_names).await;
-            step.done();
-            match (err, cleanup) {
-                (ClusterError::Interrupted(which, _), Ok(_)) => {
-                    Err(ClusterError::Interrupted(which, "what the save had made was removed; the cluster is stopped".into()))
-                }
-                (err, Ok(_)) => Err(err),
-                (err, Err(e)) => Err(ClusterError::CleanupFailed { error: Box::new(err), cleanup: Box::new(e) }),
-            }
-        }
-    }
+    let undo = || async {
+        let step = status.step("Removing what this save made");
+        let node_names: Vec<String> = info.nodes.iter().map(|n| n.name.clone()).collect();
+        sweep_save(docker, name, &save_id, &node_names).await?;
+        step.done();
+        Ok(())
+    };
+    Operation::Save.finish(outcome, undo, "what the save had made was removed; the cluster is stopped").await
 }
 
 /// Removes what save `save_id` of `name` made; then once more after a pause, for a commit or
@@ -688,7 +682,7 @@ mod tests {
             let volumes_before = fake.volumes();
             match save_until(&fake, "warm", "dev", &Status::quiet(), interrupt_after(fake.clone(), n)).await {
                 Ok(snapshot) => assert!(snapshot.complete, "after {n} calls: {snapshot:?}"),
-                Err(ClusterError::Interrupted("SIGINT", detail)) => {
+                Err(ClusterError::Interrupted { operation: crate::cluster::Operation::Save, signal: "SIGINT", outcome: detail }) => {
                     interrupted += 1;
                     assert_eq!(snapshot_objects(&fake, "warm"), BTreeSet::new(), "after {n} calls ({detail})");
                     assert_eq!(fake.volumes(), volumes_before, "after {n} calls");

@@ -80,7 +80,10 @@ async fn an_interrupt_during_the_join_leaves_the_cluster_as_it_was() {
         }
     };
     let err = add_until(fake.as_ref(), &api, &add_options(Role::ControlPlane), &Status::quiet(), interrupt).await.unwrap_err();
-    assert!(matches!(&err, ClusterError::Interrupted("SIGINT", detail) if detail.contains("as it was")), "{err}");
+    assert!(
+        matches!(&err, ClusterError::Interrupted { operation: crate::cluster::Operation::AddNode, signal: "SIGINT", outcome: detail } if detail.contains("as it was")),
+        "{err}"
+    );
     let after: Vec<String> = fake.containers().into_keys().collect();
     assert_eq!(after, before, "the new node is gone, the others stay");
     let calls = fake.calls();
