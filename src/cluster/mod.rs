@@ -1,8 +1,12 @@
 //! Clusters: create, delete, list, and the facts about one that Docker alone can tell.
 //!
 //! A cluster is the set of containers labelled `dev.berth.cluster=NAME`; there is no other
-//! record. `create.rs` runs the steps in `steps/` in order and removes what it made when a step
-//! fails or the user interrupts it; the rest of this file reads and deletes clusters.
+//! record. Each operation has its room: `create/` (the options, plan, rendering and the named
+//! steps a create runs in order), `snapshot/` (save, list, delete, restore, spares),
+//! `members.rs` (adding and removing a node), `lifecycle.rs` and `startup.rs` (stop, start and
+//! the wait after one), `service_lb.rs`, `load.rs`, `logs.rs`; `operation.rs` is what the ones
+//! that make things share (interrupt, undo, the error). This file lists, reads and deletes
+//! clusters.
 
 mod create;
 #[cfg(test)]
@@ -12,17 +16,10 @@ pub mod load;
 pub mod logs;
 pub mod members;
 mod operation;
-mod options;
-pub mod plan;
-pub mod render;
-pub mod restore;
 pub mod service_lb;
 pub mod snapshot;
-mod spare;
 mod startup;
-pub(crate) mod steps;
 pub mod timeline;
-mod volume_copy;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -30,6 +27,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use operation::Operation;
+pub use snapshot::restore;
+use snapshot::spare;
 
 use crate::config::ConfigError;
 use crate::kube::KubeError;
@@ -37,9 +36,10 @@ use crate::kubeadm::KubeadmError;
 use crate::kubeconfig::{self, KubeconfigError};
 use crate::runtime::{Runtime, RuntimeError, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE};
 
-pub use create::{create, CreateReport};
-pub use options::{CreateOptions, PullPolicy};
-pub use steps::loadbalancer::DEFAULT_LB_IMAGE;
+pub use create::options::{CreateOptions, PullPolicy};
+use create::steps;
+pub use create::steps::loadbalancer::DEFAULT_LB_IMAGE;
+pub use create::{create, plan, render, CreateReport};
 
 /// The node image berth uses when none is named: kind v0.33.0's own default (its
 /// `pkg/apis/config/defaults/image.go`), pinned by digest so "latest" never changes under a user.

@@ -269,7 +269,7 @@ const QUIET_SUCCESSES: &[&str] = &[
     "journalctl --no-pager",
     "rm -rf /var/lib/berth/pod-logs",
     "sh -c rm -rf /var/lib/berth/pod-logs && ",
-    // The image warm-up (`cluster/steps/warm-images.sh`).
+    // The image warm-up (`cluster/create/steps/warm-images.sh`).
     "sh -c #!/bin/sh\n# Run in a node (sh -c): unpacks the images",
 ];
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures_util::future::try_join_all;
 
-use super::super::{ClusterError, Result};
 use super::Ctx;
+use crate::cluster::{ClusterError, Result};
 use crate::runtime::Runtime;
 use crate::wait::{self, Check, Ended};
 

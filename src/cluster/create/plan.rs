@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::options::CreateOptions;
-use super::{ClusterError, Result};
+use crate::cluster::{ClusterError, Result};
 use crate::config;
 use crate::image_ref::ImageRef;
 
@@ -58,7 +58,7 @@ pub fn make(opts: &CreateOptions) -> Result<Plan> {
         .enumerate()
         .map(|(index, node)| {
             let n = counts.entry(node.role).or_insert(0);
-            let name = super::node_name(&opts.name, node.role, *n);
+            let name = crate::cluster::node_name(&opts.name, node.role, *n);
             *n += 1;
             Ok(PlannedNode {
                 name,

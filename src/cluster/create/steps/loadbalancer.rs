@@ -2,8 +2,8 @@
 //! health-checking each API server, so the cluster's endpoint survives losing one of them.
 //! Part of the provision step; its config is written before the container starts.
 
-use super::super::Result;
 use super::Ctx;
+use crate::cluster::Result;
 use crate::runtime::{load_balancer_body, NodeMode, NodeSpec, API_SERVER_PORT, NETWORK_NAME};
 
 /// kind's load balancer image; any image running haproxy on this config path works

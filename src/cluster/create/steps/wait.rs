@@ -5,8 +5,8 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 
-use super::super::{ClusterError, Result};
 use super::{Ctx, Initialized};
+use crate::cluster::{ClusterError, Result};
 use crate::kube;
 
 pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {

@@ -3,8 +3,8 @@
 
 use futures_util::future::try_join_all;
 
-use super::super::Result;
 use super::{ensure_image, Ctx, Initialized};
+use crate::cluster::Result;
 use crate::config::RegistrySpec;
 use crate::registry;
 

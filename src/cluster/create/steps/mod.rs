@@ -4,7 +4,7 @@
 //! Dependencies point one way: `create.rs` uses the steps; no step knows the orchestrator.
 //!
 //! ```text
-//! Plan (cluster/plan.rs) ──▶ provision ──▶ Provisioned ──▶ containerd (if patched)
+//! Plan (cluster/create/plan.rs) ──▶ provision ──▶ Provisioned ──▶ containerd (if patched)
 //!                                   ──▶ kubeadm_init (beside warm) ──▶ Initialized
 //!                                   │
 //!     ┌──────────┬─────────┬────────┴─────┬──────────────────┬──────┬────────┐

@@ -1,9 +1,9 @@
 //! Step 7: the add-ons the config or `--addon` asked for. Images an add-on needs and the nodes
 //! lack are named in a warning: the objects exist, the pods wait for their images.
 
-use super::super::{ClusterError, Result};
 use super::{Ctx, Initialized};
 use crate::addons;
+use crate::cluster::{ClusterError, Result};
 
 pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
     let node = ctx.control_plane().name.clone();

@@ -2,9 +2,9 @@
 
 use futures_util::future::try_join_all;
 
-use super::super::Result;
 use super::kubeadm_init::{render_for, run_kubeadm, KUBEADM_CONFIG_PATH};
 use super::{Ctx, Initialized, PlannedNode, Provisioned};
+use crate::cluster::Result;
 use crate::config::Role;
 
 /// kube-controller-manager signs cluster-info once its controllers run: seconds after

@@ -2,11 +2,18 @@
 //! the steps in order. If a step fails, or SIGINT/SIGTERM/SIGHUP arrives, everything this run created
 //! is removed (unless `--retain`): its containers are found by a label unique to this run, so a
 //! concurrent create of the same name never loses its nodes to our cleanup.
+//!
+//! This room holds all of create: the options (`options.rs`), the plan of nodes and addresses
+//! (`plan.rs`), the rendered kubeadm documents and `--dry-run` (`render.rs`) and the named steps
+//! (`steps/`), which `create node` and restore reuse.
+
+pub mod options;
+pub mod plan;
+pub mod render;
+pub(crate) mod steps;
 
 use std::path::PathBuf;
 
-use super::options::CreateOptions;
-use super::steps::{self, ensure_image, Ctx, Plan, LABEL_CREATE_ID};
 use super::{ClusterError, Operation, Result};
 use crate::config;
 use crate::image_ref::ImageRef;
@@ -14,6 +21,8 @@ use crate::kubeconfig;
 use crate::runtime::endpoint::Provider;
 use crate::runtime::{NodeMode, Runtime, LABEL_CLUSTER};
 use crate::ui::Status;
+use options::CreateOptions;
+use steps::{ensure_image, Ctx, Plan, LABEL_CREATE_ID};
 
 #[derive(Debug, Clone)]
 pub struct CreateReport {
@@ -42,7 +51,7 @@ async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) 
     if let Some(registry) = &opts.config.registry {
         crate::registry::check_local_registry(docker, registry.port.unwrap_or(crate::registry::DEFAULT_REGISTRY_PORT)).await?;
     }
-    let plan = super::plan::make(opts)?;
+    let plan = plan::make(opts)?;
     let mut images: Vec<&ImageRef> = Vec::new();
     for node in &plan.nodes {
         if !images.contains(&&node.image) {
@@ -55,8 +64,8 @@ async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) 
     // Every node's kubeadm config, patches applied, before any container exists: a patch that
     // cannot apply is refused now, not after the control plane is up.
     let mut warnings = Vec::new();
-    if let Some(version) = super::render::version_of(Some(docker), &plan).await {
-        warnings = super::render::render(opts, &plan, version)?.warnings;
+    if let Some(version) = render::version_of(Some(docker), &plan).await {
+        warnings = render::render(opts, &plan, version)?.warnings;
     }
     warnings.extend(podman_beside_docker_warning(docker.provider(), crate::runtime::endpoint::default_socket().exists()));
     Ok((plan, warnings))
@@ -705,7 +714,7 @@ mod tests {
             assert_eq!(joins, 8, "four joins, each started and exited once: {calls:#?}");
             // Joins pin the key of the CA init wrote, hashed from ca.crt (not read off kubeadm's
             // output, whose fake here names another hash).
-            let ca = include_bytes!("../../tests/testdata/snapshot/apiserver.crt");
+            let ca = include_bytes!("../../../tests/testdata/snapshot/apiserver.crt");
             let hash = crate::kubeadm::ca_cert_hash(ca).unwrap();
             let config =
                 String::from_utf8(fake.containers()["fake-worker"].files[crate::cluster::steps::kubeadm_init::KUBEADM_CONFIG_PATH].clone())

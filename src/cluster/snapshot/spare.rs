@@ -15,9 +15,9 @@
 //! removes it. A spare left without a marker (a save or restore killed mid-copy, or a claim that
 //! never reached its container) is never used; `snapshot delete` removes it with the rest.
 
-use super::snapshot::{SavedNode, Snapshot, LABEL_SNAPSHOT};
 use super::volume_copy::{copy_volumes, VolumeCopy};
-use super::Result;
+use super::{SavedNode, Snapshot, LABEL_SNAPSHOT};
+use crate::cluster::Result;
 use crate::runtime::Runtime;
 
 /// On a spare and its marker: the node whose /var it copies.

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::super::options::CreateOptions;
-use super::super::{ClusterError, Result};
 use super::{Ctx, Initialized, Plan, PlannedNode, Provisioned};
+use crate::cluster::{ClusterError, Result};
 use crate::config::{PatchJson6902, Role};
 use crate::kubeadm::{self, NodeJoin, Params};
 use crate::kubeconfig;

@@ -1,5 +1,7 @@
-//! Snapshots: `berth snapshot save|list|delete`, and reading one back for
-//! `create cluster --from-snapshot` (`restore.rs`).
+//! Snapshots: `berth snapshot save|list|delete` here, and everything a snapshot is used for
+//! in this room: `create cluster --from-snapshot` (`restore.rs`), the spare /var copies that
+//! make the next restore fast (`spare.rs`), and the volume copies both make
+//! (`volume_copy.rs`, its script `copy-volumes.sh`).
 //!
 //! A snapshot is Docker objects with no state file: per node, an image committed from the
 //! stopped node (its root filesystem's changes: /etc/kubernetes, the kubelet's config) and a
@@ -18,6 +20,10 @@
 //! snapshot without one, or missing a node it names, is listed as incomplete and never
 //! restored. Images are found by the repository a save tags them in, never by labels alone:
 //! `docker commit` copies labels, so an image built `FROM` a snapshot image carries them too.
+
+pub mod restore;
+pub(super) mod spare;
+mod volume_copy;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -238,7 +244,7 @@ pub async fn list(docker: &dyn Runtime) -> Result<Vec<Snapshot>> {
             certificates_expire: get(LABEL_CERTS_EXPIRE).parse().ok(),
         });
     }
-    for (of, spare) in super::spare::all_ready(docker).await? {
+    for (of, spare) in spare::all_ready(docker).await? {
         let snapshot = by_name.get_mut(&of).filter(|s| s.save_id == spare.save);
         if let Some(node) = snapshot.and_then(|s| s.nodes.iter_mut().find(|n| n.name == spare.node)) {
             node.bytes += spare.bytes;
@@ -449,7 +455,7 @@ async fn save_nodes(docker: &dyn Runtime, name: &str, cluster: &str, save_id: &s
         .into_iter()
         .find(|s| s.name == name && s.save_id == save_id)
         .ok_or_else(|| SnapshotError::NotFound { name: name.to_string(), have: Vec::new() })?;
-    super::spare::make(docker, &saved, &[(LABEL_SAVE_ID.to_string(), save_id.to_string())]).await?;
+    spare::make(docker, &saved, &[(LABEL_SAVE_ID.to_string(), save_id.to_string())]).await?;
     // Last: the marker that makes it a snapshot, naming every node saved.
     let nodes: Vec<&str> = all.iter().map(|n| n.name.as_str()).collect();
     let marker = marker_name(name);
@@ -521,9 +527,9 @@ async fn save_node(docker: &dyn Runtime, name: &str, cluster: &str, save_id: &st
         ];
         docker.create_volume(&volume, &volume_labels).await?;
         // A full copy: the snapshot must not share a file with the cluster it was saved from.
-        let copy = super::volume_copy::VolumeCopy { from: &from, to: &volume };
+        let copy = volume_copy::VolumeCopy { from: &from, to: &volume };
         let helper_labels = [(LABEL_SAVE_ID.to_string(), save_id.to_string()), (LABEL_SNAPSHOT.to_string(), name.to_string())];
-        let bytes = super::volume_copy::copy_volumes(docker, &copy_image, &[copy], &helper_labels).await?[0];
+        let bytes = volume_copy::copy_volumes(docker, &copy_image, &[copy], &helper_labels).await?[0];
         labels.insert(LABEL_VOLUME.into(), volume);
         labels.insert(LABEL_VAR_BYTES.into(), bytes.to_string());
     }
@@ -622,7 +628,7 @@ mod tests {
         assert!(left.is_empty(), "helpers or leases left: {left:?}");
         assert!(containers.values().all(|c| !c.running), "the cluster is stopped");
         assert!(fake.volumes().contains_key("berth-snapshot-warm-complete"));
-        let spares = super::super::spare::ready(&fake, &snapshot).await.unwrap();
+        let spares = spare::ready(&fake, &snapshot).await.unwrap();
         assert_eq!(spares.len(), 2, "{spares:?}");
     }
 
@@ -707,7 +713,7 @@ mod tests {
     #[test]
     fn reads_a_certificates_expiry() {
         // A self-signed certificate valid until 2035-11-26T19:29:53Z (openssl req -x509 -days 3285).
-        let pem = include_bytes!("../../tests/testdata/snapshot/apiserver.crt");
+        let pem = include_bytes!("../../../tests/testdata/snapshot/apiserver.crt");
         let expires = not_after(pem).unwrap();
         assert_eq!(expires, TEST_CERT_NOT_AFTER, "{expires}");
         assert_eq!(not_after(b"not a certificate"), None);

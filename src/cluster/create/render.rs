@@ -9,7 +9,7 @@ use super::options::CreateOptions;
 use super::plan::{Plan, PlannedNode};
 use super::steps::kubeadm_init::{join_kind, redact, render_for};
 use super::steps::Provisioned;
-use super::{ClusterError, Result};
+use crate::cluster::{ClusterError, Result};
 use crate::kubeadm::{ApiVersion, KubeVersion, NodeJoin};
 use crate::runtime::{NodeMode, Runtime};
 

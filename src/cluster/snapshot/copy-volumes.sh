@@ -1,5 +1,5 @@
 #!/bin/sh
-# Run by cluster/volume_copy.rs in a throwaway container: `copy-volumes FROM TO [FROM TO …]`
+# Run by cluster/snapshot/volume_copy.rs in a throwaway container: `copy-volumes FROM TO [FROM TO …]`
 # copies each pair at once with `cp -a` (ownership, modes, device nodes and extended attributes
 # kept; runs of zeros become holes) and prints "bytes N" (the disk TO takes) for each TO, in
 # order, once all have succeeded.

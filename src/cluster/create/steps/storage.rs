@@ -4,8 +4,8 @@
 //! own host-path provisioner (switched on in the kubeadm config when the manifest names it).
 //! An image with neither gets a warning: a PersistentVolumeClaim would never bind.
 
-use super::super::Result;
 use super::{Ctx, Initialized, Provisioned};
+use crate::cluster::Result;
 use crate::runtime::Runtime;
 
 pub const DEFAULT_STORAGE_MANIFEST: &str = "/kind/manifests/default-storage.yaml";
@@ -47,7 +47,7 @@ mod tests {
 
     #[test]
     fn berths_manifest_is_a_default_class_for_the_hostpath_provisioner() {
-        let text = include_str!("../../../node-image/manifests/default-storage.yaml");
+        let text = include_str!("../../../../node-image/manifests/default-storage.yaml");
         assert!(uses_hostpath_provisioner(text));
         let sc: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
         assert_eq!(sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"].as_str(), Some("true"));

@@ -24,12 +24,12 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::try_join_all;
 
-use super::create::{undo, CreateReport, EVERYTHING_REMOVED};
-use super::snapshot::{SavedNode, Snapshot, SnapshotError, LABEL_RESTORED_FROM};
 use super::spare;
-use super::steps::LABEL_CREATE_ID;
 use super::volume_copy::VolumeCopy;
-use super::{ClusterError, NodeRole, Operation, Result};
+use super::{SavedNode, Snapshot, SnapshotError, LABEL_RESTORED_FROM};
+use crate::cluster::create::{undo, CreateReport, EVERYTHING_REMOVED};
+use crate::cluster::steps::LABEL_CREATE_ID;
+use crate::cluster::{ClusterError, NodeRole, Operation, Result};
 use crate::kubeconfig;
 use crate::runtime::{
     restored_node_body, ContainerBody, Lease, NodeMode, RestoredNodeSpec, Runtime, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE, NETWORK_NAME,
@@ -47,7 +47,7 @@ pub struct RestoreOptions {
 
 /// Restores `opts.snapshot`; SIGINT or SIGTERM stops it and removes what it made.
 pub async fn restore(docker: &dyn Runtime, opts: &RestoreOptions, status: &Status) -> Result<CreateReport> {
-    super::snapshot::on_docker_only(docker)?;
+    super::on_docker_only(docker)?;
     restore_until(docker, &crate::kube::Dial, opts, status, crate::interrupt::interrupted()).await
 }
 
@@ -133,7 +133,7 @@ async fn run_steps(
     let nodes: std::collections::BTreeSet<String> =
         snapshot.nodes.iter().filter(|n| n.role.is_kubernetes_node()).map(|n| n.name.clone()).collect();
     let restarted = crate::kube::Restarted { since: began, nodes };
-    let reached = super::startup::wait_fresh_ready(&client, &restarted, restarted.nodes.len(), clock, deadline).await?;
+    let reached = crate::cluster::startup::wait_fresh_ready(&client, &restarted, restarted.nodes.len(), clock, deadline).await?;
     step.done();
     let step = status.step("Waiting for the controllers");
     // The next restore's spares are made meanwhile: the controllers take seconds to start, and
@@ -147,7 +147,7 @@ async fn run_steps(
         status.warn(&warning);
         made.warnings.push(warning);
     }
-    super::timeline::log_nodes(
+    crate::cluster::timeline::log_nodes(
         docker,
         "restore",
         snapshot.nodes.iter().filter(|n| n.role.is_kubernetes_node()).map(|n| n.name.as_str()),
@@ -167,7 +167,7 @@ async fn run_steps(
 /// can be read; `made` records the merge, for the undo. Returns the entries.
 async fn merge_kubeconfig(docker: &dyn Runtime, opts: &RestoreOptions, snapshot: &Snapshot, made: &mut Made) -> Result<serde_yaml::Value> {
     let deadline = tokio::time::Instant::now() + opts.wait.max(Duration::from_secs(60));
-    let entries = super::startup::admin_kubeconfig(docker, &snapshot.cluster, deadline).await?;
+    let entries = crate::cluster::startup::admin_kubeconfig(docker, &snapshot.cluster, deadline).await?;
     // Recorded in `made` before the write starts: an interrupt that stops waiting for it still
     // takes back whatever lands, or keeps it from landing.
     let (path, merged, record) = (opts.kubeconfig_path.clone(), entries.clone(), made.kubeconfig_merge.clone());
@@ -183,7 +183,7 @@ async fn merge_kubeconfig(docker: &dyn Runtime, opts: &RestoreOptions, snapshot:
 /// labels name no cluster (a snapshot image's name this one), so a helper left behind is no
 /// node of it.
 async fn check(docker: &dyn Runtime, opts: &RestoreOptions) -> Result<(Snapshot, String)> {
-    let snapshot = super::snapshot::find(docker, &opts.snapshot).await?;
+    let snapshot = super::find(docker, &opts.snapshot).await?;
     if !snapshot.complete {
         return Err(SnapshotError::Incomplete { name: snapshot.name.clone(), missing: snapshot.missing.clone() }.into());
     }
@@ -206,7 +206,7 @@ async fn check(docker: &dyn Runtime, opts: &RestoreOptions) -> Result<(Snapshot,
     if !missing.is_empty() {
         return Err(SnapshotError::Broken { name: snapshot.name.clone(), missing }.into());
     }
-    super::create::check_kubeconfig_and_daemon(docker, &opts.kubeconfig_path).await?;
+    crate::cluster::create::check_kubeconfig_and_daemon(docker, &opts.kubeconfig_path).await?;
     if !docker.list_containers(&format!("{LABEL_CLUSTER}={}", snapshot.cluster)).await?.is_empty() {
         return Err(ClusterError::Exists(snapshot.cluster.clone()));
     }
@@ -216,7 +216,7 @@ async fn check(docker: &dyn Runtime, opts: &RestoreOptions) -> Result<(Snapshot,
             conflicts.push(format!("a container named {} exists (docker rm -f {} if it is not needed)", node.name, node.name));
         }
     }
-    let image = super::snapshot::unlabelled_image(docker, snapshot.nodes.first().map(|n| n.image.as_str()).unwrap_or_default()).await?;
+    let image = super::unlabelled_image(docker, snapshot.nodes.first().map(|n| n.image.as_str()).unwrap_or_default()).await?;
     let lease = Lease::network(docker, &image).await?;
     let subnet = docker.ensure_network(NETWORK_NAME, &lease).await?;
     lease.release().await?;
@@ -247,7 +247,7 @@ fn taken_ports(snapshot: &Snapshot) -> Vec<String> {
     snapshot
         .nodes
         .iter()
-        .flat_map(|n| super::lifecycle::taken_host_ports(&n.name, &n.host_config))
+        .flat_map(|n| crate::cluster::lifecycle::taken_host_ports(&n.name, &n.host_config))
         .map(|taken| format!("host port taken: {taken}"))
         .collect()
 }
@@ -285,7 +285,7 @@ fn expiry_warning(snapshot: &Snapshot, now: SystemTime) -> Option<String> {
     let expires = snapshot.certificates_expire()?;
     let now = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let left = expires - now;
-    if left > super::snapshot::EXPIRY_WARNING.as_secs() as i64 {
+    if left > super::EXPIRY_WARNING.as_secs() as i64 {
         return None;
     }
     let when = humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(expires.max(0) as u64));
@@ -435,7 +435,7 @@ current-context: other
     /// their own in `dir`.
     async fn saved_and_deleted(dir: &std::path::Path) -> (FakeRuntime, RestoreOptions) {
         let fake = two_node_cluster();
-        super::super::snapshot::save(&fake, "warm", "dev", &Status::quiet()).await.unwrap();
+        super::super::save(&fake, "warm", "dev", &Status::quiet()).await.unwrap();
         for node in ["dev-control-plane", "dev-worker"] {
             fake.remove_container(node).await.unwrap();
         }
@@ -451,7 +451,7 @@ current-context: other
 
     /// The snapshot can still be restored: its marker, images and saved volumes are all there.
     async fn assert_snapshot_intact(fake: &FakeRuntime, when: &str) {
-        let snapshot = super::super::snapshot::find(fake, "warm").await.unwrap();
+        let snapshot = super::super::find(fake, "warm").await.unwrap();
         assert!(snapshot.complete, "{when}: {snapshot:?}");
         for node in &snapshot.nodes {
             assert!(fake.volumes().contains_key(node.volume.as_deref().unwrap()), "{when}: {} lost its /var", node.name);
@@ -482,7 +482,7 @@ current-context: other
     async fn a_restore_brings_back_every_node_on_a_copy_of_its_var() {
         let dir = tempfile::tempdir().unwrap();
         let (fake, opts) = saved_and_deleted(dir.path()).await;
-        let snapshot = super::super::snapshot::find(&fake, "warm").await.unwrap();
+        let snapshot = super::super::find(&fake, "warm").await.unwrap();
         let report = restore_until(&fake, &crate::kube::Dial, &opts, &Status::quiet(), never()).await.unwrap();
         assert_eq!(report.context, "berth-dev");
         let containers = fake.containers();

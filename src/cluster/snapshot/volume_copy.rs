@@ -3,7 +3,7 @@
 //! to one (a restored node's etcd, a privileged pod) can change the other — in one throwaway
 //! container from a node image (which has `sh`, `cp` and `du`), running `copy-volumes.sh`.
 
-use super::{ClusterError, Result};
+use crate::cluster::{ClusterError, Result};
 use crate::runtime::{volume_script_body, Runtime, VolumeScriptSpec};
 
 /// `copy-volumes FROM TO …`, shell-checked with the repository's other scripts.

@@ -3,8 +3,8 @@
 //! bring berth-netd, kindest/node images bring kindnetd. It runs right after `kubeadm init`,
 //! before other nodes join: the DaemonSet then starts on each node as it registers.
 
-use super::super::{ClusterError, Result};
 use super::{Ctx, Initialized};
+use crate::cluster::{ClusterError, Result};
 
 pub const DEFAULT_CNI_MANIFEST: &str = "/kind/manifests/default-cni.yaml";
 
@@ -31,7 +31,7 @@ mod tests {
 
     #[test]
     fn shipped_manifest_renders_to_valid_objects() {
-        let text = include_str!("../../../node-image/manifests/default-cni.yaml");
+        let text = include_str!("../../../../node-image/manifests/default-cni.yaml");
         let out = render_manifest(text, "10.250.0.0/16");
         assert!(!out.contains("{{"), "every template variable is filled");
         let kinds: Vec<String> = out
