@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 
 use super::{nodes, ClusterError, NodeInfo, NodeRole, Result};
+use crate::cluster::HostError;
 use crate::config::Protocol;
 use crate::runtime::{HostConfig, Runtime};
 use crate::ui::Status;
@@ -48,7 +49,7 @@ async fn check_published_ports(docker: &dyn Runtime, stopped: impl Iterator<Item
     if taken.is_empty() {
         Ok(())
     } else {
-        Err(ClusterError::PortsTaken(taken.join("; ")))
+        Err(ClusterError::from(HostError::PortsTaken(taken.join("; "))))
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use futures_util::future::try_join_all;
 
 use super::{nodes, ClusterError, Result};
+use crate::cluster::ImageError;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::ui::Status;
 
@@ -78,7 +79,7 @@ pub async fn load_docker_images(
 ) -> Result<Vec<(String, bool)>> {
     let mut host_images = Vec::new();
     for name in images {
-        let id = docker.image_id(name).await?.ok_or_else(|| ClusterError::ImageNotOnHost(name.clone()))?;
+        let id = docker.image_id(name).await?.ok_or_else(|| ImageError::NotOnHost(name.clone()))?;
         let alias = alias_for(name, &docker.repo_tags(name).await?);
         host_images.push(HostImage { name: name.clone(), id, alias });
     }
@@ -205,7 +206,7 @@ mod tests {
     async fn an_image_the_host_lacks_is_named_before_any_node_is_touched() {
         let fake = cluster();
         let err = load_docker_images(&fake, "dev", &["web:1".into(), "api:2".into()], &[], &Status::quiet()).await.unwrap_err();
-        assert!(matches!(&err, ClusterError::ImageNotOnHost(name) if name == "api:2"), "{err}");
+        assert!(matches!(&err, ClusterError::Image(ImageError::NotOnHost(name)) if name == "api:2"), "{err}");
         assert!(fake.calls().iter().all(|c| !c.starts_with("exec")), "{:?}", fake.calls());
     }
 

@@ -17,6 +17,7 @@ use super::steps::kubeadm_init::{ca_cert_hash_of, redact, KUBEADM_CONFIG_PATH};
 use super::steps::loadbalancer::{haproxy_config, LB_CONFIG_PATH};
 use super::steps::LABEL_CREATE_ID;
 use super::{nodes, ClusterError, NodeInfo, NodeRole, Operation, Result};
+use crate::cluster::{BootstrapError, HostError, ImageError};
 use crate::config::Role;
 use crate::kubeadm::{self, KubeVersion, NodeJoin, Params};
 use crate::runtime::{
@@ -198,7 +199,7 @@ async fn check_add(docker: &dyn Runtime, api: &dyn crate::kube::Connect, opts: &
         Some(image) => {
             let local = crate::registry::local_name(&crate::image_ref::ImageRef::parse(image)?);
             if !docker.image_exists(&local).await? {
-                return Err(ClusterError::ImageMissing(image.clone()));
+                return Err(ClusterError::from(ImageError::Missing(image.clone())));
             }
             check_skew(docker, &local, cluster.version, opts.role).await?;
             local
@@ -297,11 +298,11 @@ async fn add_steps(
             .exec(&cluster.first_cp, &["kubeadm", "init", "phase", "upload-certs", "--upload-certs", "--certificate-key", &key])
             .await?;
         if out.code != 0 {
-            return Err(ClusterError::KubeadmFailed {
+            return Err(ClusterError::from(BootstrapError::KubeadmFailed {
                 phase: "upload-certs",
                 node: cluster.first_cp.clone(),
                 tail: redact(&out.tail(15), &token, Some(&key)),
-            });
+            }));
         }
         Some(key)
     } else {
@@ -343,11 +344,11 @@ async fn add_steps(
         redact(&format!("{}{}", out.stdout, out.stderr), &token, certificate_key.as_deref())
     );
     if out.code != 0 {
-        return Err(ClusterError::KubeadmFailed {
+        return Err(ClusterError::from(BootstrapError::KubeadmFailed {
             phase: "join",
             node: new.name.clone(),
             tail: redact(&out.tail(25), &token, certificate_key.as_deref()),
-        });
+        }));
     }
     step.done();
 
@@ -418,8 +419,7 @@ async fn provision(docker: &dyn Runtime, opts: &AddOptions, cluster: &Running, n
     let subnet = docker.ensure_network(NETWORK_NAME, &lease).await?;
     if let Some(subnet) = subnet {
         let used = docker.used_addresses(NETWORK_NAME).await?;
-        let picked =
-            network::allocate(subnet, &used, 1).ok_or_else(|| ClusterError::NoAddresses { subnet: subnet.to_string(), count: 1 })?;
+        let picked = network::allocate(subnet, &used, 1).ok_or_else(|| HostError::NoAddresses { subnet: subnet.to_string(), count: 1 })?;
         spec.ip = picked.first().map(|ip| ip.to_string());
     }
     docker.create_container(&spec.name, node_container_body(&spec)).await?;
@@ -497,7 +497,7 @@ async fn remove_with(docker: &dyn Runtime, api: &dyn crate::kube::Connect, opts:
     let step = status.step(format!("Draining {}", opts.node));
     crate::kube::cordon(&cluster.client, &opts.node).await?;
     crate::kube::drain(&cluster.client, &opts.node, opts.force, deadline).await.map_err(|e| match e {
-        crate::kube::KubeError::Timeout(t) => ClusterError::NotReady {
+        crate::kube::KubeError::Timeout(t) => ClusterError::from(BootstrapError::NotReady {
             what: format!(
                 "{} could not be drained within --timeout {:?}; it stays cordoned (kubectl uncordon {} to undo)",
                 opts.node, opts.timeout, opts.node
@@ -507,7 +507,7 @@ async fn remove_with(docker: &dyn Runtime, api: &dyn crate::kube::Connect, opts:
                 t.detail,
                 if opts.force { "" } else { "\n--force deletes the pods instead of evicting them (PodDisruptionBudgets are not asked)" }
             ),
-        },
+        }),
         e => e.into(),
     })?;
     step.done();
@@ -533,11 +533,11 @@ async fn remove_with(docker: &dyn Runtime, api: &dyn crate::kube::Connect, opts:
             .exec(&opts.node, &["kubeadm", "reset", "phase", "remove-etcd-member", "--kubeconfig", "/etc/kubernetes/admin.conf"])
             .await?;
         if out.code != 0 {
-            return Err(ClusterError::KubeadmFailed {
+            return Err(ClusterError::from(BootstrapError::KubeadmFailed {
                 phase: "reset phase remove-etcd-member",
                 node: opts.node.clone(),
                 tail: out.tail(15),
-            });
+            }));
         }
     }
     crate::kube::delete_node(&client, &opts.node).await?;

@@ -9,6 +9,7 @@
 //! clusters.
 
 mod create;
+mod error;
 #[cfg(test)]
 mod fixtures;
 pub mod lifecycle;
@@ -26,15 +27,13 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub use error::{BootstrapError, ClusterError, HostError, ImageError, Result};
 pub use operation::Operation;
 pub use snapshot::restore;
 use snapshot::spare;
 
-use crate::config::ConfigError;
-use crate::kube::KubeError;
-use crate::kubeadm::KubeadmError;
-use crate::kubeconfig::{self, KubeconfigError};
-use crate::runtime::{Runtime, RuntimeError, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE};
+use crate::kubeconfig;
+use crate::runtime::{Runtime, LABEL_CLUSTER, LABEL_MEMBERS, LABEL_ROLE};
 
 pub use create::options::{CreateOptions, PullPolicy};
 use create::steps;
@@ -45,82 +44,6 @@ pub use create::{create, plan, render, CreateReport};
 /// `pkg/apis/config/defaults/image.go`), pinned by digest so "latest" never changes under a user.
 pub const DEFAULT_NODE_IMAGE: &str = "kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5";
 pub const DEFAULT_CLUSTER_NAME: &str = "berth";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Kubeadm(#[from] KubeadmError),
-    /// A copy of node volumes (a snapshot's save or restore) failed.
-    #[error("copying volume {what} failed: {detail}")]
-    VolumeCopy { what: String, detail: String },
-    /// The node image's /kind/version is not a version.
-    #[error("the node image's {0}")]
-    ImageVersion(#[from] crate::version::BadVersion),
-    #[error(transparent)]
-    Kubeconfig(#[from] KubeconfigError),
-    #[error(transparent)]
-    Kube(#[from] KubeError),
-    #[error(transparent)]
-    ImageRef(#[from] crate::image_ref::ImageRefError),
-    #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
-    #[error("node image {0} is not present locally; build one (scripts/build-test-node-image, or `berth build node-image`) or name an image you have with --image or BERTH_NODE_IMAGE")]
-    ImageMissing(String),
-    #[error("a cluster named {0:?} already exists; delete it with `berth delete cluster --name {0}` or pick another --name")]
-    Exists(String),
-    #[error("no cluster named {0:?}; `berth get clusters` lists the clusters there are")]
-    NotFound(String),
-    /// Bad input, found before anything was made: `field` names the flag or config field.
-    #[error("{field}: {problem}")]
-    InvalidInput { field: String, problem: String },
-    #[error("node image {image} carries no default pod network ({manifest}); set networking.disableDefaultCNI: true in the cluster config and install one yourself, or use a berth or kindest/node image")]
-    NoDefaultCni { image: String, manifest: &'static str },
-    #[error("several control planes need the load balancer image {0}, which is not present locally; build or pull it, or name another with --lb-image / BERTH_LB_IMAGE")]
-    LoadBalancerImageMissing(String),
-    #[error("image {0:?} is not present in the host's Docker; build or pull it first")]
-    ImageNotOnHost(String),
-    #[error("cluster {0:?} has no running control-plane node; start it first (berth start cluster --name {0})")]
-    NotRunning(String),
-    #[error("the Docker daemon at {0} runs on another machine: berth publishes the API server and chooses free ports on this one, so it needs a daemon on this machine (a local socket, or tcp:// to localhost)")]
-    RemoteDaemon(String),
-    #[error("{feature}: not supported on {engine} yet; use Docker for it (BERTH_PROVIDER=docker)")]
-    Unsupported { feature: &'static str, engine: &'static str },
-    /// A rootless engine, and a host that lacks what its nodes need: one line per need.
-    #[error("the {engine} engine runs rootless, and this host is not ready for rootless nodes:\n  - {}", problems.join("\n  - "))]
-    RootlessHost { engine: &'static str, problems: Vec<String> },
-    #[error("cannot start: {0}; free the port(s) and start again")]
-    PortsTaken(String),
-    #[error("berth's network {subnet} has no {count} free addresses left")]
-    NoAddresses { subnet: String, count: usize },
-    #[error("containers labelled {0} keep appearing; remove them with `docker rm -f`")]
-    KeepsAppearing(String),
-    #[error(transparent)]
-    NodeMode(#[from] crate::runtime::ModeError),
-    #[error("installing add-on {name}: {source}")]
-    Addon { name: String, source: crate::addons::AddonError },
-    #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
-    /// A create failed, and removing what it made failed too.
-    #[error("{error}\n(cleaning up afterwards failed too: {cleanup})")]
-    CleanupFailed { error: Box<ClusterError>, cleanup: Box<ClusterError> },
-    #[error("kubeadm {phase} failed on {node}; its last lines:\n{tail}")]
-    KubeadmFailed { phase: &'static str, node: String, tail: String },
-    #[error("{what}\n{details}")]
-    NotReady { what: String, details: String },
-    #[error("patching containerd's config on {node}: {source}")]
-    ContainerdConfig { node: String, source: crate::containerd::ContainerdPatchError },
-    #[error(transparent)]
-    Snapshot(#[from] snapshot::SnapshotError),
-    /// A signal stopped `operation`; `outcome` says what its undo did.
-    #[error("{operation} interrupted ({signal}); {outcome}")]
-    Interrupted { operation: Operation, signal: &'static str, outcome: String },
-}
-
-pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
 
 /// The container name of the `index`-th (0-based) node of `role`: kind's naming, so tooling that
 /// knows `NAME-control-plane` and `NAME-worker2` works.

@@ -15,6 +15,7 @@ pub(crate) mod steps;
 use std::path::PathBuf;
 
 use super::{ClusterError, Operation, Result};
+use crate::cluster::{HostError, ImageError};
 use crate::config;
 use crate::image_ref::ImageRef;
 use crate::kubeconfig;
@@ -39,7 +40,7 @@ async fn preflight(docker: &dyn Runtime, opts: &CreateOptions, status: &Status) 
         .map_err(|problem| ClusterError::InvalidInput { field: "--name".into(), problem: problem.to_string() })?;
     check_kubeconfig_and_daemon(docker, &opts.kubeconfig_path).await?;
     if opts.config.control_planes().count() > 1 && !docker.image_exists(&opts.lb_image).await? {
-        return Err(ClusterError::LoadBalancerImageMissing(opts.lb_image.clone()));
+        return Err(ClusterError::from(ImageError::LoadBalancerMissing(opts.lb_image.clone())));
     }
     let problems = crate::host_ports::check(&opts.config);
     if !problems.is_empty() {
@@ -80,12 +81,14 @@ pub(super) async fn check_kubeconfig_and_daemon(docker: &dyn Runtime, kubeconfig
         .await
         .map_err(|e| ClusterError::Io { context: "checking the kubeconfig lock".into(), source: std::io::Error::other(e) })??;
     if docker.is_remote() {
-        return Err(ClusterError::RemoteDaemon(std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the current docker context".into())));
+        return Err(ClusterError::from(HostError::RemoteDaemon(
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the current docker context".into()),
+        )));
     }
     if docker.rootless().await? {
         let problems = crate::rootless::unmet(&crate::rootless::Host::current());
         if !problems.is_empty() {
-            return Err(ClusterError::RootlessHost { engine: docker.provider().display_name(), problems });
+            return Err(ClusterError::from(HostError::RootlessHost { engine: docker.provider().display_name(), problems }));
         }
     }
     Ok(())
@@ -401,7 +404,7 @@ mod tests {
             let kc = dir.path().join("config");
             let fake = FakeRuntime::with_images(&[IMAGE]);
             let err = create(&fake, &options(config::Cluster::default_config(), &kc), &Status::quiet()).await.unwrap_err();
-            assert!(matches!(err, ClusterError::KubeadmFailed { phase: "init", .. }), "{err}");
+            assert!(matches!(err, ClusterError::Bootstrap(crate::cluster::BootstrapError::KubeadmFailed { phase: "init", .. })), "{err}");
             assert!(err.to_string().contains("fails on purpose"), "kubeadm's words are in the error: {err}");
             let calls = fake.calls();
             assert!(calls.contains(&"create fake-control-plane".to_string()), "{calls:#?}");
@@ -483,7 +486,7 @@ mod tests {
             let fake = FakeRuntime::with_images(&[]);
             let err =
                 create(&fake, &options(config::Cluster::default_config(), &dir.path().join("config")), &Status::quiet()).await.unwrap_err();
-            assert!(matches!(&err, ClusterError::ImageMissing(image) if image == IMAGE), "{err}");
+            assert!(matches!(&err, ClusterError::Image(ImageError::Missing(image)) if image == IMAGE), "{err}");
             assert!(fake.calls().is_empty(), "{:#?}", fake.calls());
         }
 

@@ -32,6 +32,7 @@ use futures_util::future::try_join_all;
 use serde::Serialize;
 
 use super::{nodes, ClusterError, NodeInfo, NodeRole, Operation, Result};
+use crate::cluster::HostError;
 use crate::runtime::{HostConfig, Runtime};
 use crate::ui::Status;
 
@@ -170,9 +171,10 @@ fn invalid_name(name: &str) -> Option<ClusterError> {
 pub(super) fn on_docker_only(docker: &dyn Runtime) -> Result<()> {
     match docker.provider() {
         crate::runtime::endpoint::Provider::Docker => Ok(()),
-        other => {
-            Err(ClusterError::Unsupported { feature: "snapshots (save, list, delete, --from-snapshot)", engine: other.display_name() })
-        }
+        other => Err(ClusterError::from(HostError::Unsupported {
+            feature: "snapshots (save, list, delete, --from-snapshot)",
+            engine: other.display_name(),
+        })),
     }
 }
 
@@ -599,7 +601,7 @@ mod tests {
             list(&fake).await.unwrap_err(),
             delete(&fake, "warm").await.unwrap_err(),
         ] {
-            assert!(matches!(err, ClusterError::Unsupported { engine: "Podman", .. }), "{err}");
+            assert!(matches!(err, ClusterError::Host(HostError::Unsupported { engine: "Podman", .. })), "{err}");
             assert!(err.to_string().contains("snapshots") && err.to_string().contains("BERTH_PROVIDER=docker"), "{err}");
         }
         assert_eq!(fake.calls().len(), calls_before, "nothing stopped or made: {:?}", fake.calls());

@@ -3,6 +3,7 @@
 
 use super::{Ctx, Initialized};
 use crate::addons;
+use crate::cluster::BootstrapError;
 use crate::cluster::{ClusterError, Result};
 
 pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
@@ -12,7 +13,7 @@ pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
             field: "addons".into(),
             problem: format!("unknown add-on {name:?}; berth knows: {}", addons::names().join(", ")),
         })?;
-        addons::install(&cluster.client, addon).await.map_err(|source| ClusterError::Addon { name: name.clone(), source })?;
+        addons::install(&cluster.client, addon).await.map_err(|source| BootstrapError::Addon { name: name.clone(), source })?;
         let mut missing = Vec::new();
         for image in addon.images {
             if !crate::cluster::load::node_has_image(ctx.docker, &node, image).await? {

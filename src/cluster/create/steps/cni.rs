@@ -4,6 +4,7 @@
 //! before other nodes join: the DaemonSet then starts on each node as it registers.
 
 use super::{Ctx, Initialized};
+use crate::cluster::ImageError;
 use crate::cluster::{ClusterError, Result};
 
 pub const DEFAULT_CNI_MANIFEST: &str = "/kind/manifests/default-cni.yaml";
@@ -17,7 +18,10 @@ pub async fn run(ctx: &Ctx<'_>, cluster: &Initialized) -> Result<()> {
     let cp = ctx.control_plane().name.clone();
     let manifest = ctx.docker.exec(&cp, &["cat", DEFAULT_CNI_MANIFEST]).await?;
     if manifest.code != 0 || manifest.stdout.trim().is_empty() {
-        return Err(ClusterError::NoDefaultCni { image: ctx.control_plane().image.to_string(), manifest: DEFAULT_CNI_MANIFEST });
+        return Err(ClusterError::from(ImageError::NoDefaultCni {
+            image: ctx.control_plane().image.to_string(),
+            manifest: DEFAULT_CNI_MANIFEST,
+        }));
     }
     let rendered = render_manifest(&manifest.stdout, ctx.opts.config.pod_subnet());
     let applied = crate::kube::apply_manifest(&cluster.client, &rendered).await?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 
 use super::Ctx;
+use crate::cluster::BootstrapError;
 use crate::cluster::{ClusterError, Result};
 use crate::runtime::Runtime;
 use crate::wait::{self, Check, Ended};
@@ -24,7 +25,7 @@ async fn patch_node(ctx: &Ctx<'_>, node: &str) -> Result<()> {
     let cfg = &ctx.opts.config;
     let current = ctx.docker.exec_ok(node, &["cat", CONTAINERD_CONFIG_PATH]).await?;
     let patched = crate::containerd::patch(&current, &cfg.containerd_config_patches, &cfg.containerd_config_patches_json6902)
-        .map_err(|source| ClusterError::ContainerdConfig { node: node.to_string(), source })?;
+        .map_err(|source| BootstrapError::ContainerdConfig { node: node.to_string(), source })?;
     ctx.docker.write_files(node, &[(CONTAINERD_CONFIG_PATH, patched.as_bytes(), 0o644)]).await?;
     ctx.docker.exec_ok(node, &["systemctl", "restart", "containerd"]).await?;
     wait_for_containerd(ctx.docker, node).await
@@ -44,6 +45,6 @@ async fn wait_for_containerd(docker: &dyn Runtime, node: &str) -> Result<()> {
     match outcome {
         Ok(()) => Ok(()),
         Err(Ended::Failed(e)) => Err(e.into()),
-        Err(Ended::Timeout(t)) => Err(ClusterError::NotReady { what: t.to_string(), details: String::new() }),
+        Err(Ended::Timeout(t)) => Err(ClusterError::from(BootstrapError::NotReady { what: t.to_string(), details: String::new() })),
     }
 }

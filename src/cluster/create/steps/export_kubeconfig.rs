@@ -1,6 +1,7 @@
 //! Step 5: merge the cluster's context into the user's kubeconfig, so kubectl works at once.
 
 use super::{Ctx, Initialized};
+use crate::cluster::ClusterError;
 use crate::cluster::Result;
 
 pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
@@ -11,6 +12,6 @@ pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
     let record = ctx.kubeconfig_merge.clone();
     tokio::task::spawn_blocking(move || record.merge(&path, &entries))
         .await
-        .map_err(|e| crate::cluster::ClusterError::Io { context: "writing the kubeconfig".into(), source: std::io::Error::other(e) })??;
+        .map_err(|e| ClusterError::Io { context: "writing the kubeconfig".into(), source: std::io::Error::other(e) })??;
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::super::options::CreateOptions;
 use super::{Ctx, Initialized, Plan, PlannedNode, Provisioned};
+use crate::cluster::BootstrapError;
 use crate::cluster::{ClusterError, Result};
 use crate::config::{PatchJson6902, Role};
 use crate::kubeadm::{self, NodeJoin, Params};
@@ -107,7 +108,11 @@ pub async fn run_kubeadm(ctx: &Ctx<'_>, node: &str, phase: &'static str, args: &
     let key = ctx.plan.certificate_key.as_deref();
     tracing::trace!("kubeadm {phase} on {node}:\n{}", redact(&format!("{}{}", out.stdout, out.stderr), &ctx.plan.token, key));
     if out.code != 0 {
-        return Err(ClusterError::KubeadmFailed { phase, node: node.to_string(), tail: redact(&out.tail(25), &ctx.plan.token, key) });
+        return Err(ClusterError::from(BootstrapError::KubeadmFailed {
+            phase,
+            node: node.to_string(),
+            tail: redact(&out.tail(25), &ctx.plan.token, key),
+        }));
     }
     Ok(out.stdout)
 }
@@ -116,10 +121,12 @@ pub async fn run_kubeadm(ctx: &Ctx<'_>, node: &str, phase: &'static str, args: &
 /// `ca.crt`, hashed as kubeadm hashes it. A failure is reported as `phase` of `node`.
 pub async fn ca_cert_hash_of(docker: &dyn Runtime, control_plane: &str, phase: &'static str, node: &str) -> Result<String> {
     let ca = docker.exec_ok(control_plane, &["cat", "/etc/kubernetes/pki/ca.crt"]).await?;
-    kubeadm::ca_cert_hash(ca.as_bytes()).ok_or_else(|| ClusterError::KubeadmFailed {
-        phase,
-        node: node.to_string(),
-        tail: format!("{control_plane}'s /etc/kubernetes/pki/ca.crt is not a certificate; joining nodes pin its key"),
+    kubeadm::ca_cert_hash(ca.as_bytes()).ok_or_else(|| {
+        ClusterError::from(BootstrapError::KubeadmFailed {
+            phase,
+            node: node.to_string(),
+            tail: format!("{control_plane}'s /etc/kubernetes/pki/ca.crt is not a certificate; joining nodes pin its key"),
+        })
     })
 }
 

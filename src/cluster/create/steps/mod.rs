@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use super::options::{CreateOptions, PullPolicy};
 pub use super::plan::{Plan, PlannedNode};
 use super::{ClusterError, Result};
+use crate::cluster::ImageError;
 use crate::image_ref::ImageRef;
 use crate::kubeadm::KubeVersion;
 use crate::runtime::{NodeMode, Runtime};
@@ -110,7 +111,7 @@ pub async fn ensure_image(docker: &dyn Runtime, image: &ImageRef, policy: PullPo
     let present = docker.image_exists(&crate::registry::local_name(image)).await?;
     match (policy, present) {
         (PullPolicy::Always, _) | (PullPolicy::Missing, false) => Ok(crate::registry::pull(docker, image, status).await?),
-        (PullPolicy::Never, false) => Err(ClusterError::ImageMissing(image.to_string())),
+        (PullPolicy::Never, false) => Err(ClusterError::from(ImageError::Missing(image.to_string()))),
         _ => Ok(()),
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 
 use super::{Ctx, PlannedNode, Provisioned};
+use crate::cluster::{BootstrapError, HostError};
 use crate::cluster::{ClusterError, Result};
 use crate::config::Role;
 use crate::runtime::{decide_mode, network, node_container_body, Lease, NodeMode, NodeSpec, Runtime, NETWORK_NAME};
@@ -79,7 +80,7 @@ async fn allocate_addresses(ctx: &mut Ctx<'_>, subnet: Option<crate::config::Cid
     };
     let used = ctx.docker.used_addresses(NETWORK_NAME).await?;
     let count = ctx.plan.nodes.len() + usize::from(ctx.is_ha());
-    let picked = network::allocate(subnet, &used, count).ok_or_else(|| ClusterError::NoAddresses { subnet: subnet.to_string(), count })?;
+    let picked = network::allocate(subnet, &used, count).ok_or_else(|| HostError::NoAddresses { subnet: subnet.to_string(), count })?;
     Ok(picked.into_iter().map(|ip| ip.to_string()).collect())
 }
 
@@ -150,7 +151,7 @@ pub(crate) async fn wait_for_systemd(docker: &dyn Runtime, node: &str) -> Result
         Err(Ended::Failed(e)) => Err(e.into()),
         Err(Ended::Timeout(t)) => {
             let logs = docker.logs_tail(node, 30).await.unwrap_or_default();
-            Err(ClusterError::NotReady { what: t.to_string(), details: format!("container log:\n{logs}") })
+            Err(ClusterError::from(BootstrapError::NotReady { what: t.to_string(), details: format!("container log:\n{logs}") }))
         }
     }
 }

@@ -6,6 +6,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 
 use super::{Ctx, Initialized};
+use crate::cluster::BootstrapError;
 use crate::cluster::{ClusterError, Result};
 use crate::kube;
 
@@ -76,5 +77,8 @@ async fn not_ready(ctx: &Ctx<'_>, client: &::kube::Client, what: String) -> Clus
             details.push_str(&format!("pods not running:\n  {}\n", pods.join("\n  ")));
         }
     }
-    ClusterError::NotReady { what: format!("the cluster was not ready within --wait {:?}: {what}", ctx.opts.wait), details }
+    ClusterError::from(BootstrapError::NotReady {
+        what: format!("the cluster was not ready within --wait {:?}: {what}", ctx.opts.wait),
+        details,
+    })
 }
