@@ -177,10 +177,8 @@ async fn check_add(docker: &dyn Runtime, api: &dyn crate::kube::Connect, opts: &
     }
     let name = match &opts.node {
         Some(name) => {
-            crate::config::validate_cluster_name(name).map_err(|problem| ClusterError::InvalidInput {
-                field: "NODE-NAME".into(),
-                problem: problem.replace("cluster name", "node name"),
-            })?;
+            crate::config::validate_cluster_name(name)
+                .map_err(|problem| ClusterError::InvalidInput { field: "NODE-NAME".into(), problem: problem.describe("node name") })?;
             name.clone()
         }
         None => next_name(docker, &opts.cluster, opts.role).await?,

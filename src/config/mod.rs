@@ -13,7 +13,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
-pub use validate::{fixed_host_ports, validate, validate_cluster_name, Cidr, MAX_CLUSTER_NAME};
+pub use validate::{fixed_host_ports, validate, validate_cluster_name, Cidr, NameError, MAX_CLUSTER_NAME};
 
 /// The apiVersions berth reads. kind's is accepted so a user's kind config works unchanged.
 pub const BERTH_API_VERSION: &str = "berth.dev/v1alpha1";

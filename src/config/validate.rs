@@ -60,23 +60,51 @@ pub fn validate(c: &Cluster) -> Vec<String> {
 }
 
 /// A cluster name is a DNS-1123 label short enough to prefix node hostnames. It is also what
-/// keeps a name from reaching file paths or other clusters' objects.
-pub fn validate_cluster_name(name: &str) -> Result<(), String> {
+/// keeps a name from reaching file paths or other clusters' objects. Snapshot and node names
+/// follow the same rules.
+pub fn validate_cluster_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err("the cluster name is empty".into());
+        return Err(NameError::Empty);
     }
     if name.len() > MAX_CLUSTER_NAME {
-        return Err(format!("{name:?} is {} characters; at most {MAX_CLUSTER_NAME} are allowed", name.len()));
+        return Err(NameError::TooLong(name.to_string()));
     }
     let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let ok_ends = name.starts_with(|ch: char| ch.is_ascii_alphanumeric()) && name.ends_with(|ch: char| ch.is_ascii_alphanumeric());
     if !ok_chars || !ok_ends {
-        return Err(format!(
-            "{name:?} is not a valid cluster name; use lower-case letters, digits and '-', starting and ending with a letter or digit"
-        ));
+        return Err(NameError::BadCharacters(name.to_string()));
     }
     Ok(())
 }
+
+/// Why a name cannot be a cluster's (or a snapshot's, or a node's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameError {
+    Empty,
+    TooLong(String),
+    BadCharacters(String),
+}
+
+impl NameError {
+    /// The problem, calling the name a `what` ("cluster name", "snapshot name").
+    pub fn describe(&self, what: &str) -> String {
+        match self {
+            NameError::Empty => format!("the {what} is empty"),
+            NameError::TooLong(name) => format!("{name:?} is {} characters; at most {MAX_CLUSTER_NAME} are allowed", name.len()),
+            NameError::BadCharacters(name) => format!(
+                "{name:?} is not a valid {what}; use lower-case letters, digits and '-', starting and ending with a letter or digit"
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for NameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe("cluster name"))
+    }
+}
+
+impl std::error::Error for NameError {}
 
 /// An IPv4 subnet (`10.244.0.0/16`), as the config and the engine's networks give them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

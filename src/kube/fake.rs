@@ -3,11 +3,16 @@
 //! `cluster-info`, nodes — one read, patched or deleted by name too —, pods (none), the
 //! kube-proxy DaemonSet, leader leases, the controllers' probe ReplicaSet) from what the test
 //! says the cluster looks like, and records every request, so a test can check which waits and
-//! joins an operation ran, in what order.
+//! joins an operation ran, in what order. A watch of nodes streams the nodes again each time the
+//! test says the cluster changed ([`FakeApi::changed`]), so the waits' watch path runs too; other
+//! watches stay open and silent.
 
 use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt;
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
 use kube::client::Body;
 use kube::Client;
 use serde_json::{json, Value};
@@ -39,11 +44,21 @@ type Look = dyn Fn() -> Seen + Send + Sync;
 pub struct FakeApi {
     look: Arc<Look>,
     requests: Arc<Mutex<Vec<String>>>,
+    /// Bumped by [`changed`](Self::changed): node watches stream the nodes again.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
+
+/// What the fake's responses carry: a whole body, or a watch's stream of events.
+type Reply = UnsyncBoxBody<bytes::Bytes, std::convert::Infallible>;
 
 impl FakeApi {
     pub fn new(look: impl Fn() -> Seen + Send + Sync + 'static) -> FakeApi {
-        FakeApi { look: Arc::new(look), requests: Arc::default() }
+        FakeApi { look: Arc::new(look), requests: Arc::default(), changes: Arc::new(tokio::sync::watch::channel(0).0) }
+    }
+
+    /// Tells the watches that what the test's look says has changed.
+    pub fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
     }
 
     /// What the test's look says now.
@@ -78,7 +93,7 @@ impl FakeApi {
         Client::new(service, "default")
     }
 
-    fn answer(&self, request: &Request<bytes::Bytes>) -> Response<Body> {
+    fn answer(&self, request: &Request<bytes::Bytes>) -> Response<Reply> {
         let uri = request.uri();
         let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
         let sent = if request.body().is_empty() { String::new() } else { format!(" {}", String::from_utf8_lossy(request.body())) };
@@ -86,7 +101,8 @@ impl FakeApi {
         let seen = (self.look)();
         let watch = uri.query().is_some_and(|q| q.contains("watch=true"));
         let body = match (request.method(), uri.path()) {
-            _ if watch => None,
+            (&Method::GET, "/api/v1/nodes") if watch => return self.node_watch(),
+            _ if watch => return stream_lines(futures_util::stream::pending().boxed()),
             (&Method::GET, "/version") => Some(version()),
             (&Method::GET, "/readyz") => return respond_text("ok"),
             (&Method::POST, REPLICA_SETS) => {
@@ -98,8 +114,9 @@ impl FakeApi {
                 Some(observed_replica_set(path.trim_start_matches(&format!("{REPLICA_SETS}/"))))
             }
             (&Method::GET, "/api/v1/namespaces/kube-public/configmaps/cluster-info") => seen.signed_token_id.map(cluster_info),
+            // A resourceVersion, so a watcher's list is followed by its watch.
             (&Method::GET, "/api/v1/nodes") => Some(json!({
-                "apiVersion": "v1", "kind": "NodeList", "metadata": {},
+                "apiVersion": "v1", "kind": "NodeList", "metadata": {"resourceVersion": "1"},
                 "items": seen.nodes.iter().map(|n| node(n, !seen.not_ready, seen.fresh)).collect::<Vec<_>>(),
             })),
             (&Method::GET | &Method::PATCH | &Method::DELETE, path) if path.starts_with("/api/v1/nodes/") => {
@@ -142,6 +159,37 @@ impl FakeApi {
     }
 }
 
+impl FakeApi {
+    /// A watch of all nodes: each change the test announces sends every node as MODIFIED.
+    fn node_watch(&self) -> Response<Reply> {
+        let api = self.clone();
+        let changes = tokio_stream_of(self.changes.subscribe());
+        let events = changes.flat_map(move |_| {
+            let seen = (api.look)();
+            let lines: Vec<String> = seen
+                .nodes
+                .iter()
+                .map(|n| json!({"type": "MODIFIED", "object": node(n, !seen.not_ready, seen.fresh)}).to_string() + "\n")
+                .collect();
+            futures_util::stream::iter(lines)
+        });
+        stream_lines(events.boxed())
+    }
+}
+
+/// Each change of `rx` after the first look, as an item.
+fn tokio_stream_of(rx: tokio::sync::watch::Receiver<u64>) -> futures_util::stream::BoxStream<'static, ()> {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) }).boxed()
+}
+
+/// A response whose body is `lines`, sent as they come (a watch).
+fn stream_lines(lines: futures_util::stream::BoxStream<'static, String>) -> Response<Reply> {
+    let frames = lines.map(|l| Ok::<_, std::convert::Infallible>(http_body::Frame::data(bytes::Bytes::from(l))));
+    let mut response = Response::new(BodyExt::boxed_unsync(http_body_util::StreamBody::new(frames)));
+    response.headers_mut().insert(http::header::CONTENT_TYPE, "application/json".parse().unwrap());
+    response
+}
+
 #[async_trait::async_trait]
 impl Connect for FakeApi {
     async fn connect(&self, _kubeconfig: &serde_yaml::Value) -> Result<Client> {
@@ -149,15 +197,16 @@ impl Connect for FakeApi {
     }
 }
 
-fn respond(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut response = Response::new(Body::from(serde_json::to_vec(body).unwrap()));
+fn respond(status: StatusCode, body: &Value) -> Response<Reply> {
+    let mut response =
+        Response::new(BodyExt::boxed_unsync(http_body_util::Full::new(bytes::Bytes::from(serde_json::to_vec(body).unwrap()))));
     *response.status_mut() = status;
     response.headers_mut().insert(http::header::CONTENT_TYPE, "application/json".parse().unwrap());
     response
 }
 
-fn respond_text(body: &str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body.as_bytes().to_vec()));
+fn respond_text(body: &str) -> Response<Reply> {
+    let mut response = Response::new(BodyExt::boxed_unsync(http_body_util::Full::new(bytes::Bytes::from(body.as_bytes().to_vec()))));
     response.headers_mut().insert(http::header::CONTENT_TYPE, "text/plain".parse().unwrap());
     response
 }

@@ -535,6 +535,40 @@ mod tests {
         assert_eq!(describe_not_ready(&node("False", "2023-11-14T22:13:21Z"), None), "n1 (kubelet is posting ready status)");
     }
 
+    /// A node that turns Ready is seen through the watch of nodes, at once, not at the next
+    /// poll: on a paused clock the wait returns at the moment of the change, well before a
+    /// poll would come. With the watch broken it would return only at the poll.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_sees_a_change_through_its_watch_before_the_next_poll() {
+        use super::fake::{FakeApi, Seen};
+        let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ready.clone();
+        let api = FakeApi::new(move || Seen {
+            nodes: vec!["n1".into()],
+            not_ready: !flag.load(std::sync::atomic::Ordering::SeqCst),
+            fresh: true,
+            ..Default::default()
+        });
+        let change_at = POLL / 5;
+        let turn = api.clone();
+        tokio::spawn(async move {
+            // Past the first polls' moment, so only the watch can bring the news in time.
+            tokio::time::sleep(POLL + change_at).await;
+            ready.store(true, std::sync::atomic::Ordering::SeqCst);
+            turn.changed();
+        });
+        let started = Instant::now();
+        wait_for_nodes_ready(&api.client(), 1, None, started + Duration::from_secs(30)).await.unwrap();
+        let took = started.elapsed();
+        assert!(
+            took >= POLL + change_at && took < 2 * POLL,
+            "took {took:?}: the change came at {:?}, the next poll at {:?}",
+            POLL + change_at,
+            2 * POLL
+        );
+        assert!(api.requests().iter().any(|r| r.starts_with("GET /api/v1/nodes?") && r.contains("watch=true")), "{:#?}", api.requests());
+    }
+
     #[tokio::test]
     async fn only_leases_nobody_renewed_since_the_start_are_deleted_and_only_at_the_version_read() {
         use super::fake::{FakeApi, Seen};

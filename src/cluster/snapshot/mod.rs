@@ -160,10 +160,9 @@ pub fn check_name(name: &str) -> Result<()> {
 }
 
 fn invalid_name(name: &str) -> Option<ClusterError> {
-    crate::config::validate_cluster_name(name).err().map(|problem| ClusterError::InvalidInput {
-        field: "snapshot NAME".into(),
-        problem: problem.replace("cluster name", "snapshot name"),
-    })
+    crate::config::validate_cluster_name(name)
+        .err()
+        .map(|problem| ClusterError::InvalidInput { field: "snapshot NAME".into(), problem: problem.describe("snapshot name") })
 }
 
 /// Snapshots are Docker's alone for now: Podman's commit names an image `docker.io/REPO` and
