@@ -268,6 +268,23 @@ pub fn time_to_schedule(kc: &Path, name: &str) -> Duration {
     created.elapsed()
 }
 
+/// What a start or restore promises of the control plane's singletons: the scheduler's and the
+/// controller-manager's leader leases were made afresh by the new processes (their old holders'
+/// leases released, not waited out), and so a Deployment applied at once is scheduled in less
+/// than one lease duration (15 s). The lease check is the sharp one — a lease taken over from a
+/// stale holder counts a transition — so the time bound is wide enough for a loaded machine.
+pub fn assert_scheduled_without_waiting_out_a_lease(kc: &Path, deployment: &str, after: &str) {
+    for lease in ["kube-scheduler", "kube-controller-manager"] {
+        let transitions = kubectl_ok(kc, &["-n", "kube-system", "get", "lease", lease, "-o", "jsonpath={.spec.leaseTransitions}"]);
+        assert!(
+            transitions.is_empty() || transitions == "0",
+            "{lease}'s lease was taken over from a stale holder after {after} ({transitions} transition(s)), not made afresh"
+        );
+    }
+    let took = time_to_schedule(kc, deployment);
+    assert!(took < Duration::from_secs(15), "scheduling right after {after} took {took:?}, a leader lease's duration");
+}
+
 /// Deletes the cluster restored from a snapshot, then the snapshot (which Docker will not remove
 /// while a node runs on its image), when dropped.
 pub struct SnapshotGuard {
