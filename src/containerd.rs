@@ -2,7 +2,9 @@
 //! `/etc/containerd/config.toml` as kind applies them: the file is read as JSON, each TOML
 //! patch is merged in as a JSON merge patch (RFC 7386) — skipped when it names another config
 //! `version` than the file's — then each RFC 6902 patch is applied, and the result written
-//! back as TOML. Running containerd is the cluster module's job.
+//! back as TOML. Running containerd is the cluster module's job; waiting for a containerd
+//! just (re)started to answer ([`wait_until_answers`]) is shared by create and node-image
+//! builds.
 
 use serde_json::Value;
 
@@ -45,6 +47,25 @@ pub fn patch(config: &str, merge: &[String], json6902: &[String]) -> Result<Stri
         json_patch::patch(&mut doc, &ops).map_err(|e| ContainerdPatchError::Json6902 { index, message: e.to_string() })?;
     }
     toml::to_string(&doc).map_err(|e| ContainerdPatchError::Encode(e.to_string()))
+}
+
+/// Waits until the containerd in `container` answers (`ctr version` succeeds), asking every
+/// 100 ms until `deadline`; on a timeout, the last answer is the detail.
+pub async fn wait_until_answers(
+    runtime: &dyn crate::runtime::Runtime,
+    container: &str,
+    what: &str,
+    deadline: tokio::time::Instant,
+) -> Result<(), crate::wait::Ended<crate::runtime::RuntimeError>> {
+    use crate::wait::Check;
+    crate::wait::until(what, deadline, std::time::Duration::from_millis(100), crate::wait::poll_only(), || async {
+        match runtime.exec(container, &["ctr", "version"]).await {
+            Ok(out) if out.code == 0 => Check::Done(()),
+            Ok(out) => Check::NotYet(out.tail(3)),
+            Err(e) => Check::Failed(e),
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -325,7 +325,11 @@ pub(crate) async fn remove_containers(docker: &dyn Runtime, label: &str) -> Resu
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    Ok(total)
+    // Still there after five rounds: said, not reported as removed.
+    match docker.list_containers(label).await?.is_empty() {
+        true => Ok(total),
+        false => Err(ClusterError::KeepsAppearing(label.to_string())),
+    }
 }
 
 /// The URL the host reaches the API server at, published on `address` (as the config or
@@ -365,6 +369,16 @@ pub async fn kubeconfig_for(docker: &dyn Runtime, cluster: &str, internal: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Containers that keep coming back are an error, not a count of what was removed.
+    #[tokio::test(start_paused = true)]
+    async fn a_removal_that_never_empties_the_label_says_so() {
+        let fake = crate::runtime::fake::FakeRuntime::default();
+        fake.add_container("n", &[(LABEL_CLUSTER, "dev")]);
+        fake.keep_landing_ghosts();
+        let err = remove_containers(&fake, "dev.berth.cluster=dev").await.unwrap_err();
+        assert!(matches!(&err, ClusterError::KeepsAppearing(label) if label == "dev.berth.cluster=dev"), "{err}");
+    }
     use crate::config::Role;
 
     #[test]

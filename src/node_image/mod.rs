@@ -461,14 +461,15 @@ async fn move_content_store_out_of_var(docker: &dyn Runtime, container: &str) ->
 }
 
 async fn wait_for_containerd(docker: &dyn Runtime, container: &str) -> Result<()> {
-    for _ in 0..100 {
-        if docker.exec(container, &["ctr", "version"]).await?.code == 0 {
-            return Ok(());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    match crate::containerd::wait_until_answers(docker, container, "containerd answered in the build container", deadline).await {
+        Ok(()) => Ok(()),
+        Err(crate::wait::Ended::Failed(e)) => Err(e.into()),
+        Err(crate::wait::Ended::Timeout(_)) => {
+            let log = docker.exec(container, &["tail", "-20", "/tmp/containerd.log"]).await?.stdout;
+            Err(NodeImageError::ContainerdDidNotStart(log))
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let log = docker.exec(container, &["tail", "-20", "/tmp/containerd.log"]).await?.stdout;
-    Err(NodeImageError::ContainerdDidNotStart(log))
 }
 
 async fn commit(docker: &dyn Runtime, container: &str, opts: &BuildOptions, version: &str) -> Result<String> {

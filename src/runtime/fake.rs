@@ -49,6 +49,8 @@ struct State {
     /// A container to appear one listing after the first removal, carrying the removed one's
     /// labels: a create request that was still in flight when roll-back began.
     ghost_after_first_removal: bool,
+    /// Every removal lands another ghost: a create loop nothing stops.
+    ghosts_keep_landing: bool,
     ghost: Option<(u32, FakeContainer)>,
     lists: u32,
     /// What `kubeadm …` execs answer: exit code and output.
@@ -197,6 +199,11 @@ impl FakeRuntime {
     /// Makes `kubeadm …` take this long (time a test can interrupt it in).
     pub fn kubeadm_takes(&self, delay: std::time::Duration) {
         self.state.lock().unwrap().kubeadm_delay = delay;
+    }
+
+    /// Each removal is followed by another container with the removed one's labels.
+    pub fn keep_landing_ghosts(&self) {
+        self.state.lock().unwrap().ghosts_keep_landing = true;
     }
 
     pub fn land_a_ghost_after_the_first_removal(&self) {
@@ -399,9 +406,11 @@ impl Runtime for FakeRuntime {
         if let Some(var) = removed.as_ref().filter(|c| c.anonymous_var).and_then(|c| c.var.clone()) {
             s.volumes.remove(&var);
         }
-        if let Some(removed) = removed.filter(|_| s.ghost_after_first_removal) {
+        if let Some(removed) = removed.filter(|_| s.ghost_after_first_removal || s.ghosts_keep_landing) {
             s.ghost_after_first_removal = false;
-            let when = s.lists + 1;
+            // One listing later for the first removal's ghost (a create in flight); at the next
+            // listing when they keep landing.
+            let when = if s.ghosts_keep_landing { s.lists } else { s.lists + 1 };
             s.ghost = Some((when, FakeContainer { labels: removed.labels, ..Default::default() }));
         }
         Ok(())

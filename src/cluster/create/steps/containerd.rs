@@ -9,7 +9,7 @@ use super::Ctx;
 use crate::cluster::BootstrapError;
 use crate::cluster::{ClusterError, Result};
 use crate::runtime::Runtime;
-use crate::wait::{self, Check, Ended};
+use crate::wait::Ended;
 
 pub const CONTAINERD_CONFIG_PATH: &str = "/etc/containerd/config.toml";
 
@@ -34,15 +34,7 @@ async fn patch_node(ctx: &Ctx<'_>, node: &str) -> Result<()> {
 async fn wait_for_containerd(docker: &dyn Runtime, node: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + RESTART_TIMEOUT;
     let what = format!("containerd answered on {node} after its config was patched");
-    let outcome = wait::until(&what, deadline, Duration::from_millis(200), wait::poll_only(), || async {
-        match docker.exec(node, &["ctr", "version"]).await {
-            Ok(out) if out.code == 0 => Check::Done(()),
-            Ok(out) => Check::NotYet(out.tail(3)),
-            Err(e) => Check::Failed(e),
-        }
-    })
-    .await;
-    match outcome {
+    match crate::containerd::wait_until_answers(docker, node, &what, deadline).await {
         Ok(()) => Ok(()),
         Err(Ended::Failed(e)) => Err(e.into()),
         Err(Ended::Timeout(t)) => Err(ClusterError::from(BootstrapError::NotReady { what: t.to_string(), details: String::new() })),
