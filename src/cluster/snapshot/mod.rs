@@ -313,10 +313,19 @@ pub async fn delete(docker: &dyn Runtime, name: &str) -> Result<usize> {
     if !users.is_empty() {
         return Err(SnapshotError::InUse { name: name.to_string(), clusters: users }.into());
     }
+    // The image its nodes were made from outlives it: the network lease is made from that.
+    let images = docker.list_images(&format!("{LABEL_SNAPSHOT}={name}")).await?;
+    let node_image = images.iter().find_map(|i| i.labels.get(LABEL_NODE_IMAGE).filter(|n| !n.is_empty()).cloned());
     // The marker first: from here on the snapshot is incomplete, never half-restored.
     let marker = marker_name(name);
     let had_marker = docker.remove_volume_if_there(&marker).await?;
-    Ok(usize::from(had_marker) + remove_snapshot_objects(docker, name).await?)
+    let removed = usize::from(had_marker) + remove_snapshot_objects(docker, name).await?;
+    // Its saved addresses kept berth's network; with them gone, nothing else may.
+    match node_image {
+        Some(image) if docker.image_exists(&image).await.unwrap_or(false) => super::remove_network_if_unused(docker, &image).await,
+        _ => tracing::info!("berth's network is left: no local image to take its lease with"),
+    }
+    Ok(removed)
 }
 
 /// Removes every object of snapshot `name`: its copy helpers, the images saves of it tagged
@@ -582,6 +591,21 @@ pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// berth's network outlives the last cluster while a snapshot keeps addresses in it, and
+    /// goes with the last such snapshot.
+    #[tokio::test]
+    async fn deleting_the_last_snapshot_of_a_deleted_cluster_removes_the_network() {
+        let fake = two_node_cluster();
+        save(&fake, "warm", "dev", &Status::quiet()).await.unwrap();
+        save(&fake, "cold", "dev", &Status::quiet()).await.unwrap();
+        crate::cluster::delete(&fake, "dev", &[]).await.unwrap();
+        assert!(fake.networks().contains(crate::runtime::NETWORK_NAME), "the snapshots' addresses keep it");
+        delete(&fake, "warm").await.unwrap();
+        assert!(fake.networks().contains(crate::runtime::NETWORK_NAME), "the other snapshot's addresses keep it");
+        delete(&fake, "cold").await.unwrap();
+        assert!(!fake.networks().contains(crate::runtime::NETWORK_NAME), "{:?}", fake.calls());
+    }
     use crate::cluster::fixtures::{interrupt_after, snapshot_objects, two_node_cluster, NODE_IMAGE};
     use std::collections::BTreeSet;
 
