@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use futures_util::future::try_join_all;
 
-use super::{nodes, ClusterError, NodeInfo, NodeRole, Result};
-use crate::cluster::HostError;
+use super::{nodes, ClusterError, HostError, NodeInfo, NodeRole, Result};
 use crate::config::Protocol;
 use crate::runtime::{HostConfig, Runtime};
 use crate::ui::Status;

@@ -8,8 +8,7 @@ use std::path::Path;
 
 use futures_util::future::try_join_all;
 
-use super::{nodes, ClusterError, Result};
-use crate::cluster::ImageError;
+use super::{nodes, ClusterError, ImageError, Result};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::ui::Status;
 

@@ -16,8 +16,7 @@ use std::time::Duration;
 use super::steps::kubeadm_init::{ca_cert_hash_of, redact, KUBEADM_CONFIG_PATH};
 use super::steps::loadbalancer::{haproxy_config, LB_CONFIG_PATH};
 use super::steps::LABEL_CREATE_ID;
-use super::{nodes, ClusterError, NodeInfo, NodeRole, Operation, Result};
-use crate::cluster::{BootstrapError, HostError, ImageError};
+use super::{nodes, BootstrapError, ClusterError, HostError, ImageError, NodeInfo, NodeRole, Operation, Result};
 use crate::config::Role;
 use crate::kubeadm::{self, KubeVersion, NodeJoin, Params};
 use crate::runtime::{

@@ -14,8 +14,7 @@ pub(crate) mod steps;
 
 use std::path::PathBuf;
 
-use super::{ClusterError, Operation, Result};
-use crate::cluster::{HostError, ImageError};
+use super::{ClusterError, HostError, ImageError, Operation, Result};
 use crate::config;
 use crate::image_ref::ImageRef;
 use crate::kubeconfig;

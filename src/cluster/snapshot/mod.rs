@@ -31,8 +31,7 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use serde::Serialize;
 
-use super::{nodes, ClusterError, NodeInfo, NodeRole, Operation, Result};
-use crate::cluster::HostError;
+use super::{nodes, ClusterError, HostError, NodeInfo, NodeRole, Operation, Result};
 use crate::runtime::{HostConfig, Runtime};
 use crate::ui::Status;
 

@@ -3,8 +3,7 @@
 
 use super::{Ctx, Initialized};
 use crate::addons;
-use crate::cluster::BootstrapError;
-use crate::cluster::{ClusterError, Result};
+use crate::cluster::{BootstrapError, ClusterError, Result};
 
 pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
     let node = ctx.control_plane().name.clone();

@@ -4,8 +4,7 @@
 //! before other nodes join: the DaemonSet then starts on each node as it registers.
 
 use super::{Ctx, Initialized};
-use crate::cluster::ImageError;
-use crate::cluster::{ClusterError, Result};
+use crate::cluster::{ClusterError, ImageError, Result};
 
 pub const DEFAULT_CNI_MANIFEST: &str = "/kind/manifests/default-cni.yaml";
 

@@ -6,8 +6,7 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 
 use super::Ctx;
-use crate::cluster::BootstrapError;
-use crate::cluster::{ClusterError, Result};
+use crate::cluster::{BootstrapError, ClusterError, Result};
 use crate::runtime::Runtime;
 use crate::wait::Ended;
 

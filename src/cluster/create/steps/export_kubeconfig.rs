@@ -1,8 +1,7 @@
 //! Step 5: merge the cluster's context into the user's kubeconfig, so kubectl works at once.
 
 use super::{Ctx, Initialized};
-use crate::cluster::ClusterError;
-use crate::cluster::Result;
+use crate::cluster::{ClusterError, Result};
 
 pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
     let entries = cluster.kubeconfig.clone();

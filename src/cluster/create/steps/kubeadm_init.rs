@@ -4,8 +4,7 @@ use std::collections::BTreeMap;
 
 use super::super::options::CreateOptions;
 use super::{Ctx, Initialized, Plan, PlannedNode, Provisioned};
-use crate::cluster::BootstrapError;
-use crate::cluster::{ClusterError, Result};
+use crate::cluster::{BootstrapError, ClusterError, Result};
 use crate::config::{PatchJson6902, Role};
 use crate::kubeadm::{self, NodeJoin, Params};
 use crate::kubeconfig;

@@ -6,8 +6,7 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 
 use super::{Ctx, PlannedNode, Provisioned};
-use crate::cluster::{BootstrapError, HostError};
-use crate::cluster::{ClusterError, Result};
+use crate::cluster::{BootstrapError, ClusterError, HostError, Result};
 use crate::config::Role;
 use crate::runtime::{decide_mode, network, node_container_body, Lease, NodeMode, NodeSpec, Runtime, NETWORK_NAME};
 use crate::wait::{self, Check, Ended};

@@ -6,8 +6,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 
 use super::{Ctx, Initialized};
-use crate::cluster::BootstrapError;
-use crate::cluster::{ClusterError, Result};
+use crate::cluster::{BootstrapError, ClusterError, Result};
 use crate::kube;
 
 pub async fn run(ctx: &mut Ctx<'_>, cluster: &Initialized) -> Result<()> {
