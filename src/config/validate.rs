@@ -129,11 +129,6 @@ impl Cidr {
         Cidr::new(addr, prefix).ok_or_else(|| format!("{s:?}: prefix must be 0..32"))
     }
 
-    /// The address as written (host bits kept).
-    pub fn addr(self) -> Ipv4Addr {
-        self.0.addr()
-    }
-
     pub fn prefix(self) -> u8 {
         self.0.prefix_len()
     }

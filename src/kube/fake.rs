@@ -157,14 +157,11 @@ impl FakeApi {
             ),
         }
     }
-}
 
-impl FakeApi {
     /// A watch of all nodes: each change the test announces sends every node as MODIFIED.
     fn node_watch(&self) -> Response<Reply> {
         let api = self.clone();
-        let changes = tokio_stream_of(self.changes.subscribe());
-        let events = changes.flat_map(move |_| {
+        let events = each_change(self.changes.subscribe()).flat_map(move |()| {
             let seen = (api.look)();
             let lines: Vec<String> = seen
                 .nodes
@@ -178,16 +175,14 @@ impl FakeApi {
 }
 
 /// Each change of `rx` after the first look, as an item.
-fn tokio_stream_of(rx: tokio::sync::watch::Receiver<u64>) -> futures_util::stream::BoxStream<'static, ()> {
+fn each_change(rx: tokio::sync::watch::Receiver<u64>) -> futures_util::stream::BoxStream<'static, ()> {
     futures_util::stream::unfold(rx, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) }).boxed()
 }
 
 /// A response whose body is `lines`, sent as they come (a watch).
 fn stream_lines(lines: futures_util::stream::BoxStream<'static, String>) -> Response<Reply> {
     let frames = lines.map(|l| Ok::<_, std::convert::Infallible>(http_body::Frame::data(bytes::Bytes::from(l))));
-    let mut response = Response::new(BodyExt::boxed_unsync(http_body_util::StreamBody::new(frames)));
-    response.headers_mut().insert(http::header::CONTENT_TYPE, "application/json".parse().unwrap());
-    response
+    reply(StatusCode::OK, BodyExt::boxed_unsync(http_body_util::StreamBody::new(frames)), "application/json")
 }
 
 #[async_trait::async_trait]
@@ -198,16 +193,22 @@ impl Connect for FakeApi {
 }
 
 fn respond(status: StatusCode, body: &Value) -> Response<Reply> {
-    let mut response =
-        Response::new(BodyExt::boxed_unsync(http_body_util::Full::new(bytes::Bytes::from(serde_json::to_vec(body).unwrap()))));
-    *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, "application/json".parse().unwrap());
-    response
+    reply(status, whole(serde_json::to_vec(body).unwrap()), "application/json")
 }
 
 fn respond_text(body: &str) -> Response<Reply> {
-    let mut response = Response::new(BodyExt::boxed_unsync(http_body_util::Full::new(bytes::Bytes::from(body.as_bytes().to_vec()))));
-    response.headers_mut().insert(http::header::CONTENT_TYPE, "text/plain".parse().unwrap());
+    reply(StatusCode::OK, whole(body.as_bytes().to_vec()), "text/plain")
+}
+
+/// A body sent in one piece.
+fn whole(bytes: Vec<u8>) -> Reply {
+    BodyExt::boxed_unsync(http_body_util::Full::new(bytes::Bytes::from(bytes)))
+}
+
+fn reply(status: StatusCode, body: Reply, content_type: &'static str) -> Response<Reply> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
     response
 }
 

@@ -746,7 +746,7 @@ impl Runtime for Docker {
     async fn address_holders(&self, network: &str) -> Result<std::collections::BTreeMap<std::net::Ipv4Addr, String>> {
         let mut holders = std::collections::BTreeMap::new();
         for c in self.containers_on(network).await? {
-            let name = ContainerSummary::from_engine(c.clone()).name;
+            let name = ContainerSummary::engine_name(&c);
             let endpoint = c.network_settings.and_then(|n| n.networks).and_then(|mut n| n.remove(network));
             let Some(endpoint) = endpoint else { continue };
             let pinned = endpoint.ipam_config.and_then(|i| i.ipv4_address);

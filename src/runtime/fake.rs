@@ -280,10 +280,6 @@ const QUIET_SUCCESSES: &[&str] = &[
     "sh -c #!/bin/sh\n# Run in a node (sh -c): unpacks the images",
 ];
 
-fn line_of(cmd: &[&str]) -> String {
-    cmd.join(" ")
-}
-
 fn ok(stdout: &str) -> ExecOutput {
     ExecOutput { code: 0, stdout: stdout.to_string(), stderr: String::new() }
 }
@@ -509,11 +505,11 @@ impl Runtime for FakeRuntime {
         s.containers.get(name).and_then(|c| c.ip.clone()).ok_or_else(|| Self::missing(name))
     }
     async fn exec(&self, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
+        let line = cmd.join(" ");
         let (kubeadm, delay) = {
             let mut s = self.state.lock().unwrap();
             s.containers.get(container).filter(|c| c.running).ok_or_else(|| Self::missing(container))?;
-            s.calls.push(format!("exec {container}: {}", cmd.join(" ")));
-            let line = cmd.join(" ");
+            s.calls.push(format!("exec {container}: {line}"));
             if let Some((.., code, stderr)) = s.failing.iter().find(|(c, prefix, ..)| c == container && line.starts_with(prefix.as_str())) {
                 return Ok(ExecOutput { code: *code, stdout: String::new(), stderr: stderr.clone() });
             }
@@ -521,7 +517,7 @@ impl Runtime for FakeRuntime {
         };
         if cmd.first() == Some(&"kubeadm") {
             tokio::time::sleep(delay).await;
-            self.record(format!("exited {container}: {}", cmd.join(" ")));
+            self.record(format!("exited {container}: {line}"));
         }
         Ok(match cmd {
             ["systemctl", "is-system-running"] => ok("running\n"),
@@ -532,10 +528,8 @@ impl Runtime for FakeRuntime {
             ["cat", "/etc/kubernetes/pki/ca.crt"] => ok(include_str!("../../tests/testdata/snapshot/apiserver.crt")),
             ["kubeadm", ..] if kubeadm.0 == 0 => ok(&kubeadm.1),
             ["kubeadm", ..] => ExecOutput { code: kubeadm.0, stdout: String::new(), stderr: kubeadm.1 },
-            _ if QUIET_SUCCESSES.iter().any(|known| line_of(cmd).starts_with(known)) => ok(""),
-            _ => {
-                return Err(RuntimeError::Fake(format!("the fake runtime has no answer for `{}` in {container}: script it", line_of(cmd))))
-            }
+            _ if QUIET_SUCCESSES.iter().any(|known| line.starts_with(known)) => ok(""),
+            _ => return Err(RuntimeError::Fake(format!("the fake runtime has no answer for `{line}` in {container}: script it"))),
         })
     }
     async fn write_files(&self, container: &str, files: &[(&str, &[u8], u32)]) -> Result<()> {

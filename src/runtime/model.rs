@@ -32,15 +32,19 @@ impl ContainerSummary {
     }
 
     pub(super) fn from_engine(c: bollard::models::ContainerSummary) -> ContainerSummary {
-        let name = c.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
         ContainerSummary {
+            name: ContainerSummary::engine_name(&c),
             id: c.id.unwrap_or_default(),
-            name,
             labels: c.labels.unwrap_or_default(),
             state: c.state.map(|s| s.to_string()).unwrap_or_default(),
             image: c.image.unwrap_or_default(),
             created: c.created,
         }
+    }
+
+    /// A listed container's name, without Docker's leading `/`.
+    pub(super) fn engine_name(c: &bollard::models::ContainerSummary) -> String {
+        c.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default()
     }
 }
 
@@ -128,10 +132,8 @@ impl HostConfig {
     /// with it).
     pub fn with_published_port(mut self, container_port: &str, host_ip: &str, host_port: u16) -> HostConfig {
         let binding = bollard::models::PortBinding { host_ip: Some(host_ip.into()), host_port: Some(host_port.to_string()) };
-        self.0.port_bindings.get_or_insert_with(HashMap::new).entry(container_port.to_string()).or_insert_with(|| Some(Vec::new()));
-        if let Some(Some(list)) = self.0.port_bindings.as_mut().and_then(|p| p.get_mut(container_port)) {
-            list.push(binding);
-        }
+        let bindings = self.0.port_bindings.get_or_insert_with(HashMap::new).entry(container_port.to_string()).or_default();
+        bindings.get_or_insert_with(Vec::new).push(binding);
         self
     }
 
@@ -204,11 +206,11 @@ impl ContainerDetails {
 
     /// The image as the container's create named it (its ID if the config does not say).
     pub fn image(&self) -> String {
-        self.config().image().map(str::to_string).or_else(|| self.0.image.clone()).unwrap_or_default()
+        self.0.config.as_ref().and_then(|c| c.image.clone()).or_else(|| self.0.image.clone()).unwrap_or_default()
     }
 
     pub fn labels(&self) -> HashMap<String, String> {
-        self.config().label_map()
+        self.0.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default()
     }
 
     /// The container's own config: what a commit of it would record.

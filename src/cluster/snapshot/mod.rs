@@ -314,7 +314,7 @@ pub async fn delete(docker: &dyn Runtime, name: &str) -> Result<usize> {
     }
     // The image its nodes were made from outlives it: the network lease is made from that.
     let images = docker.list_images(&format!("{LABEL_SNAPSHOT}={name}")).await?;
-    let node_image = images.iter().find_map(|i| i.labels.get(LABEL_NODE_IMAGE).filter(|n| !n.is_empty()).cloned());
+    let node_image = images.iter().find_map(|i| saved_from(&i.labels).map(str::to_string));
     // The marker first: from here on the snapshot is incomplete, never half-restored.
     let marker = marker_name(name);
     let had_marker = docker.remove_volume_if_there(&marker).await?;
