@@ -74,6 +74,38 @@ fn set_held(container: &str, held: bool) {
     }
 }
 
+/// Creates of a lease this process has in flight, by container name: a lease naming this
+/// process that no live [`Lease`] holds yet may be one of them, landed in Docker and about to be
+/// marked held, not one left behind.
+static CREATING: std::sync::Mutex<std::collections::BTreeMap<String, usize>> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// One create of a lease in flight, from before its request until it is marked held or failed
+/// (or the acquire is dropped: then what lands late is taken over).
+struct Creating(String);
+
+impl Creating {
+    fn start(container: &str) -> Creating {
+        *CREATING.lock().unwrap_or_else(|e| e.into_inner()).entry(container.to_string()).or_default() += 1;
+        Creating(container.to_string())
+    }
+}
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        let mut creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = creating.get_mut(&self.0) {
+            *n -= 1;
+            if *n == 0 {
+                creating.remove(&self.0);
+            }
+        }
+    }
+}
+
+fn creating_here(container: &str) -> bool {
+    CREATING.lock().unwrap_or_else(|e| e.into_inner()).contains_key(container)
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         set_held(&self.container, false);
@@ -129,11 +161,16 @@ impl Lease {
                 network_disabled: Some(true),
                 ..Default::default()
             });
-            match runtime.create_container(&container, body).await {
-                Ok(_) => {
+            let created = {
+                let _creating = Creating::start(&container);
+                let created = runtime.create_container(&container, body).await;
+                if created.is_ok() {
                     set_held(&container, true);
-                    return Ok(Lease { removal: Some(runtime.removal(&container)), container });
                 }
+                created
+            };
+            match created {
+                Ok(_) => return Ok(Lease { removal: Some(runtime.removal(&container)), container }),
                 Err(RuntimeError::NameTaken(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -144,7 +181,9 @@ impl Lease {
             };
             let holder = labels.get(LABEL_HOLDER).cloned().unwrap_or_default();
             let since: u64 = labels.get(LABEL_SINCE).and_then(|s| s.parse().ok()).unwrap_or(0);
-            if holder == me() && !held_here(&container) {
+            // Another acquire of this process whose create has landed but is not yet marked held
+            // is a holder like any other: waited for below, not taken over.
+            if holder == me() && !held_here(&container) && !creating_here(&container) {
                 // This process's, but no live `Lease` holds it: once the removals of dropped
                 // leases have run (one of them must not remove the lease taken next), what is
                 // left landed late, and is taken over. A failed step's undo takes the lease
